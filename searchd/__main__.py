@@ -1,0 +1,5 @@
+import sys
+
+from searchd.cli import main
+
+sys.exit(main())

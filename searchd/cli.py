@@ -1,0 +1,107 @@
+"""Command line: ``searchd serve CONFIG`` and ``searchd validate CONFIG``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from searchd import __version__
+from searchd.errors import ConfigError, SearchdError
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from searchd.catalog import compile_catalog
+    from searchd.config import load_spec
+    from searchd.modules.registry import default_registry
+
+    try:
+        spec = load_spec(args.config)
+        compile_catalog(spec, default_registry())
+    except ConfigError as exc:
+        if args.format == "json":
+            print(json.dumps({"valid": False, "errors": [i.as_dict() for i in exc.issues]}, indent=2))
+        else:
+            for issue in exc.issues:
+                print(issue.render())
+            print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps({"valid": True, "errors": []}))
+    else:
+        names = ", ".join(c.name for c in spec.collections)
+        print(f"{args.config}: valid ({len(spec.collections)} collection(s): {names})")
+    return 0
+
+
+def _load_objects(services: object, path: Path) -> None:
+    """Import a JSONL file of Weaviate objects (upserts: safe to repeat)."""
+    from searchd.server import Services
+
+    assert isinstance(services, Services)
+    payloads = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    outcomes = asyncio.run(services.engine.batch(services.holder.current, payloads))
+    failed = [o for o in outcomes if isinstance(o, SearchdError)]
+    for error in failed:
+        logging.getLogger("searchd").error("import of %s: %s", path, error)
+    logging.getLogger("searchd").info("imported %d object(s) from %s (%d failed)", len(outcomes) - len(failed), path, len(failed))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from searchd.server import create_app, open_services
+
+    try:
+        services = open_services(args.config, args.data)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"not starting: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 1
+    except SearchdError as exc:
+        print(f"not starting: {exc}", file=sys.stderr)
+        return 1
+    for path in args.load or []:
+        _load_objects(services, Path(path))
+    server = services.holder.current.spec.server
+    host = args.host or server.host
+    port = args.port or server.port
+    uvicorn.run(create_app(services), host=host, port=port, log_level=args.log_level, access_log=args.log_level == "debug")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="searchd", description="Declarative multimodal vector and hybrid search server.")
+    parser.add_argument("--version", action="version", version=f"searchd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve a config over HTTP (Weaviate-compatible REST + GraphQL)")
+    serve.add_argument("config", help="a YAML file or a directory of them")
+    serve.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    serve.add_argument("--host", help="interface to listen on (default: server.host or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port or 8080)")
+    serve.add_argument("--load", action="append", metavar="FILE.jsonl", help="import objects from a JSONL file before serving (repeatable; upserts)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=_serve)
+
+    validate = commands.add_parser("validate", help="check a config and print every error with its line")
+    validate.add_argument("config", help="a YAML file or a directory of them")
+    validate.add_argument("--format", choices=["text", "json"], default="text", help="json for CI annotations")
+    validate.set_defaults(run=_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Rules JSON Schema cannot express, reported in the same located shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from searchd.config.loader import Locator, PathKey
+from searchd.config.spec import CollectionSpec, NamedVectorSpec, PropertyType, Spec
+from searchd.errors import ConfigIssue
+from searchd.modules.registry import ModuleRegistry
+
+RESERVED_PROPERTY_NAMES = frozenset({"id", "_id", "_additional"})
+
+
+def semantic_issues(spec: Spec, locator: Locator, registry: ModuleRegistry) -> list[ConfigIssue]:
+    return list(_check_spec(spec, locator, registry))
+
+
+def _check_spec(spec: Spec, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+    seen: dict[str, int] = {}
+    for index, collection in enumerate(spec.collections):
+        path: PathKey = ("collections", index)
+        folded = collection.name.lower()
+        if folded in seen:
+            yield locator.issue(
+                (*path, "name"),
+                f"duplicate collection name '{collection.name}' (names are compared case-insensitively)",
+                f"collections[{seen[folded]}] already uses it; rename one",
+            )
+        else:
+            seen[folded] = index
+        yield from _check_collection(collection, path, locator, registry)
+
+
+def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+    names: set[str] = set()
+    for index, prop in enumerate(collection.properties):
+        where = (*path, "properties", index, "name")
+        if prop.name in RESERVED_PROPERTY_NAMES:
+            yield locator.issue(where, f"property name '{prop.name}' is reserved", "rename the property")
+        if prop.name in names:
+            yield locator.issue(where, f"duplicate property name '{prop.name}' in collection '{collection.name}'", "each property is declared once")
+        names.add(prop.name)
+    defaults = [v.name for v in collection.vectors if v.default]
+    if len(defaults) > 1:
+        yield locator.issue(
+            (*path, "vectors"),
+            f"several vectors are marked default: {', '.join(defaults)}",
+            "mark at most one named vector default: true",
+        )
+    for vector in collection.vectors:
+        yield from _check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry)
+
+
+def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+    spec = vector.vectorizer
+    vpath: PathKey = (*path, "vectorizer")
+    module = registry.get(spec.module)
+    if module is None:
+        yield locator.issue((*vpath, "module"), f"unknown module '{spec.module}'", "use one of: " + ", ".join(registry))
+        return
+    if module.brings_own_vectors:
+        if spec.dimensions is None:
+            yield locator.issue(vpath, "module 'none' needs 'dimensions': the length of the vectors objects will bring", "add e.g. dimensions: 384")
+        for key, value in (("model", spec.model), ("textFields", spec.text_fields), ("imageFields", spec.image_fields), ("weights", spec.weights)):
+            if value is not None:
+                yield locator.issue((*vpath, key), f"module 'none' does not take '{key}': objects bring their own vectors", f"remove '{key}' or choose a vectorizer module")
+        return
+    model = module.model(spec.model)
+    if model is None:
+        yield locator.issue((*vpath, "model"), f"module '{module.name}' has no model '{spec.model}'", "use one of: " + ", ".join(module.models))
+    elif spec.dimensions is not None and not model.min_dimensions <= spec.dimensions <= model.max_dimensions:
+        yield locator.issue(
+            (*vpath, "dimensions"),
+            f"{spec.dimensions} is outside {model.name}'s range {model.min_dimensions}..{model.max_dimensions}",
+            f"pick dimensions between {model.min_dimensions} and {model.max_dimensions}, or omit it for {model.default_dimensions}",
+        )
+    yield from _check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields or (), "text" in module.modalities)
+    yield from _check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields or (), "image" in module.modalities)
+    text_fields = spec.text_fields if spec.text_fields is not None else (
+        tuple(p.name for p in collection.properties if p.type.is_text) if module.name.startswith("text2vec") else ()
+    )
+    fields = (*text_fields, *(spec.image_fields or ()))
+    if not fields:
+        hint = "add textFields and/or imageFields" if "image" in module.modalities else "add a TEXT property or list textFields"
+        yield locator.issue(vpath, f"vector '{vector.name}' has nothing to embed", hint)
+    for name in spec.weights or {}:
+        if name not in fields:
+            yield locator.issue(
+                (*vpath, "weights", name),
+                f"weights names '{name}', which is not one of this vector's fields ({', '.join(fields) or 'none'})",
+                "weights are keyed by the names listed in textFields or imageFields",
+            )
+
+
+def _check_fields(
+    collection: CollectionSpec,
+    vector: NamedVectorSpec,
+    vpath: PathKey,
+    locator: Locator,
+    key: str,
+    fields: tuple[str, ...],
+    supported: bool,
+) -> Iterator[ConfigIssue]:
+    if fields and not supported:
+        yield locator.issue((*vpath, key), f"module '{vector.vectorizer.module}' does not embed {key[:-6]}s", f"remove '{key}' or use a multi2vec module")
+        return
+    wanted = "TEXT or TEXT[]" if key == "textFields" else "BLOB"
+    for index, name in enumerate(fields):
+        prop = collection.find_property(name)
+        if prop is None:
+            known = ", ".join(p.name for p in collection.properties) or "none"
+            yield locator.issue((*vpath, key, index), f"'{name}' is not a property of collection '{collection.name}'", f"declared properties: {known}")
+        elif (prop.type.is_text if key == "textFields" else prop.type is PropertyType.BLOB) is False:
+            yield locator.issue((*vpath, key, index), f"'{name}' is {prop.type.value}, but {key} need {wanted} properties", f"declare '{name}' as {wanted} or remove it from {key}")

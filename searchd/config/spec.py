@@ -1,0 +1,181 @@
+"""The spec: the config as frozen dataclasses.  Built once from validated data, never mutated."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_QUERY_LIMIT = 100  # Weaviate's QUERY_DEFAULTS_LIMIT_GRAPHQL
+MAX_QUERY_RESULTS = 10_000  # Weaviate's QUERY_MAXIMUM_RESULTS
+
+
+class PropertyType(enum.Enum):
+    TEXT = "TEXT"
+    TEXT_ARRAY = "TEXT[]"
+    INT = "INT"
+    NUMBER = "NUMBER"
+    BOOLEAN = "BOOLEAN"
+    DATE = "DATE"
+    UUID = "UUID"
+    BLOB = "BLOB"
+
+    @property
+    def weaviate_name(self) -> str:
+        """The dataType Weaviate clients expect in GET /v1/schema."""
+        return self.value.lower()
+
+    @property
+    def is_text(self) -> bool:
+        return self in (PropertyType.TEXT, PropertyType.TEXT_ARRAY)
+
+
+class Distance(enum.Enum):
+    COSINE = "cosine"
+    DOT = "dot"
+    L2_SQUARED = "l2-squared"
+    MANHATTAN = "manhattan"
+    HAMMING = "hamming"
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    query_limit_default: int = DEFAULT_QUERY_LIMIT
+    query_limit_max: int = MAX_QUERY_RESULTS
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str | None = None
+    limits: LimitsSpec = LimitsSpec()
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    name: str
+    type: PropertyType
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VectorizerSpec:
+    module: str
+    model: str | None = None
+    dimensions: int | None = None
+    text_fields: tuple[str, ...] | None = None
+    image_fields: tuple[str, ...] | None = None
+    weights: Mapping[str, float] | None = None
+
+    @property
+    def brings_own_vectors(self) -> bool:
+        return self.module == "none"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    type: str = "flat"
+    distance: Distance = Distance.COSINE
+
+
+@dataclass(frozen=True)
+class NamedVectorSpec:
+    name: str
+    vectorizer: VectorizerSpec
+    index: IndexSpec = IndexSpec()
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    properties: tuple[PropertySpec, ...] = ()
+    vectors: tuple[NamedVectorSpec, ...] = ()
+    description: str = ""
+
+    def find_property(self, name: str) -> PropertySpec | None:
+        return next((p for p in self.properties if p.name == name), None)
+
+    def find_vector(self, name: str) -> NamedVectorSpec | None:
+        return next((v for v in self.vectors if v.name == name), None)
+
+    @property
+    def default_vector(self) -> NamedVectorSpec | None:
+        """The vector an unnamed `vector` or a query without targetVectors addresses."""
+        if len(self.vectors) == 1:
+            return self.vectors[0]
+        return next((v for v in self.vectors if v.default), None)
+
+
+@dataclass(frozen=True)
+class Spec:
+    server: ServerSpec = ServerSpec()
+    modules: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    collections: tuple[CollectionSpec, ...] = ()
+    # Directory the config was read from; relative paths in it are resolved against this.
+    base_dir: str = "."
+
+    def find_collection(self, name: str) -> CollectionSpec | None:
+        return next((c for c in self.collections if c.name == name), None)
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
+    """Build the spec from schema-valid data (shape errors are caught before this)."""
+    server = data.get("server", {})
+    limits = server.get("limits", {})
+    collections = tuple(
+        CollectionSpec(
+            name=c["name"],
+            description=c.get("description", ""),
+            properties=tuple(
+                PropertySpec(p["name"], PropertyType(p["type"]), p.get("description", "")) for p in c.get("properties", [])
+            ),
+            vectors=tuple(
+                NamedVectorSpec(
+                    name=name,
+                    default=bool(v.get("default", False)),
+                    vectorizer=VectorizerSpec(
+                        module=v["vectorizer"]["module"],
+                        model=v["vectorizer"].get("model"),
+                        dimensions=v["vectorizer"].get("dimensions"),
+                        text_fields=_names(v["vectorizer"].get("textFields")),
+                        image_fields=_names(v["vectorizer"].get("imageFields")),
+                        weights=_frozen(v["vectorizer"]["weights"]) if "weights" in v["vectorizer"] else None,
+                    ),
+                    index=IndexSpec(
+                        type=v.get("index", {}).get("type", "flat"),
+                        distance=Distance(v.get("index", {}).get("distance", "cosine")),
+                    ),
+                )
+                for name, v in c.get("vectors", {}).items()
+            ),
+        )
+        for c in data.get("collections", [])
+    )
+    return Spec(
+        server=ServerSpec(
+            host=server.get("host", "127.0.0.1"),
+            port=server.get("port", 8080),
+            data_dir=server.get("dataDir"),
+            limits=LimitsSpec(
+                max_body_bytes=limits.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
+                query_limit_default=limits.get("queryLimitDefault", DEFAULT_QUERY_LIMIT),
+                query_limit_max=limits.get("queryLimitMax", MAX_QUERY_RESULTS),
+            ),
+        ),
+        modules=_frozen({name: _frozen(settings) for name, settings in data.get("modules", {}).items()}),
+        collections=collections,
+        base_dir=base_dir,
+    )

@@ -1,0 +1,70 @@
+"""JSON Schema validation that reports every error, located and with a hint."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from searchd.config.loader import Locator, PathKey
+from searchd.errors import ConfigIssue
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The published JSON Schema (schemas/searchd.schema.json); read once, never mutated."""
+    text = resources.files("searchd.config").joinpath("searchd.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = config_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _hint(error: jsonschema.ValidationError) -> str:
+    kind = error.validator
+    if kind == "enum":
+        return "use one of: " + ", ".join(str(v) for v in error.validator_value)
+    if kind == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
+        allowed = sorted(error.schema["properties"])
+        return "remove it or fix its spelling; allowed keys here: " + ", ".join(allowed) if allowed else "this section takes no keys"
+    if kind == "required":
+        return "add the missing key"
+    if kind == "type":
+        return f"expected a value of type {error.validator_value}; in YAML, quote strings and leave numbers and booleans unquoted"
+    if kind == "pattern":
+        return str(error.schema.get("description") or f"the value must match {error.validator_value}")
+    if kind in ("minimum", "maximum", "minLength", "uniqueItems"):
+        return f"{kind} is {error.validator_value}" if kind != "uniqueItems" else "list each entry once"
+    return ""
+
+
+def _located_path(error: jsonschema.ValidationError) -> PathKey:
+    path: PathKey = tuple(error.absolute_path)
+    # An unexpected key is best reported at the key itself, not at its parent mapping.
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        extra = [key for key in error.instance if key not in known]
+        if len(extra) == 1:
+            return (*path, extra[0])
+    return path
+
+
+def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssue]]:
+    """Every schema violation, with the path it concerns (for dropping the invalid part)."""
+    issues = []
+    for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        message = error.message
+        if error.validator == "propertyNames":
+            message = f"invalid name {error.instance!r}"
+        path = _located_path(error)
+        issues.append((path, locator.issue(path, message, _hint(error))))
+    return issues

@@ -1,0 +1,231 @@
+"""The engine: writes objects (check → embed → store → index) and answers searches.
+
+The object store is the source of truth.  Indexes are derived: rebuilt from the
+store at start, and updated after each durable write, under one write lock so
+that the store and the indexes agree on the order of writes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+
+from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
+from searchd.errors import AlreadyExists, InvalidInput, NotFound, SearchdError
+from searchd.index import Hit, VectorIndex, build_index
+from searchd.storage import ObjectStore, StoredObject
+from searchd.values import check_properties, normalize_uuid
+
+
+@dataclass
+class Draft:
+    """An object on its way in: checked, not yet embedded or stored."""
+
+    collection: CompiledCollection
+    id: str
+    properties: dict[str, Any]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    created_ms: int | None = None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_vector(vector: CompiledVector, value: Any) -> np.ndarray:
+    if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        raise InvalidInput(f"vector '{vector.name}' must be a list of numbers", "send e.g. \"vector\": [0.1, 0.2, ...]")
+    array = np.asarray(value, dtype=np.float32)
+    if array.shape != (vector.dimensions,):
+        raise InvalidInput(
+            f"vector '{vector.name}' has {len(value)} dimensions, but the config declares {vector.dimensions}",
+            f"send exactly {vector.dimensions} numbers, or change dimensions in the YAML config",
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidInput(f"vector '{vector.name}' contains NaN or infinity", "send finite numbers only")
+    return array
+
+
+def _supplied_vectors(collection: CompiledCollection, payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    supplied: dict[str, np.ndarray] = {}
+    if payload.get("vector") is not None:
+        default = collection.default_vector
+        if default is None:
+            raise InvalidInput(
+                f"collection '{collection.name}' has several named vectors and none is the default, so an unnamed 'vector' is ambiguous",
+                f"send \"vectors\": {{name: [...]}} with one of: {', '.join(collection.vectors)}, or mark one default: true",
+            )
+        supplied[default.name] = check_vector(default, payload["vector"])
+    named = payload.get("vectors") or {}
+    if not isinstance(named, Mapping):
+        raise InvalidInput("'vectors' must be an object of {name: [numbers]}", "send e.g. \"vectors\": {\"clip\": [0.1, ...]}")
+    for name, value in named.items():
+        supplied[name] = check_vector(collection.vector(name), value)
+    return supplied
+
+
+class Engine:
+    def __init__(self, holder: CatalogHolder, store: ObjectStore) -> None:
+        self.holder = holder
+        self.store = store
+        self._write_lock = threading.Lock()
+        self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self.rebuild_indexes(holder.current)
+
+    # -- indexes ---------------------------------------------------------------
+
+    def rebuild_indexes(self, catalog: Catalog) -> None:
+        """Derive every index from the store (indexes are in memory for now)."""
+        for collection in catalog.collections.values():
+            for vector in collection.vectors.values():
+                index = build_index(vector.spec.index, vector.dimensions)
+                for object_id, stored in self.store.iter_vectors(collection.name, vector.name):
+                    if stored.shape == (vector.dimensions,):
+                        index.upsert(object_id, stored)
+                self._indexes[(collection.name, vector.name)] = index
+
+    def index(self, collection: str, vector: str) -> VectorIndex:
+        return self._indexes[(collection, vector)]
+
+    # -- writes ----------------------------------------------------------------
+
+    def draft(self, catalog: Catalog, payload: Any, class_name: str | None = None, object_id: str | None = None) -> Draft:
+        """Check one object payload (Weaviate's object JSON) without touching storage."""
+        if not isinstance(payload, Mapping):
+            raise InvalidInput("an object must be a JSON object", "send {\"class\": ..., \"properties\": {...}}")
+        name = payload.get("class") or class_name
+        if not name:
+            raise InvalidInput("the object has no 'class'", "name the collection in \"class\"")
+        if class_name and payload.get("class") and payload["class"] != class_name:
+            raise InvalidInput(f"the body's class '{payload['class']}' differs from the URL's '{class_name}'", "make them the same")
+        try:
+            collection = catalog.collection(name)
+        except NotFound as exc:
+            raise InvalidInput(exc.message, exc.hint) from exc
+        raw_id = payload.get("id") or object_id
+        if object_id and payload.get("id") and normalize_uuid(payload["id"]) != normalize_uuid(object_id):
+            raise InvalidInput("the body's id differs from the URL's id", "make them the same, or leave id out of the body")
+        the_id = normalize_uuid(raw_id) if raw_id else str(uuid.uuid4())
+        properties = check_properties(collection, payload.get("properties"))
+        return Draft(collection, the_id, properties, _supplied_vectors(collection, payload))
+
+    async def embed(self, drafts: Sequence[Draft]) -> list[SearchdError | None]:
+        """Fill in missing vectors from the vectorizers, batched per named vector; one error slot per draft."""
+        errors: list[SearchdError | None] = [None] * len(drafts)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for position, draft in enumerate(drafts):
+            for vector in draft.collection.vectors.values():
+                if vector.vectorizer is not None and vector.name not in draft.vectors:
+                    groups.setdefault((draft.collection.name, vector.name), []).append(position)
+        for (collection_name, vector_name), positions in groups.items():
+            vector = drafts[positions[0]].collection.vectors[vector_name]
+            assert vector.vectorizer is not None
+            results = await vector.vectorizer.embed_objects([drafts[p].properties for p in positions])
+            for position, result in zip(positions, results):
+                if isinstance(result, SearchdError):
+                    errors[position] = errors[position] or result
+                elif result is not None:
+                    drafts[position].vectors[vector_name] = result
+        return errors
+
+    def commit(self, drafts: Sequence[Draft], require_new: bool = False) -> list[StoredObject]:
+        """Store drafts durably in one transaction, then update the indexes."""
+        now = _now_ms()
+        with self._write_lock:
+            objects = []
+            for draft in drafts:
+                existing_created = draft.created_ms
+                if existing_created is None:
+                    existing = self.store.get(draft.collection.name, draft.id)
+                    if existing is not None and require_new:
+                        raise AlreadyExists(f"id '{draft.id}' already exists in '{draft.collection.name}'", "use PUT or PATCH to change it, or omit id to get a new one")
+                    existing_created = existing.created_ms if existing else now
+                objects.append(StoredObject(draft.collection.name, draft.id, draft.properties, dict(draft.vectors), existing_created, now))
+            self.store.put_many(objects)
+            for draft, obj in zip(drafts, objects):
+                for vector in draft.collection.vectors.values():
+                    index = self._indexes[(obj.collection, vector.name)]
+                    if vector.name in obj.vectors:
+                        index.upsert(obj.id, obj.vectors[vector.name])
+                    else:
+                        index.delete(obj.id)
+        return objects
+
+    async def write(self, draft: Draft, require_new: bool = False) -> StoredObject:
+        errors = await self.embed([draft])
+        if errors[0] is not None:
+            raise errors[0]
+        return (await anyio.to_thread.run_sync(self.commit, [draft], require_new))[0]
+
+    async def batch(self, catalog: Catalog, payloads: Sequence[Any]) -> list[StoredObject | SearchdError]:
+        """Store every valid object; each bad one fails alone with its own error."""
+        results: list[StoredObject | SearchdError | None] = [None] * len(payloads)
+        drafts: list[tuple[int, Draft]] = []
+        for position, payload in enumerate(payloads):
+            try:
+                drafts.append((position, self.draft(catalog, payload)))
+            except SearchdError as exc:
+                results[position] = exc
+        errors = await self.embed([d for _, d in drafts])
+        ready = [(p, d) for (p, d), e in zip(drafts, errors) if e is None]
+        for (position, _), error in zip(drafts, errors):
+            if error is not None:
+                results[position] = error
+        stored = await anyio.to_thread.run_sync(self.commit, [d for _, d in ready])
+        for (position, _), obj in zip(ready, stored):
+            results[position] = obj
+        return [r for r in results if r is not None]
+
+    async def merge(self, catalog: Catalog, class_name: str, object_id: str, payload: Any) -> StoredObject:
+        """PATCH: merge properties (null removes one) and supplied vectors into the stored object."""
+        existing = self.get(catalog, class_name, object_id)
+        if not isinstance(payload, Mapping):
+            raise InvalidInput("a PATCH body must be a JSON object", "send {\"properties\": {...}}")
+        patch = payload.get("properties") or {}
+        if not isinstance(patch, Mapping):
+            raise InvalidInput("'properties' must be a JSON object", "send properties as {\"name\": value, ...}")
+        merged = {**existing.properties, **patch}
+        draft = self.draft(catalog, {**payload, "properties": merged}, class_name, existing.id)
+        # Vectors the patch did not supply and no vectorizer recomputes are kept.
+        own = {n for n, v in draft.collection.vectors.items() if v.vectorizer is None}
+        kept = {n: v for n, v in existing.vectors.items() if n in own and n not in draft.vectors}
+        draft = replace(draft, vectors={**kept, **draft.vectors}, created_ms=existing.created_ms)
+        return await self.write(draft)
+
+    def delete(self, catalog: Catalog, class_name: str, object_id: str) -> None:
+        collection = catalog.collection(class_name)
+        the_id = normalize_uuid(object_id)
+        with self._write_lock:
+            if not self.store.delete(collection.name, the_id):
+                raise NotFound(f"no object with id '{the_id}' in '{collection.name}'")
+            for vector in collection.vectors.values():
+                self._indexes[(collection.name, vector.name)].delete(the_id)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, catalog: Catalog, class_name: str, object_id: str) -> StoredObject:
+        collection = catalog.collection(class_name)
+        found = self.store.get(collection.name, normalize_uuid(object_id))
+        if found is None:
+            raise NotFound(f"no object with id '{object_id}' in '{collection.name}'")
+        return found
+
+    def search(self, collection: CompiledCollection, vector: CompiledVector, query: np.ndarray, limit: int, offset: int = 0, max_distance: float | None = None) -> list[tuple[StoredObject, Hit]]:
+        hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset)[offset:]
+        if max_distance is not None:
+            hits = [h for h in hits if h.distance <= max_distance + 1e-6]
+        objects = self.store.get_many(collection.name, [h.id for h in hits])
+        return [(objects[h.id], h) for h in hits if h.id in objects]
+
+
+def certainty(distance: float) -> float:
+    """Weaviate's certainty for cosine distance."""
+    return 1.0 - distance / 2.0 if math.isfinite(distance) else 0.0

@@ -1,0 +1,88 @@
+"""The one exception hierarchy of searchd.
+
+    SearchdError            root; carries a stable ``code``, a message and a hint
+    ├── ConfigError         the YAML config is invalid; carries every ConfigIssue found
+    ├── InvalidInput        a request's content is wrong (bad type, bad base64, bad vector …)
+    ├── NotFound            a collection, object or property does not exist
+    ├── AlreadyExists       an object with that id is already stored
+    ├── PayloadTooLarge     a request body is larger than the configured limit
+    ├── QueryError          a GraphQL query cannot be answered as written
+    └── StorageError        the data directory cannot be read or written
+
+Nothing here knows about HTTP: status codes are mapped once, in ``searchd.server.errors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SearchdError(Exception):
+    code = "internal"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file, located as precisely as the loader allows."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str = ""
+
+    def render(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.file}:{self.line}:{self.column}: {self.path or '<root>'}: {self.message}{hint}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class ConfigError(SearchdError):
+    code = "invalid_config"
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        lines = "\n".join(issue.render() for issue in issues)
+        super().__init__(f"the config has {len(issues)} error(s):\n{lines}")
+
+
+class InvalidInput(SearchdError):
+    code = "invalid_input"
+
+
+class NotFound(SearchdError):
+    code = "not_found"
+
+
+class AlreadyExists(SearchdError):
+    code = "already_exists"
+
+
+class PayloadTooLarge(SearchdError):
+    code = "payload_too_large"
+
+
+class QueryError(SearchdError):
+    code = "invalid_query"
+
+
+class StorageError(SearchdError):
+    code = "storage"

@@ -1,0 +1,1 @@
+"""GraphQL queries: the schema is built from the catalog; resolvers plan and run searches."""

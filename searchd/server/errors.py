@@ -1,0 +1,68 @@
+"""The one place where errors become HTTP statuses, in Weaviate's body shape."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from searchd.errors import (
+    AlreadyExists,
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    QueryError,
+    SearchdError,
+    StorageError,
+)
+
+log = logging.getLogger("searchd.server")
+
+STATUS_BY_ERROR: tuple[tuple[type[SearchdError], int], ...] = (
+    (InvalidInput, 422),
+    (QueryError, 422),
+    (ConfigError, 422),
+    (AlreadyExists, 422),
+    (NotFound, 404),
+    (PayloadTooLarge, 413),
+    (StorageError, 503),
+)
+
+
+def status_of(exc: SearchdError) -> int:
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+
+
+def error_body(message: str) -> dict[str, list[dict[str, str]]]:
+    return {"error": [{"message": message}]}
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse(error_body(message), status_code=status)
+
+
+async def searchd_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SearchdError)
+    status = status_of(exc)
+    if status >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return error_response(status, str(exc))
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}; see the README for the REST API"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, message)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")

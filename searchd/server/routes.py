@@ -1,0 +1,240 @@
+"""Thin route handlers: parse HTTP, call the engine, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio.to_thread
+from graphql import graphql
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from searchd import WEAVIATE_API_VERSION, __version__
+from searchd.catalog import Catalog
+from searchd.errors import InvalidInput
+from searchd.query.get import QueryContext
+from searchd.server.errors import error_response
+from searchd.server.shapes import batch_result, class_json, object_json
+from searchd.values import normalize_uuid
+
+DEFAULT_LIST_LIMIT = 25  # Weaviate's documented default for GET /v1/objects
+
+
+def _services(request: Request) -> Any:
+    return request.app.state.services
+
+
+def _catalog(request: Request) -> Catalog:
+    # Read once per request: the whole request runs on this snapshot even if a reload swaps it.
+    catalog: Catalog = _services(request).holder.current
+    return catalog
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the request body is not valid JSON ({exc})", "send a JSON document with Content-Type: application/json") from exc
+
+
+def _default_vector_name(catalog: Catalog, class_name: str) -> str | None:
+    collection = catalog.collections.get(class_name)
+    default = collection.default_vector if collection else None
+    return default.name if default else None
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter '{name}' must be an integer, got {raw!r}", f"use e.g. {name}={default}") from None
+    if value < 0:
+        raise InvalidInput(f"query parameter '{name}' must not be negative", f"use e.g. {name}={default}")
+    return value
+
+
+# -- health and meta -------------------------------------------------------------
+
+
+async def live(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def ready(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def meta(request: Request) -> Response:
+    catalog = _catalog(request)
+    return JSONResponse(
+        {
+            "hostname": str(request.base_url).rstrip("/"),
+            "version": WEAVIATE_API_VERSION,
+            "searchdVersion": __version__,
+            "modules": {name: module.meta() for name, module in catalog.modules_in_use().items()},
+        }
+    )
+
+
+# -- schema (read-only: the YAML is the schema) -----------------------------------
+
+
+async def schema(request: Request) -> Response:
+    catalog = _catalog(request)
+    return JSONResponse({"classes": [class_json(c) for c in catalog.collections.values()]})
+
+
+async def schema_class(request: Request) -> Response:
+    catalog = _catalog(request)
+    return JSONResponse(class_json(catalog.collection(request.path_params["class_name"])))
+
+
+async def schema_is_read_only(request: Request) -> Response:
+    config = _services(request).config_path
+    return error_response(
+        405,
+        f"the schema is declared in YAML and cannot be changed through {request.method} {request.url.path}; "
+        f"edit the config ({config}) instead, then validate it with 'searchd validate {config}'",
+    )
+
+
+# -- objects ---------------------------------------------------------------------
+
+
+async def list_objects(request: Request) -> Response:
+    catalog = _catalog(request)
+    class_name = request.query_params.get("class")
+    after = request.query_params.get("after")
+    limit = _int_param(request, "limit", DEFAULT_LIST_LIMIT)
+    offset = _int_param(request, "offset", 0)
+    if class_name is not None:
+        catalog.collection(class_name)
+    if after is not None:
+        if class_name is None:
+            raise InvalidInput("the 'after' cursor needs a 'class'", "add class=<Collection> to the query")
+        if offset:
+            raise InvalidInput("'after' and 'offset' cannot be combined", "page with after=<last id> only")
+        after = normalize_uuid(after, "after")
+    include_vector = "vector" in request.query_params.get("include", "").split(",")
+    store = _services(request).engine.store
+    objects = await anyio.to_thread.run_sync(store.list, class_name, limit, offset, after)
+    body = [object_json(o, include_vector, _default_vector_name(catalog, o.collection)) for o in objects]
+    return JSONResponse({"objects": body, "totalResults": len(body), "deprecations": None})
+
+
+async def create_object(request: Request) -> Response:
+    catalog = _catalog(request)
+    engine = _services(request).engine
+    draft = engine.draft(catalog, await _json(request))
+    stored = await engine.write(draft, require_new=True)
+    return JSONResponse(object_json(stored, True, _default_vector_name(catalog, stored.collection)))
+
+
+async def get_object(request: Request) -> Response:
+    catalog = _catalog(request)
+    class_name, object_id = request.path_params["class_name"], request.path_params["id"]
+    stored = await anyio.to_thread.run_sync(_services(request).engine.get, catalog, class_name, object_id)
+    include_vector = "vector" in request.query_params.get("include", "").split(",")
+    return JSONResponse(object_json(stored, include_vector, _default_vector_name(catalog, class_name)))
+
+
+async def head_object(request: Request) -> Response:
+    await anyio.to_thread.run_sync(_services(request).engine.get, _catalog(request), request.path_params["class_name"], request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def replace_object(request: Request) -> Response:
+    catalog = _catalog(request)
+    engine = _services(request).engine
+    class_name, object_id = request.path_params["class_name"], request.path_params["id"]
+    catalog.collection(class_name)
+    draft = engine.draft(catalog, await _json(request), class_name, object_id)
+    stored = await engine.write(draft)
+    return JSONResponse(object_json(stored, True, _default_vector_name(catalog, class_name)))
+
+
+async def patch_object(request: Request) -> Response:
+    catalog = _catalog(request)
+    engine = _services(request).engine
+    await engine.merge(catalog, request.path_params["class_name"], request.path_params["id"], await _json(request))
+    return Response(status_code=204)
+
+
+async def delete_object(request: Request) -> Response:
+    catalog = _catalog(request)
+    await anyio.to_thread.run_sync(_services(request).engine.delete, catalog, request.path_params["class_name"], request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def batch_objects(request: Request) -> Response:
+    catalog = _catalog(request)
+    body = await _json(request)
+    objects = body.get("objects") if isinstance(body, dict) else None
+    if not isinstance(objects, list):
+        raise InvalidInput("the batch body needs an 'objects' list", "send {\"objects\": [{\"class\": ..., \"properties\": {...}}, ...]}")
+    outcomes = await _services(request).engine.batch(catalog, objects)
+    return JSONResponse(
+        [batch_result(payload, outcome, _default_vector_name(catalog, payload.get("class", "") if isinstance(payload, dict) else "")) for payload, outcome in zip(objects, outcomes)]
+    )
+
+
+# -- GraphQL ---------------------------------------------------------------------
+
+
+async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
+        raise InvalidInput("the GraphQL request needs a non-empty 'query' string", "send {\"query\": \"{ Get { ... } }\"}")
+    variables = body.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidInput("variables must be a JSON object", "send \"variables\": {\"name\": value}")
+    assert catalog.graphql is not None  # a served catalog always has collections
+    result = await graphql(
+        catalog.graphql,
+        body["query"],
+        context_value=QueryContext(catalog, _services(request).engine),
+        variable_values=variables,
+        operation_name=body.get("operationName"),
+    )
+    return result.formatted
+
+
+async def graphql_query(request: Request) -> Response:
+    catalog = _catalog(request)
+    return JSONResponse(await _run_graphql(request, catalog, await _json(request)))
+
+
+async def graphql_batch(request: Request) -> Response:
+    catalog = _catalog(request)
+    body = await _json(request)
+    if not isinstance(body, list):
+        raise InvalidInput("a GraphQL batch is a JSON array of {query, variables} objects", "send [{\"query\": ...}, ...]")
+    return JSONResponse([await _run_graphql(request, catalog, item) for item in body])
+
+
+ROUTES = [
+    Route("/v1/.well-known/live", live, methods=["GET"]),
+    Route("/v1/.well-known/ready", ready, methods=["GET"]),
+    Route("/v1/meta", meta, methods=["GET"]),
+    Route("/v1/schema", schema, methods=["GET"]),
+    Route("/v1/schema", schema_is_read_only, methods=["POST", "PUT", "DELETE"]),
+    Route("/v1/schema/{class_name}", schema_class, methods=["GET"]),
+    Route("/v1/schema/{class_name}", schema_is_read_only, methods=["POST", "PUT", "DELETE", "PATCH"]),
+    Route("/v1/schema/{class_name}/{rest:path}", schema_is_read_only, methods=["POST", "PUT", "DELETE", "PATCH"]),
+    Route("/v1/objects", list_objects, methods=["GET"]),
+    Route("/v1/objects", create_object, methods=["POST"]),
+    # HEAD before GET: starlette's GET routes also answer HEAD, and Weaviate answers 204 here.
+    Route("/v1/objects/{class_name}/{id}", head_object, methods=["HEAD"]),
+    Route("/v1/objects/{class_name}/{id}", get_object, methods=["GET"]),
+    Route("/v1/objects/{class_name}/{id}", replace_object, methods=["PUT"]),
+    Route("/v1/objects/{class_name}/{id}", patch_object, methods=["PATCH"]),
+    Route("/v1/objects/{class_name}/{id}", delete_object, methods=["DELETE"]),
+    Route("/v1/batch/objects", batch_objects, methods=["POST"]),
+    Route("/v1/graphql", graphql_query, methods=["POST"]),
+    Route("/v1/graphql/batch", graphql_batch, methods=["POST"]),
+]

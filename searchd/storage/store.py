@@ -1,0 +1,196 @@
+"""SQLite object store (WAL, synchronous=FULL): a write is acknowledged only after it is durable.
+
+One file, ``objects.sqlite3``, in the data directory; an exclusive lock file stops
+two servers from sharing a data directory.  Vectors are float32 blobs beside
+their object, one row per named vector.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchd.errors import StorageError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vectors (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    dims INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (collection, id, name)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    collection: str
+    id: str
+    properties: dict[str, Any]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    created_ms: int = 0
+    updated_ms: int = 0
+
+
+def _vector_from_row(dims: int, data: bytes) -> np.ndarray:
+    # A multi-vector (one row per token) is stored flat; dims tells the row length.
+    flat = np.frombuffer(data, dtype=np.float32)
+    return flat if flat.size == dims else flat.reshape(-1, dims)
+
+
+class ObjectStore:
+    def __init__(self, data_dir: Path) -> None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(data_dir / "LOCK", "w")
+        except OSError as exc:
+            raise StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock_file.close()
+            raise StorageError(
+                f"data directory {data_dir} is in use by another searchd process",
+                "stop the other server, or give this one its own --data DIR",
+            ) from exc
+        self.path = data_dir / "objects.sqlite3"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        with self._guard():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self._lock_file.close()
+
+    def __enter__(self) -> ObjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._guard() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def put_many(self, objects: Sequence[StoredObject]) -> None:
+        """Insert or replace objects (with all their vectors) in one durable transaction."""
+        if not objects:
+            return
+        with self._transaction() as db:
+            for obj in objects:
+                db.execute(
+                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
+                    (obj.collection, obj.id, json.dumps(obj.properties, separators=(",", ":")), obj.created_ms, obj.updated_ms),
+                )
+                db.execute("DELETE FROM vectors WHERE collection = ? AND id = ?", (obj.collection, obj.id))
+                db.executemany(
+                    "INSERT INTO vectors VALUES (?, ?, ?, ?, ?)",
+                    [(obj.collection, obj.id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for name, vec in obj.vectors.items()],
+                )
+
+    def delete(self, collection: str, object_id: str) -> bool:
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM objects WHERE collection = ? AND id = ?", (collection, object_id)).rowcount
+            db.execute("DELETE FROM vectors WHERE collection = ? AND id = ?", (collection, object_id))
+        return bool(deleted)
+
+    def get(self, collection: str, object_id: str) -> StoredObject | None:
+        found = self._load(self._rows("WHERE collection = ? AND id = ?", (collection, object_id), ""))
+        return found[0] if found else None
+
+    def get_many(self, collection: str, object_ids: Sequence[str]) -> dict[str, StoredObject]:
+        found: dict[str, StoredObject] = {}
+        for start in range(0, len(object_ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = tuple(object_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for obj in self._load(self._rows(f"WHERE collection = ? AND id IN ({marks})", (collection, *chunk), "")):
+                found[obj.id] = obj
+        return found
+
+    def exists(self, collection: str, object_id: str) -> bool:
+        with self._guard() as db:
+            row = db.execute("SELECT 1 FROM objects WHERE collection = ? AND id = ?", (collection, object_id)).fetchone()
+        return row is not None
+
+    def list(self, collection: str | None, limit: int, offset: int = 0, after: str | None = None) -> list[StoredObject]:
+        """Objects ordered by (collection, id); ``after`` is an exclusive id cursor within one collection."""
+        clauses, params = [], []
+        if collection is not None:
+            clauses.append("collection = ?")
+            params.append(collection)
+        if after is not None:
+            clauses.append("id > ?")
+            params.append(after)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._load(self._rows(where, tuple(params), f"ORDER BY collection, id LIMIT {int(limit)} OFFSET {int(offset)}"))
+
+    def count(self, collection: str) -> int:
+        with self._guard() as db:
+            return int(db.execute("SELECT COUNT(*) FROM objects WHERE collection = ?", (collection,)).fetchone()[0])
+
+    def iter_vectors(self, collection: str, name: str) -> list[tuple[str, np.ndarray]]:
+        """Every stored vector of one named vector: what an index is rebuilt from."""
+        with self._guard() as db:
+            rows = db.execute("SELECT id, dims, data FROM vectors WHERE collection = ? AND name = ? ORDER BY id", (collection, name)).fetchall()
+        return [(object_id, _vector_from_row(dims, data)) for object_id, dims, data in rows]
+
+    def _rows(self, where: str, params: tuple[Any, ...], tail: str) -> list[tuple[Any, ...]]:
+        with self._guard() as db:
+            return db.execute(f"SELECT collection, id, properties, created_ms, updated_ms FROM objects {where} {tail}", params).fetchall()
+
+    def _load(self, rows: list[tuple[Any, ...]]) -> list[StoredObject]:
+        if not rows:
+            return []
+        vectors: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        with self._guard() as db:
+            for collection, object_id, *_ in rows:
+                for name, dims, data in db.execute("SELECT name, dims, data FROM vectors WHERE collection = ? AND id = ?", (collection, object_id)):
+                    vectors.setdefault((collection, object_id), {})[name] = _vector_from_row(dims, data)
+        return [
+            StoredObject(collection, object_id, json.loads(props), vectors.get((collection, object_id), {}), created, updated)
+            for collection, object_id, props, created, updated in rows
+        ]
+
+
+def default_data_dir() -> Path:
+    """Where data lives when neither --data nor server.dataDir says: $SEARCHD_DATA or ./searchd-data."""
+    return Path(os.environ.get("SEARCHD_DATA", "searchd-data"))
