@@ -68,7 +68,12 @@ def _supplied_vectors(collection: CompiledCollection, payload: Mapping[str, Any]
     if not isinstance(named, Mapping):
         raise InvalidInput("'vectors' must be an object of {name: [numbers]}", "send e.g. \"vectors\": {\"clip\": [0.1, ...]}")
     for name, value in named.items():
-        supplied[name] = check_vector(collection.vector(name), value)
+        if name not in collection.vectors:
+            raise InvalidInput(
+                f"collection '{collection.name}' has no named vector '{name}'",
+                f"its named vectors are: {', '.join(collection.vectors) or 'none'}; declare it in the YAML config",
+            )
+        supplied[name] = check_vector(collection.vectors[name], value)
     return supplied
 
 

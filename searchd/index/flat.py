@@ -88,7 +88,11 @@ class FlatIndex:
         if not ids or k <= 0:
             return []
         k = min(k, len(ids))
-        top = np.argpartition(scores, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
-        # Ties broken by id so results are deterministic.
-        order = sorted(top, key=lambda i: (float(scores[i]), ids[i]))
+        if k < len(ids):
+            # Keep every row tied with the k-th so that ties are broken by id, deterministically.
+            kth = np.partition(scores, k - 1)[k - 1]
+            top = np.flatnonzero(scores <= kth)
+        else:
+            top = np.arange(len(ids))
+        order = sorted(top, key=lambda i: (float(scores[i]), ids[i]))[:k]
         return [Hit(ids[i], float(scores[i])) for i in order]
