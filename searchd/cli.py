@@ -69,8 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
     for path in args.load or []:
         _load_objects(services, Path(path))
     server = services.holder.current.spec.server
-    host = args.host or server.host
-    port = args.port or server.port
+    host = args.host if args.host is not None else server.host
+    port = args.port if args.port is not None else server.port
     uvicorn.run(create_app(services), host=host, port=port, log_level=args.log_level, access_log=args.log_level == "debug")
     return 0
 

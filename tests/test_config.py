@@ -192,7 +192,7 @@ BAD_CONFIGS = [
         colections:
           - name: Article
         """,
-        "colections", 2, None, "'colections' was unexpected",
+        "colections", 1, 1, "'colections' was unexpected",
         id="unknown-top-level-key",
     ),
     # --- bad enum values ---
@@ -336,7 +336,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         with_vectors("          module: none\n"),
-        V, 10, 11, "module 'none' needs 'dimensions'",
+        V, 9, 9, "module 'none' needs 'dimensions'",
         id="module-none-without-dimensions",
     ),
     pytest.param(
@@ -359,12 +359,12 @@ BAD_CONFIGS = [
                 default: true
                 vectorizer: {module: none, dimensions: 4}
         """,
-        "collections[0].vectors", 6, 7, "several vectors are marked default: a, b",
+        "collections[0].vectors", 5, 5, "several vectors are marked default: a, b",
         id="two-default-vectors",
     ),
     pytest.param(
         with_vectors("          module: multi2vec-local\n"),
-        V, 10, 11, "vector 'v' has nothing to embed",
+        V, 9, 9, "vector 'v' has nothing to embed",
         id="multi2vec-vector-with-nothing-to-embed",
     ),
     pytest.param(
@@ -381,7 +381,7 @@ BAD_CONFIGS = [
         id="text2vec-vector-without-text-property",
     ),
     # --- no collections ---
-    pytest.param("collections: []\n", "collections", 1, 1, "no collections are declared", id="empty-collections-list"),
+    pytest.param("collections: []\n", "collections", 1, 14, "no collections are declared", id="empty-collections-list"),
     pytest.param("server:\n  port: 8080\n", "collections", 1, 1, "no collections are declared", id="no-collections-key"),
     pytest.param("", "collections", 1, 1, "no collections are declared", id="empty-file"),
     # --- environment variables ---
@@ -765,11 +765,6 @@ def test_every_schema_property_is_described_directly_or_through_its_ref() -> Non
     assert missing == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema bug: #/$defs/namedVector/properties/vectorizer and .../index are bare {'$ref': ...} "
-    "with no 'description' of their own (only their $defs targets are described)",
-)
 def test_every_schema_property_definition_has_its_own_description() -> None:
     missing = [
         where
@@ -779,14 +774,9 @@ def test_every_schema_property_definition_has_its_own_description() -> None:
     assert missing == []
 
 
-# --- known bugs ------------------------------------------------------------------------------
+# --- fixed bugs (regression tests) ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: semantic.py's duplicate-collection hint uses the merged index, not the user's: after an "
-    "invalid (dropped) collection it says 'collections[0] already uses it' for the file's collections[1]",
-)
 def test_duplicate_collection_hint_names_the_users_index(write_config: WriteConfig) -> None:
     config = write_config(
         """\
@@ -801,11 +791,6 @@ def test_duplicate_collection_hint_names_the_users_index(write_config: WriteConf
     assert issues[1].hint == "collections[1] already uses it; rename one"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: across files the duplicate-collection hint names a merged index ('collections[0]', which in "
-    "b.yaml is Book) and not the file that holds the first 'Article'",
-)
 def test_duplicate_collection_across_files_hint_names_the_other_file(tmp_path: Path) -> None:
     config = write_files(
         tmp_path / "config",
@@ -816,11 +801,6 @@ def test_duplicate_collection_across_files_hint_names_the_other_file(tmp_path: P
     assert str(config / "a.yaml") in issue.hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: loader records each value node's start, so an unknown key whose value is a block mapping is "
-    "reported on the line after the key (line 4, where its first child is), not on the key's line 3",
-)
 def test_unknown_key_with_a_block_value_is_reported_at_the_key(write_config: WriteConfig) -> None:
     config = write_config(
         """\
@@ -836,23 +816,12 @@ def test_unknown_key_with_a_block_value_is_reported_at_the_key(write_config: Wri
     assert (issue.path, issue.line) == ("server.limitz", 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (same root cause): 'server is already set' points at line 2 (the first key inside server), "
-    "not at the 'server:' key on line 1",
-)
 def test_already_set_is_reported_at_the_server_key(tmp_path: Path) -> None:
     config = write_files(tmp_path / "config", {"a.yaml": SERVER_FILE, "b.yaml": "server:\n  port: 9001\n" + ONE_COLLECTION})
     (issue,) = issues_of(config)
     assert (issue.path, issue.line) == ("server", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: validate.py's `error.validator == 'propertyNames'` branch never runs (jsonschema reports the "
-    "sub-error with validator 'pattern'), so a bad vector name reads \"'1v' does not match '^[_A-Za-z]...'\" "
-    "with the bare regex as hint instead of \"invalid name '1v'\"",
-)
 def test_invalid_vector_name_is_reported_as_an_invalid_name(write_config: WriteConfig) -> None:
     config = write_config(
         """\
@@ -870,11 +839,22 @@ def test_invalid_vector_name_is_reported_as_an_invalid_name(write_config: WriteC
     assert "^" not in issue.hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: build.py reports 'no collections are declared' at line 1, column 1 of the config path even "
-    "when the empty 'collections:' list is on another line",
-)
 def test_empty_collections_list_is_reported_where_it_is(write_config: WriteConfig) -> None:
     (issue,) = issues_of(write_config("server:\n  port: 8080\ncollections: []\n"))
     assert (issue.path, issue.line) == ("collections", 3)
+
+
+def test_unquoted_env_reference_keeps_the_value_type(write_config: WriteConfig) -> None:
+    config = write_config(
+        """\
+        server:
+          port: ${PORT}
+          host: "${HOST}"
+        collections:
+          - name: Article
+            description: "${PORT}"
+        """
+    )
+    spec = load_spec(config, environ={"PORT": "9100", "HOST": "0.0.0.0"})
+    assert spec.server.port == 9100 and spec.server.host == "0.0.0.0"
+    assert spec.collections[0].description == "9100"  # quoted: stays a string

@@ -32,6 +32,9 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
     """Combine several files: collections are concatenated; server and each module are set in one file only."""
     merged: dict[str, Any] = {"modules": {}, "collections": []}
     locator = Locator(default_file=default_file)
+    for document, data in documents:
+        if "collections" in data and ("collections",) not in locator.positions:
+            locator.positions[("collections",)] = document.locator.find(("collections",))
     issues: list[ConfigIssue] = []
     owners: dict[PathKey, str] = {}
 
@@ -77,7 +80,7 @@ def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, regist
     spec = spec_from_data(merged, base_dir)
     issues.extend(semantic_issues(spec, locator, registry))
     if not spec.collections and not issues:
-        issues.append(ConfigIssue(str(config_path), 1, 1, "collections", "no collections are declared", "add a 'collections:' list with at least one collection"))
+        issues.append(locator.issue(("collections",), "no collections are declared", "add a 'collections:' list with at least one collection"))
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.file, i.line, i.column)))
     return spec

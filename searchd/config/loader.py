@@ -53,10 +53,20 @@ class Locator:
                 return found
         return (self.default_file, 1, 1)
 
-    def issue(self, path: PathKey, message: str, hint: str = "") -> ConfigIssue:
-        file, line, column = self.find(path)
-        shown = (*self.aliases[path[:2]], *path[2:]) if path[:2] in self.aliases else path
-        return ConfigIssue(file, line, column, render_path(shown), message, hint)
+    def shown(self, path: PathKey) -> PathKey:
+        """The path as the user sees it in their own file."""
+        return (*self.aliases[path[:2]], *path[2:]) if path[:2] in self.aliases else path
+
+    def issue(self, path: PathKey, message: str, hint: str = "", at: PathKey | None = None) -> ConfigIssue:
+        """An issue about ``path``, located at ``at`` (default: the path itself)."""
+        file, line, column = self.find(path if at is None else at)
+        return ConfigIssue(file, line, column, render_path(self.shown(path)), message, hint)
+
+    def describe(self, path: PathKey, from_file: str) -> str:
+        """Name a place for a hint: its path, plus its file when that differs from ``from_file``."""
+        file = self.find(path)[0]
+        shown = render_path(self.shown(path))
+        return shown if file == from_file else f"{shown} in {file}"
 
 
 @dataclass
@@ -75,7 +85,7 @@ class _Builder:
         self._scalars = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
-        self.locator.positions[path] = (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+        self.locator.positions[path] = self._position(node)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -87,6 +97,9 @@ class _Builder:
                     self._add(key_node, (*path, key), f"duplicate key '{key}'", "each key may appear once; remove or merge the repeats")
                     continue
                 result[key] = self.build(value_node, (*path, key))
+                if isinstance(value_node, (yaml.MappingNode, yaml.SequenceNode)) and not value_node.flow_style:
+                    # A block value starts on the next line; point at its key, where the user looks.
+                    self.locator.positions[(*path, key)] = self._position(key_node)
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
@@ -95,7 +108,10 @@ class _Builder:
             return self._interpolate(value, node, path)
         return value
 
-    def _interpolate(self, value: str, node: yaml.Node, path: PathKey) -> str:
+    def _position(self, node: yaml.Node) -> Position:
+        return (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _interpolate(self, value: str, node: yaml.Node, path: PathKey) -> Any:
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in self.environ:
@@ -108,7 +124,13 @@ class _Builder:
                 return ""
             return self.environ[name]
 
-        return _ENV_REF.sub(replace, value)
+        result = _ENV_REF.sub(replace, value)
+        if node.style is None and _ENV_REF.fullmatch(value) and result:
+            # An unquoted `port: ${PORT}` should give the number, as if it had been written there.
+            resolved = yaml.safe_load(result)
+            if isinstance(resolved, (int, float, bool)):
+                return resolved
+        return result
 
     def _add(self, node: yaml.Node, path: PathKey, message: str, hint: str) -> None:
         mark = node.start_mark

@@ -22,10 +22,11 @@ def _check_spec(spec: Spec, locator: Locator, registry: ModuleRegistry) -> Itera
         path: PathKey = ("collections", index)
         folded = collection.name.lower()
         if folded in seen:
+            here = locator.find((*path, "name"))[0]
             yield locator.issue(
                 (*path, "name"),
                 f"duplicate collection name '{collection.name}' (names are compared case-insensitively)",
-                f"collections[{seen[folded]}] already uses it; rename one",
+                f"{locator.describe(('collections', seen[folded]), here)} already uses it; rename one",
             )
         else:
             seen[folded] = index

@@ -62,9 +62,12 @@ def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssu
     """Every schema violation, with the path it concerns (for dropping the invalid part)."""
     issues = []
     for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        message = error.message
-        if error.validator == "propertyNames":
-            message = f"invalid name {error.instance!r}"
         path = _located_path(error)
-        issues.append((path, locator.issue(path, message, _hint(error))))
+        if "propertyNames" in error.schema_path:
+            # A bad mapping key (e.g. a vector name): the error is about the key, located at it.
+            message = f"invalid name {error.instance!r}"
+            hint = "names start with a letter or underscore, followed by letters, digits or underscores"
+            issues.append((path, locator.issue(path, message, hint, at=(*path, str(error.instance)))))
+            continue
+        issues.append((path, locator.issue(path, error.message, _hint(error))))
     return issues
