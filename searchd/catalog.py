@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from searchd.config.spec import CollectionSpec, NamedVectorSpec, PropertyType, Spec
+from searchd.config.spec import CollectionSpec, IndexType, NamedVectorSpec, PropertyType, Spec
 from searchd.errors import NotFound
 from searchd.modules.base import ModuleInfo, Vectorizer
 from searchd.modules.registry import ModuleRegistry
@@ -31,6 +31,11 @@ class CompiledVector:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def is_multi(self) -> bool:
+        """Late interaction: each object carries a matrix (one row per token) of `dimensions` columns."""
+        return self.spec.index.kind is IndexType.MULTIVECTOR
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ that the store and the indexes agree on the order of writes.
 
 from __future__ import annotations
 
-import math
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -20,9 +21,12 @@ import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.errors import AlreadyExists, InvalidInput, NotFound, SearchdError
-from searchd.index import Hit, VectorIndex, build_index
+from searchd.index import Hit, VectorIndex
+from searchd.index.persist import index_dir, open_index, save_index
 from searchd.storage import ObjectStore, StoredObject
 from searchd.values import check_properties, normalize_uuid
+
+log = logging.getLogger("searchd")
 
 
 @dataclass
@@ -41,14 +45,20 @@ def _now_ms() -> int:
 
 
 def check_vector(vector: CompiledVector, value: Any) -> np.ndarray:
-    if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
-        raise InvalidInput(f"vector '{vector.name}' must be a list of numbers", "send e.g. \"vector\": [0.1, 0.2, ...]")
+    """A client-supplied vector (or, for a multivector index, matrix) checked against the config."""
+    example = "[[0.1, 0.2, ...], [0.3, 0.4, ...]]" if vector.is_multi else "[0.1, 0.2, ...]"
+    rows = value if vector.is_multi and isinstance(value, list) and value and all(isinstance(r, list) for r in value) else None
+    if vector.is_multi and rows is None:
+        raise InvalidInput(f"vector '{vector.name}' is a multi-vector: send a non-empty list of rows", f"send e.g. {example}")
+    for row in rows if rows is not None else [value]:
+        if not isinstance(row, list) or not row or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row):
+            raise InvalidInput(f"vector '{vector.name}' must be a list of numbers", f"send e.g. {example}")
+        if len(row) != vector.dimensions:
+            raise InvalidInput(
+                f"vector '{vector.name}' has {len(row)} dimensions, but the config declares {vector.dimensions}",
+                f"send exactly {vector.dimensions} numbers{' per row' if rows is not None else ''}, or change dimensions in the YAML config",
+            )
     array = np.asarray(value, dtype=np.float32)
-    if array.shape != (vector.dimensions,):
-        raise InvalidInput(
-            f"vector '{vector.name}' has {len(value)} dimensions, but the config declares {vector.dimensions}",
-            f"send exactly {vector.dimensions} numbers, or change dimensions in the YAML config",
-        )
     if not np.all(np.isfinite(array)):
         raise InvalidInput(f"vector '{vector.name}' contains NaN or infinity", "send finite numbers only")
     return array
@@ -78,27 +88,41 @@ def _supplied_vectors(collection: CompiledCollection, payload: Mapping[str, Any]
 
 
 class Engine:
-    def __init__(self, holder: CatalogHolder, store: ObjectStore) -> None:
+    def __init__(self, holder: CatalogHolder, store: ObjectStore, data_dir: Path) -> None:
         self.holder = holder
         self.store = store
+        self.data_dir = data_dir
         self._write_lock = threading.Lock()
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
-        self.rebuild_indexes(holder.current)
+        self.open_indexes(holder.current)
 
     # -- indexes ---------------------------------------------------------------
 
-    def rebuild_indexes(self, catalog: Catalog) -> None:
-        """Derive every index from the store (indexes are in memory for now)."""
+    def open_indexes(self, catalog: Catalog) -> None:
+        """Load each saved index that is still current, or rebuild it from the store."""
         for collection in catalog.collections.values():
             for vector in collection.vectors.values():
-                index = build_index(vector.spec.index, vector.dimensions)
-                for object_id, stored in self.store.iter_vectors(collection.name, vector.name):
-                    if stored.shape == (vector.dimensions,):
-                        index.upsert(object_id, stored)
-                self._indexes[(collection.name, vector.name)] = index
+                key = (collection.name, vector.name)
+                if key not in self._indexes:
+                    self._indexes[key] = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
 
     def index(self, collection: str, vector: str) -> VectorIndex:
         return self._indexes[(collection, vector)]
+
+    def close(self) -> None:
+        """Save every index (so the next start loads instead of rebuilding), then release them."""
+        catalog = self.holder.current
+        with self._write_lock:
+            write_seq = self.store.write_seq()
+            for (collection, name), index in self._indexes.items():
+                index.close()
+                vector = catalog.collections[collection].vectors[name] if collection in catalog.collections else None
+                if vector is None:
+                    continue
+                try:
+                    save_index(index, index_dir(self.data_dir, collection, name), vector.spec.index, vector.dimensions, write_seq)
+                except OSError as exc:  # the store is the truth: the next start rebuilds
+                    log.warning("could not save the %s.%s index (%s); it will be rebuilt at the next start", collection, name, exc)
 
     # -- writes ----------------------------------------------------------------
 
@@ -223,14 +247,20 @@ class Engine:
             raise NotFound(f"no object with id '{object_id}' in '{collection.name}'")
         return found
 
-    def search(self, collection: CompiledCollection, vector: CompiledVector, query: np.ndarray, limit: int, offset: int = 0, max_distance: float | None = None) -> list[tuple[StoredObject, Hit]]:
-        hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset)[offset:]
+    def search(
+        self,
+        collection: CompiledCollection,
+        vector: CompiledVector,
+        query: np.ndarray,
+        limit: int,
+        offset: int = 0,
+        max_distance: float | None = None,
+        allowed: Collection[str] | None = None,
+    ) -> list[tuple[StoredObject, Hit]]:
+        """Nearest objects; ``allowed`` restricts the search to those ids (what filters pass)."""
+        hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset, allowed)[offset:]
         if max_distance is not None:
             hits = [h for h in hits if h.distance <= max_distance + 1e-6]
         objects = self.store.get_many(collection.name, [h.id for h in hits])
         return [(objects[h.id], h) for h in hits if h.id in objects]
 
-
-def certainty(distance: float) -> float:
-    """Weaviate's certainty for cosine distance."""
-    return 1.0 - distance / 2.0 if math.isfinite(distance) else 0.0

@@ -67,7 +67,7 @@ def test_near_vector_matches_numpy(byov: TestClient, metric: str) -> None:
     name = metric.replace("-", "_")
     body = graphql(
         byov,
-        "query($v: [Float!]!, $t: [String]) { Get { Point(nearVector: {vector: $v, targetVectors: $t}, limit: 5) { label _additional { id distance certainty } } } }",
+        "query($v: Vector!, $t: [String]) { Get { Point(nearVector: {vector: $v, targetVectors: $t}, limit: 5) { label _additional { id distance certainty } } } }",
         {"v": query.tolist(), "t": [name]},
     )
     hits = body["data"]["Get"]["Point"]
@@ -82,7 +82,7 @@ def test_near_vector_matches_numpy(byov: TestClient, metric: str) -> None:
 
 def test_limit_offset_distance_and_certainty(byov: TestClient) -> None:
     query = VECTORS[3].tolist()
-    q = "query($v: [Float!]!, $args: Float) { Get { Point(nearVector: {vector: $v, targetVectors: [\"cosine\"], distance: $args}, limit: 40) { _additional { distance } } } }"
+    q = "query($v: Vector!, $args: Float) { Get { Point(nearVector: {vector: $v, targetVectors: [\"cosine\"], distance: $args}, limit: 40) { _additional { distance } } } }"
     all_hits = graphql(byov, q, {"v": query, "args": None})["data"]["Get"]["Point"]
     assert len(all_hits) == 40
     threshold = all_hits[9]["_additional"]["distance"]

@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from searchd.config.loader import Locator, PathKey
-from searchd.config.spec import CollectionSpec, NamedVectorSpec, PropertyType, Spec
+from searchd.config.spec import CollectionSpec, Distance, IndexType, NamedVectorSpec, PropertyType, Spec
 from searchd.errors import ConfigIssue
 from searchd.modules.registry import ModuleRegistry
 
 RESERVED_PROPERTY_NAMES = frozenset({"id", "_id", "_additional"})
+
+# What each index type can compute (hnswlib and annoy have no hamming; MaxSim is a dot product).
+DISTANCES_BY_INDEX = {
+    IndexType.FLAT: tuple(Distance),
+    IndexType.HNSW: (Distance.COSINE, Distance.DOT, Distance.L2_SQUARED),
+    IndexType.ANNOY: (Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN),
+    IndexType.MULTIVECTOR: (Distance.COSINE, Distance.DOT),
+}
 
 
 def semantic_issues(spec: Spec, locator: Locator, registry: ModuleRegistry) -> list[ConfigIssue]:
@@ -53,7 +61,28 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
         yield from _check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry)
 
 
+def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+    index = vector.index
+    supported = DISTANCES_BY_INDEX[index.kind]
+    if index.distance not in supported:
+        yield locator.issue(
+            (*path, "index", "distance"),
+            f"a {index.type} index cannot compute {index.distance.value} distance",
+            f"use one of {', '.join(d.value for d in supported)}, or index type flat",
+        )
+    module = registry.get(vector.vectorizer.module)
+    if index.kind is IndexType.MULTIVECTOR and module is not None and not module.brings_own_vectors and not module.multi_vector:
+        yield locator.issue(
+            (*path, "index", "type"),
+            f"module '{module.name}' produces one vector per object, but a multivector index needs one matrix per object",
+            "use a multi-vector module, or module: none with objects that send matrices",
+        )
+    if module is not None and module.multi_vector and index.kind is not IndexType.MULTIVECTOR:
+        yield locator.issue((*path, "index", "type"), f"module '{module.name}' produces multi-vectors", "set index: {type: multivector}")
+
+
 def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+    yield from _check_index(vector, path, locator, registry)
     spec = vector.vectorizer
     vpath: PathKey = (*path, "vectorizer")
     module = registry.get(spec.module)

@@ -76,10 +76,33 @@ class VectorizerSpec:
         return self.module == "none"
 
 
+class IndexType(enum.Enum):
+    FLAT = "flat"
+    HNSW = "hnsw"
+    ANNOY = "annoy"
+    MULTIVECTOR = "multivector"
+
+
 @dataclass(frozen=True)
 class IndexSpec:
-    type: str = "flat"
+    """How a named vector is searched.  Parameters a type does not use are ignored by it."""
+
+    type: str = "hnsw"
     distance: Distance = Distance.COSINE
+    # hnsw (and the token index of multivector)
+    max_connections: int = 16
+    ef_construction: int = 128
+    ef: int = 64
+    # annoy
+    trees: int = 32
+    search_k: int = 0  # 0: trees * k * 8, chosen for recall >= 0.95 on MiniLM vectors
+    merge_threshold: int = 5000  # delta rows that trigger a background merge into a sealed segment
+    # multivector
+    candidates: int = 64  # objects rescored with exact MaxSim per query, at least 2k
+
+    @property
+    def kind(self) -> IndexType:
+        return IndexType(self.type)
 
 
 @dataclass(frozen=True)
@@ -131,6 +154,22 @@ def _names(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
+_INDEX_KEYS = {
+    "maxConnections": "max_connections",
+    "efConstruction": "ef_construction",
+    "ef": "ef",
+    "trees": "trees",
+    "searchK": "search_k",
+    "mergeThreshold": "merge_threshold",
+    "candidates": "candidates",
+}
+
+
+def _index_spec(data: Mapping[str, Any]) -> IndexSpec:
+    params = {_INDEX_KEYS[k]: v for k, v in data.items() if k in _INDEX_KEYS}
+    return IndexSpec(type=data.get("type", IndexSpec.type), distance=Distance(data.get("distance", "cosine")), **params)
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
@@ -154,10 +193,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                         image_fields=_names(v["vectorizer"].get("imageFields")),
                         weights=_frozen(v["vectorizer"]["weights"]) if "weights" in v["vectorizer"] else None,
                     ),
-                    index=IndexSpec(
-                        type=v.get("index", {}).get("type", "flat"),
-                        distance=Distance(v.get("index", {}).get("distance", "cosine")),
-                    ),
+                    index=_index_spec(v.get("index", {})),
                 )
                 for name, v in c.get("vectors", {}).items()
             ),

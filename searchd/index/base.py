@@ -1,14 +1,27 @@
-"""The vector index contract, and the factory that picks an implementation from the spec."""
+"""The vector index contract, the shared filtered-search strategy, and the factory.
+
+Every index is derived data: the object store is the source of truth, and an index
+can always be rebuilt from it.  Approximate indexes share ``ApproximateIndex.search``,
+which picks how to honour an allow-list (the seam ``where`` filters use) by its
+selectivity: an exact scan over the allowed ids when few match, otherwise an
+over-fetching approximate search, widened until ``k`` allowed hits are found.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import abc
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from searchd.config.spec import IndexSpec
+from searchd.config.spec import Distance, IndexSpec, IndexType
+
+# Below this many allowed ids (or 5% of the index), a filtered search is an exact scan.
+EXACT_SCAN_MAX = 4096
+EXACT_SCAN_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -18,27 +31,144 @@ class Hit:
 
 
 class VectorIndex(Protocol):
-    """Ids → vectors, searchable by distance.
+    """Ids → vectors (or, for multivector, matrices), searchable by distance.
 
-    ``allowed`` restricts a search to a set of ids (the seam filtered search uses);
-    a filtered search still returns ``k`` hits whenever that many allowed ids exist.
+    ``allowed`` restricts a search to a set of ids; a filtered search still
+    returns ``k`` hits whenever that many allowed ids are indexed.
     """
 
     dimensions: int
 
     def upsert(self, object_id: str, vector: np.ndarray) -> None: ...
 
+    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None: ...
+
     def delete(self, object_id: str) -> None: ...
 
     def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]: ...
 
-    def vector(self, object_id: str) -> np.ndarray | None: ...
-
     def __len__(self) -> int: ...
+
+    def __contains__(self, object_id: object) -> bool: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def distances(matrix: np.ndarray, query: np.ndarray, metric: Distance) -> np.ndarray:
+    """Weaviate's distance definitions (cosine expects unit rows and query)."""
+    if metric is Distance.COSINE:
+        return 1.0 - matrix @ query
+    if metric is Distance.DOT:
+        return -(matrix @ query)
+    if metric is Distance.L2_SQUARED:
+        diff = matrix - query
+        return np.einsum("ij,ij->i", diff, diff)
+    if metric is Distance.MANHATTAN:
+        return np.abs(matrix - query).sum(axis=1)
+    return (matrix != query).sum(axis=1).astype(np.float32)  # hamming
+
+
+def prepare(vector: np.ndarray, metric: Distance) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32)
+    if metric is Distance.COSINE:
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else vector
+    return vector
+
+
+def top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[Hit]:
+    """The k smallest scores; ties broken by id, so results are deterministic."""
+    if not len(ids) or k <= 0:
+        return []
+    k = min(k, len(ids))
+    if k < len(ids):
+        kth = np.partition(scores, k - 1)[k - 1]
+        candidates = np.flatnonzero(scores <= kth)  # keep every row tied with the k-th
+    else:
+        candidates = np.arange(len(ids))
+    order = sorted(candidates, key=lambda i: (float(scores[i]), ids[i]))[:k]
+    return [Hit(ids[i], float(scores[i])) for i in order]
+
+
+class ApproximateIndex(abc.ABC):
+    """Shared search logic for ANN indexes; subclasses provide the unfiltered search and vector lookup."""
+
+    metric: Distance
+    dimensions: int
+
+    @abc.abstractmethod
+    def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
+        """Up to k nearest live ids, unfiltered, with Weaviate distances."""
+
+    @abc.abstractmethod
+    def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The stored (prepared) vectors of those ids that are indexed."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
+        q = prepare(query, self.metric)
+        total = len(self)
+        if k <= 0 or total == 0:
+            return []
+        if allowed is None:
+            return self._approximate(q, min(k, total))
+        if len(allowed) <= EXACT_SCAN_MAX or len(allowed) < EXACT_SCAN_FRACTION * total:
+            return self._exact(q, k, allowed)
+        allow = allowed if isinstance(allowed, (set, frozenset)) else set(allowed)
+        fetch = min(total, int(k * total / len(allow) * 2) + k)
+        while True:
+            kept = [h for h in self._approximate(q, fetch) if h.id in allow]
+            if len(kept) >= k:
+                return kept[:k]
+            if fetch >= total:
+                # The approximate search could not reach k allowed ids: be exact rather than short.
+                return self._exact(q, k, allow)
+            fetch = min(total, fetch * 2)
+
+    def _exact(self, query: np.ndarray, k: int, allowed: Collection[str]) -> list[Hit]:
+        ids, matrix = self._vectors(list(allowed))
+        return top_k(ids, distances(matrix, query, self.metric), k) if ids else []
 
 
 def build_index(spec: IndexSpec, dimensions: int) -> VectorIndex:
-    from searchd.index.flat import FlatIndex
+    """A new, empty index for a named vector."""
+    kind = spec.kind
+    if kind is IndexType.FLAT:
+        from searchd.index.flat import FlatIndex
 
-    # Only 'flat' exists so far; the schema's enum keeps other names out.
-    return FlatIndex(spec.distance, dimensions)
+        return FlatIndex(spec.distance, dimensions)
+    if kind is IndexType.HNSW:
+        from searchd.index.hnsw import HnswIndex
+
+        return HnswIndex(spec, dimensions)
+    if kind is IndexType.ANNOY:
+        from searchd.index.annoy import AnnoyIndex
+
+        return AnnoyIndex(spec, dimensions)
+    from searchd.index.multivector import MultiVectorIndex
+
+    return MultiVectorIndex(spec, dimensions)
+
+
+def restore_index(spec: IndexSpec, dimensions: int, directory: Path) -> VectorIndex:
+    """Load an index saved by ``save``; raises OSError/ValueError if the files are unusable."""
+    kind = spec.kind
+    if kind is IndexType.FLAT:
+        from searchd.index.flat import FlatIndex
+
+        return FlatIndex.restore(spec.distance, dimensions, directory)
+    if kind is IndexType.HNSW:
+        from searchd.index.hnsw import HnswIndex
+
+        return HnswIndex.restore(spec, dimensions, directory)
+    if kind is IndexType.ANNOY:
+        from searchd.index.annoy import AnnoyIndex
+
+        return AnnoyIndex.restore(spec, dimensions, directory)
+    from searchd.index.multivector import MultiVectorIndex
+
+    return MultiVectorIndex.restore(spec, dimensions, directory)

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from searchd.config.spec import Distance
-from searchd.index.base import Hit
-
-
-def distances(matrix: np.ndarray, query: np.ndarray, metric: Distance) -> np.ndarray:
-    """Weaviate's distance definitions (cosine expects unit rows and query)."""
-    if metric is Distance.COSINE:
-        return 1.0 - matrix @ query
-    if metric is Distance.DOT:
-        return -(matrix @ query)
-    if metric is Distance.L2_SQUARED:
-        diff = matrix - query
-        return np.einsum("ij,ij->i", diff, diff)
-    if metric is Distance.MANHATTAN:
-        return np.abs(matrix - query).sum(axis=1)
-    return (matrix != query).sum(axis=1).astype(np.float32)  # hamming
-
-
-def prepare(vector: np.ndarray, metric: Distance) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float32)
-    if metric is Distance.COSINE:
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else vector
-    return vector
+from searchd.index.base import Hit, distances, prepare, top_k
 
 
 class FlatIndex:
@@ -45,17 +25,23 @@ class FlatIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._rows
+
     def upsert(self, object_id: str, vector: np.ndarray) -> None:
-        row_vector = prepare(vector, self.metric)
+        self.upsert_many([object_id], [vector])
+
+    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
         with self._lock:
-            row = self._rows.get(object_id)
-            if row is None:
-                row = len(self._ids)
-                if row == len(self._matrix):
-                    self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
-                self._ids.append(object_id)
-                self._rows[object_id] = row
-            self._matrix[row] = row_vector
+            for object_id, vector in zip(object_ids, vectors):
+                row = self._rows.get(object_id)
+                if row is None:
+                    row = len(self._ids)
+                    if row == len(self._matrix):
+                        self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
+                    self._ids.append(object_id)
+                    self._rows[object_id] = row
+                self._matrix[row] = prepare(vector, self.metric)
 
     def delete(self, object_id: str) -> None:
         with self._lock:
@@ -70,29 +56,44 @@ class FlatIndex:
                 self._rows[moved] = row
             self._ids.pop()
 
-    def vector(self, object_id: str) -> np.ndarray | None:
+    def items(self) -> tuple[list[str], np.ndarray]:
+        """A copy of every id and its (prepared) vector."""
         with self._lock:
-            row = self._rows.get(object_id)
-            return None if row is None else self._matrix[row].copy()
+            return list(self._ids), self._matrix[: len(self._ids)].copy()
+
+    def vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        with self._lock:
+            found = [i for i in object_ids if i in self._rows]
+            return found, self._matrix[[self._rows[i] for i in found]]
 
     def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
         q = prepare(query, self.metric)
         with self._lock:
             if allowed is None:
-                ids = self._ids
+                ids = list(self._ids)
                 scores = distances(self._matrix[: len(ids)], q, self.metric)
             else:
                 rows = [self._rows[i] for i in allowed if i in self._rows]
                 ids = [self._ids[r] for r in rows]
                 scores = distances(self._matrix[rows], q, self.metric)
-        if not ids or k <= 0:
-            return []
-        k = min(k, len(ids))
-        if k < len(ids):
-            # Keep every row tied with the k-th so that ties are broken by id, deterministically.
-            kth = np.partition(scores, k - 1)[k - 1]
-            top = np.flatnonzero(scores <= kth)
-        else:
-            top = np.arange(len(ids))
-        order = sorted(top, key=lambda i: (float(scores[i]), ids[i]))[:k]
-        return [Hit(ids[i], float(scores[i])) for i in order]
+        return top_k(ids, scores, k)
+
+    def save(self, directory: Path) -> None:
+        with self._lock:
+            np.save(directory / "vectors.npy", self._matrix[: len(self._ids)])
+            (directory / "ids.json").write_text(json.dumps(self._ids))
+
+    @classmethod
+    def restore(cls, metric: Distance, dimensions: int, directory: Path) -> FlatIndex:
+        index = cls(metric, dimensions)
+        matrix = np.load(directory / "vectors.npy")
+        ids = json.loads((directory / "ids.json").read_text())
+        if matrix.shape != (len(ids), dimensions):
+            raise ValueError("saved flat index does not match its id list")
+        index._matrix = np.concatenate([matrix.astype(np.float32), np.zeros((16, dimensions), np.float32)])
+        index._ids = ids
+        index._rows = {object_id: row for row, object_id in enumerate(ids)}
+        return index
+
+    def close(self) -> None:
+        pass

@@ -56,6 +56,7 @@ class ModuleInfo:
     models: Mapping[str, ModelInfo] = field(default_factory=dict)
     default_model: str | None = None
     factory: VectorizerFactory | None = None  # None for module "none"
+    multi_vector: bool = False  # late interaction: one matrix per object
 
     @property
     def brings_own_vectors(self) -> bool:

@@ -71,13 +71,15 @@ def _object_id_of(near: Mapping[str, Any]) -> str:
 
 async def _query_vector(context: QueryContext, collection: CompiledCollection, vector: CompiledVector, kind: str, near: Mapping[str, Any]) -> np.ndarray:
     if kind == "nearVector":
-        values = near["vector"]
-        if len(values) != vector.dimensions:
+        query = np.asarray(near["vector"], dtype=np.float32)
+        if query.ndim == 2 and not vector.is_multi:
+            raise QueryError(f"nearVector got a multi-vector, but vector '{vector.name}' holds single vectors", "send a flat list of numbers")
+        if query.shape[-1] != vector.dimensions:
             raise QueryError(
-                f"nearVector has {len(values)} dimensions, but vector '{vector.name}' has {vector.dimensions}",
-                f"send {vector.dimensions} numbers, or choose another target vector",
+                f"nearVector has {query.shape[-1]} dimensions, but vector '{vector.name}' has {vector.dimensions}",
+                f"send {vector.dimensions} numbers{' per row' if vector.is_multi else ''}, or choose another target vector",
             )
-        return np.asarray(values, dtype=np.float32)
+        return query
     if kind == "nearObject":
         stored = context.engine.get(context.catalog, collection.name, _object_id_of(near))
         if vector.name not in stored.vectors:

@@ -37,7 +37,10 @@ class Services:
     engine: Engine
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self.engine.close()
+        finally:
+            self.store.close()
 
 
 def resolve_data_dir(spec: Spec, data_dir: str | Path | None) -> Path:
@@ -56,7 +59,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None) -
     store = ObjectStore(directory)
     try:
         holder = CatalogHolder(catalog)
-        engine = Engine(holder, store)
+        engine = Engine(holder, store, directory)
     except BaseException:
         store.close()
         raise

@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS objects (
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta VALUES ('write_seq', '0');
 CREATE TABLE IF NOT EXISTS vectors (
     collection TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -106,6 +111,8 @@ class ObjectStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                # Every write bumps the sequence, so a saved index knows whether it is still current.
+                db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'write_seq'")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -136,6 +143,11 @@ class ObjectStore:
     def get(self, collection: str, object_id: str) -> StoredObject | None:
         found = self._load(self._rows("WHERE collection = ? AND id = ?", (collection, object_id), ""))
         return found[0] if found else None
+
+    def write_seq(self) -> int:
+        """A counter bumped by every committed write."""
+        with self._guard() as db:
+            return int(db.execute("SELECT value FROM meta WHERE key = 'write_seq'").fetchone()[0])
 
     def get_many(self, collection: str, object_ids: Sequence[str]) -> dict[str, StoredObject]:
         found: dict[str, StoredObject] = {}

@@ -1,0 +1,228 @@
+"""annoy index: sealed annoy segments + an exact numpy delta + tombstones, merged in the background.
+
+An annoy forest is immutable once built, so writes land in the delta (searched
+exactly) and mark any older copy in a segment as dead.  When the delta passes
+``merge_threshold``, a background thread builds a new segment from a snapshot of
+it, without blocking reads or writes; items written again while it was building
+are born dead in the new segment.  When segments pile up (or are mostly dead),
+the merge compacts all live items into one segment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import annoy
+import numpy as np
+
+from searchd.config.spec import Distance, IndexSpec
+from searchd.index.base import ApproximateIndex, Hit
+from searchd.index.flat import FlatIndex
+
+log = logging.getLogger("searchd.index")
+
+METRICS = {Distance.COSINE: "angular", Distance.DOT: "dot", Distance.L2_SQUARED: "euclidean", Distance.MANHATTAN: "manhattan"}
+MAX_SEGMENTS = 6
+DEAD_FRACTION_TO_COMPACT = 0.3
+
+
+def _weaviate_distance(metric: Distance, raw: float) -> float:
+    if metric is Distance.COSINE:  # annoy's angular distance is sqrt(2 - 2 cos)
+        return raw * raw / 2.0
+    if metric is Distance.L2_SQUARED:  # annoy's euclidean is not squared
+        return raw * raw
+    if metric is Distance.DOT:  # annoy returns the dot product itself
+        return -raw
+    return raw
+
+
+@dataclass
+class Segment:
+    forest: annoy.AnnoyIndex
+    ids: list[str]
+    versions: list[int]  # the version of each item when it was sealed
+    dead: set[int] = field(default_factory=set)
+
+    @property
+    def live(self) -> int:
+        return len(self.ids) - len(self.dead)
+
+
+class AnnoyIndex(ApproximateIndex):
+    def __init__(self, spec: IndexSpec, dimensions: int) -> None:
+        if spec.distance not in METRICS:
+            raise ValueError(f"annoy does not support {spec.distance.value} distance")
+        self.spec = spec
+        self.metric = spec.distance
+        self.dimensions = dimensions
+        self._lock = threading.RLock()
+        self._segments: list[Segment] = []
+        self._where: dict[str, tuple[int, int]] = {}  # id → (segment number, item) for sealed items
+        self._delta = FlatIndex(spec.distance, dimensions)  # recent writes, searched exactly
+        self._version: dict[str, int] = {}  # id → current version; absent: deleted
+        self._clock = 0
+        self._merging: threading.Thread | None = None
+        self._closed = False
+
+    # -- writes ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._version)
+
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._version
+
+    def upsert(self, object_id: str, vector: np.ndarray) -> None:
+        self.upsert_many([object_id], [vector])
+
+    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+        with self._lock:
+            for object_id, vector in zip(object_ids, vectors):
+                self._bury(object_id)
+                self._clock += 1
+                self._version[object_id] = self._clock
+            self._delta.upsert_many(object_ids, vectors)
+            self._maybe_merge()
+
+    def delete(self, object_id: str) -> None:
+        with self._lock:
+            self._bury(object_id)
+            self._delta.delete(object_id)
+            self._version.pop(object_id, None)
+
+    def _bury(self, object_id: str) -> None:
+        sealed = self._where.pop(object_id, None)
+        if sealed is not None:
+            self._segments[sealed[0]].dead.add(sealed[1])
+
+    # -- merging ---------------------------------------------------------------
+
+    def _maybe_merge(self) -> None:
+        if len(self._delta) >= self.spec.merge_threshold and self._merging is None and not self._closed:
+            self._merging = threading.Thread(target=self._merge, name="annoy-merge", daemon=True)
+            self._merging.start()
+
+    def wait_for_merges(self) -> None:
+        """Block until no merge is running (used by tests, benchmarks and shutdown)."""
+        while True:
+            with self._lock:
+                thread = self._merging
+            if thread is None:
+                return
+            thread.join()
+
+    def _merge(self) -> None:
+        try:
+            with self._lock:
+                dead = sum(len(s.dead) for s in self._segments)
+                total = sum(len(s.ids) for s in self._segments)
+                compact = len(self._segments) >= MAX_SEGMENTS or (total and dead / total > DEAD_FRACTION_TO_COMPACT)
+                delta_ids, delta_vectors = self._delta.items()
+                snapshot: list[tuple[str, int, np.ndarray]] = [(i, self._version[i], v) for i, v in zip(delta_ids, delta_vectors)]
+                if compact:
+                    snapshot += [
+                        (segment.ids[item], segment.versions[item], np.asarray(segment.forest.get_item_vector(item), np.float32))
+                        for segment in self._segments
+                        for item in range(len(segment.ids))
+                        if item not in segment.dead
+                    ]
+                replaced = len(self._segments) if compact else 0
+            segment = self._build(snapshot)  # the slow part, outside the lock
+            with self._lock:
+                self._install(segment, replaced)
+        except Exception:  # a failed merge leaves the delta in place: searches stay correct
+            log.exception("annoy merge failed; recent writes stay in the exact delta")
+        finally:
+            with self._lock:
+                self._merging = None
+                self._maybe_merge()
+
+    def _build(self, items: list[tuple[str, int, np.ndarray]]) -> Segment:
+        forest = annoy.AnnoyIndex(self.dimensions, METRICS[self.metric])
+        for position, (_, _, vector) in enumerate(items):
+            forest.add_item(position, vector)
+        forest.build(self.spec.trees, n_jobs=1)
+        return Segment(forest, [i for i, _, _ in items], [v for _, v, _ in items])
+
+    def _install(self, segment: Segment, replaced: int) -> None:
+        """Swap in a built segment: items written again (or deleted) while it was built are born dead."""
+        if replaced:
+            self._segments = self._segments[replaced:]
+            self._where = {i: (n - replaced, item) for i, (n, item) in self._where.items() if n >= replaced}
+        number = len(self._segments)
+        for item, (object_id, version) in enumerate(zip(segment.ids, segment.versions)):
+            if self._version.get(object_id) != version:
+                segment.dead.add(item)
+                continue
+            self._where[object_id] = (number, item)
+            self._delta.delete(object_id)
+        self._segments.append(segment)
+
+    # -- reads -----------------------------------------------------------------
+
+    def _search_k(self, k: int) -> int:
+        return self.spec.search_k or self.spec.trees * k * 8
+
+    def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
+        # Held for the whole search so segments, tombstones and delta agree; merges build outside it.
+        with self._lock:
+            hits = self._delta.search(query, k)
+            for segment in self._segments:
+                # Over-fetch by the dead count (bounded) so tombstones do not shrink the result.
+                fetch = k + min(len(segment.dead), 4 * k)
+                items, raw = segment.forest.get_nns_by_vector(query, fetch, search_k=self._search_k(fetch), include_distances=True)
+                hits += [Hit(segment.ids[item], _weaviate_distance(self.metric, d)) for item, d in zip(items, raw) if item not in segment.dead]
+        hits.sort(key=lambda h: (h.distance, h.id))
+        return hits[:k]
+
+    def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        with self._lock:
+            found, recent = self._delta.vectors(object_ids)
+            sealed = [i for i in object_ids if i in self._where]
+            rows = [self._segments[n].forest.get_item_vector(item) for n, item in (self._where[i] for i in sealed)]
+        matrix = np.vstack([recent, np.asarray(rows, np.float32).reshape(-1, self.dimensions)])
+        return found + sealed, matrix
+
+    # -- persistence -----------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        self.wait_for_merges()
+        with self._lock:
+            delta_ids, delta_vectors = self._delta.items()
+            manifest = {"segments": [], "delta": delta_ids}
+            for number, segment in enumerate(self._segments):
+                segment.forest.save(str(directory / f"segment-{number}.ann"))
+                manifest["segments"].append({"ids": segment.ids, "dead": sorted(segment.dead)})
+            np.save(directory / "delta.npy", delta_vectors)
+            (directory / "segments.json").write_text(json.dumps(manifest))
+
+    @classmethod
+    def restore(cls, spec: IndexSpec, dimensions: int, directory: Path) -> AnnoyIndex:
+        manifest = json.loads((directory / "segments.json").read_text())
+        index = cls(spec, dimensions)
+        for number, saved in enumerate(manifest["segments"]):
+            forest = annoy.AnnoyIndex(dimensions, METRICS[spec.distance])
+            if not forest.load(str(directory / f"segment-{number}.ann")):
+                raise ValueError(f"cannot load annoy segment {number}")
+            segment = Segment(forest, saved["ids"], [0] * len(saved["ids"]), set(saved["dead"]))
+            index._segments.append(segment)
+            for item, object_id in enumerate(segment.ids):
+                if item not in segment.dead:
+                    index._where[object_id] = (number, item)
+                    index._version[object_id] = 0
+        delta = np.load(directory / "delta.npy")
+        if len(delta) != len(manifest["delta"]):
+            raise ValueError("saved annoy delta does not match its id list")
+        index._delta.upsert_many(manifest["delta"], delta)
+        index._version.update({object_id: 0 for object_id in manifest["delta"]})
+        return index
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.wait_for_merges()
