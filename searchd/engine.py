@@ -22,7 +22,7 @@ import numpy as np
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.errors import AlreadyExists, InvalidInput, NotFound, SearchdError
 from searchd.index import Hit, VectorIndex
-from searchd.index.persist import index_dir, open_index, save_index
+from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
 from searchd.storage import ObjectStore, StoredObject
 from searchd.values import check_properties, normalize_uuid
 
@@ -120,7 +120,7 @@ class Engine:
                 if vector is None:
                     continue
                 try:
-                    save_index(index, index_dir(self.data_dir, collection, name), vector.spec.index, vector.dimensions, write_seq)
+                    save_index(index, index_dir(self.data_dir, collection, name), vector_fingerprint(vector.spec.index, vector.dimensions), write_seq)
                 except OSError as exc:  # the store is the truth: the next start rebuilds
                     log.warning("could not save the %s.%s index (%s); it will be rebuilt at the next start", collection, name, exc)
 

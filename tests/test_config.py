@@ -747,7 +747,7 @@ def test_published_schema_is_the_one_searchd_validates_with() -> None:
 def test_schema_walk_finds_the_property_definitions() -> None:
     # Guards the walk itself: if it found nothing, the description tests below would pass vacuously.
     found = dict(described_definitions(load_schema()))
-    assert len(found) == 42  # 37 property definitions + 5 $defs
+    assert len(found) >= 42  # at least the 37 property definitions + 5 $defs of the first schema
     assert "#/properties/server/properties/limits/properties/maxBodyBytes" in found
     assert "#/$defs/collection/properties/properties" in found
     assert "#/$defs/vectorizer/properties/weights" in found

@@ -47,6 +47,12 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
         where = (*path, "properties", index, "name")
         if prop.name in RESERVED_PROPERTY_NAMES:
             yield locator.issue(where, f"property name '{prop.name}' is reserved", "rename the property")
+        if not prop.type.is_text:
+            raw = locator.positions
+            for key in ("tokenization", "indexSearchable"):
+                where_key = (*path, "properties", index, key)
+                if where_key in raw:
+                    yield locator.issue(where_key, f"'{key}' applies to TEXT and TEXT[] properties; '{prop.name}' is {prop.type.value}", f"remove '{key}'")
         if prop.name in names:
             yield locator.issue(where, f"duplicate property name '{prop.name}' in collection '{collection.name}'", "each property is declared once")
         names.add(prop.name)

@@ -55,11 +55,50 @@ class ServerSpec:
     limits: LimitsSpec = LimitsSpec()
 
 
+class Tokenization(enum.Enum):
+    WORD = "word"
+    LOWERCASE = "lowercase"
+    WHITESPACE = "whitespace"
+    FIELD = "field"
+    TRIGRAM = "trigram"
+
+
 @dataclass(frozen=True)
 class PropertySpec:
     name: str
     type: PropertyType
     description: str = ""
+    tokenization: Tokenization = Tokenization.WORD
+    index_searchable: bool = True
+    index_filterable: bool = True
+
+    @property
+    def searchable(self) -> bool:
+        return self.type.is_text and self.index_searchable
+
+    @property
+    def filterable(self) -> bool:
+        return self.type is not PropertyType.BLOB and self.index_filterable
+
+
+# Weaviate's "en" preset (adapters/repos/db/inverted/stopwords/presets.go).
+EN_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they this to was will with".split()
+)
+
+
+@dataclass(frozen=True)
+class InvertedIndexSpec:
+    k1: float = 1.2
+    b: float = 0.75
+    stopword_preset: str = "en"
+    stopword_additions: tuple[str, ...] = ()
+    stopword_removals: tuple[str, ...] = ()
+
+    @property
+    def stopwords(self) -> frozenset[str]:
+        preset = EN_STOPWORDS if self.stopword_preset == "en" else frozenset()
+        return (preset | set(self.stopword_additions)) - set(self.stopword_removals)
 
 
 @dataclass(frozen=True)
@@ -119,6 +158,7 @@ class CollectionSpec:
     properties: tuple[PropertySpec, ...] = ()
     vectors: tuple[NamedVectorSpec, ...] = ()
     description: str = ""
+    inverted_index: InvertedIndexSpec = InvertedIndexSpec()
 
     def find_property(self, name: str) -> PropertySpec | None:
         return next((p for p in self.properties if p.name == name), None)
@@ -170,6 +210,18 @@ def _index_spec(data: Mapping[str, Any]) -> IndexSpec:
     return IndexSpec(type=data.get("type", IndexSpec.type), distance=Distance(data.get("distance", "cosine")), **params)
 
 
+def _inverted_index_spec(data: Mapping[str, Any]) -> InvertedIndexSpec:
+    bm25 = data.get("bm25", {})
+    stopwords = data.get("stopwords", {})
+    return InvertedIndexSpec(
+        k1=float(bm25.get("k1", 1.2)),
+        b=float(bm25.get("b", 0.75)),
+        stopword_preset=stopwords.get("preset", "en"),
+        stopword_additions=tuple(stopwords.get("additions", ())),
+        stopword_removals=tuple(stopwords.get("removals", ())),
+    )
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
@@ -179,8 +231,17 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
             name=c["name"],
             description=c.get("description", ""),
             properties=tuple(
-                PropertySpec(p["name"], PropertyType(p["type"]), p.get("description", "")) for p in c.get("properties", [])
+                PropertySpec(
+                    p["name"],
+                    PropertyType(p["type"]),
+                    p.get("description", ""),
+                    Tokenization(p.get("tokenization", "word")),
+                    p.get("indexSearchable", True),
+                    p.get("indexFilterable", True),
+                )
+                for p in c.get("properties", [])
             ),
+            inverted_index=_inverted_index_spec(c.get("invertedIndex", {})),
             vectors=tuple(
                 NamedVectorSpec(
                     name=name,

@@ -1,6 +1,6 @@
 """Saving indexes in the data directory and loading them back only when they are still current.
 
-An index directory holds the index's own files and ``manifest.json`` with the
+Vector indexes and BM25 indexes are handled alike.  An index directory holds the index's own files and ``manifest.json`` with the
 store's write sequence at save time and a fingerprint of the index settings.
 On start, an index whose manifest matches the store and the config is loaded
 as is; anything else (missing, stale after a crash, settings changed, unreadable)
@@ -12,15 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from searchd.config.spec import IndexSpec
+from searchd.config.spec import CollectionSpec, IndexSpec
 from searchd.index.base import VectorIndex, build_index, restore_index
+from searchd.index.bm25 import BM25Index
 from searchd.storage import ObjectStore
 
 log = logging.getLogger("searchd.index")
@@ -28,40 +31,95 @@ FORMAT = 1
 _PROGRESS_EVERY = 20_000
 
 
-def fingerprint(spec: IndexSpec, dimensions: int) -> str:
-    settings = {**asdict(spec), "distance": spec.distance.value, "dimensions": dimensions, "format": FORMAT}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+def fingerprint(settings: Any) -> str:
+    """A short hash of whatever determines an index's content."""
+    return hashlib.sha256(json.dumps({"settings": settings, "format": FORMAT}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def vector_fingerprint(spec: IndexSpec, dimensions: int) -> str:
+    return fingerprint({**asdict(spec), "distance": spec.distance.value, "dimensions": dimensions})
+
+
+def keyword_fingerprint(collection: CollectionSpec) -> str:
+    # k1, b and stopwords apply at query time, so changing them keeps the saved postings valid.
+    return fingerprint([(p.name, p.tokenization.value) for p in collection.properties if p.searchable])
 
 
 def index_dir(data_dir: Path, collection: str, vector: str) -> Path:
     return data_dir / "indexes" / collection / vector
 
 
-def save_index(index: VectorIndex, directory: Path, spec: IndexSpec, dimensions: int, write_seq: int) -> None:
+def keyword_dir(data_dir: Path, collection: str) -> Path:
+    return data_dir / "indexes" / collection / "_bm25"
+
+
+class Saveable(Protocol):
+    def save(self, directory: Path) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+def save_index(index: Saveable, directory: Path, print_: str, write_seq: int) -> None:
     """Write to a temporary directory, then rename: a crash never leaves a half-written index in place."""
     staging = directory.with_name(directory.name + ".saving")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     index.save(staging)
-    manifest = {"fingerprint": fingerprint(spec, dimensions), "writeSeq": write_seq, "count": len(index)}
-    (staging / "manifest.json").write_text(json.dumps(manifest))
+    (staging / "manifest.json").write_text(json.dumps({"fingerprint": print_, "writeSeq": write_seq, "count": len(index)}))
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
 
 
-def _load_current(directory: Path, spec: IndexSpec, dimensions: int, write_seq: int) -> VectorIndex | None:
+def _current_count(directory: Path, print_: str, write_seq: int) -> int | None:
+    """The saved index's size if it matches these settings and the store's write sequence."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("fingerprint") != fingerprint(spec, dimensions) or manifest.get("writeSeq") != write_seq:
+    if manifest.get("fingerprint") != print_ or manifest.get("writeSeq") != write_seq:
+        return None
+    count = manifest.get("count")
+    return count if isinstance(count, int) else None
+
+
+_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError)
+
+
+def _load_current(directory: Path, spec: IndexSpec, dimensions: int, write_seq: int) -> VectorIndex | None:
+    count = _current_count(directory, vector_fingerprint(spec, dimensions), write_seq)
+    if count is None:
         return None
     try:
         index = restore_index(spec, dimensions, directory)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except _UNREADABLE as exc:
         log.warning("index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
         return None
-    return index if len(index) == manifest.get("count") else None
+    return index if len(index) == count else None
+
+
+def open_keyword_index(store: ObjectStore, data_dir: Path, collection: CollectionSpec) -> BM25Index:
+    """Load the saved BM25 index if it is current; otherwise rebuild it from the store."""
+    directory = keyword_dir(data_dir, collection.name)
+    count = _current_count(directory, keyword_fingerprint(collection), store.write_seq())
+    if count is not None:
+        try:
+            index = BM25Index.restore(collection, directory)
+            if len(index) == count:
+                log.info("loaded %s BM25 index (%d objects) from %s", collection.name, count, directory)
+                return index
+        except _UNREADABLE as exc:
+            log.warning("BM25 index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
+    started = time.monotonic()
+    index = BM25Index(collection)
+    done = 0
+    for object_id, properties in store.iter_properties(collection.name):
+        index.upsert(object_id, properties)
+        done += 1
+        if done % _PROGRESS_EVERY == 0:
+            log.info("rebuilding %s BM25 index: %d objects so far", collection.name, done)
+    if done or directory.exists():
+        log.info("rebuilt %s BM25 index from the store: %d objects in %.1fs", collection.name, done, time.monotonic() - started)
+    return index
 
 
 def open_index(store: ObjectStore, data_dir: Path, collection: str, vector: str, spec: IndexSpec, dimensions: int) -> VectorIndex:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from searchd.errors import StorageError
+from searchd.storage.sqlfunctions import epoch_seconds, like
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -81,6 +82,9 @@ class ObjectStore:
         self.path = data_dir / "objects.sqlite3"
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Filters call these from SQL (values always arrive as bound parameters).
+        self._db.create_function("searchd_like", 2, like, deterministic=True)
+        self._db.create_function("searchd_epoch", 1, epoch_seconds, deterministic=True)
         with self._guard():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -163,17 +167,57 @@ class ObjectStore:
             row = db.execute("SELECT 1 FROM objects WHERE collection = ? AND id = ?", (collection, object_id)).fetchone()
         return row is not None
 
-    def list(self, collection: str | None, limit: int, offset: int = 0, after: str | None = None) -> list[StoredObject]:
-        """Objects ordered by (collection, id); ``after`` is an exclusive id cursor within one collection."""
-        clauses, params = [], []
+    def list(
+        self,
+        collection: str | None,
+        limit: int,
+        offset: int = 0,
+        after: str | None = None,
+        where: tuple[str, list[Any]] | None = None,
+        order: Sequence[tuple[str, bool]] = (),
+    ) -> list[StoredObject]:
+        """Objects ordered by ``order`` ((SQL expression, descending) pairs from the query layer), then id.
+
+        ``after`` is an exclusive id cursor within one collection; ``where`` a compiled filter.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
         if collection is not None:
             clauses.append("collection = ?")
             params.append(collection)
         if after is not None:
             clauses.append("id > ?")
             params.append(after)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self._load(self._rows(where, tuple(params), f"ORDER BY collection, id LIMIT {int(limit)} OFFSET {int(offset)}"))
+        if where is not None:
+            clauses.append(where[0])
+            params.extend(where[1])
+        condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sort = "".join(f"{expression} {'DESC' if descending else 'ASC'}, " for expression, descending in order)
+        return self._load(self._rows(condition, tuple(params), f"ORDER BY {sort}collection, id LIMIT {int(limit)} OFFSET {int(offset)}"))
+
+    def ids_matching(self, collection: str, where: tuple[str, list[Any]]) -> list[str]:
+        """Ids of a collection's objects that pass a compiled filter: the allow-list for searches."""
+        with self._guard() as db:
+            rows = db.execute(f"SELECT id FROM objects WHERE collection = ? AND ({where[0]})", (collection, *where[1])).fetchall()
+        return [row[0] for row in rows]
+
+    def count_matching(self, collection: str, where: tuple[str, list[Any]] | None = None) -> int:
+        sql, params = where or ("1", [])
+        with self._guard() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM objects WHERE collection = ? AND ({sql})", (collection, *params)).fetchone()[0])
+
+    def index_properties(self, collection: str, names: Sequence[str]) -> None:
+        """Expression indexes so that filters on these scalar properties do not scan the collection.
+
+        Names come from the validated config (identifiers only), never from a request.
+        """
+        with self._guard() as db:
+            for name in names:
+                if not name.isidentifier():
+                    raise StorageError(f"refusing to index property name {name!r}")
+                db.execute(
+                    f"CREATE INDEX IF NOT EXISTS prop_{collection}_{name} ON objects(collection, json_extract(properties, '$.{name}'))"
+                )
 
     def count(self, collection: str) -> int:
         with self._guard() as db:
@@ -184,6 +228,12 @@ class ObjectStore:
         with self._guard() as db:
             rows = db.execute("SELECT id, dims, data FROM vectors WHERE collection = ? AND name = ? ORDER BY id", (collection, name)).fetchall()
         return [(object_id, _vector_from_row(dims, data)) for object_id, dims, data in rows]
+
+    def iter_properties(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every object's properties: what the BM25 index is rebuilt from."""
+        with self._guard() as db:
+            rows = db.execute("SELECT id, properties FROM objects WHERE collection = ? ORDER BY id", (collection,)).fetchall()
+        return [(object_id, json.loads(properties)) for object_id, properties in rows]
 
     def _rows(self, where: str, params: tuple[Any, ...], tail: str) -> list[tuple[Any, ...]]:
         with self._guard() as db:
