@@ -20,9 +20,10 @@ import anyio.to_thread
 import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
-from searchd.errors import AlreadyExists, InvalidInput, NotFound, SearchdError
+from searchd.errors import AlreadyExists, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
-from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
+from searchd.index.bm25 import BM25Index
+from searchd.index.persist import index_dir, keyword_dir, keyword_fingerprint, open_index, open_keyword_index, save_index, vector_fingerprint
 from searchd.storage import ObjectStore, StoredObject
 from searchd.values import check_properties, normalize_uuid
 
@@ -94,6 +95,7 @@ class Engine:
         self.data_dir = data_dir
         self._write_lock = threading.Lock()
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self._keyword: dict[str, BM25Index] = {}
         self.open_indexes(holder.current)
 
     # -- indexes ---------------------------------------------------------------
@@ -101,6 +103,9 @@ class Engine:
     def open_indexes(self, catalog: Catalog) -> None:
         """Load each saved index that is still current, or rebuild it from the store."""
         for collection in catalog.collections.values():
+            self.store.index_properties(collection.name, [p.name for p in collection.spec.properties if p.filterable and not p.type.value.endswith("[]")])
+            if collection.name not in self._keyword and any(p.searchable for p in collection.spec.properties):
+                self._keyword[collection.name] = open_keyword_index(self.store, self.data_dir, collection.spec)
             for vector in collection.vectors.values():
                 key = (collection.name, vector.name)
                 if key not in self._indexes:
@@ -108,6 +113,12 @@ class Engine:
 
     def index(self, collection: str, vector: str) -> VectorIndex:
         return self._indexes[(collection, vector)]
+
+    def keyword_index(self, collection: CompiledCollection) -> BM25Index:
+        index = self._keyword.get(collection.name)
+        if index is None:
+            raise QueryError(f"collection '{collection.name}' has no searchable TEXT property for bm25", "declare a TEXT property (indexSearchable is true by default)")
+        return index
 
     def close(self) -> None:
         """Save every index (so the next start loads instead of rebuilding), then release them."""
@@ -123,6 +134,13 @@ class Engine:
                     save_index(index, index_dir(self.data_dir, collection, name), vector_fingerprint(vector.spec.index, vector.dimensions), write_seq)
                 except OSError as exc:  # the store is the truth: the next start rebuilds
                     log.warning("could not save the %s.%s index (%s); it will be rebuilt at the next start", collection, name, exc)
+            for collection, keyword in self._keyword.items():
+                if collection not in catalog.collections:
+                    continue
+                try:
+                    save_index(keyword, keyword_dir(self.data_dir, collection), keyword_fingerprint(catalog.collections[collection].spec), write_seq)
+                except OSError as exc:
+                    log.warning("could not save the %s BM25 index (%s); it will be rebuilt at the next start", collection, exc)
 
     # -- writes ----------------------------------------------------------------
 
@@ -180,6 +198,8 @@ class Engine:
                 objects.append(StoredObject(draft.collection.name, draft.id, draft.properties, dict(draft.vectors), existing_created, now))
             self.store.put_many(objects)
             for draft, obj in zip(drafts, objects):
+                if obj.collection in self._keyword:
+                    self._keyword[obj.collection].upsert(obj.id, obj.properties)
                 for vector in draft.collection.vectors.values():
                     index = self._indexes[(obj.collection, vector.name)]
                     if vector.name in obj.vectors:
@@ -237,6 +257,8 @@ class Engine:
                 raise NotFound(f"no object with id '{the_id}' in '{collection.name}'")
             for vector in collection.vectors.values():
                 self._indexes[(collection.name, vector.name)].delete(the_id)
+            if collection.name in self._keyword:
+                self._keyword[collection.name].delete(the_id)
 
     # -- reads -----------------------------------------------------------------
 

@@ -199,3 +199,19 @@ def to_sql(where: Filter) -> tuple[str, list[Any]]:
         return f"NOT ({parts[0][0]})", params
     joiner = " AND " if where.operator == "And" else " OR "
     return "(" + joiner.join(f"({sql})" for sql, _ in parts) + ")", params
+
+
+def sort_expression(collection: CompiledCollection, path: Any) -> str:
+    """The SQL expression to order by for a sort path (a property, id, or a timestamp)."""
+    if not isinstance(path, Sequence) or isinstance(path, str) or len(path) != 1:
+        raise QueryError(f"sort path must name one property, got {path!r}", "write sort: [{path: [\"propertyName\"], order: asc}]")
+    name = path[0]
+    if name in _ID_PATHS or name in _TIME_PATHS:
+        return _column(Condition(name, "Equal", None, None))
+    prop = collection.spec.find_property(name)
+    if prop is None:
+        known = ", ".join(p.name for p in collection.spec.properties) or "none"
+        raise QueryError(f"no such prop with name '{name}' found in class '{collection.name}' in the schema", f"sortable properties: {known}, id")
+    if prop.type in (PropertyType.BLOB, PropertyType.TEXT_ARRAY):
+        raise QueryError(f"'{name}' is {prop.type.value}, which cannot be sorted on", "sort on a scalar property")
+    return _column(Condition(name, "Equal", None, prop.type))

@@ -1,105 +1,28 @@
-"""Resolvers for ``Get { <Class>(...) }``: pick the vector, embed the query, search, shape the result."""
+"""Resolvers for ``Get { <Class>(...) }``: check the argument mix, run the search, shape ``_additional``."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
-import numpy as np
 from graphql import GraphQLResolveInfo
 
+from searchd.catalog import CompiledCollection
 from searchd.config.spec import Distance
 from searchd.errors import InvalidInput, QueryError
-from searchd.index import Hit
-from searchd.storage import StoredObject
+from searchd.query.filters import sort_expression
+from searchd.query.fusion import autocut
+from searchd.query.search import NEAR_ARGUMENTS, QueryContext, Row, allowed_ids, bm25_rows, compiled_filter, hybrid_rows, near_rows
+from searchd.values import normalize_uuid
 
-if TYPE_CHECKING:
-    from searchd.catalog import Catalog, CompiledCollection, CompiledVector
-    from searchd.engine import Engine
+__all__ = ["QueryContext", "resolve_get"]
 
-NEAR_ARGUMENTS = ("nearVector", "nearObject", "nearText", "nearImage")
-
-
-@dataclass(frozen=True)
-class QueryContext:
-    """What resolvers see: the catalog snapshot the request started with, and the engine."""
-
-    catalog: Catalog
-    engine: Engine
+SEARCH_ARGUMENTS = (*NEAR_ARGUMENTS, "bm25", "hybrid")
 
 
-def _target_vector(collection: CompiledCollection, near: Mapping[str, Any]) -> CompiledVector:
-    targets = near.get("targetVectors")
-    if targets:
-        if len(targets) > 1:
-            raise QueryError("searching several targetVectors at once is not supported", "name exactly one target vector")
-        return collection.vector(targets[0])
-    default = collection.default_vector
-    if default is None:
-        raise QueryError(
-            f"collection '{collection.name}' has several named vectors and none is the default",
-            f"add targetVectors: [\"...\"] with one of: {', '.join(collection.vectors) or 'none'}",
-        )
-    return default
-
-
-def _max_distance(vector: CompiledVector, near: Mapping[str, Any]) -> float | None:
-    if near.get("distance") is not None and near.get("certainty") is not None:
-        raise QueryError("give either distance or certainty, not both", "remove one of them")
-    if near.get("certainty") is not None:
-        if vector.spec.index.distance is not Distance.COSINE:
-            raise QueryError(
-                f"can't compute and return certainty when vector index is configured with {vector.spec.index.distance.value} distance",
-                "use distance instead of certainty",
-            )
-        return (1.0 - float(near["certainty"])) * 2.0
-    return None if near.get("distance") is None else float(near["distance"])
-
-
-def _object_id_of(near: Mapping[str, Any]) -> str:
-    if near.get("id"):
-        return str(near["id"])
-    beacon = near.get("beacon")
-    if beacon:
-        return str(beacon).rstrip("/").rsplit("/", 1)[-1]
-    raise QueryError("nearObject needs an id or a beacon", "add id: \"<uuid>\"")
-
-
-async def _query_vector(context: QueryContext, collection: CompiledCollection, vector: CompiledVector, kind: str, near: Mapping[str, Any]) -> np.ndarray:
-    if kind == "nearVector":
-        query = np.asarray(near["vector"], dtype=np.float32)
-        if query.ndim == 2 and not vector.is_multi:
-            raise QueryError(f"nearVector got a multi-vector, but vector '{vector.name}' holds single vectors", "send a flat list of numbers")
-        if query.shape[-1] != vector.dimensions:
-            raise QueryError(
-                f"nearVector has {query.shape[-1]} dimensions, but vector '{vector.name}' has {vector.dimensions}",
-                f"send {vector.dimensions} numbers{' per row' if vector.is_multi else ''}, or choose another target vector",
-            )
-        return query
-    if kind == "nearObject":
-        stored = context.engine.get(context.catalog, collection.name, _object_id_of(near))
-        if vector.name not in stored.vectors:
-            raise QueryError(f"object '{stored.id}' has no '{vector.name}' vector", "choose a target vector the object has")
-        return stored.vectors[vector.name]
-    if vector.vectorizer is None:
-        raise QueryError(f"{kind} needs a vectorizer, but vector '{vector.name}' brings its own vectors (module: none)", "use nearVector, or target a vectorized vector")
-    if kind == "nearText":
-        return await vector.vectorizer.embed_text_query(list(near["concepts"]))
-    if "image" not in vector.module.modalities:
-        raise QueryError(f"nearImage needs an image module, but vector '{vector.name}' uses {vector.module.name}", "target a multi2vec vector")
-    try:
-        image = base64.b64decode(near["image"], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise QueryError(f"nearImage.image is not valid base64 ({exc})", "send the image file's bytes as standard base64") from exc
-    return await vector.vectorizer.embed_image_query(image)
-
-
-def _limits(catalog: Catalog, args: Mapping[str, Any]) -> tuple[int, int]:
-    limits = catalog.spec.server.limits
+def _limits(context: QueryContext, args: Mapping[str, Any]) -> tuple[int, int]:
+    limits = context.catalog.spec.server.limits
     limit = args.get("limit")
     offset = args.get("offset") or 0
     limit = limits.query_limit_default if limit is None else limit
@@ -110,7 +33,8 @@ def _limits(catalog: Catalog, args: Mapping[str, Any]) -> tuple[int, int]:
     return limit, offset
 
 
-def _result(collection: CompiledCollection, obj: StoredObject, hit: Hit | None, searched: CompiledVector | None) -> dict[str, Any]:
+def _additional(collection: CompiledCollection, row: Row) -> dict[str, Any]:
+    obj, searched = row.object, row.vector
     shown = searched or collection.default_vector
     additional: dict[str, Any] = {
         "id": obj.id,
@@ -118,16 +42,95 @@ def _result(collection: CompiledCollection, obj: StoredObject, hit: Hit | None, 
         "lastUpdateTimeUnix": str(obj.updated_ms),
         "vectors": {name: vec.tolist() for name, vec in obj.vectors.items()},
         "vector": obj.vectors[shown.name].tolist() if shown is not None and shown.name in obj.vectors else None,
-        "distance": None,
+        "distance": row.distance,
         "certainty": None,
+        "score": None if row.score is None else f"{row.score:.9g}",
+        "explainScore": row.explain,
+        "group": None,
     }
-    if hit is not None and searched is not None:
-        additional["distance"] = hit.distance
-        if searched.spec.index.distance is Distance.COSINE:
-            additional["certainty"] = 1.0 - hit.distance / 2.0
-    result: dict[str, Any] = {p.name: obj.properties.get(p.name) for p in collection.spec.properties}
-    result["_additional"] = additional
+    if row.distance is not None and searched is not None and searched.spec.index.distance is Distance.COSINE:
+        additional["certainty"] = 1.0 - row.distance / 2.0
+    return additional
+
+
+def _result(collection: CompiledCollection, row: Row) -> dict[str, Any]:
+    result: dict[str, Any] = {p.name: row.object.properties.get(p.name) for p in collection.spec.properties}
+    result["_additional"] = _additional(collection, row)
     return result
+
+
+def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Weaviate's groupBy: the best object of each group carries the group in _additional.group."""
+    path = group_by["path"]
+    if len(path) != 1 or collection.spec.find_property(path[0]) is None:
+        raise QueryError(f"groupBy path {path!r} is not a property of '{collection.name}'", "group by one declared property")
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        value = row.object.properties.get(path[0])
+        key = str(value) if value is not None else ""
+        if key not in groups and len(groups) >= group_by["groups"]:
+            continue
+        members = groups.setdefault(key, [])
+        if len(members) < group_by["objectsPerGroup"]:
+            members.append(row)
+    results = []
+    for number, (value, members) in enumerate(groups.items()):
+        distances = [m.distance for m in members if m.distance is not None]
+        first = _result(collection, members[0])
+        first["_additional"]["group"] = {
+            "id": number,
+            "groupedBy": {"path": path, "value": value},
+            "count": len(members),
+            "minDistance": min(distances) if distances else None,
+            "maxDistance": max(distances) if distances else None,
+            "hits": [{**_result(collection, m), "_additional": {"id": m.object.id, "distance": m.distance, "vector": _additional(collection, m)["vector"]}} for m in members],
+        }
+        results.append(first)
+    return results
+
+
+def _check_mix(args: Mapping[str, Any]) -> str | None:
+    searches = [k for k in SEARCH_ARGUMENTS if args.get(k) is not None]
+    if len(searches) > 1:
+        raise QueryError(f"only one of {', '.join(SEARCH_ARGUMENTS)} may be given; got {', '.join(searches)}", "keep one search argument")
+    search = searches[0] if searches else None
+    if args.get("after") is not None:
+        if args.get("limit") is None or search or args.get("where") is not None or args.get("sort") or args.get("offset"):
+            raise QueryError("other params cannot be set with after and limit parameters", "page with only after and limit")
+    if args.get("sort") and search:
+        raise QueryError(f"sort cannot be combined with {search}", "results of a search are ordered by relevance; drop sort or the search")
+    if args.get("groupBy") is not None and search not in (*NEAR_ARGUMENTS, "hybrid"):
+        raise QueryError("groupBy needs a vector search (near* or hybrid)", "add e.g. nearText: {concepts: [...]}")
+    if args.get("autocut") and not search:
+        raise QueryError("autocut needs a search (near*, bm25 or hybrid)", "add a search, or drop autocut")
+    return search
+
+
+async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+    collection = context.catalog.collection(class_name)
+    limit, offset = _limits(context, args)
+    search = _check_mix(args)
+    where = compiled_filter(collection, args.get("where"))
+    if search is None:
+        order = [(sort_expression(collection, s["path"]), s.get("order") == "desc") for s in args.get("sort") or []]
+        after = normalize_uuid(args["after"], "after") if args.get("after") else None
+        objects = await anyio.to_thread.run_sync(lambda: context.engine.store.list(collection.name, limit, offset, after, where, order))
+        return [_result(collection, Row(obj)) for obj in objects]
+    allowed = await allowed_ids(context, collection, where)
+    group_by = args.get("groupBy")
+    fetch = limit + offset if group_by is None else max(limit + offset, group_by["groups"] * group_by["objectsPerGroup"] * 4, 100)
+    if search == "bm25":
+        rows = await bm25_rows(context, collection, args["bm25"], fetch, allowed)
+    elif search == "hybrid":
+        rows = await hybrid_rows(context, collection, args["hybrid"], fetch, allowed)
+    else:
+        rows = await near_rows(context, collection, search, args[search], fetch, allowed)
+    if group_by is not None:
+        return _grouped(collection, rows, group_by)
+    rows = rows[offset : offset + limit]
+    if args.get("autocut"):
+        rows = rows[: autocut([r.rank_value for r in rows], args["autocut"])]
+    return [_result(collection, row) for row in rows]
 
 
 def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:
@@ -139,22 +142,3 @@ def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]
             raise QueryError(exc.message, exc.hint) from exc
 
     return resolve
-
-
-async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
-    collection = context.catalog.collection(class_name)
-    limit, offset = _limits(context.catalog, args)
-    given = [k for k in NEAR_ARGUMENTS if args.get(k) is not None]
-    if len(given) > 1:
-        raise QueryError(f"only one of {', '.join(NEAR_ARGUMENTS)} may be given; got {', '.join(given)}", "keep one search argument")
-    if not given:
-        objects = await anyio.to_thread.run_sync(context.engine.store.list, collection.name, limit, offset)
-        return [_result(collection, obj, None, None) for obj in objects]
-    kind = given[0]
-    near = args[kind]
-    vector = _target_vector(collection, near)
-    max_distance = _max_distance(vector, near)
-    query = await _query_vector(context, collection, vector, kind, near)
-    pairs = await anyio.to_thread.run_sync(context.engine.search, collection, vector, query, limit, offset, max_distance)
-    return [_result(collection, obj, hit, vector) for obj, hit in pairs]
-

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import Catalog
 from searchd.errors import InvalidInput
-from searchd.query.get import QueryContext
+from searchd.query.search import QueryContext
 from searchd.server.errors import error_response
 from searchd.server.shapes import batch_result, class_json, object_json
 from searchd.values import normalize_uuid

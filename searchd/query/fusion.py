@@ -1,0 +1,96 @@
+"""Hybrid fusion exactly as Weaviate does it (reference/weaviate-api.md §2): pure functions over ranked legs.
+
+A leg is one result list (keyword or vector) with a weight (1 - alpha, alpha), a
+name for explanations, and each hit's original score (BM25 score, or 1 - distance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+RRF_K = 60  # Weaviate's hard-coded rank constant; ranks are 0-based
+
+
+@dataclass(frozen=True)
+class LegHit:
+    id: str
+    score: float  # the leg's own score: BM25, or 1 - distance
+    explain: str = ""  # what the leg already says about the hit (BM25 term details)
+
+
+@dataclass(frozen=True)
+class Leg:
+    name: str  # e.g. "keyword,bm25" or "vector,hybridVector"
+    weight: float
+    hits: Sequence[LegHit]
+
+
+@dataclass
+class Fused:
+    id: str
+    score: float = 0.0
+    secondary: float = 0.0
+    explain: str = ""
+    parts: list[str] = field(default_factory=list)
+
+
+def _ordered(fused: dict[str, Fused]) -> list[Fused]:
+    # Ties (|Δ|² < 1e-14) are broken by the secondary score, then by id.
+    ordered = sorted(fused.values(), key=lambda f: (-round(f.score, 7), -f.secondary, f.id))
+    for item in ordered:
+        item.explain += " - ".join(item.parts)
+    return ordered
+
+
+def ranked_fusion(legs: Sequence[Leg]) -> list[Fused]:
+    """Reciprocal rank fusion: Σ weight / (rank + 60) over the legs a document appears in."""
+    fused: dict[str, Fused] = {}
+    for leg in legs:
+        for rank, hit in enumerate(leg.hits):
+            item = fused.setdefault(hit.id, Fused(hit.id, explain=hit.explain))
+            contribution = leg.weight / (rank + RRF_K)
+            item.score += contribution
+            item.secondary = max(item.secondary, hit.score)
+            item.parts.append(f"\nHybrid (Result Set {leg.name}) Document {hit.id} contributed {contribution:.9g} to the score")
+    return _ordered(fused)
+
+
+def relative_score_fusion(legs: Sequence[Leg]) -> list[Fused]:
+    """Min-max normalise each leg's scores (all equal → 1), then sum them weighted."""
+    fused: dict[str, Fused] = {}
+    for leg in legs:
+        if not leg.hits:
+            continue
+        scores = [hit.score for hit in leg.hits]
+        low, high = min(scores), max(scores)
+        for hit in leg.hits:
+            normalized = leg.weight * (1.0 if high == low else (hit.score - low) / (high - low))
+            item = fused.setdefault(hit.id, Fused(hit.id, explain=hit.explain))
+            item.score += normalized
+            item.secondary = max(item.secondary, hit.score)
+            item.parts.append(f"\nHybrid (Result Set {leg.name}) Document {hit.id}: original score {hit.score:.9g}, normalized score: {normalized:.9g}")
+    return _ordered(fused)
+
+
+def autocut(values: Sequence[float], jumps: int) -> int:
+    """How many results to keep: cut after the ``jumps``-th jump (Weaviate's entities/autocut).
+
+    ``values`` are sorted, best first (distances ascending or scores descending).
+    """
+    n = len(values)
+    if n <= 1 or jumps <= 0 or values[-1] == values[0]:
+        return n
+    step = 1.0 / (n - 1)
+    diff = [(v - values[0]) / (values[-1] - values[0]) - i * step for i, v in enumerate(values)]
+    extrema = 0
+    for i in range(1, n):
+        if i == n - 1:
+            peak = n > 2 and diff[i] > diff[i - 1] and diff[i] > diff[i - 2]
+        else:
+            peak = diff[i] > diff[i - 1] and diff[i] > diff[i + 1]
+        if peak:
+            extrema += 1
+            if extrema >= jumps:
+                return i
+    return n

@@ -1,0 +1,249 @@
+"""BM25, hybrid fusion, autocut, groupBy and moveTo through the server, against references computed here."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from searchd.query.fusion import autocut
+from tests.conftest import ClientFactory, graphql
+
+STOP = set("a an and are as at be but by for if in into is it no not of on or such that the their then there these they this to was will with".split())
+
+DOCS = [
+    ("Sourdough bread", "Bake the bread in a hot oven; bread needs a starter."),
+    ("Rye bread", "Rye flour makes a dense and sour loaf."),
+    ("Oven maintenance", "Clean the oven door and check the oven thermostat."),
+    ("Sourdough starter care", "Feed the starter daily with flour and water."),
+    ("Vector search", "Nearest neighbours of an embedding vector."),
+    ("Keyword search", "BM25 ranks documents by term frequency and inverse document frequency."),
+    ("Hybrid search", "Fuse keyword and vector search results."),
+    ("Empty body", ""),
+]
+IDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(len(DOCS))]
+VECTORS = np.random.default_rng(11).normal(size=(len(DOCS), 4))
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def reference_bm25(query: str, props: dict[str, float], k1: float = 1.2, b: float = 0.75, operator: str = "Or", minimum: int = 1) -> dict[str, float]:
+    """Per-property BM25 (own N and avgdl per property), summed with boosts — written independently of searchd."""
+    q = Counter(t for t in words(query) if t not in STOP)
+    scores: dict[str, float] = {}
+    eligible: set[str] = set()
+    for prop, boost in props.items():
+        column = 0 if prop == "title" else 1
+        docs = {IDS[i]: words(d[column]) for i, d in enumerate(DOCS) if words(d[column])}
+        n_docs = len(docs)
+        avg = sum(len(t) for t in docs.values()) / n_docs
+        for object_id, tokens in docs.items():
+            tf = Counter(tokens)
+            matched = 0
+            for term, repeats in q.items():
+                if not tf[term]:
+                    continue
+                matched += 1
+                n = sum(1 for t in docs.values() if term in t)
+                idf = math.log(1 + (n_docs - n + 0.5) / (n + 0.5))
+                scores[object_id] = scores.get(object_id, 0.0) + boost * repeats * idf * tf[term] / (tf[term] + k1 * (1 - b + b * len(tokens) / avg))
+            if matched >= (len(q) if operator == "And" else minimum):
+                eligible.add(object_id)
+    return {i: s for i, s in scores.items() if i in eligible}
+
+
+def config(k1: float = 1.2, b: float = 0.75) -> dict[str, Any]:
+    return {
+        "collections": [
+            {
+                "name": "Doc",
+                "properties": [{"name": "title", "type": "TEXT"}, {"name": "body", "type": "TEXT"}, {"name": "kind", "type": "TEXT", "indexSearchable": False}],
+                "invertedIndex": {"bm25": {"k1": k1, "b": b}},
+                "vectors": {
+                    "v": {"vectorizer": {"module": "none", "dimensions": 4}, "index": {"type": "flat"}},
+                    "text": {"vectorizer": {"module": "text2vec-hash", "textFields": ["title", "body"]}, "index": {"type": "flat"}},
+                },
+            }
+        ]
+    }
+
+
+@pytest.fixture
+def make_docs(write_config: Callable[..., Path], client_factory: ClientFactory) -> Callable[..., TestClient]:
+    def make(**settings: float) -> TestClient:
+        client = client_factory(write_config(yaml.safe_dump(config(**settings))))
+        objects = [
+            {"class": "Doc", "id": IDS[i], "properties": {"title": t, "body": body, "kind": "food" if i < 4 else "search"}, "vectors": {"v": VECTORS[i].tolist()}}
+            for i, (t, body) in enumerate(DOCS)
+        ]
+        assert all(r["result"]["status"] == "SUCCESS" for r in client.post("/v1/batch/objects", json={"objects": objects}).json())
+        return client
+
+    return make
+
+
+def bm25(client: TestClient, args: str) -> list[tuple[str, float]]:
+    body = graphql(client, "{ Get { Doc(%s) { _additional { id score explainScore } } } }" % args)
+    assert "errors" not in body, body
+    return [(h["_additional"]["id"], float(h["_additional"]["score"])) for h in body["data"]["Get"]["Doc"]]
+
+
+@pytest.mark.parametrize(
+    "args,query,props,operator,minimum",
+    [
+        ('bm25: {query: "bread oven"}', "bread oven", {"title": 1.0, "body": 1.0}, "Or", 1),
+        ('bm25: {query: "the bread", properties: ["body"]}', "the bread", {"body": 1.0}, "Or", 1),
+        ('bm25: {query: "bread oven", properties: ["title^2", "body"]}', "bread oven", {"title": 2.0, "body": 1.0}, "Or", 1),
+        ('bm25: {query: "starter flour", searchOperator: {operator: And}}', "starter flour", {"title": 1.0, "body": 1.0}, "And", 1),
+        ('bm25: {query: "search vector keyword", searchOperator: {operator: Or, minimumOrTokensMatch: 2}}', "search vector keyword", {"title": 1.0, "body": 1.0}, "Or", 2),
+        ('bm25: {query: "oven oven bread"}', "oven oven bread", {"title": 1.0, "body": 1.0}, "Or", 1),
+    ],
+)
+def test_bm25_scores_equal_the_reference(make_docs: Callable[..., TestClient], args: str, query: str, props: dict[str, float], operator: str, minimum: int) -> None:
+    got = bm25(make_docs(), args)
+    expected = reference_bm25(query, props, operator=operator, minimum=minimum)
+    assert {i for i, _ in got} == set(expected)
+    for object_id, score in got:
+        assert score == pytest.approx(expected[object_id], rel=1e-6)
+    assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+def test_bm25_parameters_and_explain(make_docs: Callable[..., TestClient]) -> None:
+    client = make_docs(k1=2.0, b=0.3)
+    got = dict(bm25(client, 'bm25: {query: "bread"}'))
+    expected = reference_bm25("bread", {"title": 1.0, "body": 1.0}, k1=2.0, b=0.3)
+    assert got == pytest.approx(expected, rel=1e-6)
+    body = graphql(client, '{ Get { Doc(bm25: {query: "bread"}, limit: 1) { title _additional { explainScore } } } }')
+    top = body["data"]["Get"]["Doc"][0]
+    assert top["title"] == "Sourdough bread"
+    assert top["_additional"]["explainScore"] == ", BM25F_bread_frequency:1, BM25F_bread_propLength:2, BM25F_bread_frequency:2, BM25F_bread_propLength:11"
+
+
+def test_bm25_follows_writes_and_deletes(make_docs: Callable[..., TestClient]) -> None:
+    client = make_docs()
+    assert client.delete(f"/v1/objects/Doc/{IDS[0]}").status_code == 204
+    assert IDS[0] not in dict(bm25(client, 'bm25: {query: "bread"}'))
+    client.put(f"/v1/objects/Doc/{IDS[1]}", json={"class": "Doc", "properties": {"title": "Pumpernickel", "body": "dark"}, "vectors": {"v": [0, 0, 0, 1]}})
+    assert bm25(client, 'bm25: {query: "rye"}') == []
+    assert [i for i, _ in bm25(client, 'bm25: {query: "pumpernickel"}')] == [IDS[1]]
+
+
+def test_bm25_errors(make_docs: Callable[..., TestClient]) -> None:
+    client = make_docs()
+    for args, message in [
+        ('bm25: {query: "x", properties: ["kind"]}', "'kind' is not a searchable property"),
+        ('bm25: {query: "x", properties: ["nope"]}', "'nope' is not a searchable property"),
+        ('bm25: {query: "x", properties: ["title^x"]}', "boost in 'title^x' is not a number"),
+        ('bm25: {query: "x", searchOperator: {operator: And, minimumOrTokensMatch: 2}}', "minimumOrTokensMatch needs operator Or"),
+        ('bm25: {query: "x"}, nearVector: {vector: [1, 2, 3, 4]}', "only one of"),
+        ('bm25: {query: "x"}, sort: [{path: ["title"]}]', "sort cannot be combined with bm25"),
+    ]:
+        body = graphql(client, "{ Get { Doc(%s) { title } } }" % args)
+        assert message in body["errors"][0]["message"] and body["errors"][0]["locations"]
+
+
+def vector_ranking(query: list[float]) -> list[tuple[str, float]]:
+    unit = VECTORS / np.linalg.norm(VECTORS, axis=1, keepdims=True)
+    q = np.asarray(query) / np.linalg.norm(query)
+    distances = 1 - unit @ q
+    return sorted(((IDS[i], float(d)) for i, d in enumerate(distances)), key=lambda x: x[1])
+
+
+@pytest.mark.parametrize("fusion", ["relativeScoreFusion", "rankedFusion"])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.75, 1.0])
+def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClient], fusion: str, alpha: float) -> None:
+    client = make_docs()
+    query_vector = [0.5, -0.2, 0.1, 0.9]
+    keyword = sorted(reference_bm25("bread search", {"title": 1.0, "body": 1.0}).items(), key=lambda x: -x[1])
+    vector = [(i, 1 - d) for i, d in vector_ranking(query_vector)]
+    expected: dict[str, float] = {}
+    for weight, leg in ((1 - alpha, keyword), (alpha, vector)):
+        if weight == 0 or not leg:
+            continue
+        scores = [s for _, s in leg]
+        for rank, (object_id, score) in enumerate(leg):
+            if fusion == "rankedFusion":
+                part = weight / (rank + 60)
+            else:
+                part = weight * (1.0 if max(scores) == min(scores) else (score - min(scores)) / (max(scores) - min(scores)))
+            expected[object_id] = expected.get(object_id, 0.0) + part
+    body = graphql(
+        client,
+        '{ Get { Doc(hybrid: {query: "bread search", alpha: %s, vector: %s, targetVectors: ["v"], fusionType: %s}) { _additional { id score explainScore } } } }'
+        % (alpha, query_vector, fusion),
+    )
+    hits = body["data"]["Get"]["Doc"]
+    assert {h["_additional"]["id"] for h in hits} == set(expected)
+    got = {h["_additional"]["id"]: float(h["_additional"]["score"]) for h in hits}
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert [got[h["_additional"]["id"]] for h in hits] == sorted(got.values(), reverse=True)
+    if 0 < alpha < 1:
+        top = hits[0]["_additional"]
+        assert "Hybrid (Result Set vector,hybridVector) Document " + top["id"] in top["explainScore"]
+
+
+def test_hybrid_defaults_and_gates(make_docs: Callable[..., TestClient]) -> None:
+    client = make_docs()
+    query_vector = [0.5, -0.2, 0.1, 0.9]
+    default = graphql(client, '{ Get { Doc(hybrid: {query: "bread", vector: %s, targetVectors: ["v"]}) { _additional { id score } } } }' % query_vector)
+    explicit = graphql(client, '{ Get { Doc(hybrid: {query: "bread", vector: %s, targetVectors: ["v"], alpha: 0.75, fusionType: relativeScoreFusion}) { _additional { id score } } } }' % query_vector)
+    assert default == explicit
+    nearest = vector_ranking(query_vector)
+    cap = nearest[2][1] + 1e-6
+    gated = graphql(client, '{ Get { Doc(hybrid: {query: "bread", vector: %s, targetVectors: ["v"], maxVectorDistance: %s}) { _additional { id } } } }' % (query_vector, cap))
+    assert {h["_additional"]["id"] for h in gated["data"]["Get"]["Doc"]} == {i for i, _ in nearest[:3]}
+    out_of_range = graphql(client, '{ Get { Doc(hybrid: {query: "bread", alpha: 1.5}) { title } } }')
+    assert "alpha should be between 0.0 and 1.0" in out_of_range["errors"][0]["message"]
+    filtered = graphql(client, '{ Get { Doc(hybrid: {query: "bread search", vector: %s, targetVectors: ["v"]}, where: {path: ["kind"], operator: Equal, valueText: "search"}) { kind } } }' % query_vector)
+    assert {h["kind"] for h in filtered["data"]["Get"]["Doc"]} == {"search"}
+
+
+def test_hybrid_text_query_vectorized_by_the_module(make_docs: Callable[..., TestClient]) -> None:
+    client = make_docs()
+    body = graphql(client, '{ Get { Doc(hybrid: {query: "sourdough starter", alpha: 1, targetVectors: ["text"]}, limit: 1) { title } } }')
+    assert body["data"]["Get"]["Doc"][0]["title"] == "Sourdough starter care"
+
+
+def test_autocut_matches_weaviates_algorithm() -> None:
+    assert autocut([0.1, 0.11, 0.12, 0.5, 0.51, 0.9], 1) == 3
+    assert autocut([0.1, 0.11, 0.12, 0.5, 0.51, 0.9], 2) == 5
+    assert autocut([0.3, 0.3, 0.3], 1) == 3
+    assert autocut([0.2], 1) == 1
+
+
+def test_autocut_group_by_and_move(make_docs: Callable[..., TestClient]) -> None:
+    client = make_docs()
+    vector = VECTORS[0].tolist()
+    full = graphql(client, '{ Get { Doc(nearVector: {vector: %s, targetVectors: ["v"]}) { _additional { distance } } } }' % vector)["data"]["Get"]["Doc"]
+    distances = [h["_additional"]["distance"] for h in full]
+    cut = graphql(client, '{ Get { Doc(nearVector: {vector: %s, targetVectors: ["v"]}, autocut: 1) { _additional { distance } } } }' % vector)["data"]["Get"]["Doc"]
+    assert len(cut) == autocut(distances, 1)
+    grouped = graphql(
+        client,
+        '{ Get { Doc(nearVector: {vector: %s, targetVectors: ["v"]}, groupBy: {path: ["kind"], groups: 2, objectsPerGroup: 3}) '
+        "{ kind _additional { group { id groupedBy { path value } count minDistance maxDistance hits { title _additional { id distance } } } } } } }" % vector,
+    )["data"]["Get"]["Doc"]
+    assert [g["_additional"]["group"]["groupedBy"]["value"] for g in grouped] == ["food", "search"] or [g["_additional"]["group"]["groupedBy"]["value"] for g in grouped] == ["search", "food"]
+    for group in grouped:
+        info = group["_additional"]["group"]
+        hit_distances = [h["_additional"]["distance"] for h in info["hits"]]
+        assert info["count"] == len(info["hits"]) == 3
+        assert hit_distances == sorted(hit_distances) and info["minDistance"] == hit_distances[0] and info["maxDistance"] == hit_distances[-1]
+    def distance_to_bread(move: str) -> float:
+        query = '{ Get { Doc(nearText: {concepts: ["vector search"], targetVectors: ["text"]%s}, where: {path: ["id"], operator: Equal, valueText: "%s"}) { _additional { distance } } } }'
+        return float(graphql(client, query % (move, IDS[0]))["data"]["Get"]["Doc"][0]["_additional"]["distance"])
+
+    plain = distance_to_bread("")
+    assert distance_to_bread(', moveTo: {concepts: ["sourdough bread"], force: 1}') < plain
+    assert distance_to_bread(', moveAwayFrom: {concepts: ["sourdough bread"], force: 1}') > plain
+    away = graphql(client, '{ Get { Doc(nearText: {concepts: ["x"], targetVectors: ["text"], moveTo: {concepts: ["y"], force: 2}}) { title } } }')
+    assert "force must be between 0 and 1" in away["errors"][0]["message"]
