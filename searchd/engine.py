@@ -48,18 +48,24 @@ def _now_ms() -> int:
 def check_vector(vector: CompiledVector, value: Any) -> np.ndarray:
     """A client-supplied vector (or, for a multivector index, matrix) checked against the config."""
     example = "[[0.1, 0.2, ...], [0.3, 0.4, ...]]" if vector.is_multi else "[0.1, 0.2, ...]"
-    rows = value if vector.is_multi and isinstance(value, list) and value and all(isinstance(r, list) for r in value) else None
-    if vector.is_multi and rows is None:
-        raise InvalidInput(f"vector '{vector.name}' is a multi-vector: send a non-empty list of rows", f"send e.g. {example}")
-    for row in rows if rows is not None else [value]:
-        if not isinstance(row, list) or not row or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row):
-            raise InvalidInput(f"vector '{vector.name}' must be a list of numbers", f"send e.g. {example}")
-        if len(row) != vector.dimensions:
-            raise InvalidInput(
-                f"vector '{vector.name}' has {len(row)} dimensions, but the config declares {vector.dimensions}",
-                f"send exactly {vector.dimensions} numbers{' per row' if rows is not None else ''}, or change dimensions in the YAML config",
-            )
-    array = np.asarray(value, dtype=np.float32)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged rows
+        array = np.asarray([], dtype=object)
+    wanted_ndim = 2 if vector.is_multi else 1
+    if array.dtype.kind not in "fiu" or array.ndim != wanted_ndim or array.size == 0:
+        if vector.is_multi and isinstance(value, list) and value and all(isinstance(r, list) for r in value):
+            lengths = sorted({len(r) for r in value} - {vector.dimensions})
+            if lengths:
+                raise InvalidInput(f"vector '{vector.name}' has {lengths[0]} dimensions in a row, but the config declares {vector.dimensions}", f"send exactly {vector.dimensions} numbers per row")
+        shape = "a non-empty list of rows of numbers (a multi-vector)" if vector.is_multi else "a list of numbers"
+        raise InvalidInput(f"vector '{vector.name}' must be {shape}", f"send e.g. {example}")
+    if array.shape[-1] != vector.dimensions:
+        raise InvalidInput(
+            f"vector '{vector.name}' has {array.shape[-1]} dimensions, but the config declares {vector.dimensions}",
+            f"send exactly {vector.dimensions} numbers{' per row' if vector.is_multi else ''}, or change dimensions in the YAML config",
+        )
+    array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise InvalidInput(f"vector '{vector.name}' contains NaN or infinity", "send finite numbers only")
     return array
@@ -156,7 +162,7 @@ class Engine:
         try:
             collection = catalog.collection(name)
         except NotFound as exc:
-            raise InvalidInput(exc.message, exc.hint) from exc
+            raise InvalidInput(exc.problem, exc.hint) from exc
         raw_id = payload.get("id") or object_id
         if object_id and payload.get("id") and normalize_uuid(payload["id"]) != normalize_uuid(object_id):
             raise InvalidInput("the body's id differs from the URL's id", "make them the same, or leave id out of the body")
@@ -187,26 +193,42 @@ class Engine:
         """Store drafts durably in one transaction, then update the indexes."""
         now = _now_ms()
         with self._write_lock:
-            objects = []
-            for draft in drafts:
-                existing_created = draft.created_ms
-                if existing_created is None:
-                    existing = self.store.get(draft.collection.name, draft.id)
-                    if existing is not None and require_new:
-                        raise AlreadyExists(f"id '{draft.id}' already exists in '{draft.collection.name}'", "use PUT or PATCH to change it, or omit id to get a new one")
-                    existing_created = existing.created_ms if existing else now
-                objects.append(StoredObject(draft.collection.name, draft.id, draft.properties, dict(draft.vectors), existing_created, now))
+            pending = {(d.collection.name, d.id) for d in drafts if d.created_ms is None}
+            created = self.store.created_times(sorted(pending))
+            if require_new and created:
+                (collection, object_id), _ = next(iter(created.items()))
+                raise AlreadyExists(f"id '{object_id}' already exists in '{collection}'", "use PUT or PATCH to change it, or omit id to get a new one")
+            objects = [
+                StoredObject(
+                    d.collection.name,
+                    d.id,
+                    d.properties,
+                    dict(d.vectors),
+                    d.created_ms if d.created_ms is not None else created.get((d.collection.name, d.id), now),
+                    now,
+                )
+                for d in drafts
+            ]
             self.store.put_many(objects)
-            for draft, obj in zip(drafts, objects):
-                if obj.collection in self._keyword:
-                    self._keyword[obj.collection].upsert(obj.id, obj.properties)
-                for vector in draft.collection.vectors.values():
-                    index = self._indexes[(obj.collection, vector.name)]
-                    if vector.name in obj.vectors:
-                        index.upsert(obj.id, obj.vectors[vector.name])
-                    else:
-                        index.delete(obj.id)
+            self._index(drafts, objects)
         return objects
+
+    def _index(self, drafts: Sequence[Draft], objects: Sequence[StoredObject]) -> None:
+        """Bring the derived indexes up to date with stored objects, one batch call per index."""
+        upserts: dict[tuple[str, str], tuple[list[str], list[np.ndarray]]] = {}
+        for draft, obj in zip(drafts, objects):
+            if obj.collection in self._keyword:
+                self._keyword[obj.collection].upsert(obj.id, obj.properties)
+            for vector in draft.collection.vectors.values():
+                key = (obj.collection, vector.name)
+                if vector.name in obj.vectors:
+                    ids, vectors = upserts.setdefault(key, ([], []))
+                    ids.append(obj.id)
+                    vectors.append(obj.vectors[vector.name])
+                else:
+                    self._indexes[key].delete(obj.id)
+        for key, (ids, vectors) in upserts.items():
+            self._indexes[key].upsert_many(ids, vectors)
 
     async def write(self, draft: Draft, require_new: bool = False) -> StoredObject:
         errors = await self.embed([draft])

@@ -22,11 +22,16 @@ class SearchdError(Exception):
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.problem = message
         self.hint = hint
 
+    @property
+    def message(self) -> str:
+        """What went wrong and how to fix it; graphql-core reads this attribute for error messages."""
+        return f"{self.problem} ({self.hint})" if self.hint else self.problem
+
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return self.message
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def _check_blob(name: str, value: Any, is_image: bool) -> str:
         try:
             decode_image(data)
         except InvalidInput as exc:
-            raise InvalidInput(f"property '{name}' is {exc.message}", exc.hint) from exc
+            raise InvalidInput(f"property '{name}' is {exc.problem}", exc.hint) from exc
     return value
 
 

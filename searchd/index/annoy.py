@@ -173,12 +173,24 @@ class AnnoyIndex(ApproximateIndex):
         with self._lock:
             hits = self._delta.search(query, k)
             for segment in self._segments:
-                # Over-fetch by the dead count (bounded) so tombstones do not shrink the result.
-                fetch = k + min(len(segment.dead), 4 * k)
-                items, raw = segment.forest.get_nns_by_vector(query, fetch, search_k=self._search_k(fetch), include_distances=True)
-                hits += [Hit(segment.ids[item], _weaviate_distance(self.metric, d)) for item, d in zip(items, raw) if item not in segment.dead]
+                hits += self._search_segment(segment, query, k)
         hits.sort(key=lambda h: (h.distance, h.id))
         return hits[:k]
+
+    def _search_segment(self, segment: Segment, query: np.ndarray, k: int) -> list[Hit]:
+        """k live hits from one segment: tombstones are skipped, widening the fetch until enough are live."""
+        wanted = min(k, segment.live)
+        fetch = k + min(len(segment.dead), 4 * k)
+        while True:
+            items, raw = segment.forest.get_nns_by_vector(query, fetch, search_k=self._search_k(fetch), include_distances=True)
+            hits = [Hit(segment.ids[item], _weaviate_distance(self.metric, d)) for item, d in zip(items, raw) if item not in segment.dead]
+            if len(hits) >= wanted or fetch >= len(segment.ids):
+                return hits
+            fetch = min(len(segment.ids), fetch * 4)
+
+    def _all_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._version)
 
     def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
         with self._lock:
@@ -207,8 +219,8 @@ class AnnoyIndex(ApproximateIndex):
         index = cls(spec, dimensions)
         for number, saved in enumerate(manifest["segments"]):
             forest = annoy.AnnoyIndex(dimensions, METRICS[spec.distance])
-            if not forest.load(str(directory / f"segment-{number}.ann")):
-                raise ValueError(f"cannot load annoy segment {number}")
+            if not forest.load(str(directory / f"segment-{number}.ann")) or forest.get_n_items() != len(saved["ids"]):
+                raise ValueError(f"annoy segment {number} is unreadable or does not match its id list")
             segment = Segment(forest, saved["ids"], [0] * len(saved["ids"]), set(saved["dead"]))
             index._segments.append(segment)
             for item, object_id in enumerate(segment.ids):

@@ -109,13 +109,17 @@ class ApproximateIndex(abc.ABC):
     @abc.abstractmethod
     def __len__(self) -> int: ...
 
+    @abc.abstractmethod
+    def _all_ids(self) -> list[str]:
+        """Every indexed id (for an exact scan of the whole index)."""
+
     def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
         q = prepare(query, self.metric)
         total = len(self)
         if k <= 0 or total == 0:
             return []
         if allowed is None:
-            return self._approximate(q, min(k, total))
+            return self._approximate(q, min(k, total)) if k < total else self._exact(q, k, self._all_ids())
         if len(allowed) <= EXACT_SCAN_MAX or len(allowed) < EXACT_SCAN_FRACTION * total:
             return self._exact(q, k, allowed)
         allow = allowed if isinstance(allowed, (set, frozenset)) else set(allowed)
@@ -124,10 +128,10 @@ class ApproximateIndex(abc.ABC):
             kept = [h for h in self._approximate(q, fetch) if h.id in allow]
             if len(kept) >= k:
                 return kept[:k]
+            fetch *= 2
             if fetch >= total:
-                # The approximate search could not reach k allowed ids: be exact rather than short.
+                # Widening would scan everything anyway: be exact rather than short.
                 return self._exact(q, k, allow)
-            fetch = min(total, fetch * 2)
 
     def _exact(self, query: np.ndarray, k: int, allowed: Collection[str]) -> list[Hit]:
         ids, matrix = self._vectors(list(allowed))

@@ -70,7 +70,8 @@ class HnswIndex(ApproximateIndex):
             labels = np.arange(self._next_label, self._next_label + len(latest), dtype=np.int64)
             self._next_label += len(latest)
             self._reserve(len(latest))
-            self._graph.add_items(matrix[list(latest.values())], labels, replace_deleted=True)
+            # Inserting a batch may use every core; a search uses one (set_num_threads(1) above).
+            self._graph.add_items(matrix[list(latest.values())], labels, num_threads=-1 if len(latest) > 1 else 1, replace_deleted=True)
             for object_id, label in zip(latest, labels.tolist()):
                 self._labels[object_id] = label
                 self._ids[label] = object_id
@@ -91,9 +92,18 @@ class HnswIndex(ApproximateIndex):
             if k == 0:
                 return []
             self._graph.set_ef(max(self.spec.ef, k))
-            labels, raw = self._graph.knn_query(query, k=k)
+            try:
+                labels, raw = self._graph.knn_query(query, k=k)
+            except RuntimeError:
+                # hnswlib cannot return k results when some nodes are unreachable from the entry
+                # point (k close to the index size): answer exactly instead of failing.
+                return self._exact(query, k, list(self._labels))
             ids = [self._ids[int(label)] for label in labels[0]]
         return [Hit(object_id, float(d)) for object_id, d in zip(ids, _weaviate_distance(self.metric, raw[0]))]
+
+    def _all_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._labels)
 
     def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
         with self._lock:
@@ -101,7 +111,7 @@ class HnswIndex(ApproximateIndex):
             if not found:
                 return [], np.zeros((0, self.dimensions), np.float32)
             # hnswlib's cosine space stores unit vectors, which is what exact cosine needs.
-            matrix = np.asarray(self._graph.get_items([self._labels[i] for i in found]), dtype=np.float32)
+            matrix = np.asarray(self._graph.get_items([self._labels[i] for i in found], return_type="numpy"), dtype=np.float32)
         return found, matrix
 
     def save(self, directory: Path) -> None:

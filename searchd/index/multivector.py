@@ -103,18 +103,29 @@ class MultiVectorIndex:
             wanted = max(self.spec.candidates, 2 * k)
             if allowed is not None and len(allowed) <= EXACT_SCAN_MAX:
                 return self._rescore(q, list(allowed), k)
+            allow = None if allowed is None else set(allowed)
             if total <= wanted:
-                return self._rescore(q, list(self._documents), k)
+                return self._rescore(q, list(self._documents if allow is None else allow), k)
+            # Nearest tokens may crowd into a few documents: widen until enough documents are candidates.
             per_token = min(len(self._owner), wanted)  # _owner holds exactly the live tokens
-            self._tokens.set_ef(max(self.spec.ef, per_token))
-            labels, _ = self._tokens.knn_query(q, k=per_token)
-            candidates = {self._owner[int(label)] for label in labels.ravel()}
-            if allowed is not None:
-                allow = set(allowed)
-                candidates &= allow
-                if len(candidates) < k:
-                    return self._rescore(q, list(allow), k)
+            while True:
+                candidates = self._token_candidates(q, per_token)
+                if allow is not None:
+                    candidates &= allow
+                if len(candidates) >= wanted or per_token >= len(self._owner):
+                    break
+                per_token = min(len(self._owner), per_token * 4)
+            if len(candidates) < k:
+                return self._rescore(q, list(self._documents if allow is None else allow), k)
             return self._rescore(q, list(candidates), k)
+
+    def _token_candidates(self, query: np.ndarray, per_token: int) -> set[str]:
+        self._tokens.set_ef(max(self.spec.ef, per_token))
+        try:
+            labels, _ = self._tokens.knn_query(query, k=per_token)
+        except RuntimeError:  # hnswlib cannot return that many: every document is a candidate
+            return set(self._documents)
+        return {self._owner[int(label)] for label in labels.ravel()}
 
     def save(self, directory: Path) -> None:
         with self._lock:

@@ -278,7 +278,7 @@ def _resolver(class_name: str) -> Callable[..., Any]:
         try:
             return await _run(info.context, class_name, args)
         except (InvalidInput, NotFound) as exc:  # a bad id or an unknown target vector: a query error here
-            raise QueryError(exc.message, exc.hint) from exc
+            raise QueryError(exc.problem, exc.hint) from exc
 
     return resolve
 

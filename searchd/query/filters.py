@@ -62,15 +62,15 @@ def _convert(value: Any, kind: PropertyType | None, path: str, key: str) -> Any:
         try:
             return normalize_uuid(value, "id filter value")
         except InvalidInput as exc:
-            raise QueryError(exc.message, exc.hint) from exc
+            raise QueryError(exc.problem, exc.hint) from exc
     if path in _TIME_PATHS:
         if key == "valueDate":
             seconds = epoch_seconds(value)
             if seconds is None:
                 raise QueryError(f"{path} filter value {value!r} is not an RFC 3339 date", "write it like 2024-05-01T12:00:00Z")
             return int(seconds * 1000)
-        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-            return int(value)
+        if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isascii() and value.isdigit()):
+            return _int64(int(value), path)
         raise QueryError(f"{path} filter value {value!r} is not a Unix time in milliseconds", "send e.g. valueText: \"1714564800000\"")
     if kind is PropertyType.DATE:
         seconds = epoch_seconds(value)
@@ -81,7 +81,7 @@ def _convert(value: Any, kind: PropertyType | None, path: str, key: str) -> Any:
         try:
             return normalize_uuid(value, f"filter value for '{path}'")
         except InvalidInput as exc:
-            raise QueryError(exc.message, exc.hint) from exc
+            raise QueryError(exc.problem, exc.hint) from exc
     checks = {
         "valueInt": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "valueNumber": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -90,7 +90,15 @@ def _convert(value: Any, kind: PropertyType | None, path: str, key: str) -> Any:
     check = checks.get(key, lambda v: isinstance(v, str))
     if not check(value):
         raise QueryError(f"{key} for '{path}' must be {key[5:].lower()}, got {value!r}", f"send a {key[5:].lower()} value")
-    return int(value) if isinstance(value, bool) else value  # JSON true is 1 in SQLite
+    if isinstance(value, bool):
+        return int(value)  # JSON true is 1 in SQLite
+    return _int64(value, path) if isinstance(value, int) else value
+
+
+def _int64(value: int, path: str) -> int:
+    if not -(2**63) <= value < 2**63:
+        raise QueryError(f"filter value for '{path}' is outside the 64-bit integer range", "stored integers are 64-bit; use a smaller value")
+    return value
 
 
 def parse_where(collection: CompiledCollection, where: Any) -> Filter:
@@ -196,7 +204,9 @@ def to_sql(where: Filter) -> tuple[str, list[Any]]:
     parts = [to_sql(o) for o in where.operands]
     params = [p for _, ps in parts for p in ps]
     if where.operator == "Not":
-        return f"NOT ({parts[0][0]})", params
+        # SQL is three-valued: a comparison on a missing property is NULL, and NOT NULL is still NULL.
+        # Treating unknown as false first makes Not the complement of its operand, as users expect.
+        return f"NOT COALESCE(({parts[0][0]}), 0)", params
     joiner = " AND " if where.operator == "And" else " OR "
     return "(" + joiner.join(f"({sql})" for sql, _ in parts) + ")", params
 

@@ -139,6 +139,6 @@ def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]
         try:
             return await _run(context, class_name, args)
         except InvalidInput as exc:  # e.g. a malformed id: a query error in GraphQL terms
-            raise QueryError(exc.message, exc.hint) from exc
+            raise QueryError(exc.problem, exc.hint) from exc
 
     return resolve

@@ -110,7 +110,7 @@ async def schema_is_read_only(request: Request) -> Response:
 async def list_objects(request: Request) -> Response:
     catalog = _catalog(request)
     class_name = request.query_params.get("class")
-    after = request.query_params.get("after")
+    after = request.query_params.get("after") or None  # an empty cursor starts at the beginning
     limit = _int_param(request, "limit", DEFAULT_LIST_LIMIT)
     offset = _int_param(request, "offset", 0)
     if class_name is not None:

@@ -88,7 +88,10 @@ class ObjectStore:
         with self._guard():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA analysis_limit=1000")  # approximate statistics, gathered in milliseconds
             self._db.executescript(_SCHEMA)
+        self._unanalyzed = 0
+        self.analyze()
 
     def close(self) -> None:
         with self._lock:
@@ -122,6 +125,17 @@ class ObjectStore:
                 raise
             db.execute("COMMIT")
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics, so it picks a filter's index only when the filter is selective."""
+        with self._guard() as db:
+            db.execute("ANALYZE")
+        self._unanalyzed = 0
+
+    def _note_writes(self, count: int) -> None:
+        self._unanalyzed += count
+        if self._unanalyzed >= 1000:
+            self.analyze()
+
     def put_many(self, objects: Sequence[StoredObject]) -> None:
         """Insert or replace objects (with all their vectors) in one durable transaction."""
         if not objects:
@@ -137,6 +151,7 @@ class ObjectStore:
                     "INSERT INTO vectors VALUES (?, ?, ?, ?, ?)",
                     [(obj.collection, obj.id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for name, vec in obj.vectors.items()],
                 )
+        self._note_writes(len(objects))
 
     def delete(self, collection: str, object_id: str) -> bool:
         with self._transaction() as db:
@@ -160,6 +175,18 @@ class ObjectStore:
             marks = ",".join("?" * len(chunk))
             for obj in self._load(self._rows(f"WHERE collection = ? AND id IN ({marks})", (collection, *chunk), "")):
                 found[obj.id] = obj
+        return found
+
+    def created_times(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Creation times of those (collection, id) pairs that are stored."""
+        found: dict[tuple[str, str], int] = {}
+        with self._guard() as db:
+            for start in range(0, len(keys), 400):
+                chunk = keys[start : start + 400]
+                marks = " OR ".join("(collection = ? AND id = ?)" for _ in chunk)
+                params = [part for key in chunk for part in key]
+                for collection, object_id, created in db.execute(f"SELECT collection, id, created_ms FROM objects WHERE {marks}", params):
+                    found[(collection, object_id)] = created
         return found
 
     def exists(self, collection: str, object_id: str) -> bool:
@@ -218,6 +245,7 @@ class ObjectStore:
                 db.execute(
                     f"CREATE INDEX IF NOT EXISTS prop_{collection}_{name} ON objects(collection, json_extract(properties, '$.{name}'))"
                 )
+        self.analyze()
 
     def count(self, collection: str) -> int:
         with self._guard() as db:
