@@ -343,7 +343,7 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) 
                 rows: Sequence[tuple[str, dict[str, Any]]] = await anyio.to_thread.run_sync(store.iter_properties, collection.name)  # no vectors needed
                 objects = [properties for _, properties in rows]
             else:
-                stored = await anyio.to_thread.run_sync(lambda: store.list(collection.name, limit=bound + 1, where=where))
+                stored = await anyio.to_thread.run_sync(lambda: store.list_objects(collection.name, limit=bound + 1, where=where))
                 objects = [obj.properties for obj in stored]
             total = len(objects)
         if total > bound:

@@ -194,7 +194,7 @@ class ObjectStore:
             row = db.execute("SELECT 1 FROM objects WHERE collection = ? AND id = ?", (collection, object_id)).fetchone()
         return row is not None
 
-    def list(
+    def list_objects(
         self,
         collection: str | None,
         limit: int,
