@@ -1,0 +1,1085 @@
+"""Vector indexes: recall against the exact reference, updates and deletes, filtered search,
+persistence, MaxSim and the distance definitions.
+
+Everything is generated from fixed seeds, and annoy builds with one job and hnswlib inserts with
+one thread, so the measured recall numbers quoted next to each bound are reproducible; the bounds
+keep a margin below them (for other library versions, or multi-threaded hnsw inserts).  Annoy
+tests that need an exact answer set search_k beyond the segment size, which makes annoy exhaustive.
+A few white-box assertions on AnnoyIndex._segments / _delta only check that a scenario (sealed
+segments, tombstones, a pending delta, a compaction) really is the one being tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from searchd.config.spec import Distance, IndexSpec
+from searchd.index.annoy import AnnoyIndex
+from searchd.index.base import EXACT_SCAN_MAX, Hit, build_index, restore_index, top_k
+from searchd.index.flat import FlatIndex
+from searchd.index.multivector import MultiVectorIndex, maxsim_distances
+from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
+from searchd.storage.store import ObjectStore, StoredObject
+
+COSINE, DOT, L2, L1 = Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN
+K = 10
+# float32 in annoy/hnswlib versus float32 numpy in the flat index: agree to ~1e-6 relative.
+TOL = {"rel": 1e-5, "abs": 1e-4}
+EXACT_ANNOY = 10**7  # a search_k larger than any test segment: annoy then examines every item
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Clustered:
+    points: np.ndarray
+    queries: np.ndarray
+    labels: np.ndarray  # cluster of each point
+    query_labels: np.ndarray
+    centres: np.ndarray
+    ids: list[str]
+
+
+def clustered(
+    seed: int, n: int, dims: int, clusters: int = 50, n_queries: int = 200, spread: float = 0.5, query_noise: float = 0.25
+) -> Clustered:
+    """Gaussian clusters (unit noise around centres drawn with scale ``spread``); queries near centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dims)) * spread
+    labels = rng.integers(0, clusters, n)
+    points = (centres[labels] + rng.normal(size=(n, dims))).astype(np.float32)
+    query_labels = rng.integers(0, clusters, n_queries)
+    queries = (centres[query_labels] + query_noise * rng.normal(size=(n_queries, dims))).astype(np.float32)
+    return Clustered(points, queries, labels, query_labels, centres, [f"o{i:05d}" for i in range(n)])
+
+
+def naive_distance(metric: Distance, vector: Sequence[float], query: Sequence[float]) -> float:
+    """Weaviate's definitions, computed independently of searchd in float64."""
+    a, q = np.asarray(vector, np.float64), np.asarray(query, np.float64)
+    if metric is COSINE:
+        return float(1.0 - a @ q / (np.linalg.norm(a) * np.linalg.norm(q)))
+    if metric is DOT:
+        return float(-(a @ q))
+    if metric is L2:
+        return float(((a - q) ** 2).sum())
+    assert metric is L1
+    return float(np.abs(a - q).sum())
+
+
+def spec_for(kind: str, metric: Distance, **params: Any) -> IndexSpec:
+    return IndexSpec(type=kind, distance=metric, **params)
+
+
+def fill(index: Any, ids: Sequence[str], vectors: Sequence[Any] | np.ndarray, batch: int = 1000) -> None:
+    """Upsert in batches; for annoy wait after each batch so the segment layout is deterministic."""
+    for start in range(0, len(ids), batch):
+        index.upsert_many(ids[start : start + batch], vectors[start : start + batch])
+        settle(index)
+
+
+def settle(index: Any) -> None:
+    if isinstance(index, AnnoyIndex):
+        index.wait_for_merges()
+
+
+def reference(metric: Distance, ids: Sequence[str], vectors: np.ndarray) -> FlatIndex:
+    flat = FlatIndex(metric, vectors.shape[1])
+    flat.upsert_many(ids, vectors)
+    return flat
+
+
+def recall(got: Sequence[Hit], want: Sequence[Hit]) -> float:
+    return len({h.id for h in got} & {h.id for h in want}) / len(want) if want else 1.0
+
+
+def assert_well_formed(hits: Sequence[Hit], expected_count: int) -> None:
+    ids = [h.id for h in hits]
+    assert len(hits) == expected_count, f"{len(hits)} hits, expected {expected_count}"
+    assert len(set(ids)) == len(ids), f"duplicate ids in {ids}"
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits), "hits not ordered by distance"
+
+
+def assert_true_distances(hits: Sequence[Hit], query: np.ndarray, flat: FlatIndex) -> None:
+    """Every hit is indexed in the reference and carries the reference's distance for its current vector."""
+    ids = [h.id for h in hits]
+    missing = [i for i in ids if i not in flat]
+    assert not missing, f"ids that are deleted (or were never indexed) returned: {missing}"
+    truth = {h.id: h.distance for h in flat.search(query, len(ids), allowed=ids)}
+    assert [h.distance for h in hits] == pytest.approx([truth[i] for i in ids], **TOL)
+
+
+def assert_same_top_k(got: Sequence[Hit], want: Sequence[Hit]) -> None:
+    assert [h.id for h in got] == [h.id for h in want]
+    assert [h.distance for h in got] == pytest.approx([h.distance for h in want], **TOL)
+
+
+def make_index(kind: str, metric: Distance, dims: int, **params: Any) -> Any:
+    return build_index(spec_for(kind, metric, **params), dims)
+
+
+# -- 1. recall against the exact reference -------------------------------------------------------
+
+RECALL_DATA = {"seed": 11, "n": 8000, "dims": 48}
+
+# (type, distance, spec params, lower bound on mean recall@10, lower bound on the worst query).
+# Measured with these seeds (hnswlib 0.8.0, annoy 1.17.3): hnsw cosine 1.000 / dot 0.999 / l2 0.998;
+# annoy (32 trees, default search_k, 2 sealed segments + a 2,000-row delta) cosine 1.000,
+# l2-squared 0.976, manhattan 0.964, dot 0.9995; worst single query 0.7.
+RECALL_CASES = [
+    pytest.param(kind, metric, params, mean_bound, worst_bound, id=f"{kind}-{metric.value}")
+    for kind, metric, params, mean_bound, worst_bound in [
+        ("hnsw", COSINE, {"ef": 64}, 0.95, 0.6),
+        ("hnsw", DOT, {"ef": 64}, 0.95, 0.6),
+        ("hnsw", L2, {"ef": 64}, 0.95, 0.6),
+        ("annoy", COSINE, {"merge_threshold": 3000}, 0.93, 0.5),
+        ("annoy", L2, {"merge_threshold": 3000}, 0.90, 0.5),
+        ("annoy", L1, {"merge_threshold": 3000}, 0.90, 0.5),
+        ("annoy", DOT, {"merge_threshold": 3000}, 0.93, 0.5),
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def recall_data() -> Clustered:
+    return clustered(**RECALL_DATA)
+
+
+@pytest.mark.parametrize(("kind", "metric", "params", "mean_bound", "worst_bound"), RECALL_CASES)
+def test_recall_against_flat(
+    recall_data: Clustered, kind: str, metric: Distance, params: dict[str, Any], mean_bound: float, worst_bound: float
+) -> None:
+    data = recall_data
+    index = make_index(kind, metric, data.points.shape[1], **params)
+    fill(index, data.ids, data.points)
+    flat = reference(metric, data.ids, data.points)
+    if kind == "annoy":  # the layout the measurement was made on: sealed segments and a live delta
+        assert len(index._segments) == 2 and len(index._delta) == 2000
+    recalls = []
+    for query in data.queries:
+        got, want = index.search(query, K), flat.search(query, K)
+        assert_well_formed(got, K)
+        assert_true_distances(got, query, flat)
+        recalls.append(recall(got, want))
+    print(f"recall@10 {kind} {metric.value}: mean {np.mean(recalls):.4f}, worst {min(recalls):.1f}")
+    assert np.mean(recalls) >= mean_bound
+    assert min(recalls) >= worst_bound
+    index.close()
+
+
+def test_flat_index_is_exact_against_numpy(recall_data: Clustered) -> None:
+    """The reference itself: brute force in float64 gives the same top-k and distances."""
+    points = recall_data.points[:2000]
+    ids = recall_data.ids[:2000]
+    for metric in (COSINE, DOT, L2, L1):
+        flat = reference(metric, ids, points)
+        for query in recall_data.queries[:5]:
+            truth = np.array([naive_distance(metric, p, query) for p in points])
+            order = np.argsort(truth, kind="stable")[:K]
+            got = flat.search(query, K)
+            assert [h.id for h in got] == [ids[i] for i in order]
+            assert [h.distance for h in got] == pytest.approx(truth[order].tolist(), **TOL)
+
+
+def test_top_k_breaks_ties_by_id() -> None:
+    hits = top_k(["c", "a", "d", "b"], np.array([1.0, 1.0, 0.5, 1.0], np.float32), 3)
+    assert hits == [Hit("d", 0.5), Hit("a", 1.0), Hit("b", 1.0)]
+    assert top_k([], np.zeros(0), 3) == [] and top_k(["a"], np.zeros(1), 0) == []
+
+
+# -- 2. updates and deletes are never returned ---------------------------------------------------
+
+
+def far_from(metric: Distance, vectors: np.ndarray) -> np.ndarray:
+    """New vectors nowhere near the old ones (for cosine: the opposite direction)."""
+    return (-vectors if metric is COSINE else vectors + 25.0).astype(np.float32)
+
+
+class Mirror:
+    """Applies every write to the index under test and to an exact FlatIndex."""
+
+    def __init__(self, index: Any, metric: Distance, dims: int) -> None:
+        self.index = index
+        self.flat = FlatIndex(metric, dims)
+        self.deleted: set[str] = set()
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        self.index.upsert_many(list(ids), vectors)
+        self.flat.upsert_many(list(ids), vectors)
+        self.deleted -= set(ids)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for object_id in ids:
+            self.index.delete(object_id)
+            self.flat.delete(object_id)
+        self.deleted |= set(ids)
+
+    def check(self, queries: Sequence[np.ndarray], *, exact: bool, min_recall: float = 1.0) -> float:
+        """Deleted ids never come back, every hit has its current distance; exact: the flat top-k."""
+        assert len(self.index) == len(self.flat)
+        assert all(i not in self.index for i in self.deleted)
+        recalls = []
+        for query in queries:
+            got, want = self.index.search(query, K), self.flat.search(query, K)
+            assert_well_formed(got, min(K, len(self.flat)))
+            assert not {h.id for h in got} & self.deleted
+            assert_true_distances(got, query, self.flat)
+            if exact:
+                assert [h.distance for h in got] == pytest.approx([h.distance for h in want], **TOL)
+            recalls.append(recall(got, want))
+        assert np.mean(recalls) >= min_recall
+        return float(np.mean(recalls))
+
+
+def update_and_delete(
+    mirror: Mirror, data: Clustered, metric: Distance, rng: np.random.Generator
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Move 300 ids far away, delete 300 others; returns (updated, deleted, old vectors of the updated)."""
+    chosen = rng.choice(len(data.ids), size=600, replace=False)
+    updated = [data.ids[i] for i in chosen[:300]]
+    deleted = [data.ids[i] for i in chosen[300:]]
+    old = data.points[chosen[:300]]
+    mirror.upsert(updated, far_from(metric, old))
+    mirror.delete(deleted)
+    return updated, deleted, old
+
+
+def probe_queries(data: Clustered, old_updated: np.ndarray, old_deleted: np.ndarray) -> list[np.ndarray]:
+    """Old vectors of updated and of deleted ids (where they used to be the nearest), and centres."""
+    return [*old_updated[:60], *old_deleted[:60], *data.queries[:40]]
+
+
+def assert_updates_visible(index: Any, metric: Distance, updated: Sequence[str], old: np.ndarray) -> None:
+    """A query equal to an updated id's old vector no longer finds it; its new vector does."""
+    for object_id, old_vector, new_vector in list(zip(updated, old, far_from(metric, old)))[:60]:
+        assert object_id not in {h.id for h in index.search(old_vector, K)}
+        assert object_id in {h.id for h in index.search(new_vector, K)}
+
+
+UPDATE_DATA = {"seed": 21, "n": 3000, "dims": 32}
+
+
+@pytest.fixture(scope="module")
+def update_data() -> Clustered:
+    return clustered(**UPDATE_DATA)
+
+
+def _old_vectors(data: Clustered, ids: Sequence[str]) -> np.ndarray:
+    return data.points[[int(i[1:]) for i in ids]]
+
+
+@pytest.mark.parametrize("metric", [COSINE, L2], ids=lambda m: m.value)
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy-delta", "annoy-tombstones", "annoy-merged"])
+def test_updated_and_deleted_ids_are_never_returned(update_data: Clustered, kind: str, metric: Distance) -> None:
+    data, dims = update_data, update_data.points.shape[1]
+    rng = np.random.default_rng(22)
+    if kind == "flat":
+        index: Any = FlatIndex(metric, dims)
+    elif kind == "hnsw":
+        index = make_index("hnsw", metric, dims)
+    else:
+        # annoy near-exact (search_k covers every item), so the result must be the flat top-k.
+        threshold = {"annoy-delta": 10**9, "annoy-tombstones": 1000, "annoy-merged": 200}[kind]
+        index = make_index("annoy", metric, dims, merge_threshold=threshold, search_k=EXACT_ANNOY, trees=4)
+    mirror = Mirror(index, metric, dims)
+    fill(index, data.ids, data.points, batch=1000)
+    mirror.flat.upsert_many(data.ids, data.points)
+
+    if kind == "annoy-merged":
+        # (b) updates sealed by a merge, deletes as tombstones, then another merge over them.
+        chosen = rng.choice(len(data.ids), size=600, replace=False)
+        updated, deleted = [data.ids[i] for i in chosen[:300]], [data.ids[i] for i in chosen[300:]]
+        mirror.upsert(updated, far_from(metric, data.points[chosen[:300]]))
+        index.wait_for_merges()
+        assert len(index._delta) < 200  # the updates were sealed into a segment
+        mirror.delete(deleted)
+        extra = [f"x{i}" for i in range(250)]
+        mirror.upsert(extra, data.points[:250] + np.float32(0.01))
+        index.wait_for_merges()
+        assert len(index._delta) < 200
+        old = data.points[chosen[:300]]
+    else:
+        updated, deleted, old = update_and_delete(mirror, data, metric, rng)
+        settle(index)
+        if kind == "annoy-delta":
+            assert not index._segments
+        if kind == "annoy-tombstones":  # (a) before the next merge: tombstones in 3 segments, updates in the delta
+            assert len(index._segments) == 3 and len(index._delta) == 300
+
+    exact = kind != "hnsw"
+    measured = mirror.check(probe_queries(data, old, _old_vectors(data, deleted)), exact=exact, min_recall=0.9)
+    print(f"{kind} {metric.value}: recall@10 after updates/deletes {measured:.4f}")
+    assert_updates_visible(index, metric, updated, old)
+    # A deleted id written again is found again, with its new vector.
+    revived = deleted[0]
+    mirror.upsert([revived], data.points[:1])
+    assert index.search(data.points[0], 2)[0].distance == pytest.approx(0.0, abs=1e-4)
+    assert revived in {h.id for h in index.search(data.points[0], 2)}
+    settle(index)
+    index.close()
+
+
+def _gate_merges(index: AnnoyIndex) -> tuple[threading.Event, threading.Event, list[list[str]]]:
+    """Hold the next merge's build (after its snapshot) until released; record every snapshot."""
+    started, release = threading.Event(), threading.Event()
+    snapshots: list[list[str]] = []
+    build = index._build
+
+    def gated(items: list[tuple[str, int, np.ndarray]]) -> Any:
+        snapshots.append([object_id for object_id, _, _ in items])
+        started.set()
+        assert release.wait(30), "test never released the merge"
+        return build(items)
+
+    index._build = gated  # type: ignore[method-assign]
+    return started, release, snapshots
+
+
+@pytest.mark.parametrize("metric", [COSINE, L2], ids=lambda m: m.value)
+@pytest.mark.parametrize("compact", [False, True], ids=["append-segment", "compaction"])
+def test_annoy_writes_racing_a_merge(update_data: Clustered, metric: Distance, compact: bool) -> None:
+    """(c) Writes to items of a running merge's snapshot: the final state equals the flat index."""
+    data, dims = update_data, update_data.points.shape[1]
+    index = make_index("annoy", metric, dims, merge_threshold=200, search_k=EXACT_ANNOY, trees=8)
+    mirror = Mirror(index, metric, dims)
+    base_ids, base = data.ids[:1000], data.points[:1000]
+    fill(index, base_ids, base, batch=250)  # 4 sealed segments
+    mirror.flat.upsert_many(base_ids, base)
+    assert len(index._segments) == 4 and len(index._delta) == 0
+    if compact:  # > 30% of sealed items dead: the next merge compacts everything into one segment
+        mirror.delete(base_ids[:350])
+
+    started, release, snapshots = _gate_merges(index)
+    try:
+        fresh_ids, fresh = data.ids[1000:1250], data.points[1000:1250]
+        mirror.upsert(fresh_ids, fresh)  # crosses the threshold: the merge thread snapshots these 250
+        assert started.wait(10)
+        snapshot = set(snapshots[0])
+        assert set(fresh_ids) <= snapshot
+        assert (set(base_ids[350:]) <= snapshot) is compact
+        # While it builds: update and delete items of the snapshot (from the delta and, when
+        # compacting, from the old segments), delete-then-rewrite some, and add new ones.
+        sealed = list(base_ids[350:]) if compact else list(base_ids)
+        moved = fresh_ids[:40] + sealed[:40]
+        mirror.upsert(moved, far_from(metric, _old_vectors(data, moved)))
+        mirror.delete(fresh_ids[40:80] + sealed[40:80])
+        rewritten = fresh_ids[80:100]
+        mirror.delete(rewritten)
+        mirror.upsert(rewritten, _old_vectors(data, rewritten) + np.float32(0.5))
+        mirror.upsert(data.ids[1250:1300], data.points[1250:1300])
+        # Reads are not blocked by the build and already see the writes.
+        mirror.check(probe_queries(data, _old_vectors(data, moved), _old_vectors(data, fresh_ids[40:80]))[:40], exact=True)
+    finally:
+        release.set()
+    index.wait_for_merges()
+    assert len(snapshots) >= 1
+    if compact:
+        assert len(index._segments) == 1
+    every_id = data.ids[:1300]
+    assert [i for i in every_id if (i in index) != (i in mirror.flat)] == []
+    queries = probe_queries(data, _old_vectors(data, moved), _old_vectors(data, fresh_ids[40:80] + sealed[40:80]))
+    mirror.check(queries, exact=True)
+    # The exact path (allow-list of every id) reads the stored vectors: they are the latest ones.
+    live = [i for i in every_id if i in mirror.flat]
+    assert len(live) <= EXACT_SCAN_MAX
+    for query in queries[:30]:
+        assert_same_top_k(index.search(query, K, allowed=live), mirror.flat.search(query, K, allowed=live))
+    index.close()
+
+
+def test_annoy_unsynchronised_writes_during_merges_converge(update_data: Clustered) -> None:
+    """No gate: writes race whatever merges happen to run; the end state is still the flat one."""
+    data, dims = update_data, update_data.points.shape[1]
+    rng = np.random.default_rng(24)
+    index = make_index("annoy", L2, dims, merge_threshold=150, search_k=EXACT_ANNOY, trees=4)
+    mirror = Mirror(index, L2, dims)
+    for round_ in range(8):
+        batch = rng.choice(len(data.ids), size=200, replace=False)
+        ids = [data.ids[i] for i in batch]
+        mirror.upsert(ids[:160], data.points[batch[:160]] + np.float32(round_))
+        mirror.delete(ids[160:])
+    index.wait_for_merges()
+    assert [i for i in data.ids if (i in index) != (i in mirror.flat)] == []
+    mirror.check(list(data.queries[:60]) + list(data.points[:60]), exact=True)
+    index.close()
+
+
+def test_hnsw_deleting_the_nearest_neighbours_still_returns_k(update_data: Clustered) -> None:
+    data, dims = update_data, update_data.points.shape[1]
+    index = make_index("hnsw", L2, dims)
+    mirror = Mirror(index, L2, dims)
+    mirror.upsert(data.ids, data.points)
+    query = data.points[0]
+    mirror.delete([h.id for h in mirror.flat.search(query, 100)])
+    mirror.check([query], exact=False, min_recall=0.9)
+
+
+def test_annoy_deleting_the_nearest_neighbours_still_returns_k(update_data: Clustered) -> None:
+    """More tombstones than a segment's first over-fetch (k + 4k) right where the query is."""
+    data, dims = update_data, update_data.points.shape[1]
+    index = make_index("annoy", L2, dims, merge_threshold=200)
+    mirror = Mirror(index, L2, dims)
+    mirror.upsert(data.ids[:1000], data.points[:1000])
+    index.wait_for_merges()
+    assert len(index._segments) == 1 and len(index._delta) == 0
+    query = data.points[0]
+    mirror.delete([h.id for h in mirror.flat.search(query, 100)])
+    mirror.check([query, data.points[1], data.queries[0]], exact=False, min_recall=0.9)
+
+
+# -- 3. filtered search ----------------------------------------------------------------------------
+
+FILTER_DATA = {"seed": 31, "n": 10_000, "dims": 32}  # 10,000 so that 50% (5,000) > EXACT_SCAN_MAX: the ANN path
+
+
+@pytest.fixture(scope="module")
+def filter_data() -> Clustered:
+    return clustered(**FILTER_DATA, n_queries=20)
+
+
+@pytest.fixture(scope="module")
+def filter_documents(filter_data: Clustered) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """10,000 two-row documents (a clustered point and a neighbour of it); two-row queries near a centre."""
+    rng = np.random.default_rng(32)
+    jitter = lambda v: np.stack([v, v + 0.3 * rng.normal(size=v.shape)]).astype(np.float32)  # noqa: E731
+    return filter_data.ids, [jitter(p) for p in filter_data.points], [jitter(q) for q in filter_data.queries]
+
+
+def allow_lists(
+    ids: Sequence[str], query_label: int, labels: np.ndarray | None, rng: np.random.Generator
+) -> dict[str, tuple[Collection[str], bool]]:
+    """name → (allowed ids, whether the search must be exact for this list)."""
+    n = len(ids)
+    pick = lambda count: [ids[i] for i in rng.choice(n, size=count, replace=False)]  # noqa: E731
+    ghosts_few = {f"ghost{i}" for i in range(50)}
+    ghosts_many = {f"ghost{i}" for i in range(5000)}
+    lists: dict[str, tuple[Collection[str], bool]] = {
+        "5 ids": (set(pick(5)), True),
+        "1%": (set(pick(n // 100)), True),
+        "50%": (set(pick(n // 2)), False),
+        "5 ids + 50 not indexed": (set(pick(5)) | ghosts_few, True),
+        "200 ids + 5000 not indexed": (set(pick(200)) | ghosts_many, False),  # the ANN path, widened ~20x
+        "a list, not a set": (pick(200), True),
+    }
+    if labels is not None:  # anti-correlated: the ~50% of points in clusters of the other parity than the query's
+        lists["50% anti-correlated"] = ({ids[i] for i in range(n) if labels[i] % 2 != query_label % 2}, False)
+    return lists
+
+
+# Measured mean recall@10 on the approximate lists (50% random / 50% anti-correlated / 200 ids + 5,000
+# not indexed): hnsw 0.985 / 0.970 / 1.0, annoy (16 trees) 0.990 / 0.965 / 1.0, multivector 1.0 / - / 1.0.
+FILTER_RECALL = {"hnsw": 0.9, "annoy": 0.9, "multivector": 0.9}
+
+
+@pytest.fixture(scope="module")
+def filter_indexes(filter_data: Clustered) -> dict[str, Any]:
+    data, dims = filter_data, filter_data.points.shape[1]
+    indexes = {
+        "flat": FlatIndex(L2, dims),
+        "hnsw": make_index("hnsw", L2, dims),
+        "annoy": make_index("annoy", L2, dims, merge_threshold=4000, trees=16),
+    }
+    for index in indexes.values():
+        fill(index, data.ids, data.points, batch=2500)  # annoy: 2 segments of 5,000 after merges at 5,000 and 10,000
+    return indexes
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy"])
+def test_filtered_search_returns_the_allowed_top_k(filter_data: Clustered, filter_indexes: dict[str, Any], kind: str) -> None:
+    data, index, flat = filter_data, filter_indexes[kind], filter_indexes["flat"]
+    rng = np.random.default_rng(33)
+    measured: dict[str, list[float]] = {}
+    for query, label in zip(data.queries, data.query_labels):
+        for name, (allowed, must_be_exact) in allow_lists(data.ids, label, data.labels, rng).items():
+            got, want = index.search(query, K, allowed=allowed), flat.search(query, K, allowed=set(allowed))
+            indexed = {i for i in allowed if i in flat}
+            assert_well_formed(got, min(K, len(indexed)))
+            assert {h.id for h in got} <= indexed, name
+            assert_true_distances(got, query, flat)
+            if kind == "flat" or must_be_exact:
+                assert_same_top_k(got, want)
+            measured.setdefault(name, []).append(recall(got, want))
+    report = {name: round(float(np.mean(r)), 4) for name, r in measured.items()}
+    print(f"filtered recall@10 {kind}: {report}")
+    assert min(report.values()) >= FILTER_RECALL.get(kind, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy", "multivector"])
+def test_filtered_search_widens_until_exact(
+    request: pytest.FixtureRequest, filter_data: Clustered, filter_indexes: dict[str, Any], kind: str
+) -> None:
+    """A large allow-list (5,000 ids that are not indexed) whose few indexed ids are the farthest from the
+    query: the ANN path must widen all the way and still return exactly the allowed top-k."""
+    if kind == "multivector":
+        ids, documents, queries = request.getfixturevalue("filter_documents")
+        index = request.getfixturevalue("multivector_filter_index")
+        scores_of = MaxSimReference(documents, DOT).scores
+    else:
+        ids, queries, index = filter_data.ids, filter_data.queries, filter_indexes[kind]
+        points = filter_data.points.astype(np.float64)
+        scores_of = lambda q: ((points - q) ** 2).sum(axis=1)  # noqa: E731
+    ghosts = {f"ghost{i}" for i in range(5000)}
+    for query in queries[:3]:
+        scores = scores_of(query)
+        farthest = [ids[i] for i in np.argsort(scores)[-15:]]
+        allowed = ghosts | set(farthest)
+        assert len(allowed) > EXACT_SCAN_MAX
+        hits = index.search(query, K, allowed=allowed)
+        want = reference_top_k(farthest, scores[[int(i[1:]) for i in farthest]], K)
+        assert_same_top_k(hits, want)
+
+
+def test_hnswlib_cannot_return_every_node_of_this_graph(filter_data: Clustered, filter_indexes: dict[str, Any]) -> None:
+    """The premise of the next two tests: in this graph (default settings) a node is unreachable, so
+    hnswlib itself raises for k = len(index); HnswIndex must fall back to an exact scan."""
+    graph = filter_indexes["hnsw"]._graph
+    graph.set_ef(len(filter_data.ids))
+    with pytest.raises(RuntimeError, match="contiguous 2D array"):
+        graph.knn_query(filter_data.queries[0], k=len(filter_data.ids))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy"])
+def test_search_for_as_many_hits_as_indexed(filter_data: Clustered, filter_indexes: dict[str, Any], kind: str) -> None:
+    index, flat = filter_indexes[kind], filter_indexes["flat"]
+    for k in (len(filter_data.ids), len(filter_data.ids) + 5):
+        hits = index.search(filter_data.queries[0], k)
+        assert_well_formed(hits, len(filter_data.ids))
+        assert [h.id for h in hits[:50]] == [h.id for h in flat.search(filter_data.queries[0], 50)]
+
+
+def test_filtered_search_over_few_ids_in_a_tiny_index() -> None:
+    """k larger than what is allowed and indexed: exactly the allowed, indexed ids come back."""
+    for kind in ("flat", "hnsw", "annoy"):
+        index = make_index(kind, COSINE, 4)
+        index.upsert_many(["a", "b", "c"], np.eye(3, 4, dtype=np.float32))
+        hits = index.search(np.array([1, 0, 0, 0], np.float32), 5, allowed={"a", "c", "zzz"})
+        assert [h.id for h in hits] == ["a", "c"]
+        assert [h.distance for h in hits] == pytest.approx([0.0, 1.0], abs=1e-6)
+        assert index.search(np.ones(4, np.float32), 5, allowed=set()) == []
+        settle(index)
+
+
+@pytest.fixture(scope="module")
+def multivector_filter_index(filter_documents: tuple[list[str], list[np.ndarray], list[np.ndarray]]) -> MultiVectorIndex:
+    ids, documents, _ = filter_documents
+    index = make_index("multivector", DOT, documents[0].shape[1], ef_construction=64)
+    index.upsert_many(ids, documents)
+    return index
+
+
+def test_multivector_filtered_search_returns_the_allowed_top_k(
+    filter_documents: tuple[list[str], list[np.ndarray], list[np.ndarray]], multivector_filter_index: MultiVectorIndex
+) -> None:
+    ids, documents, queries = filter_documents
+    index = multivector_filter_index
+    rng = np.random.default_rng(34)
+    measured: dict[str, list[float]] = {}
+    exact = MaxSimReference(documents, DOT)
+    for query in queries:
+        every_score = exact.scores(query)
+        for name, (allowed, must_be_exact) in allow_lists(ids, 0, None, rng).items():
+            allowed_set = set(allowed)
+            indexed = [i for i in ids if i in allowed_set]
+            want = reference_top_k(indexed, every_score[[int(i[1:]) for i in indexed]], K)
+            got = index.search(query, K, allowed=allowed)
+            assert_well_formed(got, min(K, len(indexed)))
+            assert {h.id for h in got} <= set(indexed), name
+            if must_be_exact:
+                assert_same_top_k(got, want)
+            measured.setdefault(name, []).append(recall(got, want))
+    report = {name: round(float(np.mean(r)), 4) for name, r in measured.items()}
+    print(f"filtered recall@10 multivector: {report}")
+    assert min(report.values()) >= FILTER_RECALL["multivector"]
+
+
+def test_multivector_large_allow_list_over_a_small_collection() -> None:
+    """More than EXACT_SCAN_MAX allowed ids (mostly not indexed) over fewer documents than candidates."""
+    rng = np.random.default_rng(35)
+    index = make_index("multivector", COSINE, 16)
+    ids = [f"d{i:02d}" for i in range(50)]
+    index.upsert_many(ids, [rng.normal(size=(4, 16)).astype(np.float32) for _ in ids])
+    allowed = set(ids[:5]) | {f"ghost{i}" for i in range(EXACT_SCAN_MAX + 1)}
+    hits = index.search(rng.normal(size=(3, 16)).astype(np.float32), K, allowed=allowed)
+    assert sorted(h.id for h in hits) == ids[:5]
+
+
+# -- 4. persistence ---------------------------------------------------------------------------------
+
+PERSIST_SPECS = {
+    "flat": spec_for("flat", COSINE),
+    "hnsw": spec_for("hnsw", COSINE),
+    "annoy": spec_for("annoy", L2, merge_threshold=400, trees=8, search_k=EXACT_ANNOY),
+    "multivector": spec_for("multivector", DOT),
+}
+PERSIST_DIMS = 32
+COLLECTION, VECTOR = "Docs", "v"
+
+
+def persist_objects(kind: str, count: int, seed: int = 41) -> tuple[list[str], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    ids = [f"p{i:05d}" for i in range(count)]
+    if kind == "multivector":
+        return ids, random_documents(rng, count, PERSIST_DIMS, rows=(1, 5))
+    return ids, list(clustered(seed, count, PERSIST_DIMS, n_queries=1).points)
+
+
+def persist_queries(kind: str, count: int = 30) -> list[np.ndarray]:
+    rng = np.random.default_rng(42)
+    if kind == "multivector":
+        return [rng.normal(size=(3, PERSIST_DIMS)).astype(np.float32) for _ in range(count)]
+    return list(clustered(43, 10, PERSIST_DIMS, n_queries=count).queries)
+
+
+def written_index(kind: str) -> tuple[Any, list[str], dict[str, np.ndarray]]:
+    """An index after inserts, updates and deletes (annoy: sealed segments, tombstones and a delta),
+    with every id and the current vector of each live one."""
+    ids, vectors = persist_objects(kind, 1500 if kind != "multivector" else 300)
+    index = build_index(PERSIST_SPECS[kind], PERSIST_DIMS)
+    fill(index, ids, vectors, batch=500)
+    current = dict(zip(ids, vectors))
+    rng = np.random.default_rng(44)
+    chosen = [ids[int(i)] for i in rng.choice(len(ids), size=len(ids) // 10, replace=False)]
+    for object_id in chosen[::2]:
+        current[object_id] = -current[object_id]
+    index.upsert_many(chosen[::2], [current[i] for i in chosen[::2]])
+    for object_id in chosen[1::2]:
+        index.delete(object_id)
+        del current[object_id]
+    if kind == "annoy":
+        assert len(index._segments) == 3 and len(index._delta) > 0 and any(s.dead for s in index._segments)
+    return index, ids, current
+
+
+@pytest.mark.parametrize("kind", list(PERSIST_SPECS))
+def test_save_then_restore_gives_identical_results(tmp_path: Path, kind: str) -> None:
+    index, ids, current = written_index(kind)
+    index.save(tmp_path)
+    restored = restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path)
+    assert len(restored) == len(index) == len(current)
+    assert [i for i in ids if (i in restored) != (i in current)] == []
+    allowed = set(ids[::50])
+    for query in persist_queries(kind):
+        assert_same_top_k(restored.search(query, K), index.search(query, K))
+        assert_same_top_k(restored.search(query, K, allowed=allowed), index.search(query, K, allowed=allowed))
+    index.close()
+    restored.close()
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy"])
+def test_a_restored_index_takes_further_writes(tmp_path: Path, kind: str) -> None:
+    """After a restore (annoy: versions reset to 0), updates, deletes and merges keep the index exact."""
+    index, ids, current = written_index(kind)
+    index.save(tmp_path)
+    index.close()
+    mirror = Mirror(restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path), PERSIST_SPECS[kind].distance, PERSIST_DIMS)
+    mirror.flat.upsert_many(list(current), list(current.values()))
+    rng = np.random.default_rng(45)
+    live = list(current)
+    chosen = [live[int(i)] for i in rng.choice(len(live), size=600, replace=False)]
+    mirror.upsert(chosen[:450], np.stack([current[i] + np.float32(0.25) for i in chosen[:450]]))  # crosses annoy's threshold
+    mirror.delete(chosen[450:])
+    mirror.upsert(chosen[450:500], np.stack([current[i] for i in chosen[450:500]]))  # deleted, then written again
+    settle(mirror.index)
+    mirror.check(persist_queries(kind) + [current[i] for i in chosen[::20]], exact=kind != "hnsw", min_recall=0.9)
+    mirror.index.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    with ObjectStore(tmp_path / "data") as opened:
+        yield opened
+
+
+def put(store: ObjectStore, ids: Sequence[str], vectors: Sequence[np.ndarray]) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = zip(ids[start : start + 500], vectors[start : start + 500])
+        store.put_many([StoredObject(COLLECTION, i, {}, {VECTOR: np.asarray(v, np.float32)}) for i, v in chunk])
+
+
+def data_dir_of(store: ObjectStore) -> Path:
+    return store.path.parent
+
+
+def open_logged(store: ObjectStore, spec: IndexSpec, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[logging.LogRecord]]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="searchd.index"):
+        index = open_index(store, data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS)
+    settle(index)
+    return index, [r for r in caplog.records if r.name == "searchd.index"]
+
+
+def saved(store: ObjectStore, kind: str, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[str], list[np.ndarray]]:
+    """Objects in the store, their index rebuilt from it (a full and a partial batch) and saved as current."""
+    ids, vectors = persist_objects(kind, 1100 if kind != "multivector" else 300)
+    put(store, ids, vectors)
+    index, records = open_logged(store, PERSIST_SPECS[kind], caplog)
+    assert any("rebuilt" in r.getMessage() for r in records)
+    assert len(index) == len(ids)
+    spec = PERSIST_SPECS[kind]
+    save_index(index, index_dir(data_dir_of(store), COLLECTION, VECTOR), vector_fingerprint(spec, PERSIST_DIMS), store.write_seq())
+    return index, ids, vectors
+
+
+def messages(records: Sequence[logging.LogRecord], level: int = logging.INFO) -> list[str]:
+    return [r.getMessage() for r in records if r.levelno == level]
+
+
+@pytest.mark.parametrize("kind", list(PERSIST_SPECS))
+def test_open_index_loads_a_current_save_without_rebuilding(
+    store: ObjectStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    index, ids, _ = saved(store, kind, caplog)
+
+    def no_rebuild(*args: object) -> None:
+        raise AssertionError("the index was rebuilt from the store")
+
+    monkeypatch.setattr(store, "iter_vectors", no_rebuild)
+    loaded, records = open_logged(store, PERSIST_SPECS[kind], caplog)
+    assert any(m.startswith(f"loaded {COLLECTION}.{VECTOR} index ({len(ids)} vectors)") for m in messages(records))
+    assert not any("rebuilt" in r.getMessage() for r in records)
+    assert not messages(records, logging.WARNING)
+    for query in persist_queries(kind, 10):
+        assert_same_top_k(loaded.search(query, K), index.search(query, K))
+    loaded.close()
+    index.close()
+
+
+STALE = [(kind, change) for change in ("object written", "object deleted", "ef changed") for kind in PERSIST_SPECS]
+STALE.append(("annoy", "trees changed"))  # a parameter annoy actually uses
+
+
+@pytest.mark.parametrize(("kind", "change"), STALE)
+def test_open_index_rebuilds_a_stale_save(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
+    index, ids, vectors = saved(store, kind, caplog)
+    index.close()
+    spec = PERSIST_SPECS[kind]
+    new_id, new_vector = "p-new", (vectors[0] + np.float32(0.5)).astype(np.float32)
+    if change == "object written":
+        put(store, [new_id], [new_vector])
+    elif change == "object deleted":
+        assert store.delete(COLLECTION, ids[1])
+    else:
+        spec = dataclasses.replace(spec, **({"ef": spec.ef + 1} if change == "ef changed" else {"trees": spec.trees + 1}))
+    rebuilt, records = open_logged(store, spec, caplog)
+    assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR} {kind} index from the store") for m in messages(records))
+    assert not any(m.startswith("loaded") for m in messages(records))
+    assert not messages(records, logging.WARNING)
+    assert len(rebuilt) == store.count(COLLECTION)
+    if change == "object written":
+        assert new_id in rebuilt
+        assert rebuilt.search(new_vector, 1)[0].id == new_id
+    if change == "object deleted":
+        assert ids[1] not in rebuilt
+        assert ids[1] not in {h.id for h in rebuilt.search(vectors[1], K)}
+    rebuilt.close()
+
+
+def _corrupt(path: Path, how: str) -> None:
+    """Half plus one byte: for an annoy segment never a whole number of nodes, so annoy refuses it."""
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2 + 1])
+    elif how == "one byte short":
+        path.write_bytes(data[:-1])
+    else:
+        assert how == "garbage"
+        path.write_bytes(bytes(np.random.default_rng(46).integers(0, 256, len(data), dtype=np.uint8)))
+
+
+CORRUPTIONS = [
+    ("flat", "vectors.npy", "empty"), ("flat", "vectors.npy", "truncated"), ("flat", "vectors.npy", "garbage"),
+    ("flat", "ids.json", "garbage"),
+    ("hnsw", "graph.bin", "empty"), ("hnsw", "graph.bin", "truncated"), ("hnsw", "graph.bin", "one byte short"),
+    ("hnsw", "graph.bin", "garbage"), ("hnsw", "labels.json", "truncated"),
+    ("annoy", "segments.json", "garbage"), ("annoy", "delta.npy", "empty"),
+    ("annoy", "delta.npy", "truncated"), ("annoy", "segment-0.ann", "empty"), ("annoy", "segment-0.ann", "one byte short"),
+    ("annoy", "segment-0.ann", "truncated"), ("annoy", "segment-0.ann", "garbage"),
+    ("multivector", "tokens.npy", "empty"), ("multivector", "tokens.npy", "truncated"), ("multivector", "documents.json", "truncated"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "file", "how"), CORRUPTIONS)
+def test_open_index_rebuilds_an_unreadable_save_with_a_warning(
+    store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, file: str, how: str
+) -> None:
+    index, ids, vectors = saved(store, kind, caplog)
+    index.close()
+    directory = index_dir(data_dir_of(store), COLLECTION, VECTOR)
+    _corrupt(directory / file, how)
+    rebuilt, records = open_logged(store, PERSIST_SPECS[kind], caplog)
+    warnings = messages(records, logging.WARNING)
+    assert len(warnings) == 1 and "unreadable" in warnings[0] and "rebuilding" in warnings[0]
+    assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR}") for m in messages(records))
+    assert len(rebuilt) == len(ids)
+    for object_id, vector in list(zip(ids, vectors))[::100]:
+        assert rebuilt.search(vector, 1)[0].id == object_id
+    rebuilt.close()
+
+
+def test_open_index_rebuilds_when_the_manifest_is_garbage(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
+    index, ids, _ = saved(store, "flat", caplog)
+    (index_dir(data_dir_of(store), COLLECTION, VECTOR) / "manifest.json").write_text("{not json")
+    rebuilt, records = open_logged(store, PERSIST_SPECS["flat"], caplog)
+    assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR}") for m in messages(records))
+    assert len(rebuilt) == len(ids)
+
+
+def test_open_index_rebuilds_an_annoy_segment_truncated_to_whole_nodes(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
+    """annoy itself loads a segment file cut at a node boundary (it just has fewer items): the
+    restore must notice that the segment no longer matches its id list."""
+    index, ids, _ = saved(store, "annoy", caplog)
+    index.close()
+    segment = index_dir(data_dir_of(store), COLLECTION, VECTOR) / "segment-0.ann"
+    node = 16 + 4 * PERSIST_DIMS  # annoy's euclidean node: n_descendants, a, children[2], v[dims]
+    size = segment.stat().st_size
+    if size % node:
+        pytest.fail(f"annoy's node size is not {node} bytes: the test needs updating")
+    segment.write_bytes(segment.read_bytes()[: (size // node // 2) * node])
+    rebuilt, records = open_logged(store, PERSIST_SPECS["annoy"], caplog)
+    assert any("unreadable" in m for m in messages(records, logging.WARNING)), "the truncated segment was loaded"
+    assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR}") for m in messages(records))
+    assert len(rebuilt) == len(ids)
+    assert {h.id for h in rebuilt.search(np.zeros(PERSIST_DIMS, np.float32), len(ids))} == set(ids)
+    rebuilt.close()
+
+
+# -- 5. multi-vector MaxSim ----------------------------------------------------------------------
+
+
+def naive_maxsim(query: np.ndarray, document: np.ndarray, metric: Distance) -> float:
+    """-Σ over query rows of the max dot product over document rows, in plain Python loops."""
+    q, d = np.asarray(query, np.float64), np.asarray(document, np.float64)
+    if metric is COSINE:
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    return -sum(max(float(sum(a * b for a, b in zip(qr, dr))) for dr in d) for qr in q)
+
+
+class MaxSimReference:
+    """The same score for many documents at once: documents padded into one 3-D array, the padding
+    masked with -inf, so every query is one einsum (float64)."""
+
+    def __init__(self, documents: Sequence[np.ndarray], metric: Distance) -> None:
+        self.metric = metric
+        rows = max((len(d) for d in documents), default=1)
+        dims = documents[0].shape[-1] if documents else 1
+        self.padded = np.zeros((len(documents), rows, dims))
+        self.mask = np.ones((len(documents), rows), bool)
+        for n, d in enumerate(documents):
+            d = np.asarray(d, np.float64).reshape(-1, dims)
+            if metric is COSINE:
+                d = d / np.linalg.norm(d, axis=1, keepdims=True)
+            self.padded[n, : len(d)] = d
+            self.mask[n, : len(d)] = False
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        q = np.asarray(query, np.float64)
+        if self.metric is COSINE:
+            q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        sims = np.einsum("qd,nrd->nqr", q, self.padded)
+        sims[np.broadcast_to(self.mask[:, None, :], sims.shape)] = -np.inf
+        return -sims.max(axis=2).sum(axis=1)
+
+
+def naive_maxsim_all(query: np.ndarray, documents: Sequence[np.ndarray], metric: Distance) -> np.ndarray:
+    return MaxSimReference(documents, metric).scores(query) if documents else np.zeros(0)
+
+
+def reference_top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[Hit]:
+    order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))[:k]
+    return [Hit(ids[i], float(scores[i])) for i in order]
+
+
+def random_documents(rng: np.random.Generator, count: int, dims: int, rows: tuple[int, int] = (4, 13)) -> list[np.ndarray]:
+    return [rng.normal(size=(int(rng.integers(*rows)), dims)).astype(np.float32) for _ in range(count)]
+
+
+def test_maxsim_distances_equals_the_naive_definition() -> None:
+    rng = np.random.default_rng(51)
+    documents = random_documents(rng, 30, 8, rows=(1, 7))
+    for _ in range(5):
+        query = rng.normal(size=(int(rng.integers(1, 6)), 8)).astype(np.float32)
+        expected = [naive_maxsim(query, d, DOT) for d in documents]
+        assert maxsim_distances(query, documents).tolist() == pytest.approx(expected, **TOL)
+        assert naive_maxsim_all(query, documents, DOT).tolist() == pytest.approx(expected, **TOL)
+    assert maxsim_distances(query, []).shape == (0,)
+    # Hand-computed: rows (1,0) and (0,1); query rows (2,1) and (-1,3) → -(2 + 3).
+    assert maxsim_distances(np.array([[2, 1], [-1, 3]], np.float32), [np.eye(2, dtype=np.float32)]).tolist() == [-5.0]
+
+
+@pytest.mark.parametrize("metric", [DOT, COSINE], ids=lambda m: m.value)
+def test_multivector_small_collection_is_exact(metric: Distance) -> None:
+    rng = np.random.default_rng(52)
+    documents = random_documents(rng, 40, 8, rows=(1, 7))  # 40 ≤ candidates: scored exactly
+    ids = [f"d{i:02d}" for i in range(40)]
+    index = make_index("multivector", metric, 8)
+    index.upsert_many(ids, documents)
+    for _ in range(10):
+        query = (rng.normal(size=(int(rng.integers(1, 6)), 8)) * 3).astype(np.float32)
+        scores = np.array([naive_maxsim(query, d, metric) for d in documents])
+        assert_same_top_k(index.search(query, K), reference_top_k(ids, scores, K))
+        assert_same_top_k(index.search(query, 100), reference_top_k(ids, scores, 100))  # k > n: all 40
+    # A single-row document (stored as a 1-D vector) is a one-row matrix.
+    index.upsert("single", rng.normal(size=8).astype(np.float32))
+    assert "single" in index and len(index) == 41
+
+
+MV_DATA = {"count": 2000, "dims": 32}
+# Measured mean recall@10 against the exact reference (candidates 64, ef 64, ef_construction 64):
+# dot 0.943, cosine 0.890 (worst query 0.8 / 0.6).
+MV_RECALL = {DOT: 0.85, COSINE: 0.8}
+
+
+@pytest.fixture(scope="module")
+def mv_documents() -> tuple[list[str], list[np.ndarray]]:
+    rng = np.random.default_rng(53)
+    return [f"m{i:04d}" for i in range(MV_DATA["count"])], random_documents(rng, MV_DATA["count"], MV_DATA["dims"])
+
+
+@pytest.mark.parametrize("metric", [DOT, COSINE], ids=lambda m: m.value)
+def test_multivector_recall_on_a_larger_collection(mv_documents: tuple[list[str], list[np.ndarray]], metric: Distance) -> None:
+    ids, documents = mv_documents
+    index = make_index("multivector", metric, MV_DATA["dims"], ef_construction=64)
+    index.upsert_many(ids, documents)
+    rng = np.random.default_rng(54)
+    exact = MaxSimReference(documents, metric)
+    recalls = []
+    for _ in range(60):
+        source = documents[int(rng.integers(len(documents)))]
+        rows = rng.choice(len(source), size=min(4, len(source)), replace=False)
+        query = (source[rows] + 0.5 * rng.normal(size=(len(rows), source.shape[1]))).astype(np.float32)
+        want = reference_top_k(ids, exact.scores(query), K)
+        got = index.search(query, K)
+        assert_well_formed(got, K)
+        truth = naive_maxsim_all(query, [documents[int(h.id[1:])] for h in got], metric)
+        assert [h.distance for h in got] == pytest.approx(truth.tolist(), **TOL)
+        recalls.append(recall(got, want))
+    print(f"multivector {metric.value} recall@10: mean {np.mean(recalls):.4f}, worst {min(recalls):.1f}")
+    assert np.mean(recalls) >= MV_RECALL[metric]
+    if metric is COSINE:  # a document's own rows are the best possible cosine MaxSim: it ranks first
+        for n in range(0, len(documents), 200):
+            assert index.search(documents[n], 1)[0].id == ids[n]
+
+
+@pytest.mark.parametrize("size", [40, 600], ids=["exact", "token-index"])  # 40 ≤ candidates < 600
+def test_multivector_deleted_and_updated_documents_are_never_returned(mv_documents: tuple[list[str], list[np.ndarray]], size: int) -> None:
+    ids, documents = mv_documents[0][:size], mv_documents[1][:size]
+    index = make_index("multivector", COSINE, MV_DATA["dims"], ef_construction=64)
+    index.upsert_many(ids, documents)
+    rng = np.random.default_rng(55)
+    chosen = rng.choice(size, size=size // 4, replace=False)
+    updated, deleted = [ids[i] for i in chosen[: size // 8]], [ids[i] for i in chosen[size // 8 :]]
+    current = dict(zip(ids, documents))
+    for object_id in updated:  # two copies of minus the rows' sum: far from every old row
+        current[object_id] = np.tile(-current[object_id].sum(axis=0), (2, 1))
+        index.upsert(object_id, current[object_id])
+    for object_id in deleted:
+        index.delete(object_id)
+        del current[object_id]
+    assert len(index) == len(current) and all(i not in index for i in deleted)
+    live = sorted(current)
+    exact = MaxSimReference([current[i] for i in live], COSINE)
+    for object_id in (updated[:15] + deleted[:15]):
+        old = documents[int(object_id[1:])]
+        hits = index.search(old, K)
+        assert_well_formed(hits, K)
+        assert not {h.id for h in hits} & set(deleted)
+        truth = naive_maxsim_all(old, [current[h.id] for h in hits], COSINE)
+        assert [h.distance for h in hits] == pytest.approx(truth.tolist(), **TOL)  # updated: new distance only
+        assert object_id not in {h.id for h in hits}
+        want = reference_top_k(live, exact.scores(old), K)
+        assert recall(hits, want) >= 0.5
+    for object_id in updated[:20]:
+        assert index.search(current[object_id], 1)[0].id == object_id
+
+
+def test_multivector_returns_k_hits_when_document_rows_are_similar() -> None:
+    """The nearest tokens crowd into a handful of documents (12 near-identical rows each): the token
+    search must widen until enough documents are candidates."""
+    rng = np.random.default_rng(0)
+    dims = 16
+    centres = rng.normal(size=(500, dims))
+    documents = [(c + 0.05 * rng.normal(size=(12, dims))).astype(np.float32) for c in centres]
+    ids = [f"d{i:03d}" for i in range(500)]
+    index = make_index("multivector", DOT, dims)
+    index.upsert_many(ids, documents)
+    exact = MaxSimReference(documents, DOT)
+    recalls = []
+    for _ in range(10):
+        query = rng.normal(size=(int(rng.integers(1, 4)), dims)).astype(np.float32)
+        hits = index.search(query, K)
+        assert_well_formed(hits, K)
+        recalls.append(recall(hits, reference_top_k(ids, exact.scores(query), K)))
+    assert np.mean(recalls) >= 0.9
+
+
+# -- 6. distance definitions -------------------------------------------------------------------------
+
+# Four vectors and a query, with distances worked out by hand.
+HAND_VECTORS = {"a": [3.0, 4.0, 0.0], "b": [0.0, 0.0, 2.0], "c": [-4.0, -3.0, 0.0], "d": [0.0, -10.0, 0.0]}
+HAND_QUERY = [4.0, 3.0, 0.0]
+HAND_DISTANCES = {
+    # a·q = 24, |a| = |q| = 5; b·q = 0; c·q = -25 (c = -q); d·q = -30, |d| = 10
+    COSINE: {"a": 1 - 24 / 25, "b": 1.0, "c": 2.0, "d": 1 + 30 / 50},
+    DOT: {"a": -24.0, "b": 0.0, "c": 25.0, "d": 30.0},
+    L2: {"a": 1 + 1 + 0, "b": 16 + 9 + 4, "c": 64 + 36 + 0, "d": 16 + 169 + 0},
+    L1: {"a": 1 + 1 + 0, "b": 4 + 3 + 2, "c": 8 + 6 + 0, "d": 4 + 13 + 0},
+}
+DISTANCE_CASES = [
+    ("flat", COSINE), ("flat", DOT), ("flat", L2), ("flat", L1),
+    ("hnsw", COSINE), ("hnsw", DOT), ("hnsw", L2),
+    ("annoy-delta", COSINE), ("annoy-delta", DOT), ("annoy-delta", L2), ("annoy-delta", L1),
+    ("annoy-sealed", COSINE), ("annoy-sealed", DOT), ("annoy-sealed", L2), ("annoy-sealed", L1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "metric"), DISTANCE_CASES, ids=lambda v: getattr(v, "value", v))
+def test_distance_definitions(kind: str, metric: Distance) -> None:
+    if kind.startswith("annoy"):
+        index = make_index("annoy", metric, 3, merge_threshold=1 if kind == "annoy-sealed" else 10**9)
+    else:
+        index = make_index(kind, metric, 3)
+    index.upsert_many(list(HAND_VECTORS), np.array(list(HAND_VECTORS.values()), np.float32))
+    settle(index)
+    if kind == "annoy-sealed":
+        assert len(index._segments) == 1 and len(index._delta) == 0
+    for query_scale in (1.0, 2.0):
+        query = np.array(HAND_QUERY, np.float32) * query_scale
+        expected = HAND_DISTANCES[metric] if query_scale == 1.0 else {i: naive_distance(metric, v, query) for i, v in HAND_VECTORS.items()}
+        nearest = sorted(expected, key=lambda i: (expected[i], i))
+        # k = 3 < 4 indexed: the index's own (approximate) search and its distance conversion.
+        hits = index.search(query, 3)
+        assert [h.id for h in hits] == nearest[:3]
+        assert [h.distance for h in hits] == pytest.approx([expected[i] for i in nearest[:3]], abs=1e-4)
+        # The exact paths (an allow-list; k = everything) use the same definition.
+        for exact in (index.search(query, 3, allowed=set(HAND_VECTORS)), index.search(query, 4)):
+            assert {h.id: h.distance for h in exact} == pytest.approx({i: expected[i] for i in [h.id for h in exact]}, abs=1e-4)
+    index.close()
+
+
+def test_multivector_distance_is_negative_maxsim() -> None:
+    document = np.array([[3.0, 0.0], [0.0, 2.0]], np.float32)
+    query = np.array([[2.0, 1.5], [0.0, 2.0]], np.float32)
+    # dot: row (2, 1.5) → max(6, 3) = 6; row (0, 2) → max(0, 4) = 4.
+    # cosine: document rows (1, 0), (0, 1); query rows (0.8, 0.6), (0, 1) → max(0.8, 0.6) + max(0, 1) = 1.8.
+    for metric, expected in ((DOT, -10.0), (COSINE, -1.8)):
+        index = make_index("multivector", metric, 2)
+        index.upsert("doc", document)
+        assert index.search(query, 1) == [Hit("doc", pytest.approx(expected, abs=1e-5))]
+        assert index.search(query, 1, allowed={"doc"}) == [Hit("doc", pytest.approx(expected, abs=1e-5))]
+
+
+@pytest.mark.parametrize(("kind", "metric"), [("hnsw", L1), ("hnsw", Distance.HAMMING), ("annoy", Distance.HAMMING), ("multivector", L2)])
+def test_unsupported_distances_are_refused(kind: str, metric: Distance) -> None:
+    with pytest.raises(ValueError, match="does not support"):
+        make_index(kind, metric, 4)
