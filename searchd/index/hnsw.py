@@ -8,7 +8,6 @@ a replaced vector is never returned.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,6 @@ from searchd.index.base import ApproximateIndex, Hit
 
 SPACES = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
-_PARALLEL_BATCH = 64  # below this, threads cost more than they save
 
 
 def _weaviate_distance(metric: Distance, raw: np.ndarray) -> np.ndarray:
@@ -72,9 +70,9 @@ class HnswIndex(ApproximateIndex):
             labels = np.arange(self._next_label, self._next_label + len(latest), dtype=np.int64)
             self._next_label += len(latest)
             self._reserve(len(latest))
-            # A large batch is inserted on every core; a search uses one (set_num_threads(1) above).
-            threads = (os.cpu_count() or 1) if len(latest) >= _PARALLEL_BATCH else 1
-            self._graph.add_items(matrix[list(latest.values())], labels, num_threads=threads, replace_deleted=True)
+            # One thread: a multi-threaded insert builds a different graph on every run, and
+            # reproducible results (and tests) are worth more than a faster import here.
+            self._graph.add_items(matrix[list(latest.values())], labels, num_threads=1, replace_deleted=True)
             for object_id, label in zip(latest, labels.tolist()):
                 self._labels[object_id] = label
                 self._ids[label] = object_id
