@@ -125,7 +125,7 @@ class _Builder:
             return self.environ[name]
 
         result = _ENV_REF.sub(replace, value)
-        if node.style is None and _ENV_REF.fullmatch(value) and result:
+        if isinstance(node, yaml.ScalarNode) and node.style is None and _ENV_REF.fullmatch(value) and result:
             # An unquoted `port: ${PORT}` should give the number, as if it had been written there.
             resolved = yaml.safe_load(result)
             if isinstance(resolved, (int, float, bool)):

@@ -29,29 +29,38 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+def _schema_of(error: jsonschema.ValidationError) -> dict[str, Any]:
+    return error.schema if isinstance(error.schema, dict) else {}
+
+
 def _hint(error: jsonschema.ValidationError) -> str:
     kind = error.validator
+    schema = _schema_of(error)
     if kind == "enum":
-        return "use one of: " + ", ".join(str(v) for v in error.validator_value)
-    if kind == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
-        allowed = sorted(error.schema["properties"])
+        return "use one of: " + ", ".join(str(v) for v in error.validator_value)  # type: ignore[union-attr]
+    if kind == "additionalProperties" and isinstance(schema.get("properties"), dict):
+        allowed = sorted(schema["properties"])
         return "remove it or fix its spelling; allowed keys here: " + ", ".join(allowed) if allowed else "this section takes no keys"
     if kind == "required":
         return "add the missing key"
     if kind == "type":
         return f"expected a value of type {error.validator_value}; in YAML, quote strings and leave numbers and booleans unquoted"
     if kind == "pattern":
-        return str(error.schema.get("description") or f"the value must match {error.validator_value}")
-    if kind in ("minimum", "maximum", "minLength", "uniqueItems"):
-        return f"{kind} is {error.validator_value}" if kind != "uniqueItems" else "list each entry once"
-    return ""
+        return str(schema.get("description") or f"the value must match {error.validator_value}")
+    hints = {
+        "minimum": f"use a value of at least {error.validator_value}",
+        "maximum": f"use a value of at most {error.validator_value}",
+        "minLength": "the value must not be empty",
+        "uniqueItems": "list each entry once",
+    }
+    return hints.get(str(kind), "")
 
 
 def _located_path(error: jsonschema.ValidationError) -> PathKey:
     path: PathKey = tuple(error.absolute_path)
     # An unexpected key is best reported at the key itself, not at its parent mapping.
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = error.schema.get("properties", {})
+        known = _schema_of(error).get("properties", {})
         extra = [key for key in error.instance if key not in known]
         if len(extra) == 1:
             return (*path, extra[0])

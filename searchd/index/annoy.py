@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import annoy
 import numpy as np
@@ -26,7 +27,7 @@ from searchd.index.flat import FlatIndex
 
 log = logging.getLogger("searchd.index")
 
-METRICS = {Distance.COSINE: "angular", Distance.DOT: "dot", Distance.L2_SQUARED: "euclidean", Distance.MANHATTAN: "manhattan"}
+METRICS: dict[Distance, Literal["angular", "dot", "euclidean", "manhattan"]] = {Distance.COSINE: "angular", Distance.DOT: "dot", Distance.L2_SQUARED: "euclidean", Distance.MANHATTAN: "manhattan"}
 MAX_SEGMENTS = 6
 DEAD_FRACTION_TO_COMPACT = 0.3
 
@@ -206,10 +207,11 @@ class AnnoyIndex(ApproximateIndex):
         self.wait_for_merges()
         with self._lock:
             delta_ids, delta_vectors = self._delta.items()
-            manifest = {"segments": [], "delta": delta_ids}
+            segments = []
             for number, segment in enumerate(self._segments):
                 segment.forest.save(str(directory / f"segment-{number}.ann"))
-                manifest["segments"].append({"ids": segment.ids, "dead": sorted(segment.dead)})
+                segments.append({"ids": segment.ids, "dead": sorted(segment.dead)})
+            manifest = {"segments": segments, "delta": delta_ids}
             np.save(directory / "delta.npy", delta_vectors)
             (directory / "segments.json").write_text(json.dumps(manifest))
 

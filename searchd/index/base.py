@@ -59,15 +59,17 @@ class VectorIndex(Protocol):
 def distances(matrix: np.ndarray, query: np.ndarray, metric: Distance) -> np.ndarray:
     """Weaviate's distance definitions (cosine expects unit rows and query)."""
     if metric is Distance.COSINE:
-        return 1.0 - matrix @ query
-    if metric is Distance.DOT:
-        return -(matrix @ query)
-    if metric is Distance.L2_SQUARED:
+        result = 1.0 - matrix @ query
+    elif metric is Distance.DOT:
+        result = -(matrix @ query)
+    elif metric is Distance.L2_SQUARED:
         diff = matrix - query
-        return np.einsum("ij,ij->i", diff, diff)
-    if metric is Distance.MANHATTAN:
-        return np.abs(matrix - query).sum(axis=1)
-    return (matrix != query).sum(axis=1).astype(np.float32)  # hamming
+        result = np.einsum("ij,ij->i", diff, diff)
+    elif metric is Distance.MANHATTAN:
+        result = np.abs(matrix - query).sum(axis=1)
+    else:  # hamming
+        result = (matrix != query).sum(axis=1)
+    return np.asarray(result, dtype=np.float32)
 
 
 def prepare(vector: np.ndarray, metric: Distance) -> np.ndarray:
@@ -88,7 +90,7 @@ def top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[Hit]:
         candidates = np.flatnonzero(scores <= kth)  # keep every row tied with the k-th
     else:
         candidates = np.arange(len(ids))
-    order = sorted(candidates, key=lambda i: (float(scores[i]), ids[i]))[:k]
+    order = sorted(candidates.tolist(), key=lambda i: (float(scores[i]), ids[i]))[:k]
     return [Hit(ids[i], float(scores[i])) for i in order]
 
 

@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import hnswlib
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from searchd.config.spec import Distance, IndexSpec
 from searchd.index.base import ApproximateIndex, Hit
 
-SPACES = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
+SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
 
 

@@ -26,7 +26,7 @@ def as_matrix(value: np.ndarray, dimensions: int, metric: Distance) -> np.ndarra
     matrix = np.asarray(value, dtype=np.float32).reshape(-1, dimensions)
     if metric is Distance.COSINE:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix = matrix / np.where(norms > 0, norms, 1.0)
+        return np.asarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
     return matrix
 
 
@@ -37,7 +37,7 @@ def maxsim_distances(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.n
     tokens = np.vstack(documents)
     starts = np.cumsum([0] + [len(d) for d in documents[:-1]])
     best = np.maximum.reduceat(query @ tokens.T, starts, axis=1)  # (query tokens, documents)
-    return -best.sum(axis=0)
+    return np.asarray(-best.sum(axis=0), dtype=np.float32)
 
 
 class MultiVectorIndex:

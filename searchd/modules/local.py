@@ -43,7 +43,7 @@ def _normalized_mean(parts: list[tuple[float, np.ndarray]]) -> Vector | None:
     total = sum(weight for weight, _ in parts)
     if not parts or total <= 0:
         return None
-    combined = sum(weight * vec for weight, vec in parts) / total
+    combined = np.sum([weight * vec for weight, vec in parts], axis=0) / total
     norm = float(np.linalg.norm(combined))
     return (combined / norm).astype(np.float32) if norm > 0 else None
 

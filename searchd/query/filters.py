@@ -82,13 +82,9 @@ def _convert(value: Any, kind: PropertyType | None, path: str, key: str) -> Any:
             return normalize_uuid(value, f"filter value for '{path}'")
         except InvalidInput as exc:
             raise QueryError(exc.problem, exc.hint) from exc
-    checks = {
-        "valueInt": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "valueNumber": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "valueBoolean": lambda v: isinstance(v, bool),
-    }
-    check = checks.get(key, lambda v: isinstance(v, str))
-    if not check(value):
+    wanted: dict[str, tuple[type, ...]] = {"valueInt": (int,), "valueNumber": (int, float), "valueBoolean": (bool,)}
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, wanted.get(key, (str,))) or (is_bool and key != "valueBoolean"):
         raise QueryError(f"{key} for '{path}' must be {key[5:].lower()}, got {value!r}", f"send a {key[5:].lower()} value")
     if isinstance(value, bool):
         return int(value)  # JSON true is 1 in SQLite

@@ -134,7 +134,7 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) 
 
 
 def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:
-    async def resolve(_root: Any, info: GraphQLResolveInfo, **args: Any) -> list[dict[str, Any]]:
+    async def resolve(_root: Any, info: GraphQLResolveInfo[Any], **args: Any) -> list[dict[str, Any]]:
         context: QueryContext = info.context
         try:
             return await _run(context, class_name, args)

@@ -201,7 +201,7 @@ async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[st
         variable_values=variables,
         operation_name=body.get("operationName"),
     )
-    return result.formatted
+    return dict(result.formatted)
 
 
 async def graphql_query(request: Request) -> Response:
