@@ -20,6 +20,8 @@ from searchd.modules.registry import ModuleRegistry
 if TYPE_CHECKING:
     from graphql import GraphQLSchema
 
+    from searchd.query.document import DocumentCache
+
 
 @dataclass(frozen=True)
 class CompiledVector:
@@ -68,6 +70,7 @@ class Catalog:
     registry: ModuleRegistry
     collections: Mapping[str, CompiledCollection]
     graphql: GraphQLSchema | None = field(default=None, compare=False)
+    documents: DocumentCache | None = field(default=None, compare=False)  # validated queries for this schema
 
     def collection(self, name: str) -> CompiledCollection:
         found = self.collections.get(name)
@@ -102,9 +105,11 @@ def compile_catalog(spec: Spec, registry: ModuleRegistry) -> Catalog:
         )
         collections[collection.name] = CompiledCollection(collection, MappingProxyType(vectors), image_fields)
     catalog = Catalog(spec, registry, MappingProxyType(collections))
+    from searchd.query.document import DocumentCache
     from searchd.query.schema import build_graphql_schema
 
-    return Catalog(spec, registry, catalog.collections, build_graphql_schema(catalog))
+    schema = build_graphql_schema(catalog)
+    return Catalog(spec, registry, catalog.collections, schema, DocumentCache(schema) if schema else None)
 
 
 class CatalogHolder:

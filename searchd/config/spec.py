@@ -134,7 +134,7 @@ class IndexSpec:
     ef: int = 64
     # annoy
     trees: int = 32
-    search_k: int = 0  # 0: trees * k * 8, chosen for recall >= 0.95 on MiniLM vectors
+    search_k: int = 0  # 0: trees * k * 25 (recall@10 ~0.95 on 30k MiniLM vectors with 32 trees, bench/RESULTS.md)
     merge_threshold: int = 5000  # delta rows that trigger a background merge into a sealed segment
     # multivector
     candidates: int = 64  # objects rescored with exact MaxSim per query, at least 2k

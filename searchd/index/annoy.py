@@ -167,7 +167,7 @@ class AnnoyIndex(ApproximateIndex):
     # -- reads -----------------------------------------------------------------
 
     def _search_k(self, k: int) -> int:
-        return self.spec.search_k or self.spec.trees * k * 8
+        return self.spec.search_k or self.spec.trees * k * 25
 
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
         # Held for the whole search so segments, tombstones and delta agree; merges build outside it.

@@ -36,12 +36,13 @@ def _limits(context: QueryContext, args: Mapping[str, Any]) -> tuple[int, int]:
 def _additional(collection: CompiledCollection, row: Row) -> dict[str, Any]:
     obj, searched = row.object, row.vector
     shown = searched or collection.default_vector
+    # vector and vectors are callables: graphql-core calls them only when the query asks for them.
     additional: dict[str, Any] = {
         "id": obj.id,
         "creationTimeUnix": str(obj.created_ms),
         "lastUpdateTimeUnix": str(obj.updated_ms),
-        "vectors": {name: vec.tolist() for name, vec in obj.vectors.items()},
-        "vector": obj.vectors[shown.name].tolist() if shown is not None and shown.name in obj.vectors else None,
+        "vectors": lambda _info: {name: vec.tolist() for name, vec in obj.vectors.items()},
+        "vector": lambda _info: obj.vectors[shown.name].tolist() if shown is not None and shown.name in obj.vectors else None,
         "distance": row.distance,
         "certainty": None,
         "score": None if row.score is None else f"{row.score:.9g}",

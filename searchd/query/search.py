@@ -165,7 +165,10 @@ async def near_rows(context: QueryContext, collection: CompiledCollection, kind:
     vector = target_vector(collection, near.get("targetVectors"))
     threshold = max_distance(vector, near)
     query = await query_vector(context, collection, vector, kind, near)
-    pairs = await anyio.to_thread.run_sync(context.engine.search, collection, vector, query, limit, 0, threshold, allowed)
+    if context.engine.searches_inline(vector):
+        pairs = context.engine.search(collection, vector, query, limit, 0, threshold, allowed)
+    else:
+        pairs = await anyio.to_thread.run_sync(context.engine.search, collection, vector, query, limit, 0, threshold, allowed)
     return [Row(obj, vector, distance=hit.distance) for obj, hit in pairs]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from graphql import (
     BooleanValueNode,
     FloatValueNode,
@@ -31,12 +33,13 @@ _VECTOR_SHAPE = "a vector must be a list of numbers, or a list of lists of numbe
 
 def _vector_value(value: Any) -> Any:
     """A vector is a list of numbers; a multi-vector is a list of such lists (as Weaviate's scalar)."""
-
-    def numbers(row: Any) -> bool:
-        return isinstance(row, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row)
-
-    if numbers(value) or (isinstance(value, list) and value and all(numbers(r) for r in value)):
-        return value
+    if isinstance(value, list) and value:
+        try:
+            array = np.asarray(value)  # numpy checks 384 numbers far faster than a Python loop
+        except ValueError:  # ragged rows
+            array = None
+        if array is not None and array.dtype.kind in "iuf" and array.ndim in (1, 2) and array.size:
+            return value
     raise GraphQLError(_VECTOR_SHAPE)
 
 

@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 import anyio.to_thread
-from graphql import graphql
+from inspect import isawaitable
+
+from graphql import ExecutionResult, execute
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -193,14 +195,20 @@ async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[st
     variables = body.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", "send \"variables\": {\"name\": value}")
-    assert catalog.graphql is not None  # a served catalog always has collections
-    result = await graphql(
+    assert catalog.graphql is not None and catalog.documents is not None  # a served catalog has collections
+    prepared = catalog.documents.prepare(body["query"])
+    if prepared.document is None:
+        return {"data": None, "errors": [error.formatted for error in prepared.errors]}
+    result = execute(
         catalog.graphql,
-        body["query"],
+        prepared.document,
         context_value=QueryContext(catalog, _services(request).engine),
-        variable_values=variables,
+        variable_values={**(variables or {}), **prepared.variables},
         operation_name=body.get("operationName"),
     )
+    if isawaitable(result):
+        result = await result
+    assert isinstance(result, ExecutionResult)
     return dict(result.formatted)
 
 

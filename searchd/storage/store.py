@@ -271,10 +271,16 @@ class ObjectStore:
         if not rows:
             return []
         vectors: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        by_collection: dict[str, list[str]] = {}
+        for collection, object_id, *_ in rows:
+            by_collection.setdefault(collection, []).append(object_id)
         with self._guard() as db:
-            for collection, object_id, *_ in rows:
-                for name, dims, data in db.execute("SELECT name, dims, data FROM vectors WHERE collection = ? AND id = ?", (collection, object_id)):
-                    vectors.setdefault((collection, object_id), {})[name] = _vector_from_row(dims, data)
+            for collection, ids in by_collection.items():
+                for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                    chunk = ids[start : start + 500]
+                    query = f"SELECT id, name, dims, data FROM vectors WHERE collection = ? AND id IN ({','.join('?' * len(chunk))})"
+                    for object_id, name, dims, data in db.execute(query, (collection, *chunk)):
+                        vectors.setdefault((collection, object_id), {})[name] = _vector_from_row(dims, data)
         return [
             StoredObject(collection, object_id, json.loads(props), vectors.get((collection, object_id), {}), created, updated)
             for collection, object_id, props, created, updated in rows

@@ -1,13 +1,13 @@
 """Keyword, hybrid and filter benchmarks on the WordNet glosses (../shared/data/wordnet-minilm).
 
-    bench/.venv/bin/python bench/keyword.py [--n 60000] [--queries 500] [--quick]
+    bench/.venv/bin/python bench/search.py [--n 60000] [--queries 500] [--quick]
 
 1. BM25 index time and QPS (one thread, sequential): searchd's BM25Index in-process,
    against tantivy (tantivy-py) and bm25s in the same run, plus top-10 agreement with tantivy.
 2. Over HTTP on a real server: bm25, nearVector and hybrid latency p50/p95 (the cost of
    fusion = hybrid p50 / slower leg p50), and nearVector with selective / broad where
    filters against the unfiltered search.
-Prints a table; writes bench/results-keyword.json.
+Prints a table; writes bench/results-search.json.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="5,000 documents, 100 queries")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results-keyword.json"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results-search.json"))
     args = parser.parse_args()
     if args.quick:
         args.n, args.queries = 5000, 100
