@@ -179,7 +179,7 @@ class Engine:
             for vector in draft.collection.vectors.values():
                 if vector.vectorizer is not None and vector.name not in draft.vectors:
                     groups.setdefault((draft.collection.name, vector.name), []).append(position)
-        for (collection_name, vector_name), positions in groups.items():
+        for (_, vector_name), positions in groups.items():
             vector = drafts[positions[0]].collection.vectors[vector_name]
             assert vector.vectorizer is not None
             results = await vector.vectorizer.embed_objects([drafts[p].properties for p in positions])

@@ -83,7 +83,7 @@ class AnnoyIndex(ApproximateIndex):
 
     def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
         with self._lock:
-            for object_id, vector in zip(object_ids, vectors):
+            for object_id in object_ids:
                 self._bury(object_id)
                 self._clock += 1
                 self._version[object_id] = self._clock

@@ -58,8 +58,8 @@ def _code_spans(source: str) -> list[tuple[int, int, str]]:
     while (mark := _MARKS.search(source, position)) is not None:
         token = mark.group(0)
         if token in _ENDS:
-            end = _ENDS[token].match(source, mark.end())
-            stop = end.end() if end else len(source)
+            closed = _ENDS[token].match(source, mark.end())
+            stop = closed.end() if closed else len(source)
             spans.append((mark.start(), stop, "skip"))
             position = stop
             continue
@@ -68,9 +68,9 @@ def _code_spans(source: str) -> list[tuple[int, int, str]]:
         text = run.group(0)
         # A vector ends at its first "]", a multi-vector at its first "]]" (rows hold only numbers).
         closing = _MATRIX_END.search(text) if text[1:].lstrip().startswith("[") else None
-        end = closing.end() if closing else (text.find("]") + 1 if "]" in text else 0)
-        stop = mark.end() + end
-        if end:
+        length = closing.end() if closing else text.find("]") + 1  # 0: no closing bracket
+        stop = mark.end() + length
+        if length:
             spans.append((mark.end(), stop, "vector"))
         position = max(stop, mark.end())
     return spans

@@ -1,0 +1,63 @@
+"""The GraphQL fast path: inline vectors lifted into variables, validated documents cached — same answers, same errors."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from searchd.query.document import lift_vectors
+from tests.conftest import example_objects, graphql, MULTIMODAL
+
+
+@pytest.mark.parametrize(
+    "source,rewritten,values",
+    [
+        ("{ Get { A(nearVector: {vector: [0.5, -2e-3, 3]}) { x } } }", "query($__searchd_vector_0: Vector!) { Get { A(nearVector: {vector: $__searchd_vector_0}) { x } } }", [[0.5, -0.002, 3]]),
+        (
+            'query Q($w: WhereInpObj) { Get { A(where: $w, nearVector: {vector: [[1, 2], [3, 4]], targetVectors: ["v"]}) { x } } }',
+            'query Q($__searchd_vector_0: Vector!, $w: WhereInpObj) { Get { A(where: $w, nearVector: {vector: $__searchd_vector_0, targetVectors: ["v"]}) { x } } }',
+            [[[1, 2], [3, 4]]],
+        ),
+        ("query { Get { A(nearVector: {vector: [1 2 3]}) { x } } }", "query ($__searchd_vector_0: Vector!) { Get { A(nearVector: {vector: $__searchd_vector_0}) { x } } }", [[1, 2, 3]]),
+        (
+            '{Get{A(hybrid:{query: "x \\" vector: [3]", vector: [1.0, 2.0]}){x}}} # vector: [9]',
+            'query($__searchd_vector_0: Vector!) {Get{A(hybrid:{query: "x \\" vector: [3]", vector: $__searchd_vector_0}){x}}} # vector: [9]',
+            [[1.0, 2.0]],
+        ),
+    ],
+)
+def test_vector_literals_are_lifted(source: str, rewritten: str, values: list[object]) -> None:
+    lifted = lift_vectors(source)
+    assert lifted is not None
+    assert lifted[0] == rewritten and list(lifted[1].values()) == values
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{ Get { A(bm25: {query: "vector: [1,2]"}) { x } } }',  # only inside a string
+        "query A { Get { A(nearVector: {vector: [1]}) { x } } } query B { Get { A { x } } }",  # two operations
+        '{ Get { A(nearVector: {vector: [1, "a"]}) { x } } }',  # not numbers: the parser reports it
+        "{ Get { A(nearVector: {vector: [1, 2}) { x } } }",  # unbalanced
+    ],
+)
+def test_unsafe_or_pointless_documents_are_left_alone(source: str) -> None:
+    assert lift_vectors(source) is None
+
+
+def test_inline_and_variable_vectors_answer_alike(multimodal_client: TestClient) -> None:
+    vector = example_objects(MULTIMODAL / "objects.jsonl")[5]["vectors"]["external"]
+    fields = '{ title _additional { id distance } }'
+    inline = graphql(multimodal_client, '{ Get { Artwork(nearVector: {vector: %s, targetVectors: ["external"]}, limit: 4) %s } }' % (vector, fields))
+    variable = graphql(multimodal_client, 'query($v: Vector!) { Get { Artwork(nearVector: {vector: $v, targetVectors: ["external"]}, limit: 4) %s } }' % fields, {"v": vector})
+    assert inline == variable and len(inline["data"]["Get"]["Artwork"]) == 4
+    again = graphql(multimodal_client, '{ Get { Artwork(nearVector: {vector: %s, targetVectors: ["external"]}, limit: 4) %s } }' % (vector, fields))
+    assert again == inline  # served from the cached document
+
+
+def test_errors_point_into_the_text_the_client_sent(multimodal_client: TestClient) -> None:
+    query = '{ Get { Artwork(nearVector: {vector: [1, 0, 0, 0], targetVectors: ["external"]}) { nope } } }'
+    body = graphql(multimodal_client, query)
+    error = body["errors"][0]
+    assert "Cannot query field 'nope'" in error["message"]
+    assert error["locations"] == [{"line": 1, "column": query.index("nope") + 1}]
