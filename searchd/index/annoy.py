@@ -166,8 +166,11 @@ class AnnoyIndex(ApproximateIndex):
 
     # -- reads -----------------------------------------------------------------
 
-    def _search_k(self, k: int) -> int:
-        return self.spec.search_k or self.spec.trees * k * 25
+    def _search_k(self, k: int, segment: Segment) -> int:
+        """A segment's share of the search budget: the whole index costs about as much as one segment would."""
+        budget = self.spec.search_k or self.spec.trees * k * 25
+        sealed = sum(len(s.ids) for s in self._segments) or 1
+        return max(self.spec.trees * k, budget * len(segment.ids) // sealed)
 
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
         # Held for the whole search so segments, tombstones and delta agree; merges build outside it.
@@ -183,7 +186,7 @@ class AnnoyIndex(ApproximateIndex):
         wanted = min(k, segment.live)
         fetch = k + min(len(segment.dead), 4 * k)
         while True:
-            items, raw = segment.forest.get_nns_by_vector(query, fetch, search_k=self._search_k(fetch), include_distances=True)
+            items, raw = segment.forest.get_nns_by_vector(query, fetch, search_k=self._search_k(fetch, segment), include_distances=True)
             hits = [Hit(segment.ids[item], _weaviate_distance(self.metric, d)) for item, d in zip(items, raw) if item not in segment.dead]
             if len(hits) >= wanted or fetch >= len(segment.ids):
                 return hits

@@ -42,13 +42,12 @@ from graphql import (
 from searchd.config.spec import PropertySpec, PropertyType
 from searchd.errors import InvalidInput, NotFound, QueryError
 from searchd.query.filters import parse_where, to_sql
-from searchd.query.search import QueryContext, allowed_ids, near_objects
+from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_ids, near_objects
 
 if TYPE_CHECKING:
     from searchd.catalog import Catalog, CompiledCollection
     from searchd.query.types import SharedTypes
 
-NEAR_ARGUMENTS = ("nearVector", "nearObject", "nearText", "nearImage")
 DEFAULT_GROUP_LIMIT = 100  # Weaviate's groupedAggregator default
 DEFAULT_TOP_OCCURRENCES = 5  # Weaviate's extractLimitFromTopOccs default
 SCAN_FACTOR = 100  # aggregate over at most query_limit_max * SCAN_FACTOR objects
