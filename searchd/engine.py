@@ -292,6 +292,11 @@ class Engine:
             raise NotFound(f"no object with id '{object_id}' in '{collection.name}'")
         return found
 
+    @property
+    def writing(self) -> bool:
+        """A write holds the store and index locks right now."""
+        return self._write_lock.locked()
+
     def searches_inline(self, vector: CompiledVector) -> bool:
         """Whether a search may run on the event loop instead of a worker thread.
 
@@ -300,7 +305,23 @@ class Engine:
         for them on the event loop would stall every request: then, and for exact or
         multi-vector scans, the search goes to a thread.
         """
-        return not self._write_lock.locked() and vector.spec.index.kind in (IndexType.HNSW, IndexType.ANNOY)
+        return not self.writing and vector.spec.index.kind in (IndexType.HNSW, IndexType.ANNOY)
+
+    def search_hits(
+        self,
+        collection: CompiledCollection,
+        vector: CompiledVector,
+        query: np.ndarray,
+        limit: int,
+        offset: int = 0,
+        max_distance: float | None = None,
+        allowed: Collection[str] | None = None,
+    ) -> list[Hit]:
+        """Nearest ids and distances, without reading the objects."""
+        hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset, allowed)[offset:]
+        if max_distance is not None:
+            hits = [h for h in hits if h.distance <= max_distance + 1e-6]
+        return hits
 
     def search(
         self,
@@ -313,9 +334,7 @@ class Engine:
         allowed: Collection[str] | None = None,
     ) -> list[tuple[StoredObject, Hit]]:
         """Nearest objects; ``allowed`` restricts the search to those ids (what filters pass)."""
-        hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset, allowed)[offset:]
-        if max_distance is not None:
-            hits = [h for h in hits if h.distance <= max_distance + 1e-6]
+        hits = self.search_hits(collection, vector, query, limit, offset, max_distance, allowed)
         objects = self.store.get_many(collection.name, [h.id for h in hits])
         return [(objects[h.id], h) for h in hits if h.id in objects]
 

@@ -65,6 +65,8 @@ class AnnoyIndex(ApproximateIndex):
         self._segments: list[Segment] = []
         self._where: dict[str, tuple[int, int]] = {}  # id → (segment number, item) for sealed items
         self._delta = FlatIndex(spec.distance, dimensions)  # recent writes, searched exactly
+        # Every live vector, for exact scans and compaction: annoy's get_item_vector is a slow per-item call.
+        self._mirror = FlatIndex(spec.distance, dimensions)
         self._version: dict[str, int] = {}  # id → current version; absent: deleted
         self._clock = 0
         self._merging: threading.Thread | None = None
@@ -88,12 +90,14 @@ class AnnoyIndex(ApproximateIndex):
                 self._clock += 1
                 self._version[object_id] = self._clock
             self._delta.upsert_many(object_ids, vectors)
+            self._mirror.upsert_many(object_ids, vectors)
             self._maybe_merge()
 
     def delete(self, object_id: str) -> None:
         with self._lock:
             self._bury(object_id)
             self._delta.delete(object_id)
+            self._mirror.delete(object_id)
             self._version.pop(object_id, None)
 
     def _bury(self, object_id: str) -> None:
@@ -126,12 +130,10 @@ class AnnoyIndex(ApproximateIndex):
                 delta_ids, delta_vectors = self._delta.items()
                 snapshot: list[tuple[str, int, np.ndarray]] = [(i, self._version[i], v) for i, v in zip(delta_ids, delta_vectors)]
                 if compact:
-                    snapshot += [
-                        (segment.ids[item], segment.versions[item], np.asarray(segment.forest.get_item_vector(item), np.float32))
-                        for segment in self._segments
-                        for item in range(len(segment.ids))
-                        if item not in segment.dead
-                    ]
+                    live = [(segment.ids[item], segment.versions[item]) for segment in self._segments for item in range(len(segment.ids)) if item not in segment.dead]
+                    found, matrix = self._mirror.vectors([object_id for object_id, _ in live])
+                    rows = dict(zip(found, matrix))
+                    snapshot += [(object_id, version, rows[object_id]) for object_id, version in live if object_id in rows]
                 replaced = len(self._segments) if compact else 0
             segment = self._build(snapshot)  # the slow part, outside the lock
             with self._lock:
@@ -197,12 +199,7 @@ class AnnoyIndex(ApproximateIndex):
             return list(self._version)
 
     def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        with self._lock:
-            found, recent = self._delta.vectors(object_ids)
-            sealed = [i for i in object_ids if i in self._where]
-            rows = [self._segments[n].forest.get_item_vector(item) for n, item in (self._where[i] for i in sealed)]
-        matrix = np.vstack([recent, np.asarray(rows, np.float32).reshape(-1, self.dimensions)])
-        return found + sealed, matrix
+        return self._mirror.vectors(object_ids)
 
     # -- persistence -----------------------------------------------------------
 
@@ -216,6 +213,7 @@ class AnnoyIndex(ApproximateIndex):
                 segments.append({"ids": segment.ids, "dead": sorted(segment.dead)})
             manifest = {"segments": segments, "delta": delta_ids}
             np.save(directory / "delta.npy", delta_vectors)
+            self._mirror.save(directory)
             (directory / "segments.json").write_text(json.dumps(manifest))
 
     @classmethod
@@ -237,6 +235,9 @@ class AnnoyIndex(ApproximateIndex):
             raise ValueError("saved annoy delta does not match its id list")
         index._delta.upsert_many(manifest["delta"], delta)
         index._version.update({object_id: 0 for object_id in manifest["delta"]})
+        index._mirror = FlatIndex.restore(spec.distance, dimensions, directory)
+        if len(index._mirror) != len(index._version):
+            raise ValueError("saved annoy vectors do not match its segments")
         return index
 
     def close(self) -> None:

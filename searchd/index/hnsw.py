@@ -18,6 +18,7 @@ import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.index.base import ApproximateIndex, Hit
+from searchd.index.flat import FlatIndex
 
 SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
@@ -44,6 +45,9 @@ class HnswIndex(ApproximateIndex):
             graph.init_index(max_elements=_INITIAL_CAPACITY, ef_construction=spec.ef_construction, M=spec.max_connections, allow_replace_deleted=True)
         graph.set_num_threads(1)  # one request, one core: the server scales by requests
         self._graph = graph
+        # A plain copy of the vectors: hnswlib's get_items is too slow for the exact scans of
+        # selective filters (17 ms for 1,200 vectors), at the price of a second copy in memory.
+        self._mirror = FlatIndex(spec.distance, dimensions)
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -77,12 +81,14 @@ class HnswIndex(ApproximateIndex):
             for object_id, label in zip(latest, labels.tolist()):
                 self._labels[object_id] = label
                 self._ids[label] = object_id
+            self._mirror.upsert_many(list(latest), matrix[list(latest.values())])
 
     def _forget(self, object_id: str) -> None:
         label = self._labels.pop(object_id, None)
         if label is not None:
             self._graph.mark_deleted(label)
             del self._ids[label]
+            self._mirror.delete(object_id)
 
     def delete(self, object_id: str) -> None:
         with self._lock:
@@ -108,17 +114,12 @@ class HnswIndex(ApproximateIndex):
             return list(self._labels)
 
     def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        with self._lock:
-            found = [i for i in object_ids if i in self._labels]
-            if not found:
-                return [], np.zeros((0, self.dimensions), np.float32)
-            # hnswlib's cosine space stores unit vectors, which is what exact cosine needs.
-            matrix = np.asarray(self._graph.get_items([self._labels[i] for i in found], return_type="numpy"), dtype=np.float32)
-        return found, matrix
+        return self._mirror.vectors(object_ids)
 
     def save(self, directory: Path) -> None:
         with self._lock:
             self._graph.save_index(str(directory / "graph.bin"))
+            self._mirror.save(directory)
             (directory / "labels.json").write_text(json.dumps({"next": self._next_label, "labels": self._labels}))
 
     @classmethod
@@ -130,6 +131,9 @@ class HnswIndex(ApproximateIndex):
         index._labels = {k: int(v) for k, v in meta["labels"].items()}
         index._ids = {v: k for k, v in index._labels.items()}
         index._next_label = int(meta["next"])
+        index._mirror = FlatIndex.restore(spec.distance, dimensions, directory)
+        if len(index._mirror) != len(index._labels):
+            raise ValueError("saved hnsw vectors do not match its labels")
         return index
 
     def close(self) -> None:

@@ -41,8 +41,7 @@ from graphql import (
 
 from searchd.config.spec import PropertySpec, PropertyType
 from searchd.errors import InvalidInput, NotFound, QueryError
-from searchd.query.filters import parse_where, to_sql
-from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_ids, near_objects
+from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_ids, compiled_filter, near_objects
 
 if TYPE_CHECKING:
     from searchd.catalog import Catalog, CompiledCollection
@@ -322,14 +321,15 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) 
     object_limit = args.get("objectLimit")
     kind = _near_argument(args, object_limit)
     group_prop = _group_property(collection, args.get("groupBy"))
-    where = None if args.get("where") is None else to_sql(parse_where(collection, args["where"]))
+    compiled = compiled_filter(collection, args.get("where"))
+    where = compiled.sql if compiled is not None else None
     cap = catalog.spec.server.limits.query_limit_max
 
     if kind is not None:
         if object_limit is not None and object_limit > cap * SCAN_FACTOR:
             raise QueryError(f"objectLimit {object_limit} is above the maximum of {cap * SCAN_FACTOR}", f"use an objectLimit of at most {cap * SCAN_FACTOR}")
 
-        allowed = await allowed_ids(context, collection, where)
+        allowed = await allowed_ids(context, collection, compiled)
         found = await near_objects(context, collection, kind, args[kind], object_limit if object_limit is not None else cap + 1, allowed)
         if object_limit is None and len(found) > cap:
             raise QueryError(f"more than {cap} objects are within the given distance", "add objectLimit: N to aggregate over the N nearest")

@@ -193,6 +193,25 @@ def _leaf_sql(condition: Condition) -> tuple[str, list[Any]]:
     return " AND ".join([f"{column} = ?"] * len(value)), list(value)
 
 
+_INDEXABLE = (*COMPARISONS[:1], *COMPARISONS[2:], "ContainsAny")  # not NotEqual: it includes missing values
+
+
+def index_hint(collection: CompiledCollection, where: Filter) -> str | None:
+    """A property whose expression index can answer the filter (a leaf, or a leaf of a top-level And).
+
+    SQLite's statistics know how many distinct values a property has, not how rare one is,
+    so a rare value ("pos = r") is planned as a full scan; the hint forces the index, which
+    is never slower for an id lookup (the index covers the id).
+    """
+    leaves = [where] if isinstance(where, Condition) else list(where.operands) if where.operator == "And" else []
+    for leaf in leaves:
+        if isinstance(leaf, Condition) and leaf.operator in _INDEXABLE and leaf.kind not in (None, PropertyType.TEXT_ARRAY, PropertyType.DATE):
+            prop = collection.spec.find_property(leaf.path)
+            if prop is not None and prop.filterable:
+                return prop.name
+    return None
+
+
 def to_sql(where: Filter) -> tuple[str, list[Any]]:
     """A SQL boolean expression over the objects table, and its parameters."""
     if isinstance(where, Condition):

@@ -115,7 +115,8 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) 
     if search is None:
         order = [(sort_expression(collection, s["path"]), s.get("order") == "desc") for s in args.get("sort") or []]
         after = normalize_uuid(args["after"], "after") if args.get("after") else None
-        objects = await anyio.to_thread.run_sync(lambda: context.engine.store.list_objects(collection.name, limit, offset, after, where, order))
+        sql = where.sql if where is not None else None
+        objects = await anyio.to_thread.run_sync(lambda: context.engine.store.list_objects(collection.name, limit, offset, after, sql, order))
         return [_result(collection, Row(obj)) for obj in objects]
     allowed = await allowed_ids(context, collection, where)
     group_by = args.get("groupBy")

@@ -18,8 +18,9 @@ import numpy as np
 
 from searchd.config.spec import Distance
 from searchd.errors import QueryError
+from searchd.index import Hit
 from searchd.index.bm25 import KeywordHit
-from searchd.query.filters import parse_where, to_sql
+from searchd.query.filters import index_hint, parse_where, to_sql
 from searchd.query.fusion import Leg, LegHit, ranked_fusion, relative_score_fusion
 from searchd.storage import StoredObject
 
@@ -57,14 +58,23 @@ class Row:
 # -- filters ---------------------------------------------------------------------
 
 
-def compiled_filter(collection: CompiledCollection, where: Any) -> tuple[str, list[Any]] | None:
-    return None if where is None else to_sql(parse_where(collection, where))
+@dataclass(frozen=True)
+class CompiledFilter:
+    sql: tuple[str, list[Any]]
+    indexed_property: str | None  # an index that can answer it (see filters.index_hint)
 
 
-async def allowed_ids(context: QueryContext, collection: CompiledCollection, where: tuple[str, list[Any]] | None) -> list[str] | None:
+def compiled_filter(collection: CompiledCollection, where: Any) -> CompiledFilter | None:
     if where is None:
         return None
-    return await anyio.to_thread.run_sync(context.engine.store.ids_matching, collection.name, where)
+    parsed = parse_where(collection, where)
+    return CompiledFilter(to_sql(parsed), index_hint(collection, parsed))
+
+
+async def allowed_ids(context: QueryContext, collection: CompiledCollection, where: CompiledFilter | None) -> list[str] | None:
+    if where is None:
+        return None
+    return await anyio.to_thread.run_sync(context.engine.store.ids_matching, collection.name, where.sql, where.indexed_property)
 
 
 # -- vector search ----------------------------------------------------------------
@@ -161,15 +171,26 @@ async def query_vector(context: QueryContext, collection: CompiledCollection, ve
     return await vector.vectorizer.embed_image_query(image)
 
 
-async def near_rows(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
+async def near_hits(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> tuple[CompiledVector, list[Hit]]:
+    """The searched vector and the nearest ids, without reading objects."""
     vector = target_vector(collection, near.get("targetVectors"))
     threshold = max_distance(vector, near)
     query = await query_vector(context, collection, vector, kind, near)
     if context.engine.searches_inline(vector):
-        pairs = context.engine.search(collection, vector, query, limit, 0, threshold, allowed)
-    else:
-        pairs = await anyio.to_thread.run_sync(context.engine.search, collection, vector, query, limit, 0, threshold, allowed)
-    return [Row(obj, vector, distance=hit.distance) for obj, hit in pairs]
+        return vector, context.engine.search_hits(collection, vector, query, limit, 0, threshold, allowed)
+    return vector, await anyio.to_thread.run_sync(context.engine.search_hits, collection, vector, query, limit, 0, threshold, allowed)
+
+
+async def near_rows(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
+    vector, hits = await near_hits(context, collection, kind, near, limit, allowed)
+    objects = await _load(context, collection, [h.id for h in hits])
+    return [Row(objects[h.id], vector, distance=h.distance) for h in hits if h.id in objects]
+
+
+async def _load(context: QueryContext, collection: CompiledCollection, ids: list[str]) -> dict[str, StoredObject]:
+    if len(ids) <= 16 and not context.engine.writing:  # a page of results: cheaper on the event loop than a thread hop
+        return context.engine.store.get_many(collection.name, ids)
+    return await anyio.to_thread.run_sync(context.engine.store.get_many, collection.name, ids)
 
 
 async def near_objects(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[StoredObject]:
@@ -217,14 +238,16 @@ def keyword_hits(
 
 async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
     hits = await anyio.to_thread.run_sync(keyword_hits, context, collection, bm25["query"], limit, bm25.get("properties"), bm25.get("searchOperator"), allowed)
-    objects = await anyio.to_thread.run_sync(context.engine.store.get_many, collection.name, [h.id for h in hits])
+    objects = await _load(context, collection, [h.id for h in hits])
     return [Row(objects[h.id], score=h.score, explain=h.explain) for h in hits if h.id in objects]
 
 
 # -- hybrid -------------------------------------------------------------------------
 
 
-async def _hybrid_vector_leg(context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], fetch: int, allowed: Collection[str] | None) -> tuple[str, list[Row]]:
+async def _hybrid_vector_leg(
+    context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], fetch: int, allowed: Collection[str] | None
+) -> tuple[str, CompiledVector | None, list[Hit]]:
     searches = hybrid.get("searches") or []
     if len(searches) > 1:
         raise QueryError("hybrid takes one entry in searches", "keep one of nearText, nearVector, nearImage")
@@ -234,15 +257,15 @@ async def _hybrid_vector_leg(context: QueryContext, collection: CompiledCollecti
             raise QueryError("each hybrid searches entry needs exactly one of nearText, nearVector, nearImage", "e.g. searches: [{nearImage: {image: \"...\"}}]")
         near = {**searches[0][given[0]]}
         near.setdefault("targetVectors", hybrid.get("targetVectors"))
-        return f"vector,{given[0]}", await near_rows(context, collection, given[0], near, fetch, allowed)
+        return (f"vector,{given[0]}", *await near_hits(context, collection, given[0], near, fetch, allowed))
     targets = hybrid.get("targetVectors")
     if hybrid.get("vector") is not None:
         near = {"vector": hybrid["vector"], "targetVectors": targets}
-        return "vector,hybridVector", await near_rows(context, collection, "nearVector", near, fetch, allowed)
+        return ("vector,hybridVector", *await near_hits(context, collection, "nearVector", near, fetch, allowed))
     if not hybrid.get("query"):
         raise QueryError("hybrid with alpha > 0 needs a query, a vector or searches", "add query: \"...\"")
     near = {"concepts": [hybrid["query"]], "targetVectors": targets}
-    return "vector,hybridVector", await near_rows(context, collection, "nearText", near, fetch, allowed)
+    return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
 
 
 async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
@@ -257,26 +280,23 @@ async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hyb
             return []
         return await anyio.to_thread.run_sync(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed)
 
-    async def vector() -> tuple[str, list[Row]]:
-        return ("vector,hybridVector", []) if alpha <= 0.0 else await _hybrid_vector_leg(context, collection, hybrid, fetch, allowed)
+    async def vector() -> tuple[str, CompiledVector | None, list[Hit]]:
+        return ("vector,hybridVector", None, []) if alpha <= 0.0 else await _hybrid_vector_leg(context, collection, hybrid, fetch, allowed)
 
-    keyword_result, (vector_name, vector_result) = await asyncio.gather(keyword(), vector())
+    keyword_result, (vector_name, searched, vector_result) = await asyncio.gather(keyword(), vector())
     cap = hybrid.get("maxVectorDistance")
     if cap is not None:
         # A relevance gate: far vector hits go, and keyword hits the vector side did not keep go too.
-        vector_result = [r for r in vector_result if r.distance is not None and r.distance <= cap]
-        kept = {r.object.id for r in vector_result}
+        vector_result = [h for h in vector_result if h.distance <= cap]
+        kept = {h.id for h in vector_result}
         keyword_result = [h for h in keyword_result if h.id in kept]
     legs = [
         Leg("keyword,bm25", 1.0 - alpha, [LegHit(h.id, h.score, h.explain) for h in keyword_result]),
-        Leg(vector_name, alpha, [LegHit(r.object.id, 1.0 - (r.distance or 0.0)) for r in vector_result]),
+        Leg(vector_name, alpha, [LegHit(h.id, 1.0 - h.distance) for h in vector_result]),
     ]
     fuse = ranked_fusion if hybrid.get("fusionType") == "rankedFusion" else relative_score_fusion
-    fused = fuse([leg for leg in legs if leg.weight > 0])
-    objects = {r.object.id: r.object for r in vector_result}
-    missing = [f.id for f in fused if f.id not in objects]
-    if missing:
-        objects.update(await anyio.to_thread.run_sync(context.engine.store.get_many, collection.name, missing))
-    distances = {r.object.id: r.distance for r in vector_result}
-    searched = vector_result[0].vector if vector_result else None
+    # Fuse ids and scores first; read only the objects that make the page.
+    fused = fuse([leg for leg in legs if leg.weight > 0])[:limit]
+    objects = await _load(context, collection, [f.id for f in fused])
+    distances = {h.id: h.distance for h in vector_result}
     return [Row(objects[f.id], searched, distances.get(f.id), f.score, f.explain) for f in fused if f.id in objects]

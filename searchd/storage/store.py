@@ -222,10 +222,18 @@ class ObjectStore:
         sort = "".join(f"{expression} {'DESC' if descending else 'ASC'}, " for expression, descending in order)
         return self._load(self._rows(condition, tuple(params), f"ORDER BY {sort}collection, id LIMIT {int(limit)} OFFSET {int(offset)}"))
 
-    def ids_matching(self, collection: str, where: tuple[str, list[Any]]) -> list[str]:
-        """Ids of a collection's objects that pass a compiled filter: the allow-list for searches."""
+    def ids_matching(self, collection: str, where: tuple[str, list[Any]], indexed_property: str | None = None) -> list[str]:
+        """Ids of a collection's objects that pass a compiled filter: the allow-list for searches.
+
+        ``indexed_property`` names a property whose expression index should answer it.
+        """
+        hint = ""
+        if indexed_property is not None:
+            if not indexed_property.isidentifier():
+                raise StorageError(f"refusing to use index name {indexed_property!r}")
+            hint = f"INDEXED BY prop_{collection}_{indexed_property}"
         with self._guard() as db:
-            rows = db.execute(f"SELECT id FROM objects WHERE collection = ? AND ({where[0]})", (collection, *where[1])).fetchall()
+            rows = db.execute(f"SELECT id FROM objects {hint} WHERE collection = ? AND ({where[0]})", (collection, *where[1])).fetchall()
         return [row[0] for row in rows]
 
     def count_matching(self, collection: str, where: tuple[str, list[Any]] | None = None) -> int:
