@@ -33,7 +33,7 @@ done < "$here/requirements.txt"
 
 "$venv/bin/python" - <<'PY'
 import importlib
-for name in ("searchd", "hnswlib", "annoy", "chromadb", "txtai", "httpx"):
+for name in ("searchd", "hnswlib", "annoy", "chromadb", "txtai", "httpx", "tantivy", "bm25s"):
     try:
         m = importlib.import_module(name)
         print(f"  {name:10s} {getattr(m, '__version__', 'ok')}")
