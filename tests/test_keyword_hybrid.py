@@ -247,3 +247,26 @@ def test_autocut_group_by_and_move(make_docs: Callable[..., TestClient]) -> None
     assert distance_to_bread(', moveAwayFrom: {concepts: ["sourdough bread"], force: 1}') > plain
     away = graphql(client, '{ Get { Doc(nearText: {concepts: ["x"], targetVectors: ["text"], moveTo: {concepts: ["y"], force: 2}}) { title } } }')
     assert "force must be between 0 and 1" in away["errors"][0]["message"]
+
+
+def test_hybrid_with_an_image_for_the_vector_leg(multimodal_client: TestClient) -> None:
+    """BM25 on the text, nearImage on the vector side: what Weaviate users ask for (weaviate#3110)."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (96, 96), (250, 250, 250))
+    ImageDraw.Draw(image).ellipse((16, 16, 80, 80), fill=(220, 30, 40))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    picture = base64.b64encode(out.getvalue()).decode()
+    query = '{ Get { Artwork(hybrid: {query: "square", alpha: %s, searches: [{nearImage: {image: "%s"}}]}, limit: 3) { title _additional { score explainScore } } } }'
+    image_only = graphql(multimodal_client, query % (1.0, picture))["data"]["Get"]["Artwork"]
+    assert image_only[0]["title"] == "Red circle on white"
+    text_only = graphql(multimodal_client, query % (0.0, picture))["data"]["Get"]["Artwork"]
+    assert all("square" in hit["title"].lower() for hit in text_only)
+    both = graphql(multimodal_client, query % (0.5, picture))["data"]["Get"]["Artwork"]
+    assert both[0]["title"] == "Red square on white"  # a square (keyword) that looks like the red picture (image)
+    assert "Result Set vector,nearImage" in both[0]["_additional"]["explainScore"]
+    assert "Result Set keyword,bm25" in both[0]["_additional"]["explainScore"]
