@@ -118,9 +118,6 @@ class Engine:
                 if key not in self._indexes:
                     self._indexes[key] = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
 
-    def index(self, collection: str, vector: str) -> VectorIndex:
-        return self._indexes[(collection, vector)]
-
     def keyword_index(self, collection: CompiledCollection) -> BM25Index:
         index = self._keyword.get(collection.name)
         if index is None:
@@ -317,24 +314,9 @@ class Engine:
         max_distance: float | None = None,
         allowed: Collection[str] | None = None,
     ) -> list[Hit]:
-        """Nearest ids and distances, without reading the objects."""
+        """Nearest ids and distances (not the objects); ``allowed`` restricts the search to those ids (what filters pass)."""
         hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset, allowed)[offset:]
         if max_distance is not None:
             hits = [h for h in hits if h.distance <= max_distance + 1e-6]
         return hits
-
-    def search(
-        self,
-        collection: CompiledCollection,
-        vector: CompiledVector,
-        query: np.ndarray,
-        limit: int,
-        offset: int = 0,
-        max_distance: float | None = None,
-        allowed: Collection[str] | None = None,
-    ) -> list[tuple[StoredObject, Hit]]:
-        """Nearest objects; ``allowed`` restricts the search to those ids (what filters pass)."""
-        hits = self.search_hits(collection, vector, query, limit, offset, max_distance, allowed)
-        objects = self.store.get_many(collection.name, [h.id for h in hits])
-        return [(objects[h.id], h) for h in hits if h.id in objects]
 

@@ -189,11 +189,6 @@ class ObjectStore:
                     found[(collection, object_id)] = created
         return found
 
-    def exists(self, collection: str, object_id: str) -> bool:
-        with self._guard() as db:
-            row = db.execute("SELECT 1 FROM objects WHERE collection = ? AND id = ?", (collection, object_id)).fetchone()
-        return row is not None
-
     def list_objects(
         self,
         collection: str | None,
