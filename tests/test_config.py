@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from searchd.config import load_spec
-from searchd.config.spec import Distance, PropertyType, Spec
+from searchd.config.spec import EN_STOPWORDS, Distance, PropertyType, Spec
 from searchd.errors import ConfigError, ConfigIssue
 from tests.conftest import EXAMPLES, MULTIMODAL, QUICKSTART, ROOT
 
@@ -674,7 +674,10 @@ def test_quickstart_example_loads() -> None:
     (article,) = spec.collections
     assert article.name == "Article"
     assert [(p.name, p.type) for p in article.properties][:2] == [("title", PropertyType.TEXT), ("body", PropertyType.TEXT)]
-    assert len(article.properties) == 7
+    assert len(article.properties) == 8
+    assert article.find_property("tags").tokenization.value == "field"  # type: ignore[union-attr]
+    assert article.find_property("slug").index_searchable is False  # type: ignore[union-attr]
+    assert article.inverted_index.stopwords == (EN_STOPWORDS | {"how"}) - {"not"}
     (text,) = article.vectors
     assert text.name == "text"
     assert text.vectorizer.module == "text2vec-hash"

@@ -47,7 +47,7 @@ def test_health_meta_and_schema(quickstart: TestClient) -> None:
     assert [c["class"] for c in classes] == ["Article"]
     article = quickstart.get("/v1/schema/Article").json()
     assert [(p["name"], p["dataType"]) for p in article["properties"]][:3] == [("title", ["text"]), ("body", ["text"]), ("tags", ["text[]"])]
-    assert article["vectorConfig"]["text"]["vectorizer"] == {"text2vec-hash": {"dimensions": 256, "textFields": ["title", "body"], "weights": {"title": 2, "body": 1}}}
+    assert article["vectorConfig"]["text"]["vectorizer"] == {"text2vec-hash": {"model": "hash-v1", "dimensions": 256, "textFields": ["title", "body"], "weights": {"title": 2, "body": 1}}}
     assert article["vectorConfig"]["text"]["vectorIndexConfig"] == {"distance": "cosine"}
     assert quickstart.get("/v1/schema/Nope").status_code == 404
 
