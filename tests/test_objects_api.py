@@ -241,3 +241,11 @@ def test_body_limit_is_configurable(write_config: Callable[..., Path], client_fa
 def test_unknown_route_uses_the_error_shape(quickstart: TestClient) -> None:
     response = quickstart.get("/v1/nothing")
     assert response.status_code == 404 and "no route" in error_message(response)
+
+
+def test_schema_shows_search_settings(quickstart: TestClient) -> None:
+    article = quickstart.get("/v1/schema/Article").json()
+    by_name = {p["name"]: p for p in article["properties"]}
+    assert by_name["tags"]["tokenization"] == "field"
+    assert by_name["slug"]["indexSearchable"] is False and by_name["wordCount"]["indexFilterable"] is False
+    assert article["invertedIndexConfig"] == {"bm25": {"k1": 1.2, "b": 0.75}, "stopwords": {"preset": "en", "additions": ["how"], "removals": ["not"]}}

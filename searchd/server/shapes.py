@@ -41,8 +41,8 @@ def class_json(collection: CompiledCollection) -> dict[str, Any]:
                 "name": p.name,
                 "dataType": [p.type.weaviate_name],
                 "description": p.description,
-                **({"tokenization": "word", "indexSearchable": True} if p.type.is_text else {}),
-                "indexFilterable": p.type.value != "BLOB",
+                **({"tokenization": p.tokenization.value, "indexSearchable": p.searchable} if p.type.is_text else {}),
+                "indexFilterable": p.filterable,
             }
             for p in spec.properties
         ],
@@ -65,5 +65,13 @@ def class_json(collection: CompiledCollection) -> dict[str, Any]:
                 "vectorIndexConfig": {"distance": vector.spec.index.distance.value},
             }
             for name, vector in collection.vectors.items()
+        },
+        "invertedIndexConfig": {
+            "bm25": {"k1": spec.inverted_index.k1, "b": spec.inverted_index.b},
+            "stopwords": {
+                "preset": spec.inverted_index.stopword_preset,
+                "additions": list(spec.inverted_index.stopword_additions) or None,
+                "removals": list(spec.inverted_index.stopword_removals) or None,
+            },
         },
     }
