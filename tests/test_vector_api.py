@@ -157,3 +157,27 @@ def test_multivector_index_needs_matrices(write_config: Callable[..., Path]) -> 
         load_spec(config)
     (issue,) = caught.value.issues
     assert "produces one vector per object" in issue.message and issue.path == "collections[0].vectors.v.index.type"
+
+
+def test_broad_filter_checks_candidates_instead_of_listing(write_config: Callable[..., Path], client_factory: ClientFactory) -> None:
+    """More than 4,096 allowed ids: the allow-list is counted and candidates are checked in SQL."""
+    config = write_config(
+        yaml.safe_dump(
+            {"collections": [{"name": "Doc", "properties": [{"name": "n", "type": "INT"}], "vectors": {"v": {"vectorizer": {"module": "none", "dimensions": 8}, "index": {"type": "hnsw", "ef": 128}}}}]}
+        )
+    )
+    client = client_factory(config)
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(6000, 8))
+    for start in range(0, 6000, 1000):
+        objects = [{"class": "Doc", "id": f"00000000-0000-4000-8000-{i:012d}", "properties": {"n": i}, "vector": vectors[i].tolist()} for i in range(start, start + 1000)]
+        assert client.post("/v1/batch/objects", json={"objects": objects}).status_code == 200
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    recalls = []
+    for query in rng.normal(size=(20, 8)):
+        body = graphql(client, "query($v: Vector!) { Get { Doc(nearVector: {vector: $v}, limit: 10, where: {path: [\"n\"], operator: LessThan, valueInt: 5000}) { n } } }", {"v": query.tolist()})
+        found = [hit["n"] for hit in body["data"]["Get"]["Doc"]]
+        assert len(found) == 10 and all(n < 5000 for n in found)
+        distances = 1 - unit[:5000] @ (query / np.linalg.norm(query))
+        recalls.append(len(set(found) & set(np.argsort(distances)[:10].tolist())) / 10)
+    assert np.mean(recalls) >= 0.95

@@ -10,10 +10,10 @@ over-fetching approximate search, widened until ``k`` allowed hits are found.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +28,19 @@ EXACT_SCAN_FRACTION = 0.05
 class Hit:
     id: str
     distance: float
+
+
+@runtime_checkable
+class CheckedIds(Protocol):
+    """An allow-list too large to list: it knows its size and can tell which of some ids it allows."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def __contains__(self, object_id: object) -> bool: ...
+
+    def retain(self, object_ids: Sequence[str]) -> set[str]: ...
 
 
 class VectorIndex(Protocol):
@@ -124,10 +137,12 @@ class ApproximateIndex(abc.ABC):
             return self._approximate(q, min(k, total)) if k < total else self._exact(q, k, self._all_ids())
         if len(allowed) <= EXACT_SCAN_MAX or len(allowed) < EXACT_SCAN_FRACTION * total:
             return self._exact(q, k, allowed)
-        allow = allowed if isinstance(allowed, (set, frozenset)) else set(allowed)
+        allow: Collection[str] = allowed if isinstance(allowed, (set, frozenset, CheckedIds)) else set(allowed)
         fetch = min(total, int(k * total / len(allow) * 2) + k)
         while True:
-            kept = [h for h in self._approximate(q, fetch) if h.id in allow]
+            candidates = self._approximate(q, fetch)
+            passed = allow.retain([h.id for h in candidates]) if isinstance(allow, CheckedIds) else allow
+            kept = [h for h in candidates if h.id in passed]
             if len(kept) >= k:
                 return kept[:k]
             fetch *= 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +19,11 @@ import numpy as np
 from searchd.config.spec import Distance
 from searchd.errors import QueryError
 from searchd.index import Hit
+from searchd.index.base import EXACT_SCAN_MAX
 from searchd.index.bm25 import KeywordHit
 from searchd.query.filters import index_hint, parse_where, to_sql
 from searchd.query.fusion import Leg, LegHit, ranked_fusion, relative_score_fusion
-from searchd.storage import StoredObject
+from searchd.storage import ObjectStore, StoredObject
 
 if TYPE_CHECKING:
     from searchd.catalog import Catalog, CompiledCollection, CompiledVector
@@ -71,10 +72,44 @@ def compiled_filter(collection: CompiledCollection, where: Any) -> CompiledFilte
     return CompiledFilter(to_sql(parsed), index_hint(collection, parsed))
 
 
-async def allowed_ids(context: QueryContext, collection: CompiledCollection, where: CompiledFilter | None) -> list[str] | None:
+class FilterCheck:
+    """A broad filter's allow-list: counted, not listed; candidates are checked against it in SQL.
+
+    Listing 40,000 allowed ids costs more than the search itself, so an approximate search
+    over-fetches and keeps the candidates that pass.  Anything that needs the whole list
+    (an exact scan, BM25's mask) gets it on first iteration.
+    """
+
+    def __init__(self, store: ObjectStore, collection: str, where: CompiledFilter, count: int) -> None:
+        self._store, self._collection, self._where, self._count = store, collection, where, count
+        self._all: list[str] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        if self._all is None:
+            self._all = self._store.ids_matching(self._collection, self._where.sql, self._where.indexed_property)
+        return iter(self._all)
+
+    def __contains__(self, object_id: object) -> bool:
+        return isinstance(object_id, str) and bool(self.retain([object_id]))
+
+    def retain(self, object_ids: Sequence[str]) -> set[str]:
+        return self._store.ids_among(self._collection, self._where.sql, object_ids)
+
+
+def _allowed(store: ObjectStore, collection: CompiledCollection, where: CompiledFilter) -> Collection[str]:
+    count = store.count_matching(collection.name, where.sql, where.indexed_property)
+    if count <= EXACT_SCAN_MAX:
+        return store.ids_matching(collection.name, where.sql, where.indexed_property)
+    return FilterCheck(store, collection.name, where, count)
+
+
+async def allowed_ids(context: QueryContext, collection: CompiledCollection, where: CompiledFilter | None) -> Collection[str] | None:
     if where is None:
         return None
-    return await anyio.to_thread.run_sync(context.engine.store.ids_matching, collection.name, where.sql, where.indexed_property)
+    return await anyio.to_thread.run_sync(_allowed, context.engine.store, collection, where)
 
 
 # -- vector search ----------------------------------------------------------------

@@ -222,19 +222,34 @@ class ObjectStore:
 
         ``indexed_property`` names a property whose expression index should answer it.
         """
-        hint = ""
-        if indexed_property is not None:
-            if not indexed_property.isidentifier():
-                raise StorageError(f"refusing to use index name {indexed_property!r}")
-            hint = f"INDEXED BY prop_{collection}_{indexed_property}"
+        hint = self._index_hint(collection, indexed_property)
         with self._guard() as db:
             rows = db.execute(f"SELECT id FROM objects {hint} WHERE collection = ? AND ({where[0]})", (collection, *where[1])).fetchall()
         return [row[0] for row in rows]
 
-    def count_matching(self, collection: str, where: tuple[str, list[Any]] | None = None) -> int:
+    def count_matching(self, collection: str, where: tuple[str, list[Any]] | None = None, indexed_property: str | None = None) -> int:
         sql, params = where or ("1", [])
         with self._guard() as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM objects WHERE collection = ? AND ({sql})", (collection, *params)).fetchone()[0])
+            query = f"SELECT COUNT(*) FROM objects {self._index_hint(collection, indexed_property)} WHERE collection = ? AND ({sql})"
+            return int(db.execute(query, (collection, *params)).fetchone()[0])
+
+    def ids_among(self, collection: str, where: tuple[str, list[Any]], object_ids: Sequence[str]) -> set[str]:
+        """Which of these ids pass a compiled filter (checking candidates instead of listing every match)."""
+        found: set[str] = set()
+        with self._guard() as db:
+            for start in range(0, len(object_ids), 500):
+                chunk = object_ids[start : start + 500]
+                query = f"SELECT id FROM objects WHERE collection = ? AND id IN ({','.join('?' * len(chunk))}) AND ({where[0]})"
+                found.update(row[0] for row in db.execute(query, (collection, *chunk, *where[1])))
+        return found
+
+    @staticmethod
+    def _index_hint(collection: str, indexed_property: str | None) -> str:
+        if indexed_property is None:
+            return ""
+        if not indexed_property.isidentifier():
+            raise StorageError(f"refusing to use index name {indexed_property!r}")
+        return f"INDEXED BY prop_{collection}_{indexed_property}"
 
     def index_properties(self, collection: str, names: Sequence[str]) -> None:
         """Expression indexes so that filters on these scalar properties do not scan the collection.
