@@ -194,13 +194,6 @@ class AnnoyIndex(ApproximateIndex):
                 return hits
             fetch = min(len(segment.ids), fetch * 4)
 
-    def _all_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._version)
-
-    def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        return self._mirror.vectors(object_ids)
-
     # -- persistence -----------------------------------------------------------
 
     def save(self, directory: Path) -> None:

@@ -13,11 +13,14 @@ import abc
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec, IndexType
+
+if TYPE_CHECKING:
+    from searchd.index.flat import FlatIndex
 
 # Below this many allowed ids (or 5% of the index), a filtered search is an exact scan.
 EXACT_SCAN_MAX = 4096
@@ -108,25 +111,23 @@ def top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[Hit]:
 
 
 class ApproximateIndex(abc.ABC):
-    """Shared search logic for ANN indexes; subclasses provide the unfiltered search and vector lookup."""
+    """Shared search logic for ANN indexes; subclasses provide the unfiltered search.
+
+    Subclasses keep ``_mirror``, a plain copy of every live vector: the libraries' own
+    per-item lookups are too slow for the exact scans that selective filters need.
+    """
 
     metric: Distance
     dimensions: int
+    _mirror: FlatIndex
 
     @abc.abstractmethod
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
         """Up to k nearest live ids, unfiltered, with Weaviate distances."""
 
     @abc.abstractmethod
-    def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        """The stored (prepared) vectors of those ids that are indexed."""
-
-    @abc.abstractmethod
     def __len__(self) -> int: ...
 
-    @abc.abstractmethod
-    def _all_ids(self) -> list[str]:
-        """Every indexed id (for an exact scan of the whole index)."""
 
     def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
         q = prepare(query, self.metric)
@@ -134,7 +135,7 @@ class ApproximateIndex(abc.ABC):
         if k <= 0 or total == 0:
             return []
         if allowed is None:
-            return self._approximate(q, min(k, total)) if k < total else self._exact(q, k, self._all_ids())
+            return self._approximate(q, min(k, total)) if k < total else self._exact(q, k)
         if len(allowed) <= EXACT_SCAN_MAX or len(allowed) < EXACT_SCAN_FRACTION * total:
             return self._exact(q, k, allowed)
         allow: Collection[str] = allowed if isinstance(allowed, (set, frozenset, CheckedIds)) else set(allowed)
@@ -150,9 +151,8 @@ class ApproximateIndex(abc.ABC):
                 # Widening would scan everything anyway: be exact rather than short.
                 return self._exact(q, k, allow)
 
-    def _exact(self, query: np.ndarray, k: int, allowed: Collection[str]) -> list[Hit]:
-        ids, matrix = self._vectors(list(allowed))
-        return top_k(ids, distances(matrix, query, self.metric), k) if ids else []
+    def _exact(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
+        return self._mirror.search(query, k, allowed)
 
 
 def build_index(spec: IndexSpec, dimensions: int) -> VectorIndex:

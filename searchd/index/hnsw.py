@@ -105,16 +105,9 @@ class HnswIndex(ApproximateIndex):
             except RuntimeError:
                 # hnswlib cannot return k results when some nodes are unreachable from the entry
                 # point (k close to the index size): answer exactly instead of failing.
-                return self._exact(query, k, list(self._labels))
+                return self._exact(query, k)
             ids = [self._ids[int(label)] for label in labels[0]]
         return [Hit(object_id, float(d)) for object_id, d in zip(ids, _weaviate_distance(self.metric, raw[0]))]
-
-    def _all_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._labels)
-
-    def _vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        return self._mirror.vectors(object_ids)
 
     def save(self, directory: Path) -> None:
         with self._lock:

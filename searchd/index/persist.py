@@ -59,24 +59,24 @@ class Saveable(Protocol):
     def __len__(self) -> int: ...
 
 
-def save_index(index: Saveable, directory: Path, print_: str, write_seq: int) -> None:
+def save_index(index: Saveable, directory: Path, stamp: str, write_seq: int) -> None:
     """Write to a temporary directory, then rename: a crash never leaves a half-written index in place."""
     staging = directory.with_name(directory.name + ".saving")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     index.save(staging)
-    (staging / "manifest.json").write_text(json.dumps({"fingerprint": print_, "writeSeq": write_seq, "count": len(index)}))
+    (staging / "manifest.json").write_text(json.dumps({"fingerprint": stamp, "writeSeq": write_seq, "count": len(index)}))
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
 
 
-def _current_count(directory: Path, print_: str, write_seq: int) -> int | None:
+def _current_count(directory: Path, stamp: str, write_seq: int) -> int | None:
     """The saved index's size if it matches these settings and the store's write sequence."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("fingerprint") != print_ or manifest.get("writeSeq") != write_seq:
+    if manifest.get("fingerprint") != stamp or manifest.get("writeSeq") != write_seq:
         return None
     count = manifest.get("count")
     return count if isinstance(count, int) else None
