@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from searchd.config.spec import CollectionSpec, IndexType, NamedVectorSpec, PropertyType, Spec
 from searchd.errors import NotFound
-from searchd.modules.base import ModuleInfo, Vectorizer
+from searchd.modules.base import ModuleInfo, ModuleRuntime, Vectorizer
 from searchd.modules.registry import ModuleRegistry
 
 if TYPE_CHECKING:
@@ -84,19 +84,21 @@ class Catalog:
         return {name: self.registry[name] for name in sorted(names) if name != "none"}
 
 
-def _compile_vector(collection: CollectionSpec, vector: NamedVectorSpec, spec: Spec, registry: ModuleRegistry) -> CompiledVector:
+def _compile_vector(collection: CollectionSpec, vector: NamedVectorSpec, spec: Spec, registry: ModuleRegistry, runtime: ModuleRuntime) -> CompiledVector:
     module = registry[vector.vectorizer.module]
     if module.factory is None:
         assert vector.vectorizer.dimensions is not None  # enforced by the semantic checks
         return CompiledVector(vector, module, None, vector.vectorizer.dimensions)
-    vectorizer = module.factory(collection, vector, spec.modules.get(module.name, {}))
+    vectorizer = module.factory(collection, vector, spec.modules.get(module.name, {}), runtime)
     return CompiledVector(vector, module, vectorizer, vectorizer.dimensions)
 
 
-def compile_catalog(spec: Spec, registry: ModuleRegistry) -> Catalog:
+def compile_catalog(spec: Spec, registry: ModuleRegistry, runtime: ModuleRuntime | None = None) -> Catalog:
+    """``runtime`` is what vectorizers share across catalogs; without one nothing is cached on disk."""
+    runtime = runtime or ModuleRuntime.offline()
     collections = {}
     for collection in spec.collections:
-        vectors = {v.name: _compile_vector(collection, v, spec, registry) for v in collection.vectors}
+        vectors = {v.name: _compile_vector(collection, v, spec, registry, runtime) for v in collection.vectors}
         image_fields = frozenset(
             name
             for v in collection.vectors

@@ -7,7 +7,10 @@
     ├── AlreadyExists       an object with that id is already stored
     ├── PayloadTooLarge     a request body is larger than the configured limit
     ├── QueryError          a GraphQL query cannot be answered as written
-    └── StorageError        the data directory cannot be read or written
+    ├── StorageError        the data directory cannot be read or written
+    └── ProviderError       an embedding provider refused a request (bad key, bad input)
+        ├── ProviderRejectedInput  … because of what one request held (splitting the batch may help)
+        └── ProviderUnavailable    … or did not answer in time, after every retry
 
 Nothing here knows about HTTP: status codes are mapped once, in ``searchd.server.errors``.
 """
@@ -91,3 +94,15 @@ class QueryError(SearchdError):
 
 class StorageError(SearchdError):
     code = "storage"
+
+
+class ProviderError(SearchdError):
+    code = "provider_error"
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+
+
+class ProviderRejectedInput(ProviderError):
+    code = "provider_rejected_input"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from searchd.config.loader import Locator, PathKey
-from searchd.config.spec import CollectionSpec, Distance, IndexType, NamedVectorSpec, PropertyType, Spec
+from searchd.config.spec import CollectionSpec, Distance, IndexType, NamedVectorSpec, PropertyType, Spec, VectorizerSpec
 from searchd.errors import ConfigIssue
+from searchd.modules.base import ModuleInfo
 from searchd.modules.registry import ModuleRegistry
 
 RESERVED_PROPERTY_NAMES = frozenset({"id", "_id", "_additional"})
@@ -77,7 +78,8 @@ def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, regis
             f"use one of {', '.join(d.value for d in supported)}, or index type flat",
         )
     module = registry.get(vector.vectorizer.module)
-    if index.kind is IndexType.MULTIVECTOR and module is not None and not module.brings_own_vectors and not module.multi_vector:
+    late_chunked = vector.vectorizer.late_chunking  # a late-chunked document may keep one row per chunk
+    if index.kind is IndexType.MULTIVECTOR and module is not None and not module.brings_own_vectors and not module.multi_vector and not late_chunked:
         yield locator.issue(
             (*path, "index", "type"),
             f"module '{module.name}' produces one vector per object, but a multivector index needs one matrix per object",
@@ -102,19 +104,11 @@ def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: Pat
             if value is not None:
                 yield locator.issue((*vpath, key), f"module 'none' does not take '{key}': objects bring their own vectors", f"remove '{key}' or choose a vectorizer module")
         return
-    model = module.model(spec.model)
-    if model is None:
-        yield locator.issue((*vpath, "model"), f"module '{module.name}' has no model '{spec.model}'", "use one of: " + ", ".join(module.models))
-    elif spec.dimensions is not None and not model.min_dimensions <= spec.dimensions <= model.max_dimensions:
-        yield locator.issue(
-            (*vpath, "dimensions"),
-            f"{spec.dimensions} is outside {model.name}'s range {model.min_dimensions}..{model.max_dimensions}",
-            f"pick dimensions between {model.min_dimensions} and {model.max_dimensions}, or omit it for {model.default_dimensions}",
-        )
-    yield from _check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields or (), "text" in module.modalities)
-    yield from _check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields or (), "image" in module.modalities)
+    yield from _check_model(module, spec, vpath, locator)
+    yield from _check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields or (), "text" in module.embeds)
+    yield from _check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields or (), "image" in module.embeds)
     text_fields = spec.text_fields if spec.text_fields is not None else (
-        tuple(p.name for p in collection.properties if p.type.is_text) if module.name.startswith("text2vec") else ()
+        tuple(p.name for p in collection.properties if p.type.is_text) if module.name.startswith(("text2vec", "text2multivec")) else ()
     )
     fields = (*text_fields, *(spec.image_fields or ()))
     if not fields:
@@ -127,6 +121,35 @@ def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: Pat
                 f"weights names '{name}', which is not one of this vector's fields ({', '.join(fields) or 'none'})",
                 "weights are keyed by the names listed in textFields or imageFields",
             )
+
+
+OPTION_KEYS = {"late_chunking": "lateChunking", "truncate": "truncate"}
+
+
+def _check_model(module: ModuleInfo, spec: VectorizerSpec, vpath: PathKey, locator: Locator) -> Iterator[ConfigIssue]:
+    model = module.model(spec.model)
+    if model is None:
+        if module.open_models and spec.model:
+            if spec.dimensions is None:
+                yield locator.issue(vpath, f"model '{spec.model}' is not one searchd knows, so its vector length is unknown", "add dimensions: the length the model returns")
+            return
+        yield locator.issue((*vpath, "model"), f"module '{module.name}' has no model '{spec.model}'", "use one of: " + ", ".join(module.models))
+        return
+    if spec.dimensions is not None and not model.accepts_dimensions(spec.dimensions):
+        yield locator.issue(
+            (*vpath, "dimensions"),
+            f"{spec.dimensions} is outside {model.name}'s range {model.describe_dimensions()}"
+            if model.allowed_dimensions is None
+            else f"{model.name} does not offer {spec.dimensions} dimensions; it offers {model.describe_dimensions()}",
+            f"pick {model.describe_dimensions()}, or omit dimensions for {model.default_dimensions}",
+        )
+    for attribute, key in OPTION_KEYS.items():
+        if getattr(spec, attribute) not in (None, False) and key not in model.options:
+            takes = [name for name, m in module.models.items() if key in m.options]
+            hint = f"models that take it: {', '.join(takes)}" if takes else f"module '{module.name}' does not take it; remove '{key}'"
+            yield locator.issue((*vpath, key), f"model {model.name} does not take '{key}'", hint)
+    if spec.truncate == "START" and module.name.endswith("jinaai"):
+        yield locator.issue((*vpath, "truncate"), "Jina AI can only cut over-long input at the end", "use truncate: END or NONE")
 
 
 def _check_fields(

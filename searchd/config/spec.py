@@ -109,6 +109,9 @@ class VectorizerSpec:
     text_fields: tuple[str, ...] | None = None
     image_fields: tuple[str, ...] | None = None
     weights: Mapping[str, float] | None = None
+    late_chunking: bool = False
+    truncate: str | None = None  # NONE | START | END: what a provider does with over-long input
+    base_url: str | None = None  # overrides modules.<module>.baseURL for this vector
 
     @property
     def brings_own_vectors(self) -> bool:
@@ -253,6 +256,9 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                         text_fields=_names(v["vectorizer"].get("textFields")),
                         image_fields=_names(v["vectorizer"].get("imageFields")),
                         weights=_frozen(v["vectorizer"]["weights"]) if "weights" in v["vectorizer"] else None,
+                        late_chunking=bool(v["vectorizer"].get("lateChunking", False)),
+                        truncate=v["vectorizer"].get("truncate"),
+                        base_url=v["vectorizer"].get("baseURL"),
                     ),
                     index=_index_spec(v.get("index", {})),
                 )

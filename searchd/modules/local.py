@@ -18,34 +18,9 @@ import numpy as np
 
 from searchd.config.spec import CollectionSpec, NamedVectorSpec
 from searchd.errors import InvalidInput, QueryError, SearchdError
-from searchd.modules.base import ModelInfo, ModuleInfo, Vector
+from searchd.modules.base import NO_KEYS, ModelInfo, ModuleInfo, ModuleRuntime, Vector
 from searchd.modules.features import IMAGE_FEATURES, image_features, text_features
-
-
-def text_fields_of(collection: CollectionSpec, vector: NamedVectorSpec, all_text_by_default: bool) -> tuple[str, ...]:
-    fields = vector.vectorizer.text_fields
-    if fields is not None:
-        return fields
-    return tuple(p.name for p in collection.properties if p.type.is_text) if all_text_by_default else ()
-
-
-def field_weights(vector: NamedVectorSpec, fields: Sequence[str]) -> dict[str, float]:
-    """Weights by field name; with no ``weights`` every field counts the same."""
-    weights = vector.vectorizer.weights
-    return {f: (1.0 if weights is None else float(weights.get(f, 0.0))) for f in fields}
-
-
-def _as_text(value: Any) -> str:
-    return " ".join(value) if isinstance(value, list) else str(value)
-
-
-def _normalized_mean(parts: list[tuple[float, np.ndarray]]) -> Vector | None:
-    total = sum(weight for weight, _ in parts)
-    if not parts or total <= 0:
-        return None
-    combined = np.sum([weight * vec for weight, vec in parts], axis=0) / total
-    norm = float(np.linalg.norm(combined))
-    return (combined / norm).astype(np.float32) if norm > 0 else None
+from searchd.modules.fields import as_text, field_weights, normalized_mean, text_fields_of
 
 
 def _blob_bytes(value: str, field: str) -> bytes:
@@ -81,14 +56,14 @@ class LocalVectorizer:
         for field in self.text_fields:
             value = properties.get(field)
             if value not in (None, "", []):
-                parts.append((self.weights[field], self._text(_as_text(value))))
+                parts.append((self.weights[field], self._text(as_text(value))))
         for field in self.image_fields:
             value = properties.get(field)
             if value:
                 parts.append((self.weights[field], self._image(_blob_bytes(value, field))))
-        return _normalized_mean(parts)
+        return normalized_mean(parts)
 
-    async def embed_objects(self, objects: Sequence[Mapping[str, Any]]) -> list[Vector | None | SearchdError]:
+    async def embed_objects(self, objects: Sequence[Mapping[str, Any]], keys: Mapping[str, str] = NO_KEYS) -> list[Vector | None | SearchdError]:
         results: list[Vector | None | SearchdError] = []
         for properties in objects:
             try:
@@ -97,27 +72,27 @@ class LocalVectorizer:
                 results.append(exc)
         return results
 
-    async def embed_text_query(self, texts: Sequence[str]) -> Vector:
+    async def embed_text_query(self, texts: Sequence[str], keys: Mapping[str, str] = NO_KEYS) -> Vector:
         # Several concepts are averaged, as Weaviate does.
-        vector = _normalized_mean([(1.0, self._text(t)) for t in texts])
+        vector = normalized_mean([(1.0, self._text(t)) for t in texts])
         if vector is None:
             raise QueryError("nearText concepts contain no words to search for", "give at least one concept with letters or digits")
         return vector
 
-    async def embed_image_query(self, image: bytes) -> Vector:
+    async def embed_image_query(self, image: bytes, keys: Mapping[str, str] = NO_KEYS) -> Vector:
         if not self._image_block:
             raise QueryError("this vector's module embeds text only; nearImage needs an image module", "use nearText, or target a multi2vec vector")
-        vector = _normalized_mean([(1.0, self._image(image))])
+        vector = normalized_mean([(1.0, self._image(image))])
         assert vector is not None  # image features are never all zero (the histogram sums to 1)
         return vector
 
 
-def _text_hash(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapping[str, Any]) -> LocalVectorizer:
+def _text_hash(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapping[str, Any], runtime: ModuleRuntime) -> LocalVectorizer:
     dims = vector.vectorizer.dimensions or TEXT_HASH.models["hash-v1"].default_dimensions
     return LocalVectorizer(collection, vector, dims, image_block=0, all_text_by_default=True)
 
 
-def _multi_local(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapping[str, Any]) -> LocalVectorizer:
+def _multi_local(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapping[str, Any], runtime: ModuleRuntime) -> LocalVectorizer:
     dims = vector.vectorizer.dimensions or MULTI_LOCAL.models["local-v1"].default_dimensions
     return LocalVectorizer(collection, vector, dims, image_block=IMAGE_FEATURES, all_text_by_default=False)
 

@@ -36,6 +36,6 @@ class ModuleRegistry(Mapping[str, ModuleInfo]):
 
 
 def default_registry() -> ModuleRegistry:
-    from searchd.modules import local
+    from searchd.modules import jina, local, nvidia, weaviate_embed
 
-    return ModuleRegistry([NONE_MODULE, *local.MODULES])
+    return ModuleRegistry([NONE_MODULE, *local.MODULES, *jina.MODULES, *nvidia.MODULES, *weaviate_embed.MODULES])

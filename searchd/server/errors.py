@@ -14,6 +14,8 @@ from searchd.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    ProviderError,
+    ProviderUnavailable,
     QueryError,
     SearchdError,
     StorageError,
@@ -29,6 +31,8 @@ STATUS_BY_ERROR: tuple[tuple[type[SearchdError], int], ...] = (
     (NotFound, 404),
     (PayloadTooLarge, 413),
     (StorageError, 503),
+    (ProviderUnavailable, 503),
+    (ProviderError, 502),
 )
 
 

@@ -1,0 +1,83 @@
+"""The embedding cache: a provider is never paid twice for the same input.
+
+Keyed by a digest of (module, model, request parameters, input), so a change of
+model or dimensions misses while a re-import or a re-vectorization that only
+changes weights or index settings hits.  Stored in the data directory (SQLite);
+losing it costs money, never data, so writes are not fsynced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CACHE_FILE = "embeddings.sqlite"
+
+
+def cache_key(namespace: str, kind: str, payload: str) -> bytes:
+    digest = hashlib.blake2b(digest_size=20)
+    for part in (namespace, kind, payload):
+        digest.update(part.encode())
+        digest.update(b"\x00")
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    hits: int
+    misses: int
+
+    def as_dict(self) -> dict[str, int | float]:
+        asked = self.hits + self.misses
+        return {"entries": self.entries, "hits": self.hits, "misses": self.misses, "hitRate": round(self.hits / asked, 4) if asked else 0.0}
+
+
+class EmbeddingCache:
+    """Vectors (1-d) and multi-vectors (2-d) by key; ``directory=None`` keeps them in memory."""
+
+    def __init__(self, directory: Path | None) -> None:
+        target = ":memory:" if directory is None else str(directory / CACHE_FILE)
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, rows INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID")
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, rows, data in self._db.execute(f"SELECT key, rows, data FROM embeddings WHERE key IN ({marks})", chunk):
+                    vector = np.frombuffer(data, dtype=np.float32)
+                    found[key] = vector if rows == 0 else vector.reshape(rows, -1)
+            self._hits += len(found)
+            self._misses += len(set(keys)) - len(found)
+        return found
+
+    def put_many(self, vectors: Mapping[bytes, np.ndarray] | Iterable[tuple[bytes, np.ndarray]]) -> None:
+        items = vectors.items() if isinstance(vectors, Mapping) else vectors
+        rows = [(key, 0 if v.ndim == 1 else v.shape[0], np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO embeddings (key, rows, data) VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            (entries,) = self._db.execute("SELECT count(*) FROM embeddings").fetchone()
+            return CacheStats(int(entries), self._hits, self._misses)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
