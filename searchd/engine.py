@@ -25,6 +25,7 @@ from searchd.errors import AlreadyExists, InvalidInput, NotFound, QueryError, Se
 from searchd.index import Hit, VectorIndex
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import index_dir, keyword_dir, keyword_fingerprint, open_index, open_keyword_index, save_index, vector_fingerprint
+from searchd.modules.base import NO_KEYS
 from searchd.storage import ObjectStore, StoredObject
 from searchd.values import check_properties, normalize_uuid
 
@@ -168,7 +169,7 @@ class Engine:
         properties = check_properties(collection, payload.get("properties"))
         return Draft(collection, the_id, properties, _supplied_vectors(collection, payload))
 
-    async def embed(self, drafts: Sequence[Draft]) -> list[SearchdError | None]:
+    async def embed(self, drafts: Sequence[Draft], keys: Mapping[str, str] = NO_KEYS) -> list[SearchdError | None]:
         """Fill in missing vectors from the vectorizers, batched per named vector; one error slot per draft."""
         errors: list[SearchdError | None] = [None] * len(drafts)
         groups: dict[tuple[str, str], list[int]] = {}
@@ -179,7 +180,7 @@ class Engine:
         for (_, vector_name), positions in groups.items():
             vector = drafts[positions[0]].collection.vectors[vector_name]
             assert vector.vectorizer is not None
-            results = await vector.vectorizer.embed_objects([drafts[p].properties for p in positions])
+            results = await vector.vectorizer.embed_objects([drafts[p].properties for p in positions], keys)
             for position, result in zip(positions, results):
                 if isinstance(result, SearchdError):
                     errors[position] = errors[position] or result
@@ -228,13 +229,13 @@ class Engine:
         for key, (ids, vectors) in upserts.items():
             self._indexes[key].upsert_many(ids, vectors)
 
-    async def write(self, draft: Draft, require_new: bool = False) -> StoredObject:
-        errors = await self.embed([draft])
+    async def write(self, draft: Draft, require_new: bool = False, keys: Mapping[str, str] = NO_KEYS) -> StoredObject:
+        errors = await self.embed([draft], keys)
         if errors[0] is not None:
             raise errors[0]
         return (await anyio.to_thread.run_sync(self.commit, [draft], require_new))[0]
 
-    async def batch(self, catalog: Catalog, payloads: Sequence[Any]) -> list[StoredObject | SearchdError]:
+    async def batch(self, catalog: Catalog, payloads: Sequence[Any], keys: Mapping[str, str] = NO_KEYS) -> list[StoredObject | SearchdError]:
         """Store every valid object; each bad one fails alone with its own error."""
         results: list[StoredObject | SearchdError | None] = [None] * len(payloads)
         drafts: list[tuple[int, Draft]] = []
@@ -243,7 +244,7 @@ class Engine:
                 drafts.append((position, self.draft(catalog, payload)))
             except SearchdError as exc:
                 results[position] = exc
-        errors = await self.embed([d for _, d in drafts])
+        errors = await self.embed([d for _, d in drafts], keys)
         ready = [(p, d) for (p, d), e in zip(drafts, errors) if e is None]
         for (position, _), error in zip(drafts, errors):
             if error is not None:
@@ -253,7 +254,7 @@ class Engine:
             results[position] = obj
         return [r for r in results if r is not None]
 
-    async def merge(self, catalog: Catalog, class_name: str, object_id: str, payload: Any) -> StoredObject:
+    async def merge(self, catalog: Catalog, class_name: str, object_id: str, payload: Any, keys: Mapping[str, str] = NO_KEYS) -> StoredObject:
         """PATCH: merge properties (null removes one) and supplied vectors into the stored object."""
         existing = self.get(catalog, class_name, object_id)
         if not isinstance(payload, Mapping):
@@ -267,7 +268,7 @@ class Engine:
         own = {n for n, v in draft.collection.vectors.items() if v.vectorizer is None}
         kept = {n: v for n, v in existing.vectors.items() if n in own and n not in draft.vectors}
         draft = replace(draft, vectors={**kept, **draft.vectors}, created_ms=existing.created_ms)
-        return await self.write(draft)
+        return await self.write(draft, keys=keys)
 
     def delete(self, catalog: Catalog, class_name: str, object_id: str) -> None:
         collection = catalog.collection(class_name)

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import binascii
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -21,6 +21,7 @@ from searchd.errors import QueryError
 from searchd.index import Hit
 from searchd.index.base import EXACT_SCAN_MAX
 from searchd.index.bm25 import KeywordHit
+from searchd.modules.base import NO_KEYS
 from searchd.query.filters import index_hint, parse_where, to_sql
 from searchd.query.fusion import Leg, LegHit, ranked_fusion, relative_score_fusion
 from searchd.storage import ObjectStore, StoredObject
@@ -40,6 +41,7 @@ class QueryContext:
 
     catalog: Catalog
     engine: Engine
+    keys: Mapping[str, str] = field(default_factory=lambda: NO_KEYS)  # the request's provider headers (X-JinaAI-Api-Key, ...)
 
 
 @dataclass
@@ -171,7 +173,7 @@ async def _moved(context: QueryContext, collection: CompiledCollection, vector: 
         targets = []
         if move.get("concepts"):
             assert vector.vectorizer is not None
-            targets.append(await vector.vectorizer.embed_text_query(list(move["concepts"])))
+            targets.append(await vector.vectorizer.embed_text_query(list(move["concepts"]), context.keys))
         targets += [_stored_vector(context, collection, vector, o, key) for o in move.get("objects") or []]
         if not targets:
             raise QueryError(f"{key} needs concepts or objects", f"add concepts: [\"...\"] to {key}")
@@ -196,14 +198,14 @@ async def query_vector(context: QueryContext, collection: CompiledCollection, ve
     if vector.vectorizer is None:
         raise QueryError(f"{kind} needs a vectorizer, but vector '{vector.name}' brings its own vectors (module: none)", "use nearVector, or target a vectorized vector")
     if kind == "nearText":
-        return await _moved(context, collection, vector, await vector.vectorizer.embed_text_query(list(near["concepts"])), near)
-    if "image" not in vector.module.modalities:
+        return await _moved(context, collection, vector, await vector.vectorizer.embed_text_query(list(near["concepts"]), context.keys), near)
+    if "image" not in vector.module.queries:
         raise QueryError(f"nearImage needs an image module, but vector '{vector.name}' uses {vector.module.name}", "target a multi2vec vector")
     try:
         image = base64.b64decode(near["image"], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise QueryError(f"nearImage.image is not valid base64 ({exc})", "send the image file's bytes as standard base64") from exc
-    return await vector.vectorizer.embed_image_query(image)
+    return await vector.vectorizer.embed_image_query(image, context.keys)
 
 
 async def near_hits(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> tuple[CompiledVector, list[Hit]]:

@@ -165,7 +165,7 @@ def _diff(old: Any, new: Any, skip: Collection[str] = ()) -> list[tuple[str, Any
 
 def _named_only(name: str) -> bool:
     # Descriptions can be paragraphs; keys, tokens and URLs (which may embed credentials) must never reach a log.
-    return name == "description" or any(word in name for word in ("key", "token", "secret", "password", "url"))
+    return name == "description" or not {"key", "token", "secret", "password", "url"}.isdisjoint(name.split("_"))
 
 
 def _describe(diffs: Iterable[tuple[str, Any, Any]]) -> str:
@@ -221,8 +221,9 @@ class _Planner:
             diffs.append(("data_dir", applied.server.data_dir, proposed.server.data_dir))
         for n, before, after in diffs:
             self.restart.append(Change(ChangeKind.IN_PLACE, "update", f"server.{_camel(n)}", _describe([(n, before, after)])))
-        for n in sorted(SERVER_LIVE):
-            diffs = _diff(getattr(applied.server, n), getattr(proposed.server, n))
+        for n in sorted(SERVER_LIVE & {f.name for f in dataclasses.fields(proposed.server)}):
+            before, after = getattr(applied.server, n), getattr(proposed.server, n)
+            diffs = _diff(before, after) if dataclasses.is_dataclass(after) else [(n, before, after)] if before != after else []
             if diffs:
                 self.add(ChangeKind.IN_PLACE, "update", f"server.{_camel(n)}", _describe(diffs))
 

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import Catalog
 from searchd.errors import InvalidInput
+from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
 from searchd.server.errors import error_response
 from searchd.server.shapes import batch_result, class_json, object_json
@@ -80,6 +81,7 @@ async def meta(request: Request) -> Response:
             "version": WEAVIATE_API_VERSION,
             "searchdVersion": __version__,
             "modules": {name: module.meta() for name, module in catalog.modules_in_use().items()},
+            "embeddingCache": _services(request).runtime.cache.stats().as_dict(),
         }
     )
 
@@ -134,7 +136,7 @@ async def create_object(request: Request) -> Response:
     catalog = _catalog(request)
     engine = _services(request).engine
     draft = engine.draft(catalog, await _json(request))
-    stored = await engine.write(draft, require_new=True)
+    stored = await engine.write(draft, require_new=True, keys=header_keys(request.headers))
     return JSONResponse(object_json(stored, True, _default_vector_name(catalog, stored.collection)))
 
 
@@ -157,14 +159,14 @@ async def replace_object(request: Request) -> Response:
     class_name, object_id = request.path_params["class_name"], request.path_params["id"]
     catalog.collection(class_name)
     draft = engine.draft(catalog, await _json(request), class_name, object_id)
-    stored = await engine.write(draft)
+    stored = await engine.write(draft, keys=header_keys(request.headers))
     return JSONResponse(object_json(stored, True, _default_vector_name(catalog, class_name)))
 
 
 async def patch_object(request: Request) -> Response:
     catalog = _catalog(request)
     engine = _services(request).engine
-    await engine.merge(catalog, request.path_params["class_name"], request.path_params["id"], await _json(request))
+    await engine.merge(catalog, request.path_params["class_name"], request.path_params["id"], await _json(request), header_keys(request.headers))
     return Response(status_code=204)
 
 
@@ -180,7 +182,7 @@ async def batch_objects(request: Request) -> Response:
     objects = body.get("objects") if isinstance(body, dict) else None
     if not isinstance(objects, list):
         raise InvalidInput("the batch body needs an 'objects' list", "send {\"objects\": [{\"class\": ..., \"properties\": {...}}, ...]}")
-    outcomes = await _services(request).engine.batch(catalog, objects)
+    outcomes = await _services(request).engine.batch(catalog, objects, header_keys(request.headers))
     return JSONResponse(
         [batch_result(payload, outcome, _default_vector_name(catalog, payload.get("class", "") if isinstance(payload, dict) else "")) for payload, outcome in zip(objects, outcomes)]
     )
@@ -202,7 +204,7 @@ async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[st
     result = execute(
         catalog.graphql,
         prepared.document,
-        context_value=QueryContext(catalog, _services(request).engine),
+        context_value=QueryContext(catalog, _services(request).engine, header_keys(request.headers)),
         variable_values={**(variables or {}), **prepared.variables},
         operation_name=body.get("operationName"),
     )
