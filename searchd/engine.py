@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import anyio.to_thread
 import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
-from searchd.config.spec import IndexType
+from searchd.config.spec import IndexSpec, IndexType
 from searchd.errors import AlreadyExists, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
 from searchd.index.bm25 import BM25Index
@@ -41,6 +41,35 @@ class Draft:
     properties: dict[str, Any]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     created_ms: int | None = None
+
+
+@dataclass
+class Shadow:
+    """An index rebuilt beside the serving one (see searchd.reload.rebuild).
+
+    Writes made while it is built are captured, then replayed onto it before it
+    replaces the serving index.  ``target`` set means re-vectorization: writes are
+    also embedded with the new vectorizer and stored under ``source``, a staging name.
+    """
+
+    collection: str
+    vector: str | None  # None: the collection's BM25 index
+    source: str = ""  # the stored vector name the index is built from
+    target: CompiledVector | None = None
+    captured: list[tuple[str, Any]] = field(default_factory=list)  # (id, vector | properties | None for a delete)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.collection, self.vector or "")
+
+
+def staging_name(vector: str, stamp: str) -> str:
+    """Where re-vectorized vectors wait until they replace the old ones; '#' never occurs in a vector name."""
+    return f"{vector}#{stamp}"
+
+
+def _public(obj: StoredObject) -> StoredObject:
+    return replace(obj, vectors={n: v for n, v in obj.vectors.items() if "#" not in n}) if any("#" in n for n in obj.vectors) else obj
 
 
 def _now_ms() -> int:
@@ -104,20 +133,28 @@ class Engine:
         self._write_lock = threading.Lock()
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._keyword: dict[str, BM25Index] = {}
+        self._shadows: dict[tuple[str, str], Shadow] = {}
         self.open_indexes(holder.current)
 
     # -- indexes ---------------------------------------------------------------
 
     def open_indexes(self, catalog: Catalog) -> None:
-        """Load each saved index that is still current, or rebuild it from the store."""
+        """Load each saved index that is still current, or rebuild it from the store.
+
+        An index already open keeps its content but takes the catalog's search-time
+        settings (ef, candidates …): changing those is an in-place change.
+        """
         for collection in catalog.collections.values():
             self.store.index_properties(collection.name, [p.name for p in collection.spec.properties if p.filterable and not p.type.value.endswith("[]")])
-            if collection.name not in self._keyword and any(p.searchable for p in collection.spec.properties):
+            rebuilding = (collection.name, "") in self._shadows
+            if collection.name not in self._keyword and not rebuilding and any(p.searchable for p in collection.spec.properties):
                 self._keyword[collection.name] = open_keyword_index(self.store, self.data_dir, collection.spec)
             for vector in collection.vectors.values():
                 key = (collection.name, vector.name)
                 if key not in self._indexes:
                     self._indexes[key] = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
+                elif isinstance(getattr(self._indexes[key], "spec", None), IndexSpec):
+                    setattr(self._indexes[key], "spec", vector.spec.index)
 
     def keyword_index(self, collection: CompiledCollection) -> BM25Index:
         index = self._keyword.get(collection.name)
@@ -179,14 +216,25 @@ class Engine:
                     groups.setdefault((draft.collection.name, vector.name), []).append(position)
         for (_, vector_name), positions in groups.items():
             vector = drafts[positions[0]].collection.vectors[vector_name]
-            assert vector.vectorizer is not None
-            results = await vector.vectorizer.embed_objects([drafts[p].properties for p in positions], keys)
-            for position, result in zip(positions, results):
-                if isinstance(result, SearchdError):
-                    errors[position] = errors[position] or result
-                elif result is not None:
-                    drafts[position].vectors[vector_name] = result
+            await self._embed_into(drafts, positions, vector, vector_name, errors, keys)
+        # A write during a re-vectorization is embedded for the new vectors too.
+        for shadow in list(self._shadows.values()):
+            if shadow.target is not None:
+                positions = [p for p, d in enumerate(drafts) if d.collection.name == shadow.collection]
+                if positions:
+                    await self._embed_into(drafts, positions, shadow.target, shadow.source, errors, keys)
         return errors
+
+    async def _embed_into(
+        self, drafts: Sequence[Draft], positions: list[int], vector: CompiledVector, name: str, errors: list[SearchdError | None], keys: Mapping[str, str]
+    ) -> None:
+        assert vector.vectorizer is not None
+        results = await vector.vectorizer.embed_objects([drafts[p].properties for p in positions], keys)
+        for position, result in zip(positions, results):
+            if isinstance(result, SearchdError):
+                errors[position] = errors[position] or result
+            elif result is not None:
+                drafts[position].vectors[name] = result
 
     def commit(self, drafts: Sequence[Draft], require_new: bool = False) -> list[StoredObject]:
         """Store drafts durably in one transaction, then update the indexes."""
@@ -210,7 +258,7 @@ class Engine:
             ]
             self.store.put_many(objects)
             self._index(drafts, objects)
-        return objects
+        return [_public(o) for o in objects]
 
     def _index(self, drafts: Sequence[Draft], objects: Sequence[StoredObject]) -> None:
         """Bring the derived indexes up to date with stored objects, one batch call per index."""
@@ -228,6 +276,10 @@ class Engine:
                     self._indexes[key].delete(obj.id)
         for key, (ids, vectors) in upserts.items():
             self._indexes[key].upsert_many(ids, vectors)
+        for shadow in self._shadows.values():
+            for obj in objects:
+                if obj.collection == shadow.collection:
+                    shadow.captured.append((obj.id, obj.properties if shadow.vector is None else obj.vectors.get(shadow.source)))
 
     async def write(self, draft: Draft, require_new: bool = False, keys: Mapping[str, str] = NO_KEYS) -> StoredObject:
         errors = await self.embed([draft], keys)
@@ -280,6 +332,60 @@ class Engine:
                 self._indexes[(collection.name, vector.name)].delete(the_id)
             if collection.name in self._keyword:
                 self._keyword[collection.name].delete(the_id)
+            for shadow in self._shadows.values():
+                if shadow.collection == collection.name:
+                    shadow.captured.append((the_id, None))
+
+    # -- rebuilds beside the serving indexes (driven by searchd.reload) ---------
+
+    def begin_shadow(self, shadow: Shadow) -> None:
+        """From now on, writes to the collection are captured for ``shadow`` (and embedded, for a re-vectorization)."""
+        with self._write_lock:
+            self._shadows[shadow.key] = shadow
+
+    def abandon_shadow(self, shadow: Shadow) -> None:
+        with self._write_lock:
+            if self._shadows.get(shadow.key) is shadow:
+                del self._shadows[shadow.key]
+
+    def finish_shadow(self, shadow: Shadow, built: VectorIndex | BM25Index, then: Callable[[], None]) -> None:
+        """Replay the captured writes onto ``built``, put it in service, and run ``then`` — all under the write lock."""
+        with self._write_lock:
+            for object_id, value in shadow.captured:
+                if value is None:
+                    built.delete(object_id)
+                elif isinstance(built, BM25Index):
+                    built.upsert(object_id, value)
+                else:
+                    built.upsert_many([object_id], [value])
+            if shadow.target is not None:
+                self.store.promote_vectors(shadow.collection, shadow.source, shadow.target.name)
+            if isinstance(built, BM25Index):
+                self._keyword[shadow.collection] = built
+            else:
+                previous = self._indexes.get(shadow.key)
+                self._indexes[shadow.key] = built
+                if previous is not None:
+                    previous.close()
+            del self._shadows[shadow.key]
+            then()
+
+    def drop(self, collection: str, vector: str | None = None) -> None:
+        """Forget a removed collection's (or one vector's) indexes; the caller has dropped the stored data."""
+        with self._write_lock:
+            for key in [k for k in self._indexes if k[0] == collection and vector in (None, k[1])]:
+                self._indexes.pop(key).close()
+            if vector is None:
+                self._keyword.pop(collection, None)
+
+    def swap(self, catalog: Catalog) -> Catalog:
+        """Serve ``catalog`` from now on; new collections, vectors and filterable properties get their (empty or built) indexes first."""
+        with self._write_lock:
+            self.open_indexes(catalog)
+            return self.holder.swap(catalog)
+
+    def shadows(self) -> list[Shadow]:
+        return list(self._shadows.values())
 
     # -- reads -----------------------------------------------------------------
 

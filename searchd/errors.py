@@ -2,6 +2,7 @@
 
     SearchdError            root; carries a stable ``code``, a message and a hint
     ├── ConfigError         the YAML config is invalid; carries every ConfigIssue found
+    ├── ConfigRefused       the config is valid but would drop stored data, and that is not allowed
     ├── InvalidInput        a request's content is wrong (bad type, bad base64, bad vector …)
     ├── NotFound            a collection, object or property does not exist
     ├── AlreadyExists       an object with that id is already stored
@@ -106,3 +107,7 @@ class ProviderUnavailable(ProviderError):
 
 class ProviderRejectedInput(ProviderError):
     code = "provider_rejected_input"
+
+
+class ConfigRefused(SearchdError):
+    code = "config_refused"

@@ -752,8 +752,21 @@ def test_open_index_loads_a_current_save_without_rebuilding(
     index.close()
 
 
-STALE = [(kind, change) for change in ("object written", "object deleted", "ef changed") for kind in PERSIST_SPECS]
+STALE = [(kind, change) for change in ("object written", "object deleted", "maxConnections changed") for kind in PERSIST_SPECS]
 STALE.append(("annoy", "trees changed"))  # a parameter annoy actually uses
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "multivector"])
+def test_open_index_keeps_a_save_when_only_search_time_settings_changed(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    index, ids, _ = saved(store, kind, caplog)
+    index.close()
+    spec = dataclasses.replace(PERSIST_SPECS[kind], ef=PERSIST_SPECS[kind].ef + 7, candidates=PERSIST_SPECS[kind].candidates + 3)
+    with caplog.at_level(logging.INFO, logger="searchd"):
+        caplog.clear()
+        reopened = open_index(store, data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS)
+    assert not any("rebuilt" in r.getMessage() for r in caplog.records)
+    assert len(reopened) == len(ids)
+    assert getattr(reopened, "spec").ef == spec.ef  # the new search-time setting is the one used
 
 
 @pytest.mark.parametrize(("kind", "change"), STALE)
@@ -767,7 +780,7 @@ def test_open_index_rebuilds_a_stale_save(store: ObjectStore, caplog: pytest.Log
     elif change == "object deleted":
         assert store.delete(COLLECTION, ids[1])
     else:
-        spec = dataclasses.replace(spec, **({"ef": spec.ef + 1} if change == "ef changed" else {"trees": spec.trees + 1}))
+        spec = dataclasses.replace(spec, **({"max_connections": spec.max_connections + 1} if change == "maxConnections changed" else {"trees": spec.trees + 1}))
     rebuilt, records = open_logged(store, spec, caplog)
     assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR} {kind} index from the store") for m in messages(records))
     assert not any(m.startswith("loaded") for m in messages(records))

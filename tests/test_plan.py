@@ -329,7 +329,7 @@ def test_refusal_message_names_each_destructive_change_and_the_way_out(load: Loa
     assert plan.refusal_message() == (
         "refusing 1 destructive change(s) that would drop stored data:\n"
         "  - Article.property year: property removed; would drop the 'year' values of 1,180 objects\n"
-        "To apply anyway, pass --allow-destructive to `searchd apply`, or set reload.allowDestructive: true in the server config."
+        "To apply anyway, pass --allow-destructive to `searchd apply`, or set server.reload.allowDestructive: true in the config."
     )
     assert classify(load(), load()).refusal_message() == ""
 

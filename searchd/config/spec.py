@@ -48,11 +48,18 @@ class LimitsSpec:
 
 
 @dataclass(frozen=True)
+class ReloadSpec:
+    watch: bool = True  # apply config file changes as they are saved
+    allow_destructive: bool = False  # apply changes that drop stored data (removed collections, properties, vectors; changed types)
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: str | None = None
     limits: LimitsSpec = LimitsSpec()
+    reload: ReloadSpec = ReloadSpec()
 
 
 class Tokenization(enum.Enum):
@@ -276,6 +283,10 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                 max_body_bytes=limits.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
                 query_limit_default=limits.get("queryLimitDefault", DEFAULT_QUERY_LIMIT),
                 query_limit_max=limits.get("queryLimitMax", MAX_QUERY_RESULTS),
+            ),
+            reload=ReloadSpec(
+                watch=server.get("reload", {}).get("watch", True),
+                allow_destructive=server.get("reload", {}).get("allowDestructive", False),
             ),
         ),
         modules=_frozen({name: _frozen(settings) for name, settings in data.get("modules", {}).items()}),

@@ -36,8 +36,13 @@ def fingerprint(settings: Any) -> str:
     return hashlib.sha256(json.dumps({"settings": settings, "format": FORMAT}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+SEARCH_TIME_SETTINGS = frozenset({"ef", "search_k", "candidates", "merge_threshold"})  # read per search or per merge
+
+
 def vector_fingerprint(spec: IndexSpec, dimensions: int) -> str:
-    return fingerprint({**asdict(spec), "distance": spec.distance.value, "dimensions": dimensions})
+    # Settings read at search time do not change what is saved, so changing them keeps the index.
+    built = {k: v for k, v in asdict(spec).items() if k not in SEARCH_TIME_SETTINGS}
+    return fingerprint({**built, "distance": spec.distance.value, "dimensions": dimensions})
 
 
 def keyword_fingerprint(collection: CollectionSpec) -> str:
@@ -109,16 +114,19 @@ def open_keyword_index(store: ObjectStore, data_dir: Path, collection: Collectio
                 return index
         except _UNREADABLE as exc:
             log.warning("BM25 index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
+    return fill_keyword_index(BM25Index(collection), store, collection.name, quiet=not directory.exists())
+
+
+def fill_keyword_index(index: BM25Index, store: ObjectStore, collection: str, quiet: bool = False, verb: str = "rebuilt") -> BM25Index:
     started = time.monotonic()
-    index = BM25Index(collection)
     done = 0
-    for object_id, properties in store.iter_properties(collection.name):
+    for object_id, properties in store.iter_properties(collection):
         index.upsert(object_id, properties)
         done += 1
         if done % _PROGRESS_EVERY == 0:
-            log.info("rebuilding %s BM25 index: %d objects so far", collection.name, done)
-    if done or directory.exists():
-        log.info("rebuilt %s BM25 index from the store: %d objects in %.1fs", collection.name, done, time.monotonic() - started)
+            log.info("%s %s BM25 index: %d objects so far", "rebuilding" if verb == "rebuilt" else "building", collection, done)
+    if done or not quiet:
+        log.info("%s %s BM25 index from the store: %d objects in %.1fs", verb, collection, done, time.monotonic() - started)
     return index
 
 
@@ -129,12 +137,16 @@ def open_index(store: ObjectStore, data_dir: Path, collection: str, vector: str,
     if loaded is not None:
         log.info("loaded %s.%s index (%d vectors) from %s", collection, vector, len(loaded), directory)
         return loaded
+    return fill_index(build_index(spec, dimensions), store, collection, vector, dimensions, label=f"{collection}.{vector} {spec.type}", quiet=not directory.exists())
+
+
+def fill_index(index: VectorIndex, store: ObjectStore, collection: str, source: str, dimensions: int, label: str, quiet: bool = False, verb: str = "rebuilt") -> VectorIndex:
+    """Insert every stored vector named ``source`` into ``index``, in batches, with progress in the log."""
     started = time.monotonic()
-    index = build_index(spec, dimensions)
     batch_ids: list[str] = []
     batch_vectors: list[np.ndarray] = []
     done = 0
-    for object_id, stored in store.iter_vectors(collection, vector):
+    for object_id, stored in store.iter_vectors(collection, source):
         if stored.shape[-1] != dimensions:
             continue  # written under other settings; re-vectorization will replace it
         batch_ids.append(object_id)
@@ -144,9 +156,9 @@ def open_index(store: ObjectStore, data_dir: Path, collection: str, vector: str,
             done += len(batch_ids)
             batch_ids, batch_vectors = [], []
             if done % _PROGRESS_EVERY == 0:
-                log.info("rebuilding %s.%s index: %d vectors so far", collection, vector, done)
+                log.info("%s %s index: %d vectors so far", "rebuilding" if verb == "rebuilt" else "building", label, done)
     index.upsert_many(batch_ids, batch_vectors)
     done += len(batch_ids)
-    if done or directory.exists():
-        log.info("rebuilt %s.%s %s index from the store: %d vectors in %.1fs", collection, vector, spec.type, done, time.monotonic() - started)
+    if done or not quiet:
+        log.info("%s %s index from the store: %d vectors in %.1fs", verb, label, done, time.monotonic() - started)
     return index

@@ -144,6 +144,16 @@ def error_detail(response: httpx.Response) -> str:
     return json.dumps(body)[:300]
 
 
+def redact(text: str, headers: Mapping[str, str]) -> str:
+    """``text`` without the credentials sent in ``headers`` (some providers quote a bad key back)."""
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            for secret in {value, value.partition(" ")[2].strip()}:
+                if len(secret) >= 4:
+                    text = text.replace(secret, "***")
+    return text
+
+
 class ProviderClient:
     """Sends one module's requests to its provider."""
 
@@ -201,10 +211,10 @@ class ProviderClient:
                         except ValueError:
                             last_problem = "answered 200 with a body that is not JSON"
                     elif response.status_code in RETRYABLE_STATUSES:
-                        last_problem = f"{response.status_code} {error_detail(response)}"
+                        last_problem = f"{response.status_code} {redact(error_detail(response), headers)}"
                         retry_after = retry_after_seconds(response.headers.get("retry-after"))
                     else:
-                        raise self._refused(response.status_code, error_detail(response))
+                        raise self._refused(response.status_code, redact(error_detail(response), headers))
                 if attempt == self.settings.max_retries:
                     break
                 wait = backoff_seconds(attempt, retry_after, self._rng)

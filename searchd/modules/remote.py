@@ -138,19 +138,29 @@ class RemoteVectorizer:
             return np.vstack([weight * _unit_rows(np.atleast_2d(array)) for weight, array in parts]).astype(np.float32)
         return normalized_mean([(weight, _unit_rows(array)) for weight, array in parts])
 
+    def _checked(self, result: np.ndarray | SearchdError) -> np.ndarray | SearchdError:
+        """An embedding of another length than the configured one is this object's error, not a broken index."""
+        if isinstance(result, np.ndarray) and (result.size == 0 or result.shape[-1] != self.dimensions):
+            width = result.shape[-1] if result.ndim else 0
+            return ProviderError(
+                f"{self.batcher.client.provider.name} ({self.batcher.client.module}) returned {width}-dimensional embeddings, but this vector has {self.dimensions} dimensions",
+                "set dimensions to the length the model returns, or check the model name and baseURL",
+            )
+        return result
+
     async def embed_objects(self, objects: Sequence[Mapping[str, Any]], keys: Mapping[str, str] = NO_KEYS) -> list[Vector | None | SearchdError]:
         per_object = [self.items_of(properties) for properties in objects]
         flat = [item for items in per_object for _, item in items]
-        results = iter(await self.batcher.embed(flat, "document", keys))
+        results = iter([self._checked(r) for r in await self.batcher.embed(flat, "document", keys)])
         out: list[Vector | None | SearchdError] = []
         for items in per_object:
             embedded = [(name, next(results)) for name, _ in items]
             error = next((r for _, r in embedded if isinstance(r, SearchdError)), None)
-            out.append(error if error is not None else self.combine([(self.weights[n], r) for n, r in embedded if isinstance(r, np.ndarray)]))
+            out.append(error if error is not None else self.combine([(self.weights.get(n, 1.0), r) for n, r in embedded if isinstance(r, np.ndarray)]))
         return out
 
     async def _query(self, items: Sequence[Item], keys: Mapping[str, str]) -> Vector:
-        results = await self.batcher.embed(items, "query", keys)
+        results = [self._checked(r) for r in await self.batcher.embed(items, "query", keys)]
         for result in results:
             if isinstance(result, SearchdError):
                 raise result

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,11 +18,14 @@ from searchd.catalog import CatalogHolder, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import Spec
 from searchd.engine import Engine
-from searchd.errors import SearchdError
+from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
 from searchd.modules.provider import HttpPool
 from searchd.modules.registry import default_registry
+from searchd.reload.applied import load_applied, redacted
+from searchd.reload.manager import ConfigManager, served_spec
+from searchd.reload.plan import classify
 from searchd.server.errors import http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
 from searchd.server.routes import ROUTES
@@ -41,9 +44,11 @@ class Services:
     store: ObjectStore
     engine: Engine
     runtime: ModuleRuntime
+    config: ConfigManager
 
     def close(self) -> None:
         try:
+            self.config.close()
             self.engine.close()
         finally:
             self.runtime.cache.close()
@@ -59,21 +64,35 @@ def resolve_data_dir(spec: Spec, data_dir: str | Path | None) -> Path:
     return default_data_dir()
 
 
-def open_services(config_path: str | Path, data_dir: str | Path | None = None, transport: httpx.AsyncBaseTransport | None = None) -> Services:
-    """``transport`` replaces the network for provider calls (tests mount fakes there)."""
+def open_services(config_path: str | Path, data_dir: str | Path | None = None, allow_destructive: bool = False, watch: bool | None = None) -> Services:
+    """Start on a config: the same plan → apply path as a reload, against the spec applied last time.
+
+    A config whose changes would drop data is refused here (the server does not start)
+    unless destructive changes are allowed.  Re-vectorizations resume in the background.
+    """
     spec = load_spec(config_path)
     directory = resolve_data_dir(spec, data_dir)
     store = ObjectStore(directory)
+    runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ))
     try:
-        runtime = ModuleRuntime(HttpPool(transport), EmbeddingCache(directory), dict(os.environ))
-        catalog = compile_catalog(spec, default_registry(), runtime)
+        applied = load_applied(directory)
+        counts = {c.name: store.count(c.name) for c in applied.spec.collections} if applied else {}
+        plan = classify(applied.spec if applied else None, redacted(spec), counts, store.property_count)
+        if plan.refused(spec.server.reload.allow_destructive or allow_destructive):
+            raise ConfigRefused(plan.refusal_message(), f"or restore the config applied last (revision {applied.revision if applied else '?'})")
+        served = served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})
+        catalog = compile_catalog(served, default_registry(), runtime)
         holder = CatalogHolder(catalog)
         engine = Engine(holder, store, directory)
+        manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive)
+        manager.start(watch=spec.server.reload.watch if watch is None else watch)
+        manager.submit("start").result()
     except BaseException:
+        runtime.cache.close()
         store.close()
         raise
     log.info("serving %d collection(s) from %s with data in %s", len(catalog.collections), config_path, directory)
-    return Services(str(config_path), holder, store, engine, runtime)
+    return Services(str(config_path), holder, store, engine, runtime, manager)
 
 
 def create_app(services: Services) -> Starlette:
@@ -81,7 +100,7 @@ def create_app(services: Services) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await services.runtime.pool.aclose()
-        services.close()
+        await anyio.to_thread.run_sync(services.close)
 
     app = Starlette(
         routes=ROUTES,

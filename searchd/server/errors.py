@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from searchd.errors import (
     AlreadyExists,
     ConfigError,
+    ConfigRefused,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
@@ -27,6 +28,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SearchdError], int], ...] = (
     (InvalidInput, 422),
     (QueryError, 422),
     (ConfigError, 422),
+    (ConfigRefused, 409),
     (AlreadyExists, 422),
     (NotFound, 404),
     (PayloadTooLarge, 413),

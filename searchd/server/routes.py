@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -84,6 +85,21 @@ async def meta(request: Request) -> Response:
             "embeddingCache": _services(request).runtime.cache.stats().as_dict(),
         }
     )
+
+
+# -- config (the YAML is applied by reloads; see searchd.reload) ------------------
+
+
+async def config_status(request: Request) -> Response:
+    return JSONResponse(_services(request).config.status())
+
+
+async def config_reload(request: Request) -> Response:
+    """Apply the config files as they are now; 200 when applied or unchanged, 422 invalid, 409 refused."""
+    outcome = await asyncio.wrap_future(_services(request).config.submit("POST /v1/config/reload"))
+    status = {"invalid": 422, "refused": 409}.get(outcome["result"], 200)
+    body = {**outcome, **({"error": [{"message": m} for m in outcome["errors"]]} if outcome["errors"] else {})}
+    return JSONResponse(body, status_code=status)
 
 
 # -- schema (read-only: the YAML is the schema) -----------------------------------
@@ -231,6 +247,8 @@ ROUTES = [
     Route("/v1/.well-known/live", live, methods=["GET"]),
     Route("/v1/.well-known/ready", ready, methods=["GET"]),
     Route("/v1/meta", meta, methods=["GET"]),
+    Route("/v1/config/status", config_status, methods=["GET"]),
+    Route("/v1/config/reload", config_reload, methods=["POST"]),
     Route("/v1/schema", schema, methods=["GET"]),
     Route("/v1/schema", schema_is_read_only, methods=["POST", "PUT", "DELETE"]),
     Route("/v1/schema/{class_name}", schema_class, methods=["GET"]),

@@ -281,6 +281,69 @@ class ObjectStore:
             rows = db.execute("SELECT id, properties FROM objects WHERE collection = ? ORDER BY id", (collection,)).fetchall()
         return [(object_id, json.loads(properties)) for object_id, properties in rows]
 
+    # -- re-vectorization and destructive changes (see searchd.reload) -----------
+
+    def ids_after(self, collection: str, after: str, limit: int) -> list[tuple[str, int]]:
+        """(id, updated_ms) in id order: a cursor that a background job can resume from."""
+        with self._guard() as db:
+            rows = db.execute("SELECT id, updated_ms FROM objects WHERE collection = ? AND id > ? ORDER BY id LIMIT ?", (collection, after, limit)).fetchall()
+        return [(object_id, int(updated)) for object_id, updated in rows]
+
+    def ids_with_vector(self, collection: str, name: str, object_ids: Sequence[str]) -> set[str]:
+        with self._guard() as db:
+            marks = ",".join("?" * len(object_ids))
+            rows = db.execute(f"SELECT id FROM vectors WHERE collection = ? AND name = ? AND id IN ({marks})", (collection, name, *object_ids)).fetchall()
+        return {r[0] for r in rows}
+
+    def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray]]) -> int:
+        """Add a vector to objects not rewritten since ``updated_ms`` was read; a newer write staged its own."""
+        stored = 0
+        with self._transaction() as db:
+            for object_id, updated_ms, vec in rows:
+                stored += db.execute(
+                    "INSERT OR REPLACE INTO vectors SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM objects WHERE collection = ? AND id = ? AND updated_ms = ?)",
+                    (collection, object_id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes(), collection, object_id, updated_ms),
+                ).rowcount
+        return stored
+
+    def promote_vectors(self, collection: str, staging: str, name: str) -> None:
+        """The re-vectorized vectors replace the old ones, in one transaction."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM vectors WHERE collection = ? AND name = ?", (collection, name))
+            db.execute("UPDATE vectors SET name = ? WHERE collection = ? AND name = ?", (name, collection, staging))
+
+    def drop_vectors(self, collection: str, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM vectors WHERE collection = ? AND name = ?", (collection, name))
+
+    def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None:
+        """Forget staged vectors of re-vectorizations that are no longer wanted (``keep``: (collection, staging name))."""
+        with self._transaction() as db:
+            for collection, name in db.execute("SELECT DISTINCT collection, name FROM vectors WHERE name LIKE '%#%'").fetchall():
+                if (collection, name) not in keep:
+                    db.execute("DELETE FROM vectors WHERE collection = ? AND name = ?", (collection, name))
+
+    def drop_property(self, collection: str, name: str) -> None:
+        if not name.isidentifier():
+            raise StorageError(f"refusing to drop property name {name!r}")
+        with self._transaction() as db:
+            db.execute(f"UPDATE objects SET properties = json_remove(properties, '$.{name}') WHERE collection = ? AND json_type(properties, '$.{name}') IS NOT NULL", (collection,))
+            db.execute(f"DROP INDEX IF EXISTS prop_{collection}_{name}")
+
+    def drop_collection(self, collection: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM objects WHERE collection = ?", (collection,))
+            db.execute("DELETE FROM vectors WHERE collection = ?", (collection,))
+            for (index,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall():
+                if index.startswith(f"prop_{collection}_"):
+                    db.execute(f"DROP INDEX IF EXISTS {index}")
+
+    def property_count(self, collection: str, name: str) -> int:
+        if not name.isidentifier():
+            return 0
+        with self._guard() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM objects WHERE collection = ? AND json_type(properties, '$.{name}') IS NOT NULL", (collection,)).fetchone()[0])
+
     def _rows(self, where: str, params: tuple[Any, ...], tail: str) -> list[tuple[Any, ...]]:
         with self._guard() as db:
             return db.execute(f"SELECT collection, id, properties, created_ms, updated_ms FROM objects {where} {tail}", params).fetchall()
@@ -296,7 +359,7 @@ class ObjectStore:
             for collection, ids in by_collection.items():
                 for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
                     chunk = ids[start : start + 500]
-                    query = f"SELECT id, name, dims, data FROM vectors WHERE collection = ? AND id IN ({','.join('?' * len(chunk))})"
+                    query = f"SELECT id, name, dims, data FROM vectors WHERE collection = ? AND id IN ({','.join('?' * len(chunk))}) AND name NOT LIKE '%#%'"
                     for object_id, name, dims, data in db.execute(query, (collection, *chunk)):
                         vectors.setdefault((collection, object_id), {})[name] = _vector_from_row(dims, data)
         return [

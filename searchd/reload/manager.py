@@ -1,0 +1,314 @@
+"""Applying config changes to a running server: load → validate → compile → classify → apply → swap.
+
+Every trigger (the file watcher, SIGHUP, ``POST /v1/config/reload``, a start with a
+changed config) goes through ``ConfigManager.reload``.  One reload runs at a time, on
+the manager's own thread and event loop, where the background rebuilds run too, so
+they do not depend on the HTTP server's loop.  The catalog is swapped as one
+reference: a request in flight finishes on the catalog it started with.
+
+While a named vector is re-vectorized or reindexed, the *served* spec keeps its old
+settings (a new vector is left out) until its rebuild completes; the served spec is
+what is persisted as applied, so a restart diffs against what the data really is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import functools
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import watchfiles
+
+from searchd.catalog import Catalog, compile_catalog
+from searchd.config import load_spec
+from searchd.config.spec import CollectionSpec, NamedVectorSpec, Spec
+from searchd.engine import Engine, staging_name
+from searchd.errors import ConfigError, SearchdError
+from searchd.index.persist import index_dir
+from searchd.modules.base import ModuleRuntime
+from searchd.modules.registry import default_registry
+from searchd.reload.applied import Applied, load_applied, redacted, save_applied
+from searchd.reload.plan import Plan, classify
+from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
+
+log = logging.getLogger("searchd.reload")
+
+Key = tuple[str, str]
+
+
+def served_spec(target: Spec, applied: Spec | None, pending: set[Key]) -> Spec:
+    """``target`` with each pending vector at its applied settings (or absent, when it is new)."""
+    collections = []
+    for collection in target.collections:
+        old = applied.find_collection(collection.name) if applied else None
+        vectors: list[NamedVectorSpec] = []
+        for vector in collection.vectors:
+            if (collection.name, vector.name) not in pending:
+                vectors.append(vector)
+            elif old is not None and (previous := old.find_vector(vector.name)) is not None:
+                vectors.append(previous)
+        collections.append(dataclasses.replace(collection, vectors=tuple(vectors)))
+    return dataclasses.replace(target, collections=tuple(collections))
+
+
+def with_vector(served: Spec, target: Spec, key: Key) -> Spec:
+    """The served spec once ``key``'s rebuild is complete: that vector at its target settings."""
+    collection, name = key
+    wanted = target.find_collection(collection)
+    vector = wanted.find_vector(name) if wanted else None
+    out: list[CollectionSpec] = []
+    for c in served.collections:
+        if c.name == collection and vector is not None:
+            order = [v.name for v in wanted.vectors] if wanted else []
+            merged = {v.name: v for v in c.vectors} | {name: vector}
+            c = dataclasses.replace(c, vectors=tuple(merged[n] for n in order if n in merged))
+        out.append(c)
+    return dataclasses.replace(served, collections=tuple(out))
+
+
+def object_counts(engine: Engine, spec: Spec | None) -> tuple[dict[str, int], Callable[[str, str], int]]:
+    names = [c.name for c in spec.collections] if spec else []
+    return {n: engine.store.count(n) for n in names}, engine.store.property_count
+
+
+class ConfigManager:
+    def __init__(self, config_path: Path, engine: Engine, runtime: ModuleRuntime, allow_destructive: bool = False) -> None:
+        self.config_path = config_path
+        self.engine = engine
+        self.runtime = runtime
+        self.allow_destructive_once = allow_destructive
+        self.applied: Applied | None = load_applied(engine.data_dir)
+        self.target: Spec | None = None
+        self.served: Spec | None = None
+        self.last: dict[str, Any] | None = None
+        self.rebuilds: dict[Key, Progress] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+
+    # -- the manager's own loop ----------------------------------------------------
+
+    def start(self, watch: bool) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._lock = asyncio.Lock()
+            if watch:
+                self._watcher = loop.create_task(self._watch())
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.run_until_complete(self.runtime.pool.aclose())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="searchd-config", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def submit(self, trigger: str) -> concurrent.futures.Future[dict[str, Any]]:
+        """Run a reload on the manager's loop; thread-safe (SIGHUP handlers, HTTP routes, the CLI)."""
+        assert self._loop is not None, "start() first"
+        return asyncio.run_coroutine_threadsafe(self.reload(trigger), self._loop)
+
+    def wait_for_rebuilds(self) -> None:
+        """Block until every background rebuild has ended (``searchd apply``, tests)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._join_tasks(), self._loop).result()
+
+    async def _join_tasks(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def close(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+
+        async def stop() -> None:
+            for task in [*self._tasks.values(), *([self._watcher] if self._watcher else [])]:
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+        self._stop.set()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop = None
+
+    async def _watch(self) -> None:
+        watched = self.config_path if self.config_path.is_dir() else self.config_path.parent
+        only = None if self.config_path.is_dir() else self.config_path.resolve()
+
+        def relevant(change: watchfiles.Change, path: str) -> bool:
+            return (Path(path).resolve() == only) if only else path.endswith((".yaml", ".yml"))
+
+        async for _ in watchfiles.awatch(watched, watch_filter=relevant, debounce=200, step=25, stop_event=self._stop):
+            try:
+                await self.reload("file change")
+            except Exception:  # a reload records its own failures; never let the watcher die
+                log.exception("reload after a file change failed")
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "configPath": str(self.config_path),
+            "revision": self.applied.revision if self.applied else None,
+            "appliedAt": self.applied.applied_at if self.applied else None,
+            "lastReload": self.last,
+            "rebuilds": [p.as_dict() for p in self.rebuilds.values()],
+        }
+
+    def _record(self, trigger: str, result: str, plan: Plan | None = None, errors: list[str] | None = None) -> dict[str, Any]:
+        self.last = {
+            "at": time.time(),
+            "trigger": trigger,
+            "result": result,
+            "errors": errors or [],
+            "plan": plan.to_json() if plan else None,
+            "revision": self.applied.revision if self.applied else None,
+        }
+        if errors:
+            log.error("config reload (%s) %s: %s", trigger, result, "; ".join(errors))
+        else:
+            log.info("config reload (%s): %s, revision %s", trigger, result, self.last["revision"])
+        return self.last
+
+    # -- the one path every change takes ----------------------------------------------
+
+    async def reload(self, trigger: str) -> dict[str, Any]:
+        assert self._lock is not None
+        async with self._lock:
+            try:
+                spec = await anyio.to_thread.run_sync(load_spec, self.config_path, self.runtime.environ)
+            except ConfigError as exc:
+                return self._record(trigger, "invalid", errors=[i.render() for i in exc.issues])
+            except SearchdError as exc:
+                return self._record(trigger, "invalid", errors=[str(exc)])
+            return await self.apply(spec, trigger)
+
+    def plan(self, spec: Spec) -> Plan:
+        counts, per_property = object_counts(self.engine, self.applied.spec if self.applied else None)
+        return classify(self.applied.spec if self.applied else None, redacted(spec), counts, per_property)
+
+    async def apply(self, spec: Spec, trigger: str) -> dict[str, Any]:
+        plan = await anyio.to_thread.run_sync(self.plan, spec)
+        allowed = spec.server.reload.allow_destructive or self.allow_destructive_once
+        if plan.refused(allowed):
+            return self._record(trigger, "refused", plan, [plan.refusal_message()])
+        if plan.empty and self.target is not None and not self._tasks_to_restart(plan):
+            self.target = spec
+            return self._record(trigger, "unchanged", plan)
+        try:
+            final = compile_catalog(spec, default_registry(), self.runtime)  # the vectorizers rebuilds embed with
+            pending = {*plan.revectorize, *plan.reindex}
+            served = served_spec(spec, self.applied.spec if self.applied else None, pending)
+            catalog = compile_catalog(served, default_registry(), self.runtime)
+        except SearchdError as exc:
+            return self._record(trigger, "invalid", plan, [str(exc)])
+        await self._cancel_rebuilds()
+        if plan.destructive:
+            await anyio.to_thread.run_sync(self._drop, self.applied.spec if self.applied else None, spec)
+        await anyio.to_thread.run_sync(self.engine.swap, catalog)
+        self.target, self.served = spec, served
+        self.applied = save_applied(self.engine.data_dir, served)
+        await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
+        self._start_rebuilds(final, plan)
+        return self._record(trigger, "applied", plan)
+
+    def _tasks_to_restart(self, plan: Plan) -> bool:
+        return bool(plan.revectorize or plan.reindex or plan.rebuild_keyword)
+
+    def _staging_names(self, final: Catalog, plan: Plan) -> list[tuple[str, str]]:
+        return [(c, staging_name(v, staging_stamp(final.collections[c].vectors[v]))) for c, v in plan.revectorize]
+
+    def _drop(self, old: Spec | None, new: Spec) -> None:
+        """Execute allowed destructive changes: drop what the new spec no longer declares."""
+        if old is None:
+            return
+        store, data_dir = self.engine.store, self.engine.data_dir
+        for collection in old.collections:
+            wanted = new.find_collection(collection.name)
+            if wanted is None:
+                log.warning("dropping collection %s and its %d objects (allowed destructive change)", collection.name, store.count(collection.name))
+                store.drop_collection(collection.name)
+                self.engine.drop(collection.name)
+                shutil.rmtree(data_dir / "indexes" / collection.name, ignore_errors=True)
+                continue
+            for prop in collection.properties:
+                kept = wanted.find_property(prop.name)
+                if kept is None or kept.type is not prop.type:
+                    log.warning("dropping the values of %s.%s (allowed destructive change)", collection.name, prop.name)
+                    store.drop_property(collection.name, prop.name)
+            for vector in collection.vectors:
+                kept_vector = wanted.find_vector(vector.name)
+                # A brought vector whose settings change cannot be re-embedded: it is dropped.
+                if kept_vector is None or (kept_vector.vectorizer.brings_own_vectors and kept_vector.vectorizer != vector.vectorizer):
+                    log.warning("dropping the vectors of %s.%s (allowed destructive change)", collection.name, vector.name)
+                    store.drop_vectors(collection.name, vector.name)
+                    self.engine.drop(collection.name, vector.name)
+                    shutil.rmtree(index_dir(data_dir, collection.name, vector.name), ignore_errors=True)
+
+    # -- background rebuilds ------------------------------------------------------------
+
+    async def _cancel_rebuilds(self) -> None:
+        for key, task in list(self._tasks.items()):
+            task.cancel()
+            self.rebuilds[key].state = "cancelled"
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
+
+    def _start_rebuilds(self, final: Catalog, plan: Plan) -> None:
+        for key in dict.fromkeys([*plan.revectorize, *plan.reindex]):
+            collection, name = key
+            target = final.collections[collection].vectors[name]
+            reembed = key in plan.revectorize and target.vectorizer is not None
+            progress = Progress(collection, name, "re-vectorize" if reembed else "reindex", self.engine.store.count(collection))
+            shadow = vector_shadow(collection, target, reembed)
+            self._launch(key, progress, rebuild_vector(self.engine, shadow, target, progress, functools.partial(self._promoted, key)))
+        for collection in plan.rebuild_keyword:
+            spec = final.collections[collection].spec
+            progress = Progress(collection, "bm25", "bm25", self.engine.store.count(collection))
+            self._launch((collection, ""), progress, rebuild_keyword(self.engine, spec, progress, lambda: None))
+
+    def _launch(self, key: Key, progress: Progress, work: Any) -> None:
+        self.rebuilds[key] = progress
+
+        async def run() -> None:
+            try:
+                await work
+                progress.state = "done"
+                log.info("rebuild of %s.%s (%s) done: %d objects", progress.collection, progress.target, progress.kind, progress.done)
+            except asyncio.CancelledError:
+                progress.state = "cancelled"
+                raise
+            except Exception as exc:
+                progress.state, progress.error = "failed", str(exc)
+                log.error("rebuild of %s.%s failed: %s (the old index keeps serving; the next reload or start resumes)", progress.collection, progress.target, exc)
+            finally:
+                progress.finished = time.time()
+                self._tasks.pop(key, None)
+
+        self._tasks[key] = asyncio.get_running_loop().create_task(run())
+
+    def _promoted(self, key: Key) -> None:
+        """Called under the engine's write lock once a rebuilt vector index replaced the old one."""
+        assert self.served is not None and self.target is not None
+        self.served = with_vector(self.served, self.target, key)
+        catalog = compile_catalog(self.served, default_registry(), self.runtime)
+        self.engine.open_indexes(catalog)
+        self.engine.holder.swap(catalog)
+        self.applied = save_applied(self.engine.data_dir, self.served)

@@ -1,0 +1,145 @@
+"""Background rebuilds: re-vectorize, reindex, backfill BM25 — while the old index serves.
+
+A re-vectorization walks the store in id order (a cursor, so a restart resumes:
+objects already holding a staged vector are skipped), embeds through the target
+vectorizer (and so through the embedding cache), and stores the new vectors under a
+staging name, only on objects not rewritten meanwhile — a write during the rebuild
+stages its own.  Then an index is built from the stored vectors beside the serving
+one, the writes it missed are replayed, and it replaces the old one under the write
+lock, with the catalog swap that makes the new vector settings visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+
+from searchd.catalog import CompiledVector
+from searchd.config.spec import CollectionSpec
+from searchd.engine import Engine, Shadow, staging_name
+from searchd.errors import ProviderUnavailable, SearchdError
+from searchd.index.base import build_index
+from searchd.index.bm25 import BM25Index
+from searchd.index.persist import fill_index, fill_keyword_index
+from searchd.reload.applied import canonical
+
+log = logging.getLogger("searchd.reload")
+
+EMBED_BATCH = 256
+LOG_EVERY_S = 5.0
+
+
+@dataclass
+class Progress:
+    collection: str
+    target: str  # vector name, or "bm25"
+    kind: str  # re-vectorize | reindex | bm25
+    total: int
+    done: int = 0
+    failed: int = 0
+    state: str = "running"  # running | done | failed | cancelled
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = (self.finished or time.time()) - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        remaining = max(0, self.total - self.done)
+        return {
+            "collection": self.collection,
+            "target": self.target,
+            "kind": self.kind,
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "failed": self.failed,
+            "ratePerSecond": round(rate, 1),
+            "etaSeconds": round(remaining / rate, 1) if rate > 0 and self.state == "running" else None,
+            "error": self.error,
+        }
+
+
+def staging_stamp(vector: CompiledVector) -> str:
+    """Which vectors a staging name holds: the target's vectorizer, model and dimensions (not its endpoint)."""
+    settings = canonical(vector.spec.vectorizer)
+    settings.pop("base_url", None)
+    data = json.dumps({"vectorizer": settings, "dimensions": vector.dimensions}, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:10]
+
+
+def vector_shadow(collection: str, target: CompiledVector, reembed: bool) -> Shadow:
+    source = staging_name(target.name, staging_stamp(target)) if reembed else target.name
+    return Shadow(collection, target.name, source, target if reembed else None)
+
+
+async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress, done: Callable[[], None]) -> None:
+    """Run one vector rebuild to the end; ``done`` swaps the catalog (under the write lock)."""
+    engine.begin_shadow(shadow)
+    try:
+        if shadow.target is not None:
+            await _embed_all(engine, shadow, target, progress)
+        label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
+        index = build_index(target.spec.index, target.dimensions)
+        built = await anyio.to_thread.run_sync(fill_index, index, engine.store, shadow.collection, shadow.source, target.dimensions, label, False, "built")
+        await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done)
+    except BaseException:
+        engine.abandon_shadow(shadow)
+        raise
+    if progress.kind == "reindex":
+        progress.done = progress.total
+
+
+async def _embed_all(engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress) -> None:
+    assert target.vectorizer is not None
+    store, collection, cursor = engine.store, shadow.collection, ""
+    last_log = time.monotonic()
+    while True:
+        rows = await anyio.to_thread.run_sync(store.ids_after, collection, cursor, EMBED_BATCH)
+        if not rows:
+            return
+        cursor = rows[-1][0]
+        staged = await anyio.to_thread.run_sync(store.ids_with_vector, collection, shadow.source, [r[0] for r in rows])
+        todo = [(object_id, updated) for object_id, updated in rows if object_id not in staged]
+        objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo])
+        todo = [(object_id, updated) for object_id, updated in todo if object_id in objects]
+        results = await target.vectorizer.embed_objects([objects[object_id].properties for object_id, _ in todo])
+        ready = []
+        for (object_id, updated), result in zip(todo, results):
+            if isinstance(result, ProviderUnavailable):
+                raise result  # the provider is down: stop, keep what is staged, resume later
+            if isinstance(result, SearchdError):
+                progress.failed += 1
+                progress.error = f"{progress.failed} object(s) could not be embedded; the last: {result}"
+            elif result is not None:
+                ready.append((object_id, updated, result))
+        await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, shadow.source, ready)
+        progress.done += len(rows)
+        if time.monotonic() - last_log >= LOG_EVERY_S:
+            last_log = time.monotonic()
+            log.info("re-vectorizing %s.%s: %s", collection, target.name, _summary(progress))
+
+
+async def rebuild_keyword(engine: Engine, collection: CollectionSpec, progress: Progress, done: Callable[[], None]) -> None:
+    shadow = Shadow(collection.name, None)
+    engine.begin_shadow(shadow)
+    try:
+        built = await anyio.to_thread.run_sync(fill_keyword_index, BM25Index(collection), engine.store, collection.name, False, "built")
+        await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done)
+    except BaseException:
+        engine.abandon_shadow(shadow)
+        raise
+    progress.done = progress.total
+
+
+def _summary(progress: Progress) -> str:
+    shown = progress.as_dict()
+    eta = f", about {shown['etaSeconds']:.0f} s left" if shown["etaSeconds"] is not None else ""
+    return f"{progress.done}/{progress.total} objects ({shown['ratePerSecond']}/s{eta})"
