@@ -1,4 +1,4 @@
-"""Command line: ``searchd serve CONFIG`` and ``searchd validate CONFIG``."""
+"""Command line: ``searchd serve | validate | plan | apply``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,71 @@ def _load_objects(services: object, path: Path) -> None:
     logging.getLogger("searchd").info("imported %d object(s) from %s (%d failed)", len(outcomes) - len(failed), path, len(failed))
 
 
+def _show_plan(args: argparse.Namespace) -> int | None:
+    """Print the plan for args.config against its data directory; an exit code when it cannot go ahead."""
+    from searchd.config import load_spec
+    from searchd.reload.applied import load_applied, redacted
+    from searchd.reload.plan import classify
+    from searchd.server.app import resolve_data_dir
+    from searchd.storage.store import peek_counts
+
+    try:
+        spec = load_spec(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 1
+    directory = resolve_data_dir(spec, args.data)
+    applied = load_applied(directory)
+    count, property_count = peek_counts(directory)
+    counts = {c.name: count(c.name) for c in applied.spec.collections} if applied else {}
+    plan = classify(applied.spec if applied else None, redacted(spec), counts, property_count)
+    allowed = args.allow_destructive or spec.server.reload.allow_destructive
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps({"appliedRevision": applied.revision if applied else None, "refused": plan.refused(allowed), **plan.to_json()}, indent=2))
+    else:
+        print(f"Data directory {directory}: applied revision {applied.revision if applied else '(none: a first start)'}")
+        print(plan.render(allow_destructive=allowed))
+        if plan.refused(allowed):
+            print(plan.refusal_message(), file=sys.stderr)
+    return 2 if plan.refused(allowed) else None
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """Print what applying the config to a data directory would change, like ``terraform plan``."""
+    return _show_plan(args) or 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    """Apply the config to a stopped server's data directory, re-vectorizing in the foreground."""
+    from searchd.server import open_services
+
+    refused = _show_plan(args)
+    if refused is not None:
+        return refused
+    try:
+        services = open_services(args.config, args.data, allow_destructive=args.allow_destructive, watch=False)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"not applied: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 1
+    except SearchdError as exc:
+        print(f"not applied: {exc}", file=sys.stderr)
+        return 2 if exc.code == "config_refused" else 1
+    try:
+        services.config.wait_for_rebuilds()
+        status = services.config.status()
+    finally:
+        services.close()
+    failed = [r for r in status["rebuilds"] if r["state"] == "failed"]
+    for rebuild in status["rebuilds"]:
+        print(f"{rebuild['kind']} {rebuild['collection']}.{rebuild['target']}: {rebuild['state']} ({rebuild['done']}/{rebuild['total']}){' — ' + rebuild['error'] if rebuild['error'] else ''}")
+    print(f"applied revision {status['revision']}")
+    return 1 if failed else 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -68,6 +134,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     for path in args.load or []:
         _load_objects(services, Path(path))
+    # SIGHUP re-reads the config, as daemons do; the outcome is logged and in GET /v1/config/status.
+    signal.signal(signal.SIGHUP, lambda signum, frame: services.config.submit("SIGHUP"))
     server = services.holder.current.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
@@ -93,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config", help="a YAML file or a directory of them")
     validate.add_argument("--format", choices=["text", "json"], default="text", help="json for CI annotations")
     validate.set_defaults(run=_validate)
+
+    plan = commands.add_parser("plan", help="show what applying a config to a data directory would change (exit 2 if refused)")
+    plan.add_argument("config", help="a YAML file or a directory of them")
+    plan.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    plan.add_argument("--allow-destructive", action="store_true", help="plan as if destructive changes were allowed")
+    plan.add_argument("--format", choices=["text", "json"], default="text")
+    plan.set_defaults(run=_plan)
+
+    apply = commands.add_parser("apply", help="apply a config to a data directory with the server stopped (re-vectorizes in the foreground)")
+    apply.add_argument("config", help="a YAML file or a directory of them")
+    apply.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    apply.add_argument("--allow-destructive", action="store_true", help="apply changes that drop stored data")
+    apply.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    apply.set_defaults(run=_apply)
     return parser
 
 

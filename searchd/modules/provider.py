@@ -147,10 +147,9 @@ def error_detail(response: httpx.Response) -> str:
 def redact(text: str, headers: Mapping[str, str]) -> str:
     """``text`` without the credentials sent in ``headers`` (some providers quote a bad key back)."""
     for name, value in headers.items():
-        if name.lower() == "authorization":
-            for secret in {value, value.partition(" ")[2].strip()}:
-                if len(secret) >= 4:
-                    text = text.replace(secret, "***")
+        secret = value.partition(" ")[2].strip() or value.strip()  # the token of "Bearer <token>"
+        if name.lower() == "authorization" and len(secret) >= 4:
+            text = text.replace(secret, "***")
     return text
 
 

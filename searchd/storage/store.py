@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,6 +366,25 @@ class ObjectStore:
             StoredObject(collection, object_id, json.loads(props), vectors.get((collection, object_id), {}), created, updated)
             for collection, object_id, props, created, updated in rows
         ]
+
+
+def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, str], int]]:
+    """Object and per-property counts read without taking the data directory's lock (for ``searchd plan``)."""
+    path = data_dir / "objects.sqlite3"
+    if not path.exists():
+        return (lambda collection: 0), (lambda collection, name: 0)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def count(collection: str) -> int:
+        return int(db.execute("SELECT COUNT(*) FROM objects WHERE collection = ?", (collection,)).fetchone()[0])
+
+    def property_count(collection: str, name: str) -> int:
+        if not name.isidentifier():
+            return 0
+        query = f"SELECT COUNT(*) FROM objects WHERE collection = ? AND json_type(properties, '$.{name}') IS NOT NULL"
+        return int(db.execute(query, (collection,)).fetchone()[0])
+
+    return count, property_count
 
 
 def default_data_dir() -> Path:
