@@ -43,7 +43,13 @@ BROKEN_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("config", "summary"), [(QUICKSTART, "1 collection(s): Article"), (MULTIMODAL, "1 collection(s): Artwork")])
+PROVIDERS = QUICKSTART.parent.parent / "providers" / "searchd.yaml"
+
+
+@pytest.mark.parametrize(
+    ("config", "summary"),
+    [(QUICKSTART, "1 collection(s): Article"), (MULTIMODAL, "1 collection(s): Artwork"), (PROVIDERS, "2 collection(s): Product, Page")],
+)
 def test_valid_examples_exit_0_with_a_valid_line(capsys: pytest.CaptureFixture[str], config: Path, summary: str) -> None:
     assert main(["validate", str(config)]) == 0
     out, err = capsys.readouterr()

@@ -117,8 +117,12 @@ class JinaTextVectorizer(JinaVectorizer):
         chunks: list[str] = []
         for name in self.text_fields:
             value = properties.get(name)
-            if value not in (None, "", []) and self.weights[name] > 0:
-                chunks.extend(str(v) for v in value if str(v).strip()) if isinstance(value, list) else chunks.append(as_text(value))
+            if value in (None, "", []) or self.weights[name] <= 0:
+                continue
+            if isinstance(value, list):
+                chunks.extend(str(v) for v in value if str(v).strip())
+            else:
+                chunks.append(as_text(value))
         # One item per document: the chunks must reach Jina together, in order, and alone.
         return [("", Item("chunks", json.dumps(chunks)))] if chunks else []
 
