@@ -7,6 +7,7 @@ that the store and the indexes agree on the order of writes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -214,15 +215,16 @@ class Engine:
             for vector in draft.collection.vectors.values():
                 if vector.vectorizer is not None and vector.name not in draft.vectors:
                     groups.setdefault((draft.collection.name, vector.name), []).append(position)
-        for (_, vector_name), positions in groups.items():
-            vector = drafts[positions[0]].collection.vectors[vector_name]
-            await self._embed_into(drafts, positions, vector, vector_name, errors, keys)
+        work = [
+            self._embed_into(drafts, positions, drafts[positions[0]].collection.vectors[vector_name], vector_name, errors, keys)
+            for (_, vector_name), positions in groups.items()
+        ]
         # A write during a re-vectorization is embedded for the new vectors too.
         for shadow in list(self._shadows.values()):
-            if shadow.target is not None:
-                positions = [p for p, d in enumerate(drafts) if d.collection.name == shadow.collection]
-                if positions:
-                    await self._embed_into(drafts, positions, shadow.target, shadow.source, errors, keys)
+            positions = [p for p, d in enumerate(drafts) if d.collection.name == shadow.collection]
+            if shadow.target is not None and positions:
+                work.append(self._embed_into(drafts, positions, shadow.target, shadow.source, errors, keys))
+        await asyncio.gather(*work)  # named vectors are embedded concurrently: their providers' latencies overlap
         return errors
 
     async def _embed_into(
