@@ -111,7 +111,7 @@ def compile_catalog(spec: Spec, registry: ModuleRegistry, runtime: ModuleRuntime
     from searchd.query.schema import build_graphql_schema
 
     schema = build_graphql_schema(catalog)
-    return Catalog(spec, registry, catalog.collections, schema, DocumentCache(schema) if schema else None)
+    return Catalog(spec, registry, catalog.collections, schema, DocumentCache(schema, max_depth=spec.server.limits.max_query_depth) if schema else None)
 
 
 class CatalogHolder:

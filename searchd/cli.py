@@ -139,7 +139,8 @@ def _serve(args: argparse.Namespace) -> int:
     server = services.holder.current.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
-    uvicorn.run(create_app(services), host=host, port=port, log_level=args.log_level, access_log=args.log_level == "debug")
+    # searchd logs its own access line (with request id and key name), so uvicorn's is off.
+    uvicorn.run(create_app(services), host=host, port=port, log_level=args.log_level, access_log=False, log_config=None)
     return 0
 
 
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port or 8080)")
     serve.add_argument("--load", action="append", metavar="FILE.jsonl", help="import objects from a JSONL file before serving (repeatable; upserts)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line, with request ids")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     serve.set_defaults(run=_serve)
 
     validate = commands.add_parser("validate", help="check a config and print every error with its line")
@@ -181,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "log_format", "text") == "json":
+        from searchd.server.observe import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    if getattr(args, "no_access_log", False):
+        logging.getLogger("searchd.access").setLevel(logging.WARNING)
     result: int = args.run(args)
     return result
 

@@ -386,6 +386,10 @@ class Engine:
             self.open_indexes(catalog)
             return self.holder.swap(catalog)
 
+    def index_size(self, collection: str, vector: str) -> int:
+        index = self._indexes.get((collection, vector))
+        return len(index) if index is not None else 0
+
     def shadows(self) -> list[Shadow]:
         return list(self._shadows.values())
 

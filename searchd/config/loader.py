@@ -76,6 +76,11 @@ class SourceDocument:
     locator: Locator
 
 
+def _is_secret(path: PathKey) -> bool:
+    """Provider API keys and the server's own keys: these must come from ${ENV}."""
+    return bool(path) and (path[-1] == "apiKey" or (path[:3] == ("server", "auth", "apiKeys") and path[-1] == "key"))
+
+
 class _Builder:
     def __init__(self, file: str, environ: Mapping[str, str]) -> None:
         self.file = file
@@ -104,6 +109,9 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
         value = self._scalars.construct_object(node)
+        if _is_secret(path) and not (isinstance(value, str) and _ENV_REF.fullmatch(value)):
+            self._add(node, path, "secrets are never written in the config", f"write it as an environment reference, e.g. {path[-1]}: ${{MY_SECRET}}")
+            return ""
         if isinstance(value, str):
             return self._interpolate(value, node, path)
         return value

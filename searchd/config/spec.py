@@ -45,12 +45,36 @@ class LimitsSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     query_limit_default: int = DEFAULT_QUERY_LIMIT
     query_limit_max: int = MAX_QUERY_RESULTS
+    max_batch_objects: int = 10_000
+    max_query_depth: int = 30
 
 
 @dataclass(frozen=True)
 class ReloadSpec:
     watch: bool = True  # apply config file changes as they are saved
     allow_destructive: bool = False  # apply changes that drop stored data (removed collections, properties, vectors; changed types)
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"  # writes, deletes, config reload — and everything read may do
+    READ = "read"  # queries, listings, status
+
+
+@dataclass(frozen=True)
+class ApiKeySpec:
+    name: str  # shown in logs instead of the key
+    key: str = field(repr=False)
+    role: Role = Role.READ
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    api_keys: tuple[ApiKeySpec, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """With keys declared, anonymous access is off."""
+        return bool(self.api_keys)
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,7 @@ class ServerSpec:
     data_dir: str | None = None
     limits: LimitsSpec = LimitsSpec()
     reload: ReloadSpec = ReloadSpec()
+    auth: AuthSpec = AuthSpec()
 
 
 class Tokenization(enum.Enum):
@@ -283,10 +308,15 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                 max_body_bytes=limits.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
                 query_limit_default=limits.get("queryLimitDefault", DEFAULT_QUERY_LIMIT),
                 query_limit_max=limits.get("queryLimitMax", MAX_QUERY_RESULTS),
+                max_batch_objects=limits.get("maxBatchObjects", 10_000),
+                max_query_depth=limits.get("maxQueryDepth", 30),
             ),
             reload=ReloadSpec(
                 watch=server.get("reload", {}).get("watch", True),
                 allow_destructive=server.get("reload", {}).get("allowDestructive", False),
+            ),
+            auth=AuthSpec(
+                tuple(ApiKeySpec(k["name"], k["key"], Role(k.get("role", "read"))) for k in server.get("auth", {}).get("apiKeys", []))
             ),
         ),
         modules=_frozen({name: _frozen(settings) for name, settings in data.get("modules", {}).items()}),

@@ -67,6 +67,8 @@ class ModuleRuntime:
     pool: HttpPool
     cache: EmbeddingCache
     environ: Mapping[str, str]
+    # Told of every provider request: (module, outcome, seconds); the server feeds its metrics.
+    on_provider_call: Callable[[str, str, float], None] | None = None
 
     @classmethod
     def offline(cls) -> ModuleRuntime:

@@ -164,13 +164,19 @@ class ProviderClient:
         pool: HttpPool,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        self._observe = observe
         self.module = module
         self.provider = provider
         self.settings = settings
         self._pool = pool
         self._sleep = sleep
         self._rng = rng or random.Random()
+
+    def _note(self, outcome: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(self.module, outcome, time.perf_counter() - started)
 
     def api_key(self, keys: Mapping[str, str]) -> str | None:
         """A per-request header wins over the config and the environment."""
@@ -197,6 +203,7 @@ class ProviderClient:
             client = self._pool.client(self.module)
             for attempt in range(self.settings.max_retries + 1):
                 retry_after: float | None = None
+                started = time.perf_counter()
                 try:
                     response = await client.post(url, json=body, headers=sent, timeout=self.settings.timeout_s)
                 except httpx.TimeoutException:
@@ -206,14 +213,19 @@ class ProviderClient:
                 else:
                     if response.status_code == 200:
                         try:
-                            return response.json()
+                            answer = response.json()
                         except ValueError:
                             last_problem = "answered 200 with a body that is not JSON"
+                        else:
+                            self._note("ok", started)
+                            return answer
                     elif response.status_code in RETRYABLE_STATUSES:
                         last_problem = f"{response.status_code} {redact(error_detail(response), headers)}"
                         retry_after = retry_after_seconds(response.headers.get("retry-after"))
                     else:
+                        self._note("refused", started)
                         raise self._refused(response.status_code, redact(error_detail(response), headers))
+                self._note("retried" if attempt < self.settings.max_retries else "failed", started)
                 if attempt == self.settings.max_retries:
                     break
                 wait = backoff_seconds(attempt, retry_after, self._rng)

@@ -181,7 +181,7 @@ class RemoteVectorizer:
 
 def provider_client(module: ModuleInfo, provider: Provider, vector: NamedVectorSpec, settings: Mapping[str, Any], runtime: ModuleRuntime) -> ProviderClient:
     chosen = ProviderSettings.from_config(provider, settings, runtime.environ, vector.vectorizer.base_url)
-    return ProviderClient(module.name, provider, chosen, runtime.pool)
+    return ProviderClient(module.name, provider, chosen, runtime.pool, observe=runtime.on_provider_call)
 
 
 def namespace(module: str, model: str, **parameters: Any) -> str:

@@ -22,7 +22,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, GraphQLSyntaxError, parse, validate
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    parse,
+    validate,
+)
 
 # Places that matter when lifting vectors: the starts of strings, comments and `vector: [`.
 _MARKS = re.compile(r'"""|"|#|\bvector\s*:\s*(?=\[)')
@@ -130,12 +141,33 @@ def _top_level_blocks(source: str, spans: list[tuple[int, int, str]]) -> int:
     return blocks
 
 
+def selection_depth(document: DocumentNode) -> int:
+    """How deep the selections nest, following fragments (a fragment cycle counts once; validation rejects it)."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+    def depth(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
+        if selection_set is None:
+            return 0
+        deepest = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in fragments and name not in seen:
+                    deepest = max(deepest, depth(fragments[name].selection_set, seen | {name}) - 1)
+                continue
+            deepest = max(deepest, depth(getattr(selection, "selection_set", None), seen))
+        return deepest + 1
+
+    return max((depth(d.selection_set, frozenset()) for d in document.definitions if isinstance(d, OperationDefinitionNode)), default=0)
+
+
 class DocumentCache:
     """A bounded LRU of validated documents for one schema."""
 
-    def __init__(self, schema: GraphQLSchema, size: int = 512) -> None:
+    def __init__(self, schema: GraphQLSchema, size: int = 512, max_depth: int = 30) -> None:
         self.schema = schema
         self.size = size
+        self.max_depth = max_depth
         self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -149,6 +181,10 @@ class DocumentCache:
             document = parse(source, no_location=False)
         except GraphQLSyntaxError as error:
             return None, [error]
+        depth = selection_depth(document)
+        if depth > self.max_depth:
+            message = f"the query nests {depth} levels deep, above the maximum of {self.max_depth} (raise server.limits.maxQueryDepth, or flatten the query)"
+            return None, [GraphQLError(message)]
         errors = validate(self.schema, document)
         if errors:
             return None, errors

@@ -32,9 +32,11 @@ def _digest(value: Any) -> str:
 
 
 def redacted(spec: Spec) -> Spec:
-    """The spec with every module setting value replaced by its digest: comparable, but no keys."""
+    """The spec with module setting values and API keys replaced by digests: comparable, but no secrets."""
     modules = {name: MappingProxyType({k: _digest(v) for k, v in settings.items()}) for name, settings in spec.modules.items()}
-    return dataclasses.replace(spec, modules=MappingProxyType(modules))
+    keys = tuple(dataclasses.replace(k, key=_digest(k.key)) for k in spec.server.auth.api_keys)
+    server = dataclasses.replace(spec.server, auth=dataclasses.replace(spec.server.auth, api_keys=keys))
+    return dataclasses.replace(spec, modules=MappingProxyType(modules), server=server)
 
 
 def canonical(value: Any) -> Any:

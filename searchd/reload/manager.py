@@ -81,8 +81,11 @@ def object_counts(engine: Engine, spec: Spec | None) -> tuple[dict[str, int], Ca
 
 
 class ConfigManager:
-    def __init__(self, config_path: Path, engine: Engine, runtime: ModuleRuntime, allow_destructive: bool = False) -> None:
+    def __init__(
+        self, config_path: Path, engine: Engine, runtime: ModuleRuntime, allow_destructive: bool = False, on_reload: Callable[[str], None] | None = None
+    ) -> None:
         self.config_path = config_path
+        self._on_reload = on_reload
         self.engine = engine
         self.runtime = runtime
         self.allow_destructive_once = allow_destructive
@@ -180,6 +183,8 @@ class ConfigManager:
             "plan": plan.to_json() if plan else None,
             "revision": self.applied.revision if self.applied else None,
         }
+        if self._on_reload is not None:
+            self._on_reload(result)
         if errors:
             log.error("config reload (%s) %s: %s", trigger, result, "; ".join(errors))
         else:

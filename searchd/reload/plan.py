@@ -23,7 +23,7 @@ VECTORIZER_IN_PLACE = frozenset({"base_url"})
 # Index fields read per query or per background merge (hnsw.py, annoy.py, multivector.py): a built index stays valid.
 INDEX_SEARCH_TIME = frozenset({"ef", "search_k", "candidates", "merge_threshold"})
 # Server fields read on every request; the others (socket, data directory) are bound at start.
-SERVER_LIVE = frozenset({"limits", "reload"})
+SERVER_LIVE = frozenset({"limits", "reload", "auth"})
 
 ALLOW_HINT = "pass --allow-destructive to `searchd apply`, or set server.reload.allowDestructive: true in the config"
 

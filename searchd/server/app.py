@@ -26,6 +26,8 @@ from searchd.modules.registry import default_registry
 from searchd.reload.applied import load_applied, redacted
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.reload.plan import classify
+from searchd.server.auth import Authentication
+from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.errors import http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
 from searchd.server.routes import ROUTES
@@ -45,6 +47,7 @@ class Services:
     engine: Engine
     runtime: ModuleRuntime
     config: ConfigManager
+    metrics: Metrics
 
     def close(self) -> None:
         try:
@@ -73,7 +76,8 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     spec = load_spec(config_path)
     directory = resolve_data_dir(spec, data_dir)
     store = ObjectStore(directory)
-    runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ))
+    metrics = Metrics()
+    runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ), on_provider_call=metrics.observe_provider)
     try:
         applied = load_applied(directory)
         counts = {c.name: store.count(c.name) for c in applied.spec.collections} if applied else {}
@@ -84,7 +88,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
         catalog = compile_catalog(served, default_registry(), runtime)
         holder = CatalogHolder(catalog)
         engine = Engine(holder, store, directory)
-        manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive)
+        manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive, on_reload=metrics.observe_reload)
         manager.start(watch=spec.server.reload.watch if watch is None else watch)
         manager.submit("start").result()
     except BaseException:
@@ -92,7 +96,9 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
         store.close()
         raise
     log.info("serving %d collection(s) from %s with data in %s", len(catalog.collections), config_path, directory)
-    return Services(str(config_path), holder, store, engine, runtime, manager)
+    services = Services(str(config_path), holder, store, engine, runtime, manager, metrics)
+    metrics.watch(services)
+    return services
 
 
 def create_app(services: Services) -> Starlette:
@@ -104,7 +110,11 @@ def create_app(services: Services) -> Starlette:
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(BodySizeLimit, limit=lambda: services.holder.current.spec.server.limits.max_body_bytes)],
+        middleware=[
+            Middleware(RequestObserver, metrics=lambda: services.metrics),
+            Middleware(Authentication, auth=lambda: services.holder.current.spec.server.auth),
+            Middleware(BodySizeLimit, limit=lambda: services.holder.current.spec.server.limits.max_body_bytes),
+        ],
         exception_handlers={
             SearchdError: searchd_error_handler,
             HTTPException: http_error_handler,

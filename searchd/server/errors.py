@@ -54,7 +54,7 @@ async def searchd_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SearchdError)
     status = status_of(exc)
     if status >= 500:
-        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, extra={"request_id": _request_id(request)})
     return error_response(status, str(exc))
 
 
@@ -70,5 +70,10 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details")
+    request_id = _request_id(request)
+    log.exception("unexpected error on %s %s", request.method, request.url.path, extra={"request_id": request_id})
+    return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details under request id {request_id}")
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import anyio.to_thread
 from inspect import isawaitable
 
 from graphql import ExecutionResult, execute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import Catalog
-from searchd.errors import InvalidInput
+from searchd.errors import InvalidInput, PayloadTooLarge
 from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
 from searchd.server.errors import error_response
+from searchd.server.observe import query_kind
 from searchd.server.shapes import batch_result, class_json, object_json
 from searchd.values import normalize_uuid
 
@@ -85,6 +88,12 @@ async def meta(request: Request) -> Response:
             "embeddingCache": _services(request).runtime.cache.stats().as_dict(),
         }
     )
+
+
+async def metrics(request: Request) -> Response:
+    registry = _services(request).metrics.registry
+    body = await anyio.to_thread.run_sync(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 # -- config (the YAML is applied by reloads; see searchd.reload) ------------------
@@ -198,6 +207,9 @@ async def batch_objects(request: Request) -> Response:
     objects = body.get("objects") if isinstance(body, dict) else None
     if not isinstance(objects, list):
         raise InvalidInput("the batch body needs an 'objects' list", "send {\"objects\": [{\"class\": ..., \"properties\": {...}}, ...]}")
+    most = catalog.spec.server.limits.max_batch_objects
+    if len(objects) > most:
+        raise PayloadTooLarge(f"the batch has {len(objects)} objects, more than the limit of {most}", "split it into smaller batches, or raise server.limits.maxBatchObjects")
     outcomes = await _services(request).engine.batch(catalog, objects, header_keys(request.headers))
     return JSONResponse(
         [batch_result(payload, outcome, _default_vector_name(catalog, payload.get("class", "") if isinstance(payload, dict) else "")) for payload, outcome in zip(objects, outcomes)]
@@ -217,6 +229,7 @@ async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[st
     prepared = catalog.documents.prepare(body["query"])
     if prepared.document is None:
         return {"data": None, "errors": [error.formatted for error in prepared.errors]}
+    started = time.perf_counter()
     result = execute(
         catalog.graphql,
         prepared.document,
@@ -227,6 +240,8 @@ async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[st
     if isawaitable(result):
         result = await result
     assert isinstance(result, ExecutionResult)
+    outcome = "error" if result.errors else "ok"
+    _services(request).metrics.queries.labels(query_kind(prepared.document), outcome).observe(time.perf_counter() - started)
     return dict(result.formatted)
 
 
@@ -247,6 +262,7 @@ ROUTES = [
     Route("/v1/.well-known/live", live, methods=["GET"]),
     Route("/v1/.well-known/ready", ready, methods=["GET"]),
     Route("/v1/meta", meta, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/v1/config/status", config_status, methods=["GET"]),
     Route("/v1/config/reload", config_reload, methods=["POST"]),
     Route("/v1/schema", schema, methods=["GET"]),
