@@ -25,7 +25,15 @@ from searchd.config.spec import IndexSpec, IndexType
 from searchd.errors import AlreadyExists, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
 from searchd.index.bm25 import BM25Index
-from searchd.index.persist import index_dir, keyword_dir, keyword_fingerprint, open_index, open_keyword_index, save_index, vector_fingerprint
+from searchd.index.persist import (
+    index_dir,
+    keyword_dir,
+    keyword_fingerprint,
+    open_index,
+    open_keyword_index,
+    save_index,
+    vector_fingerprint,
+)
 from searchd.modules.base import NO_KEYS
 from searchd.storage import ObjectStore, StoredObject
 from searchd.values import check_properties, normalize_uuid
@@ -155,7 +163,7 @@ class Engine:
                 if key not in self._indexes:
                     self._indexes[key] = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
                 elif isinstance(getattr(self._indexes[key], "spec", None), IndexSpec):
-                    setattr(self._indexes[key], "spec", vector.spec.index)
+                    self._indexes[key].spec = vector.spec.index
 
     def keyword_index(self, collection: CompiledCollection) -> BM25Index:
         index = self._keyword.get(collection.name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
-from searchd.modules.base import ModuleInfo
 from searchd.errors import SearchdError
+from searchd.modules.base import ModuleInfo
 
 NONE_MODULE = ModuleInfo(
     name="none",

@@ -27,9 +27,9 @@ from searchd.reload.applied import load_applied, redacted
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.reload.plan import classify
 from searchd.server.auth import Authentication
-from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.errors import http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
+from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.routes import ROUTES
 from searchd.storage import ObjectStore
 from searchd.storage.store import default_data_dir

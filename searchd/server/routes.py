@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from inspect import isawaitable
 from typing import Any
 
 import anyio.to_thread
-from inspect import isawaitable
-
 from graphql import ExecutionResult, execute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
 from searchd.server.errors import error_response
 from searchd.server.observe import query_kind
+from searchd.server.openapi import openapi_document
 from searchd.server.shapes import batch_result, class_json, object_json
 from searchd.values import normalize_uuid
 
@@ -88,6 +88,10 @@ async def meta(request: Request) -> Response:
             "embeddingCache": _services(request).runtime.cache.stats().as_dict(),
         }
     )
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
 
 
 async def metrics(request: Request) -> Response:
@@ -263,6 +267,7 @@ ROUTES = [
     Route("/v1/.well-known/ready", ready, methods=["GET"]),
     Route("/v1/meta", meta, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/v1/openapi.json", openapi, methods=["GET"]),
     Route("/v1/config/status", config_status, methods=["GET"]),
     Route("/v1/config/reload", config_reload, methods=["POST"]),
     Route("/v1/schema", schema, methods=["GET"]),
