@@ -1,4 +1,4 @@
-"""Command line: ``searchd serve | validate | plan | apply``."""
+"""Command line: ``searchd serve | validate | plan | apply | backup``."""
 
 from __future__ import annotations
 
@@ -117,6 +117,19 @@ def _apply(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    """Copy a data directory consistently, while a server may be using it."""
+    from searchd.storage.backup import backup
+
+    try:
+        result = backup(Path(args.data), Path(args.destination))
+    except SearchdError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {result.objects} object(s) to {result.destination} ({result.bytes / 1e6:.1f} MB); start a server with --data {result.destination} to restore")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -178,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--allow-destructive", action="store_true", help="apply changes that drop stored data")
     apply.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     apply.set_defaults(run=_apply)
+
+    backup = commands.add_parser("backup", help="copy a data directory consistently, even while a server uses it")
+    backup.add_argument("--data", required=True, help="the data directory to copy")
+    backup.add_argument("destination", help="a new or empty directory")
+    backup.set_defaults(run=_backup)
     return parser
 
 

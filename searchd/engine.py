@@ -163,7 +163,8 @@ class Engine:
                 if key not in self._indexes:
                     self._indexes[key] = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
                 elif isinstance(getattr(self._indexes[key], "spec", None), IndexSpec):
-                    self._indexes[key].spec = vector.spec.index
+                    # Only the ANN indexes read settings at search time (flat has none): duck-typed on purpose.
+                    setattr(self._indexes[key], "spec", vector.spec.index)  # noqa: B010
 
     def keyword_index(self, collection: CompiledCollection) -> BM25Index:
         index = self._keyword.get(collection.name)
