@@ -50,6 +50,7 @@ class Draft:
     properties: dict[str, Any]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     created_ms: int | None = None
+    staged: set[str] = field(default_factory=set)  # staging names this draft was embedded for (see Shadow)
 
 
 @dataclass
@@ -66,6 +67,8 @@ class Shadow:
     source: str = ""  # the stored vector name the index is built from
     target: CompiledVector | None = None
     captured: list[tuple[str, Any]] = field(default_factory=list)  # (id, vector | properties | None for a delete)
+    # Objects written after the shadow began but embedded before it: they still need the new vector.
+    unstaged: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -232,6 +235,8 @@ class Engine:
         for shadow in list(self._shadows.values()):
             positions = [p for p, d in enumerate(drafts) if d.collection.name == shadow.collection]
             if shadow.target is not None and positions:
+                for position in positions:
+                    drafts[position].staged.add(shadow.source)
                 work.append(self._embed_into(drafts, positions, shadow.target, shadow.source, errors, keys))
         await asyncio.gather(*work)  # named vectors are embedded concurrently: their providers' latencies overlap
         return errors
@@ -288,8 +293,13 @@ class Engine:
         for key, (ids, vectors) in upserts.items():
             self._indexes[key].upsert_many(ids, vectors)
         for shadow in self._shadows.values():
-            for obj in objects:
-                if obj.collection == shadow.collection:
+            for draft, obj in zip(drafts, objects):
+                if obj.collection != shadow.collection:
+                    continue
+                if shadow.target is not None and shadow.source not in draft.staged:
+                    shadow.unstaged.add(obj.id)
+                else:
+                    shadow.unstaged.discard(obj.id)
                     shadow.captured.append((obj.id, obj.properties if shadow.vector is None else obj.vectors.get(shadow.source)))
 
     async def write(self, draft: Draft, require_new: bool = False, keys: Mapping[str, str] = NO_KEYS) -> StoredObject:
@@ -345,6 +355,7 @@ class Engine:
                 self._keyword[collection.name].delete(the_id)
             for shadow in self._shadows.values():
                 if shadow.collection == collection.name:
+                    shadow.unstaged.discard(the_id)
                     shadow.captured.append((the_id, None))
 
     # -- rebuilds beside the serving indexes (driven by searchd.reload) ---------
@@ -359,9 +370,31 @@ class Engine:
             if self._shadows.get(shadow.key) is shadow:
                 del self._shadows[shadow.key]
 
-    def finish_shadow(self, shadow: Shadow, built: VectorIndex | BM25Index, then: Callable[[], None]) -> None:
-        """Replay the captured writes onto ``built``, put it in service, and run ``then`` — all under the write lock."""
+    def take_unstaged(self, shadow: Shadow) -> list[str]:
         with self._write_lock:
+            taken = sorted(shadow.unstaged)
+            shadow.unstaged.clear()
+            return taken
+
+    def stage(self, shadow: Shadow, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> None:
+        """Store catch-up vectors (unless the object changed again) and capture them for the shadow index."""
+        with self._write_lock:
+            ready = [(i, u, v) for i, u, v in rows if v is not None]
+            self.store.put_vectors_if_unchanged(shadow.collection, shadow.source, ready)
+            kept = self.store.ids_with_vector(shadow.collection, shadow.source, [i for i, _, _ in rows]) if rows else set()
+            for object_id, _, vector in rows:
+                if object_id in shadow.unstaged:
+                    continue  # rewritten meanwhile: the next catch-up round takes it
+                shadow.captured.append((object_id, vector if object_id in kept else None))
+
+    def finish_shadow(self, shadow: Shadow, built: VectorIndex | BM25Index, then: Callable[[], None]) -> bool:
+        """Replay the captured writes onto ``built``, put it in service, and run ``then`` — all under the write lock.
+
+        False (and nothing done) while objects written meanwhile still wait for their new vector.
+        """
+        with self._write_lock:
+            if shadow.unstaged:
+                return False
             for object_id, value in shadow.captured:
                 if value is None:
                     built.delete(object_id)
@@ -380,6 +413,7 @@ class Engine:
                     previous.close()
             del self._shadows[shadow.key]
             then()
+            return True
 
     def drop(self, collection: str, vector: str | None = None) -> None:
         """Forget a removed collection's (or one vector's) indexes; the caller has dropped the stored data."""

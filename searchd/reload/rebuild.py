@@ -89,7 +89,8 @@ async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector,
         label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
         index = build_index(target.spec.index, target.dimensions)
         built = await anyio.to_thread.run_sync(fill_index, index, engine.store, shadow.collection, shadow.source, target.dimensions, label, False, "built")
-        await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done)
+        while not await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done):
+            await _catch_up(engine, shadow, target)
     except BaseException:
         engine.abandon_shadow(shadow)
         raise
@@ -125,6 +126,21 @@ async def _embed_all(engine: Engine, shadow: Shadow, target: CompiledVector, pro
         if time.monotonic() - last_log >= LOG_EVERY_S:
             last_log = time.monotonic()
             log.info("re-vectorizing %s.%s: %s", collection, target.name, _summary(progress))
+
+
+async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> None:
+    """Embed objects that were written while the rebuild began but embedded just before it."""
+    assert target.vectorizer is not None
+    object_ids = engine.take_unstaged(shadow)
+    objects = await anyio.to_thread.run_sync(engine.store.get_many, shadow.collection, object_ids)
+    present = [objects[i] for i in object_ids if i in objects]
+    results = await target.vectorizer.embed_objects([o.properties for o in present])
+    rows = []
+    for obj, result in zip(present, results):
+        if isinstance(result, SearchdError):
+            raise result
+        rows.append((obj.id, obj.updated_ms, result))
+    await anyio.to_thread.run_sync(engine.stage, shadow, rows)
 
 
 async def rebuild_keyword(engine: Engine, collection: CollectionSpec, progress: Progress, done: Callable[[], None]) -> None:

@@ -1,0 +1,80 @@
+"""The engine side of a background rebuild: writes that race its start are not lost."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchd.catalog import compile_catalog
+from searchd.modules.registry import default_registry
+from searchd.reload.rebuild import Progress, rebuild_vector, vector_shadow
+from searchd.server.app import Services
+from tests.conftest import ClientFactory
+
+CONFIG = """
+server: {reload: {watch: false}}
+collections:
+  - name: Note
+    properties:
+      - {name: body, type: TEXT}
+    vectors:
+      text:
+        vectorizer: {module: text2vec-hash, dimensions: 64}
+        index: {type: hnsw}
+"""
+
+
+def _note(i: int) -> dict[str, Any]:
+    return {"class": "Note", "id": f"00000000-0000-0000-0000-{i:012d}", "properties": {"body": f"note number {i} about topic {i % 3}"}}
+
+
+def test_a_write_embedded_before_the_rebuild_began_still_gets_the_new_vector(client_factory: ClientFactory, write_config: Any) -> None:
+    client = client_factory(write_config(CONFIG))
+    assert client.post("/v1/batch/objects", json={"objects": [_note(i) for i in range(5)]}).status_code == 200
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    engine, catalog = services.engine, services.holder.current
+    new_spec = catalog.spec
+    collection = new_spec.collections[0]
+    vector = collection.vectors[0]
+    smaller = dataclasses.replace(vector, vectorizer=dataclasses.replace(vector.vectorizer, dimensions=32))
+    new_spec = dataclasses.replace(new_spec, collections=(dataclasses.replace(collection, vectors=(smaller,)),))
+    target = compile_catalog(new_spec, default_registry()).collections["Note"].vectors["text"]
+
+    # Embedded (with the old settings only) before the rebuild begins, committed after it began.
+    draft = engine.draft(catalog, _note(5))
+    assert asyncio.run(engine.embed([draft])) == [None]
+    shadow = vector_shadow("Note", target, reembed=True)
+    engine.begin_shadow(shadow)
+    engine.commit([draft])
+    assert shadow.unstaged == {draft.id}
+
+    progress = Progress("Note", "text", "re-vectorize", 6)
+    asyncio.run(rebuild_vector(engine, shadow, target, progress, lambda: None))
+
+    stored = {o.id: o for o in engine.store.list_objects("Note", 100, 0, None)}
+    assert len(stored) == 6
+    expected = asyncio.run(target.vectorizer.embed_objects([o.properties for o in stored.values()]))  # type: ignore[union-attr]
+    for obj, want in zip(stored.values(), expected):
+        assert obj.vectors["text"].shape == (32,)
+        assert isinstance(want, np.ndarray)
+        np.testing.assert_allclose(obj.vectors["text"], want, atol=1e-6)
+        hits = engine.search_hits(catalog.collections["Note"], target, obj.vectors["text"], 1)
+        assert hits[0].id == obj.id and abs(hits[0].distance) < 1e-5
+    assert not engine.shadows()
+
+
+def test_a_delete_during_the_rebuild_leaves_the_new_index_too(client_factory: ClientFactory, write_config: Any, tmp_path: Path) -> None:
+    client = client_factory(write_config(CONFIG))
+    assert client.post("/v1/batch/objects", json={"objects": [_note(i) for i in range(4)]}).status_code == 200
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    engine, catalog = services.engine, services.holder.current
+    target = catalog.collections["Note"].vectors["text"]  # a reindex: same vectors, new index
+    shadow = vector_shadow("Note", target, reembed=False)
+    engine.begin_shadow(shadow)
+    engine.delete(catalog, "Note", _note(2)["id"])
+    asyncio.run(rebuild_vector(engine, shadow, target, Progress("Note", "text", "reindex", 4), lambda: None))
+    assert engine.index_size("Note", "text") == 3
