@@ -15,6 +15,7 @@ error messages and locations always refer to what the client sent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -22,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
@@ -29,8 +31,12 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
+    InlineFragmentNode,
+    Location,
+    Node,
     OperationDefinitionNode,
     SelectionSetNode,
+    Source,
     parse,
     validate,
 )
@@ -89,11 +95,38 @@ def _code_spans(source: str) -> list[tuple[int, int, str]]:
 
 def lift_vectors(source: str) -> tuple[str, dict[str, Any]] | None:
     """Replace inline ``vector: [...]`` literals with variables; None when there is nothing to lift or it is unsafe."""
+    lifted = _lift(source)
+    return None if lifted is None else (lifted.text, lifted.values)
+
+
+@dataclass(frozen=True)
+class _Lifted:
+    text: str
+    values: dict[str, Any]
+    # (start, end, inserted length) of each change, in the client's text, in order: the variable
+    # definitions (nothing removed) and each vector literal (replaced by its variable).
+    edits: tuple[tuple[int, int, int], ...]
+
+    def original_offset(self, position: int) -> int:
+        """Where a character offset in the rewritten text was in the client's text (inside an edit: where the edit is)."""
+        delta = 0  # client's offset minus rewritten offset, up to here
+        for start, end, inserted in self.edits:
+            rewritten_start = start - delta
+            if position < rewritten_start:
+                break
+            if position < rewritten_start + inserted:
+                return start
+            delta += (end - start) - inserted
+        return position + delta
+
+
+def _lift(source: str) -> _Lifted | None:
     spans = _code_spans(source)
     if not any(kind == "vector" for _, _, kind in spans):
         return None
     lifted: dict[str, Any] = {}
     pieces: list[str] = []
+    edits: list[tuple[int, int, int]] = []
     position = 0
     for start, stop, kind in spans:
         if kind != "vector":
@@ -104,6 +137,7 @@ def lift_vectors(source: str) -> tuple[str, dict[str, Any]] | None:
         name = f"{_PREFIX}{len(lifted)}"
         lifted[name] = value
         pieces += [source[position:start], f"${name}"]
+        edits.append((start, stop, len(name) + 1))
         position = stop
     if not lifted:
         return None
@@ -112,15 +146,51 @@ def lift_vectors(source: str) -> tuple[str, dict[str, Any]] | None:
     if operation is None or _top_level_blocks(source, spans) != 1:
         return None  # several operations or fragments: leave the document as it is
     definitions = ", ".join(f"${name}: Vector!" for name in lifted)
+    # The operation's head comes before every vector literal, so it is at the same offset in the client's text.
     end = operation.end()
     if operation.group("shorthand"):
-        start = len(operation.group("lead"))
-        rewritten = f"{rewritten[:start]}query({definitions}) {rewritten[start:]}"
+        at, header = len(operation.group("lead")), f"query({definitions}) "
     elif operation.group("defs"):
-        rewritten = f"{rewritten[:end]}{definitions}, {rewritten[end:]}"
+        at, header = end, f"{definitions}, "
     else:
-        rewritten = f"{rewritten[:end]}({definitions}) {rewritten[end:]}"
-    return rewritten, lifted
+        at, header = end, f"({definitions}) "
+    rewritten = f"{rewritten[:at]}{header}{rewritten[at:]}"
+    return _Lifted(rewritten, lifted, ((at, at, len(header)), *edits))
+
+
+def _vector_shaped(value: Any) -> bool:
+    """What the Vector scalar (searchd.query.types) accepts: a list of numbers, or a list of equally long lists of them."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, OverflowError):  # ragged rows
+        return False
+    return array.dtype.kind in "iuf" and array.ndim in (1, 2) and array.size > 0
+
+
+def _relocated(document: DocumentNode, lifted: _Lifted, source: Source) -> DocumentNode:
+    """A copy of a cached lifted document whose locations are in the client's text, so errors point where they wrote.
+
+    The cached document is shared by every query of the same shape (whatever their vectors), so it is copied
+    per request; without its numbers it is small.
+    """
+
+    def copied(node: Node) -> Node:
+        changes: dict[str, Any] = {}
+        for key in node.keys:
+            value = getattr(node, key)
+            if isinstance(value, Node):
+                changes[key] = copied(value)
+            elif isinstance(value, tuple) and value and isinstance(value[0], Node):
+                changes[key] = tuple(copied(v) for v in value)
+        if node.loc is not None:
+            location = Location(node.loc.start_token, node.loc.end_token, source)
+            location.start, location.end = lifted.original_offset(node.loc.start), lifted.original_offset(node.loc.end)
+            changes["loc"] = location
+        return dataclasses.replace(node, **changes)
+
+    relocated = copied(document)
+    assert isinstance(relocated, DocumentNode)
+    return relocated
 
 
 def _top_level_blocks(source: str, spans: list[tuple[int, int, str]]) -> int:
@@ -141,24 +211,62 @@ def _top_level_blocks(source: str, spans: list[tuple[int, int, str]]) -> int:
     return blocks
 
 
-def selection_depth(document: DocumentNode) -> int:
-    """How deep the selections nest, following fragments (a fragment cycle counts once; validation rejects it)."""
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+def _spread_names(selection_set: SelectionSetNode) -> list[str]:
+    """The fragments spread anywhere inside a selection set (at any nesting)."""
+    names: list[str] = []
+    pending = [selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FragmentSpreadNode):
+                names.append(selection.name.value)
+            elif (inner := getattr(selection, "selection_set", None)) is not None:
+                pending.append(inner)
+    return names
 
-    def depth(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
+
+def selection_depth(document: DocumentNode) -> int:
+    """How deep the selections nest, following fragments (a fragment cycle counts once; validation rejects it).
+
+    A fragment spread or an inline fragment adds no level of its own: its selections sit where it is spread.
+    Each fragment is measured once, in dependency order (an explicit stack, not recursion), so neither a
+    long chain of fragments nor fragments spread many times over can make this slow or exhaust the stack.
+    The recursion left follows nesting inside one definition, which the parser already bounds.
+    """
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    measured: dict[str, int] = {}
+
+    def depth(selection_set: SelectionSetNode | None) -> int:
         if selection_set is None:
             return 0
         deepest = 0
         for selection in selection_set.selections:
             if isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in fragments and name not in seen:
-                    deepest = max(deepest, depth(fragments[name].selection_set, seen | {name}) - 1)
-                continue
-            deepest = max(deepest, depth(getattr(selection, "selection_set", None), seen))
+                # Unknown fragments and a cycle's way back count as nothing here.
+                deepest = max(deepest, measured.get(selection.name.value, 1) - 1)
+            elif isinstance(selection, InlineFragmentNode):
+                deepest = max(deepest, depth(selection.selection_set) - 1)
+            else:
+                deepest = max(deepest, depth(getattr(selection, "selection_set", None)))
         return deepest + 1
 
-    return max((depth(d.selection_set, frozenset()) for d in document.definitions if isinstance(d, OperationDefinitionNode)), default=0)
+    state: dict[str, bool] = {}  # False while on the stack, True once measured
+    for root, definition in fragments.items():
+        if root in state:
+            continue
+        state[root] = False
+        stack = [(root, iter(_spread_names(definition.selection_set)))]
+        while stack:
+            name, spreads = stack[-1]
+            child = next((s for s in spreads if s in fragments and s not in state), None)
+            if child is None:
+                stack.pop()
+                measured[name] = depth(fragments[name].selection_set)
+                state[name] = True
+            else:
+                state[child] = False
+                stack.append((child, iter(_spread_names(fragments[child].selection_set))))
+
+    return max((depth(d.selection_set) for d in document.definitions if isinstance(d, OperationDefinitionNode)), default=0)
 
 
 class DocumentCache:
@@ -195,10 +303,12 @@ class DocumentCache:
         return document, []
 
     def prepare(self, source: str) -> Prepared:
-        lifted = lift_vectors(source) if "vector" in source else None
-        if lifted is not None:
-            document, errors = self._validated(lifted[0])
+        lifted = _lift(source) if "vector" in source else None
+        # A value the Vector scalar would refuse stays in the text, so the error names what the client wrote
+        # (not an internal variable) and points at it.
+        if lifted is not None and all(_vector_shaped(v) for v in lifted.values.values()):
+            document, errors = self._validated(lifted.text)
             if document is not None:
-                return Prepared(document, [], lifted[1])
+                return Prepared(_relocated(document, lifted, Source(source)), [], lifted.values)
         document, errors = self._validated(source)
         return Prepared(document, errors, {})

@@ -18,6 +18,7 @@ from graphql import DocumentNode, FieldNode, OperationDefinitionNode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -117,6 +118,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
+def route_template(scope: Scope) -> str:
+    """The route template a request was for: the one routing chose, or, for a request answered before
+    routing (401 and 403 from authentication, 413 from the body limit), the one it would have chosen."""
+    routed = getattr(scope.get("route"), "path", None)
+    if isinstance(routed, str):
+        return routed
+    for route in getattr(scope.get("app"), "routes", ()):
+        if isinstance(route, BaseRoute) and route.matches(scope)[0] is not Match.NONE:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
+
+
 class RequestObserver:
     """ASGI middleware: a request id (kept from X-Request-Id or made), the latency histogram, the access line."""
 
@@ -146,8 +159,7 @@ class RequestObserver:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics().http.labels(route, scope["method"], str(status)).observe(elapsed)
+            self.metrics().http.labels(route_template(scope), scope["method"], str(status)).observe(elapsed)
             access_log.info(
                 "%s %s %d %.1fms",
                 scope["method"],
