@@ -204,6 +204,8 @@ class Engine:
         if not isinstance(payload, Mapping):
             raise InvalidInput("an object must be a JSON object", "send {\"class\": ..., \"properties\": {...}}")
         name = payload.get("class") or class_name
+        if not isinstance(name, str):
+            raise InvalidInput("'class' must be a string naming a collection", "send e.g. \"class\": \"Article\"")
         if not name:
             raise InvalidInput("the object has no 'class'", "name the collection in \"class\"")
         if class_name and payload.get("class") and payload["class"] != class_name:

@@ -431,14 +431,6 @@ def test_disk_full_at_write_time_is_a_clear_503_and_nothing_changes(
     verify_after_restart(config, data, acked)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "searchd/storage/store.py:124 (ObjectStore._transaction): on SQLITE_FULL SQLite has already rolled the "
-        "transaction back, so the explicit ROLLBACK raises 'cannot rollback - no transaction is active', which "
-        "replaces the real cause; the 503 says 'cannot rollback' instead of 'database or disk is full'"
-    ),
-)
 def test_disk_full_error_names_the_real_cause(client_factory: ClientFactory, write_config: Any, tmp_path: Path) -> None:
     http = client_factory(write_config(STORE_CONFIG), tmp_path / "data-cause")
     import_ok(http, notes("before", 10), {})

@@ -325,11 +325,6 @@ def test_unexpected_error_is_500_with_the_request_id(served: TestClient, monkeyp
     assert Scrape(served).value(f"{HTTP}_count", route=OBJECT_ROUTE, method="GET", status="500") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="searchd/server/app.py:121 registers the catch-all Exception handler, which starlette runs in ServerErrorMiddleware, "
-    "outside RequestObserver (app.py:114), so a 500 answer lacks the X-Request-Id header (its body does name the id)",
-)
 def test_unexpected_error_answer_echoes_the_request_id(served: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     services = served.app.state.services  # type: ignore[attr-defined]
 

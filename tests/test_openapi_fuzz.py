@@ -227,11 +227,6 @@ def test_fuzz_rest_api_no_server_errors_and_rejected_writes_change_nothing(tmp_p
         client.__exit__(None, None, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="searchd/server/routes.py:219 (batch_objects → _default_vector_name, routes.py:51) looks up catalog.collections "
-    "with the object's raw 'class', so a batch object whose class is a JSON object or list is a 500 (TypeError: unhashable)",
-)
 def test_batch_object_with_a_non_string_class_is_a_failed_result(quickstart: TestClient) -> None:
     before = snapshot(quickstart)
     for klass in ({}, [], ["Article"], {"name": "Article"}):
@@ -242,11 +237,6 @@ def test_batch_object_with_a_non_string_class_is_a_failed_result(quickstart: Tes
     assert snapshot(quickstart) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="searchd/engine.py:206-212 (Engine.draft) passes a non-string 'class' to Catalog.collection (catalog.py:76), "
-    "so POST /v1/objects with a class that is a JSON list or object is a 500 (TypeError: unhashable), not a 422",
-)
 def test_object_with_a_non_string_class_is_422(quickstart: TestClient) -> None:
     before = snapshot(quickstart)
     for klass in (["Article"], {"name": "Article"}):

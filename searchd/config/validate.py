@@ -78,5 +78,11 @@ def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssu
             hint = "names start with a letter or underscore, followed by letters, digits or underscores"
             issues.append((path, locator.issue(path, message, hint, at=(*path, str(error.instance)))))
             continue
+        if path and (path[-1] == "apiKey" or (path[:3] == ("server", "auth", "apiKeys") and path[-1] == "key")):
+            # Never echo a secret: say what is wrong without the value.
+            if error.instance == "":
+                continue  # a literal secret was already reported by the loader, which blanked it
+            issues.append((path, locator.issue(path, f"the value does not pass the schema's '{error.validator}' rule", "keys declared here must be at least 16 characters")))
+            continue
         issues.append((path, locator.issue(path, error.message, _hint(error))))
     return issues

@@ -72,7 +72,9 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     request_id = _request_id(request)
     log.exception("unexpected error on %s %s", request.method, request.url.path, extra={"request_id": request_id})
-    return error_response(500, f"internal error ({type(exc).__name__}); the server log has the details under request id {request_id}")
+    response = error_response(500, f"internal error ({type(exc).__name__}); the server log has the details under request id {request_id}")
+    response.headers["X-Request-Id"] = request_id  # this handler runs outside the middleware that adds it
+    return response
 
 
 def _request_id(request: Request) -> str:

@@ -146,6 +146,9 @@ async def list_objects(request: Request) -> Response:
     after = request.query_params.get("after") or None  # an empty cursor starts at the beginning
     limit = _int_param(request, "limit", DEFAULT_LIST_LIMIT)
     offset = _int_param(request, "offset", 0)
+    most = catalog.spec.server.limits.query_limit_max
+    if limit + offset > most:
+        raise InvalidInput(f"limit + offset is {limit + offset}, above the maximum of {most}", "page with 'after', or a smaller limit and offset")
     if class_name is not None:
         catalog.collection(class_name)
     if after is not None:
@@ -216,7 +219,7 @@ async def batch_objects(request: Request) -> Response:
         raise PayloadTooLarge(f"the batch has {len(objects)} objects, more than the limit of {most}", "split it into smaller batches, or raise server.limits.maxBatchObjects")
     outcomes = await _services(request).engine.batch(catalog, objects, header_keys(request.headers))
     return JSONResponse(
-        [batch_result(payload, outcome, _default_vector_name(catalog, payload.get("class", "") if isinstance(payload, dict) else "")) for payload, outcome in zip(objects, outcomes)]
+        [batch_result(payload, outcome, _default_vector_name(catalog, payload["class"] if isinstance(payload, dict) and isinstance(payload.get("class"), str) else "")) for payload, outcome in zip(objects, outcomes)]
     )
 
 

@@ -121,7 +121,8 @@ class ObjectStore:
                 # Every write bumps the sequence, so a saved index knows whether it is still current.
                 db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'write_seq'")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on some errors (disk full); keep the real one
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
