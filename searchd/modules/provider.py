@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -51,7 +51,6 @@ class ProviderSettings:
     max_retries: int = 5
     max_concurrency: int = 4
     batch_size: int = 64
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, provider: Provider, settings: Mapping[str, Any], environ: Mapping[str, str], base_url: str | None = None) -> ProviderSettings:
@@ -63,7 +62,6 @@ class ProviderSettings:
             max_retries=int(settings.get("maxRetries", 5)),
             max_concurrency=int(settings.get("maxConcurrency", 4)),
             batch_size=min(int(settings.get("batchSize", provider.max_batch)), provider.max_batch),
-            extra={k: v for k, v in settings.items() if k not in {provider.config_key, "baseURL"}},
         )
 
 
