@@ -39,6 +39,17 @@ class CompiledVector:
         """Late interaction: each object carries a matrix (one row per token) of `dimensions` columns."""
         return self.spec.index.kind is IndexType.MULTIVECTOR
 
+    def same_space(self, other: CompiledVector) -> bool:
+        """Whether vectors and indexes made for one serve the other: same embeddings, same built index.
+
+        A re-vectorization or reindex changes the space; a provider URL or a search-time
+        setting does not.
+        """
+        if other is self:
+            return True
+        mine, theirs = self.spec, other.spec
+        return (self.dimensions, mine.vectorizer.embedding(), mine.index.built()) == (other.dimensions, theirs.vectorizer.embedding(), theirs.index.built())
+
 
 @dataclass(frozen=True)
 class CompiledCollection:

@@ -70,8 +70,7 @@ def _show_plan(args: argparse.Namespace) -> int | None:
     directory = resolve_data_dir(spec, args.data)
     applied = load_applied(directory)
     count, property_count = peek_counts(directory)
-    counts = {c.name: count(c.name) for c in applied.spec.collections} if applied else {}
-    plan = classify(applied.spec if applied else None, redacted(spec), counts, property_count)
+    plan = classify(applied.spec if applied else None, redacted(spec), count, property_count)
     allowed = args.allow_destructive or spec.server.reload.allow_destructive
     if getattr(args, "format", "text") == "json":
         print(json.dumps({"appliedRevision": applied.revision if applied else None, "refused": plan.refused(allowed), **plan.to_json()}, indent=2))

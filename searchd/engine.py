@@ -22,7 +22,7 @@ import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.config.spec import IndexSpec, IndexType
-from searchd.errors import AlreadyExists, InvalidInput, NotFound, QueryError, SearchdError
+from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import (
@@ -51,6 +51,7 @@ class Draft:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     created_ms: int | None = None
     staged: set[str] = field(default_factory=set)  # staging names this draft was embedded for (see Shadow)
+    embedded: set[str] = field(default_factory=set)  # vectors a vectorizer made (the others were sent)
 
 
 @dataclass
@@ -58,14 +59,15 @@ class Shadow:
     """An index rebuilt beside the serving one (see searchd.reload.rebuild).
 
     Writes made while it is built are captured, then replayed onto it before it
-    replaces the serving index.  ``target`` set means re-vectorization: writes are
-    also embedded with the new vectorizer and stored under ``source``, a staging name.
+    replaces the serving index.  ``reembed`` means re-vectorization: writes are also
+    embedded with ``target``'s vectorizer and stored under ``source``, a staging name.
     """
 
     collection: str
     vector: str | None  # None: the collection's BM25 index
     source: str = ""  # the stored vector name the index is built from
-    target: CompiledVector | None = None
+    target: CompiledVector | None = None  # the settings the rebuilt vector index serves
+    reembed: bool = False
     captured: list[tuple[str, Any]] = field(default_factory=list)  # (id, vector | properties | None for a delete)
     # Objects written after the shadow began but embedded before it: they still need the new vector.
     unstaged: set[str] = field(default_factory=set)
@@ -73,6 +75,20 @@ class Shadow:
     @property
     def key(self) -> tuple[str, str]:
         return (self.collection, self.vector or "")
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A vector index and the vector settings it was built for."""
+
+    index: VectorIndex
+    vector: CompiledVector
+    retired_at: float = 0.0  # monotonic time it was replaced by a rebuilt index; 0 while in service
+
+
+# How long an index replaced by a rebuild keeps answering queries that began before the swap.
+RETIRED_GRACE_S = 60.0
+STORE_ATTEMPTS = 3  # embed-and-commit rounds for a write that keeps meeting re-vectorization swaps
 
 
 def staging_name(vector: str, stamp: str) -> str:
@@ -143,9 +159,12 @@ class Engine:
         self.store = store
         self.data_dir = data_dir
         self._write_lock = threading.Lock()
-        self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self._indexes: dict[tuple[str, str], Serving] = {}
+        self._retired: dict[tuple[str, str], tuple[Serving, ...]] = {}
+        self._retired_lock = threading.Lock()  # held only for dict updates: release_retired runs on the manager's loop
         self._keyword: dict[str, BM25Index] = {}
         self._shadows: dict[tuple[str, str], Shadow] = {}
+        self._promoted: dict[tuple[str, str], str] = {}  # (collection, staging name) → the vector it became
         self.open_indexes(holder.current)
 
     # -- indexes ---------------------------------------------------------------
@@ -163,11 +182,15 @@ class Engine:
                 self._keyword[collection.name] = open_keyword_index(self.store, self.data_dir, collection.spec)
             for vector in collection.vectors.values():
                 key = (collection.name, vector.name)
-                if key not in self._indexes:
-                    self._indexes[key] = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
-                elif isinstance(getattr(self._indexes[key], "spec", None), IndexSpec):
+                serving = self._indexes.get(key)
+                if serving is None or not serving.vector.same_space(vector):
+                    index = open_index(self.store, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions)
+                    self._indexes[key] = Serving(index, vector)
+                    continue
+                if isinstance(getattr(serving.index, "spec", None), IndexSpec):
                     # Only the ANN indexes read settings at search time (flat has none): duck-typed on purpose.
-                    setattr(self._indexes[key], "spec", vector.spec.index)  # noqa: B010
+                    setattr(serving.index, "spec", vector.spec.index)  # noqa: B010
+                self._indexes[key] = Serving(serving.index, vector)
 
     def keyword_index(self, collection: CompiledCollection) -> BM25Index:
         index = self._keyword.get(collection.name)
@@ -180,11 +203,9 @@ class Engine:
         catalog = self.holder.current
         with self._write_lock:
             write_seq = self.store.write_seq()
-            for (collection, name), index in self._indexes.items():
+            for (collection, name), serving in self._indexes.items():
+                index, vector = serving.index, serving.vector
                 index.close()
-                vector = catalog.collections[collection].vectors[name] if collection in catalog.collections else None
-                if vector is None:
-                    continue
                 try:
                     save_index(index, index_dir(self.data_dir, collection, name), vector_fingerprint(vector.spec.index, vector.dimensions), write_seq)
                 except OSError as exc:  # the store is the truth: the next start rebuilds
@@ -236,7 +257,7 @@ class Engine:
         # A write during a re-vectorization is embedded for the new vectors too.
         for shadow in list(self._shadows.values()):
             positions = [p for p, d in enumerate(drafts) if d.collection.name == shadow.collection]
-            if shadow.target is not None and positions:
+            if shadow.reembed and shadow.target is not None and positions:
                 for position in positions:
                     drafts[position].staged.add(shadow.source)
                 work.append(self._embed_into(drafts, positions, shadow.target, shadow.source, errors, keys))
@@ -253,11 +274,18 @@ class Engine:
                 errors[position] = errors[position] or result
             elif result is not None:
                 drafts[position].vectors[name] = result
+                drafts[position].embedded.add(name)
 
-    def commit(self, drafts: Sequence[Draft], require_new: bool = False) -> list[StoredObject]:
-        """Store drafts durably in one transaction, then update the indexes."""
+    def commit(self, drafts: Sequence[Draft], require_new: bool = False) -> list[StoredObject | ConfigChanged]:
+        """Store drafts durably in one transaction, then update the indexes.
+
+        A draft whose vectors were made for settings no longer served fails alone with
+        ``ConfigChanged`` (``store`` embeds it again).
+        """
         now = _now_ms()
         with self._write_lock:
+            settled = [self._settle(d) for d in drafts]
+            drafts = [d for d in settled if isinstance(d, Draft)]
             pending = {(d.collection.name, d.id) for d in drafts if d.created_ms is None}
             created = self.store.created_times(sorted(pending))
             if require_new and created:
@@ -276,39 +304,98 @@ class Engine:
             ]
             self.store.put_many(objects)
             self._index(drafts, objects)
-        return [_public(o) for o in objects]
+        stored = iter(objects)
+        return [_public(next(stored)) if isinstance(d, Draft) else d for d in settled]
+
+    def _settle(self, draft: Draft) -> Draft | ConfigChanged:
+        """The draft as it may be stored now (under the write lock), its vectors checked against the indexes in service.
+
+        A re-vectorization may have ended since the draft was embedded: a vector staged
+        for it becomes the vector; a vector made for settings no index serves any more
+        means embedding again.
+        """
+        name = draft.collection.name
+        if name not in self.holder.current.collections:
+            return ConfigChanged(f"collection '{name}' was removed from the config while this object was written")
+        serving = {k[1]: s.vector for k, s in self._indexes.items() if k[0] == name}
+        sources = {s.source for s in self._shadows.values() if s.collection == name and s.reembed}
+        vectors = {n: v for n, v in draft.vectors.items() if n in serving or n in sources}
+        promoted = set()
+        for staged in draft.staged & draft.vectors.keys():
+            final = self._promoted.get((name, staged))
+            if final is not None and staged not in sources:
+                vectors[final] = draft.vectors[staged]
+                promoted.add(final)
+        for vector_name, vector in serving.items():
+            made_for = draft.collection.vectors.get(vector_name)
+            if vector_name in promoted or (made_for is None and vector.vectorizer is None):
+                continue
+            if made_for is None or not made_for.same_space(vector):
+                return ConfigChanged(f"the vector '{vector_name}' of '{name}' was rebuilt with new settings while this object was embedded", "send it again")
+        return replace(draft, vectors=vectors)
 
     def _index(self, drafts: Sequence[Draft], objects: Sequence[StoredObject]) -> None:
         """Bring the derived indexes up to date with stored objects, one batch call per index."""
         upserts: dict[tuple[str, str], tuple[list[str], list[np.ndarray]]] = {}
-        for draft, obj in zip(drafts, objects):
+        keys: dict[str, list[tuple[str, str]]] = {}
+        for obj in objects:
             if obj.collection in self._keyword:
                 self._keyword[obj.collection].upsert(obj.id, obj.properties)
-            for vector in draft.collection.vectors.values():
-                key = (obj.collection, vector.name)
-                if vector.name in obj.vectors:
+            if obj.collection not in keys:
+                keys[obj.collection] = [k for k in self._indexes if k[0] == obj.collection]
+            for key in keys[obj.collection]:
+                if key[1] in obj.vectors:
                     ids, vectors = upserts.setdefault(key, ([], []))
                     ids.append(obj.id)
-                    vectors.append(obj.vectors[vector.name])
+                    vectors.append(obj.vectors[key[1]])
                 else:
-                    self._indexes[key].delete(obj.id)
+                    self._indexes[key].index.delete(obj.id)
         for key, (ids, vectors) in upserts.items():
-            self._indexes[key].upsert_many(ids, vectors)
+            self._indexes[key].index.upsert_many(ids, vectors)
         for shadow in self._shadows.values():
             for draft, obj in zip(drafts, objects):
                 if obj.collection != shadow.collection:
                     continue
-                if shadow.target is not None and shadow.source not in draft.staged:
+                if shadow.reembed and shadow.source not in draft.staged:
                     shadow.unstaged.add(obj.id)
                 else:
                     shadow.unstaged.discard(obj.id)
                     shadow.captured.append((obj.id, obj.properties if shadow.vector is None else obj.vectors.get(shadow.source)))
 
     async def write(self, draft: Draft, require_new: bool = False, keys: Mapping[str, str] = NO_KEYS) -> StoredObject:
-        errors = await self.embed([draft], keys)
-        if errors[0] is not None:
-            raise errors[0]
-        return (await anyio.to_thread.run_sync(self.commit, [draft], require_new))[0]
+        (result,) = await self.store_drafts([draft], keys, require_new)
+        if isinstance(result, SearchdError):
+            raise result
+        return result
+
+    async def store_drafts(self, drafts: Sequence[Draft], keys: Mapping[str, str] = NO_KEYS, require_new: bool = False) -> list[StoredObject | SearchdError]:
+        """Embed and commit; a draft that met a re-vectorization's swap half-way is drafted and embedded again."""
+        results: list[StoredObject | SearchdError | None] = [None] * len(drafts)
+        todo = list(enumerate(drafts))
+        for attempt in range(STORE_ATTEMPTS):
+            errors = await self.embed([d for _, d in todo], keys)
+            ready = [(p, d) for (p, d), e in zip(todo, errors) if e is None]
+            for (position, _), error in zip(todo, errors):
+                results[position] = error
+            committed = await anyio.to_thread.run_sync(self.commit, [d for _, d in ready], require_new)
+            todo = []
+            for (position, draft), result in zip(ready, committed):
+                results[position] = result
+                if isinstance(result, ConfigChanged) and attempt + 1 < STORE_ATTEMPTS:
+                    try:
+                        todo.append((position, self._redraft(draft)))
+                    except SearchdError as exc:
+                        results[position] = exc
+            if not todo:
+                break
+        return [r for r in results if r is not None]
+
+    def _redraft(self, draft: Draft) -> Draft:
+        """``draft`` checked against the catalog served now, keeping only the vectors it was sent with."""
+        collection = self.holder.current.collection(draft.collection.name)
+        sent = {n: v for n, v in draft.vectors.items() if n not in draft.embedded and "#" not in n}
+        vectors = _supplied_vectors(collection, {"vectors": sent})
+        return Draft(collection, draft.id, check_properties(collection, draft.properties), vectors, draft.created_ms)
 
     async def batch(self, catalog: Catalog, payloads: Sequence[Any], keys: Mapping[str, str] = NO_KEYS) -> list[StoredObject | SearchdError]:
         """Store every valid object; each bad one fails alone with its own error."""
@@ -319,14 +406,9 @@ class Engine:
                 drafts.append((position, self.draft(catalog, payload)))
             except SearchdError as exc:
                 results[position] = exc
-        errors = await self.embed([d for _, d in drafts], keys)
-        ready = [(p, d) for (p, d), e in zip(drafts, errors) if e is None]
-        for (position, _), error in zip(drafts, errors):
-            if error is not None:
-                results[position] = error
-        stored = await anyio.to_thread.run_sync(self.commit, [d for _, d in ready])
-        for (position, _), obj in zip(ready, stored):
-            results[position] = obj
+        stored = await self.store_drafts([d for _, d in drafts], keys)
+        for (position, _), result in zip(drafts, stored):
+            results[position] = result
         return [r for r in results if r is not None]
 
     async def merge(self, catalog: Catalog, class_name: str, object_id: str, payload: Any, keys: Mapping[str, str] = NO_KEYS) -> StoredObject:
@@ -351,8 +433,9 @@ class Engine:
         with self._write_lock:
             if not self.store.delete(collection.name, the_id):
                 raise NotFound(f"no object with id '{the_id}' in '{collection.name}'")
-            for vector in collection.vectors.values():
-                self._indexes[(collection.name, vector.name)].delete(the_id)
+            for key, serving in self._indexes.items():
+                if key[0] == collection.name:
+                    serving.index.delete(the_id)
             if collection.name in self._keyword:
                 self._keyword[collection.name].delete(the_id)
             for shadow in self._shadows.values():
@@ -404,15 +487,19 @@ class Engine:
                     built.upsert(object_id, value)
                 else:
                     built.upsert_many([object_id], [value])
-            if shadow.target is not None:
+            if shadow.reembed and shadow.target is not None:
                 self.store.promote_vectors(shadow.collection, shadow.source, shadow.target.name)
+                self._promoted[(shadow.collection, shadow.source)] = shadow.target.name
             if isinstance(built, BM25Index):
                 self._keyword[shadow.collection] = built
             else:
+                assert shadow.target is not None
                 previous = self._indexes.get(shadow.key)
-                self._indexes[shadow.key] = built
-                if previous is not None:
-                    previous.close()
+                self._indexes[shadow.key] = Serving(built, shadow.target)
+                if previous is not None:  # it still answers queries that began before the swap (see search_hits)
+                    previous.index.close()
+                    with self._retired_lock:
+                        self._retired[shadow.key] = (*self._retired.get(shadow.key, ()), replace(previous, retired_at=time.monotonic()))
             del self._shadows[shadow.key]
             then()
             return True
@@ -421,7 +508,9 @@ class Engine:
         """Forget a removed collection's (or one vector's) indexes; the caller has dropped the stored data."""
         with self._write_lock:
             for key in [k for k in self._indexes if k[0] == collection and vector in (None, k[1])]:
-                self._indexes.pop(key).close()
+                self._indexes.pop(key).index.close()
+                with self._retired_lock:
+                    self._retired.pop(key, None)
             if vector is None:
                 self._keyword.pop(collection, None)
 
@@ -431,9 +520,16 @@ class Engine:
             self.open_indexes(catalog)
             return self.holder.swap(catalog)
 
+    def release_retired(self, older_than: float = RETIRED_GRACE_S) -> None:
+        """Let go of indexes replaced more than ``older_than`` seconds ago: no query still needs them."""
+        cutoff = time.monotonic() - older_than
+        with self._retired_lock:
+            kept = {k: tuple(s for s in old if s.retired_at > cutoff) for k, old in self._retired.items()}
+            self._retired = {k: old for k, old in kept.items() if old}
+
     def index_size(self, collection: str, vector: str) -> int:
-        index = self._indexes.get((collection, vector))
-        return len(index) if index is not None else 0
+        serving = self._indexes.get((collection, vector))
+        return len(serving.index) if serving is not None else 0
 
     def shadows(self) -> list[Shadow]:
         return list(self._shadows.values())
@@ -473,8 +569,20 @@ class Engine:
         allowed: Collection[str] | None = None,
     ) -> list[Hit]:
         """Nearest ids and distances (not the objects); ``allowed`` restricts the search to those ids (what filters pass)."""
-        hits = self._indexes[(collection.name, vector.name)].search(query, limit + offset, allowed)[offset:]
+        hits = self._index_for(collection.name, vector, query).search(query, limit + offset, allowed)[offset:]
         if max_distance is not None:
             hits = [h for h in hits if h.distance <= max_distance + 1e-6]
         return hits
 
+    def _index_for(self, collection: str, vector: CompiledVector, query: np.ndarray) -> VectorIndex:
+        """The index built for ``vector`` as the request's catalog declares it.
+
+        A query that began before a rebuild's swap searches the index it began on
+        (kept for RETIRED_GRACE_S): its vector was made for that one.
+        """
+        key = (collection, vector.name)
+        current = self._indexes.get(key)
+        for serving in (*([current] if current else []), *self._retired.get(key, ())):
+            if serving.vector.same_space(vector) and query.shape[-1] == vector.dimensions:
+                return serving.index
+        raise ConfigChanged(f"the vector '{vector.name}' of '{collection}' was rebuilt with new settings while this query ran", "send the query again")

@@ -111,3 +111,9 @@ class ProviderRejectedInput(ProviderError):
 
 class ConfigRefused(SearchdError):
     code = "config_refused"
+
+
+class ConfigChanged(SearchdError):
+    """A request met a config swap half-way (its vectors were made for settings no longer served): send it again."""
+
+    code = "config_changed"

@@ -11,9 +11,8 @@
   POST /v1/config/reload starts a re-vectorization; killed at a random moment of it.  The fake answers
   after 0.15 s while a round runs, so the re-vectorization (>= 63 requests of 16, 4 at a time: >= 2.4 s)
   outlasts the longest kill delay (1 s): the kill always lands inside it.  After the restart (the fake at
-  full speed again) the rebuild must resume and finish (bounded poll of /v1/config/status).  This also
-  keeps out of these rounds a bug they found (a write that straddles the end of a re-vectorization; see
-  the xfail test at the end), which would otherwise fail them at random.
+  full speed again) the rebuild must resume and finish (bounded poll of /v1/config/status).  A write that
+  straddles the end of a re-vectorization (found by these rounds) has its own test at the end.
 
 A seeded random.Random picks every kill delay (another one picks the BM25 samples).  The writer records
 an object as acknowledged only when its batch answered HTTP 200 and the object's own result is SUCCESS.
@@ -497,17 +496,6 @@ collections:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "searchd/engine.py:276 (Engine.commit -> _index, engine.py:285-294): a batch embedded while a re-vectorization "
-        "runs (old vector + staged new one) but committed after finish_shadow promoted the staged vectors and swapped "
-        "in the new index (engine.py:390-416, promote at :406) is stored with its old-dimension vector under the final name (and an "
-        "orphan staged one), then _index upserts that vector into the new index: ValueError, HTTP 500 for a write "
-        "that is durable, and the object stays out of the vector index with the wrong dimension after restarts"
-    ),
-)
 def test_a_write_embedded_during_a_revectorization_and_committed_after_it_gets_the_new_vector(
     client_factory: ClientFactory, write_config: Any
 ) -> None:
@@ -531,7 +519,7 @@ def test_a_write_embedded_during_a_revectorization_and_committed_after_it_gets_t
     # ... the re-vectorization ends (staged vectors promoted, new index in service) ...
     asyncio.run(rebuild_vector(engine, shadow, target, Progress("Note", "text", "re-vectorize", 5), lambda: None))
     # ... and only then is the batch committed, as it would be from its worker thread.
-    engine.commit([draft])  # today: ValueError from the 80-dimensional index, after the store committed
+    engine.commit([draft])  # the staged vector becomes the vector: the index now serves its settings
 
     stored = engine.store.get("Note", draft.id)
     assert stored is not None and stored.vectors["text"].shape == (80,), {n: v.shape for n, v in stored.vectors.items()}

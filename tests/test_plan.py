@@ -183,7 +183,7 @@ def test_vectorizer_and_index_changed_together_only_revectorize(load: Load) -> N
 
 def test_vector_bringing_its_own_vectors_cannot_be_reembedded(load: Load) -> None:
     # Module 'none': nothing can compute the new vectors, so the stored ones would be dropped.
-    plan = classify(load(), load(("{module: none, dimensions: 4}", "{module: none, dimensions: 8}")), COUNTS)
+    plan = classify(load(), load(("{module: none, dimensions: 4}", "{module: none, dimensions: 8}")), COUNTS.__getitem__)
     assert only(plan) == Change(DESTRUCTIVE, "replace", "Article.vector own", "dimensions 4 → 8", "the 'own' vectors of 1,204 objects")
     assert plan.reindex == plan.revectorize == ()
     # Its index can still be rebuilt from the stored vectors.
@@ -220,13 +220,13 @@ def test_new_named_vector_is_in_place_and_embedded_in_the_background(load: Load)
 
 def test_removed_property_is_destructive_and_names_what_it_drops(load: Load) -> None:
     applied, proposed = load(), load(("      - {name: year, type: INT}\n", ""))
-    change = only(classify(applied, proposed, COUNTS, year_count))
+    change = only(classify(applied, proposed, COUNTS.__getitem__, year_count))
     assert change == Change(DESTRUCTIVE, "delete", "Article.property year", "property removed", "the 'year' values of 1,180 objects")
     assert only(classify(applied, proposed)).drops == "all stored 'year' values"
 
 
 def test_changed_property_type_is_destructive(load: Load) -> None:
-    plan = classify(load(), load(("{name: year, type: INT}", "{name: year, type: TEXT}")), COUNTS, year_count)
+    plan = classify(load(), load(("{name: year, type: INT}", "{name: year, type: TEXT}")), COUNTS.__getitem__, year_count)
     assert only(plan) == Change(DESTRUCTIVE, "replace", "Article.property year", "type INT → TEXT", "the 'year' values of 1,180 objects")
     assert plan.rebuild_keyword == ("Article",)  # now a searchable TEXT property
     assert plan.refused(allow_destructive=False) and not plan.refused(allow_destructive=True)
@@ -235,7 +235,7 @@ def test_changed_property_type_is_destructive(load: Load) -> None:
 def test_removed_collection_and_vector_are_destructive(load: Load) -> None:
     no_note = ("  - name: Note\n    properties:\n      - {name: text, type: TEXT}\n", "")
     no_own = ("      own:\n        vectorizer: {module: none, dimensions: 4}\n        index: {type: annoy, trees: 8}\n", "")
-    plan = classify(load(), load(no_note, no_own), COUNTS)
+    plan = classify(load(), load(no_note, no_own), COUNTS.__getitem__)
     assert plan.changes == (
         Change(DESTRUCTIVE, "delete", "Article.vector own", "vector removed", "the 'own' vectors of 1,204 objects"),
         Change(DESTRUCTIVE, "delete", "collection Note", "collection removed", "7 objects"),
@@ -301,7 +301,7 @@ MIXED_EDITS = (
 
 
 def test_render_mixed_plan(load: Load) -> None:
-    plan = classify(load(), load(*MIXED_EDITS), COUNTS, year_count)
+    plan = classify(load(), load(*MIXED_EDITS), COUNTS.__getitem__, year_count)
     assert plan.render().splitlines() == [
         "  + collection Blog: new collection (1 property, 0 vectors)",
         "  ~ collection Article: k1 1.2 → 1.5",
@@ -324,7 +324,7 @@ def test_render_mixed_plan(load: Load) -> None:
 
 
 def test_refusal_message_names_each_destructive_change_and_the_way_out(load: Load) -> None:
-    plan = classify(load(), load(*MIXED_EDITS), COUNTS, year_count)
+    plan = classify(load(), load(*MIXED_EDITS), COUNTS.__getitem__, year_count)
     assert plan.refused(allow_destructive=False)
     assert plan.refusal_message() == (
         "refusing 1 destructive change(s) that would drop stored data:\n"
@@ -335,7 +335,7 @@ def test_refusal_message_names_each_destructive_change_and_the_way_out(load: Loa
 
 
 def test_to_json(load: Load) -> None:
-    body = classify(load(), load(*MIXED_EDITS), COUNTS, year_count).to_json()
+    body = classify(load(), load(*MIXED_EDITS), COUNTS.__getitem__, year_count).to_json()
     json.dumps(body)  # serializable as is
     assert body["empty"] is False
     assert [c["address"] for c in body["changes"]] == ["collection Article", "Article.property title", "Article.property year", "Article.vector text", "Article.vector own", "collection Blog"]

@@ -8,7 +8,6 @@ so each reload happens exactly when a test asks for it.  The end-to-end behaviou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -24,10 +23,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from searchd.config import load_spec
-from searchd.errors import ConfigRefused
+from searchd.errors import ConfigChanged, ConfigRefused
 from searchd.reload.applied import revision
 from searchd.server import open_services
 from searchd.server.app import Services
+from searchd.storage import StoredObject
 from tests.conftest import ClientFactory
 from tests.fakes import FakeJina, serving
 
@@ -297,10 +297,8 @@ class SlowRebuild:
     progress: dict[str, Any]  # the status entry once the rebuild has made progress
 
 
-@pytest.fixture
-def slow_rebuild(client_factory: ClientFactory, tmp_path: Path, jina: tuple[FakeJina, str]) -> SlowRebuild:
-    """A re-vectorization (jina-embeddings-v3, dimensions 256 → 128) slowed down by the provider, past its first chunk."""
-    fake, url = jina
+def jina_docs(client_factory: ClientFactory, tmp_path: Path, url: str, settings: str, count: int) -> tuple[TestClient, Path]:
+    """A server with one jina-embeddings-v3 vector (256 dimensions) over ``count`` stored documents."""
     config = tmp_path / "config" / "searchd.yaml"
     config.parent.mkdir()
     config.write_text(
@@ -308,7 +306,7 @@ def slow_rebuild(client_factory: ClientFactory, tmp_path: Path, jina: tuple[Fake
             f"""\
             server: {{reload: {{watch: false}}}}
             modules:
-              text2vec-jinaai: {{baseURL: "{url}", batchSize: 64, maxConcurrency: 1}}
+              text2vec-jinaai: {{baseURL: "{url}", {settings}}}
             collections:
               - name: Doc
                 properties: [{{name: title, type: TEXT}}]
@@ -320,9 +318,16 @@ def slow_rebuild(client_factory: ClientFactory, tmp_path: Path, jina: tuple[Fake
         ),
         encoding="utf-8",
     )
-    count = 400  # more than one re-vectorization chunk (256), so progress moves before the end
     docs = [{"class": "Doc", "id": f"30000000-0000-4000-8000-{i:012d}", "properties": {"title": f"doc {i}"}} for i in range(count)]
-    client = started(client_factory, config, docs)
+    return started(client_factory, config, docs), config
+
+
+@pytest.fixture
+def slow_rebuild(client_factory: ClientFactory, tmp_path: Path, jina: tuple[FakeJina, str]) -> SlowRebuild:
+    """A re-vectorization (jina-embeddings-v3, dimensions 256 → 128) slowed down by the provider, past its first chunk."""
+    fake, url = jina
+    count = 400  # more than one re-vectorization chunk (256), so progress moves before the end
+    client, config = jina_docs(client_factory, tmp_path, url, "batchSize: 64, maxConcurrency: 1", count)
     fake.latency = 0.3  # the second chunk needs 3 requests: about a second
     edit(config, ("dimensions: 256", "dimensions: 128"))
     assert reload(client, 200)["result"] == "applied"
@@ -330,6 +335,24 @@ def slow_rebuild(client_factory: ClientFactory, tmp_path: Path, jina: tuple[Fake
     while (progress := status(client)["rebuilds"][0])["done"] == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     return SlowRebuild(client, config, count, progress)
+
+
+def test_a_revectorization_keeps_the_providers_concurrent_requests_busy(
+    client_factory: ClientFactory, tmp_path: Path, jina: tuple[FakeJina, str]
+) -> None:
+    fake, url = jina
+    # One request per 256-object step: only steps embedded side by side fill the 4 allowed requests.
+    client, config = jina_docs(client_factory, tmp_path, url, "batchSize: 256, maxConcurrency: 4", 1024)
+    fake.reset()
+    fake.latency = 0.2
+    edit(config, ("dimensions: 256", "dimensions: 128"))
+    assert reload(client, 200)["result"] == "applied"
+    services_of(client).config.wait_for_rebuilds()
+    document_requests = [r.body for r in fake.requests if r.body.get("task") == "retrieval.passage"]
+    assert sorted(len(b["input"]) for b in document_requests) == [256] * 4 and {b["dimensions"] for b in document_requests} == {128}
+    assert fake.in_flight_max == 4
+    (progress,) = status(client)["rebuilds"]
+    assert (progress["state"], progress["done"], progress["failed"]) == ("done", 1024, 0), progress
 
 
 def test_progress_is_visible_while_a_slow_revectorization_runs(slow_rebuild: SlowRebuild) -> None:
@@ -350,12 +373,6 @@ def test_progress_is_visible_while_a_slow_revectorization_runs(slow_rebuild: Slo
     assert found.get("errors") and "128" in found["errors"][0]["message"], found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="searchd/reload/manager.py:212-226: the plan is made against the applied (served) spec, which keeps the old vector "
-    "until the swap, so a reload with nothing changed is never 'unchanged' while a re-vectorization runs: it is reported "
-    "'applied' (re-listing the re-vectorization) and _cancel_rebuilds() restarts the rebuild, progress back to 0",
-)
 def test_a_reload_with_nothing_changed_leaves_a_running_revectorization_alone(slow_rebuild: SlowRebuild) -> None:
     client, before = slow_rebuild.client, slow_rebuild.progress
     assert before["state"] == "running" and before["done"] > 0, before
@@ -365,13 +382,25 @@ def test_a_reload_with_nothing_changed_leaves_a_running_revectorization_alone(sl
     assert now["state"] == "running" and now["done"] >= before["done"], now
 
 
-# -- in-flight work across a re-vectorization's swap (bugs: see the reasons) ----------------------
+def test_an_unrelated_change_leaves_a_running_revectorization_alone(slow_rebuild: SlowRebuild, jina: tuple[FakeJina, str]) -> None:
+    client, before = slow_rebuild.client, slow_rebuild.progress
+    edit(slow_rebuild.config, ("server: {reload: {watch: false}}", "server: {reload: {watch: false}, limits: {queryLimitDefault: 7}}"))
+    body = reload(client, 200)
+    assert body["result"] == "applied" and body["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], body
+    (now,) = status(client)["rebuilds"]
+    assert now["state"] == "running" and now["done"] >= before["done"], now
+    assert len(gql(client, "{ Get { Doc { title } } }")["data"]["Get"]["Doc"]) == 7  # the change itself is live
 
-SWAP_BUG = (
-    "searchd/engine.py: indexes are looked up by (collection, vector) name in Engine._indexes (search_hits, _index), "
-    "not through the catalog a request started with; after a re-vectorization swaps in an index of other dimensions, "
-    "work that began on the old catalog meets the new index"
-)
+    services_of(client).config.wait_for_rebuilds()
+    (done,) = status(client)["rebuilds"]
+    assert (done["state"], done["done"]) == ("done", slow_rebuild.count), done
+    # Not restarted: every document was sent for its new vector exactly once.
+    fake = jina[0]
+    titles = [t for r in fake.requests if r.body.get("task") == "retrieval.passage" and r.body.get("dimensions") == 128 for t in r.body["input"]]
+    assert sorted(titles) == sorted(f"doc {i}" for i in range(slow_rebuild.count))
+
+
+# -- in-flight work across a re-vectorization's swap ------------------------------------------------
 
 
 def _swap_dimensions(client: TestClient, config_path: Path) -> None:
@@ -381,11 +410,6 @@ def _swap_dimensions(client: TestClient, config_path: Path) -> None:
     assert services_of(client).holder.current.collections["Article"].vectors["text"].dimensions == 32
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=f"{SWAP_BUG}: a query embedded for 64 dimensions searches the 32-dimension index (ValueError: matmul mismatch)",
-)
 def test_a_query_that_began_before_a_revectorization_swap_still_answers(client_factory: ClientFactory, config_path: Path) -> None:
     client = started(client_factory, config_path)
     services = services_of(client)
@@ -398,13 +422,15 @@ def test_a_query_that_began_before_a_revectorization_swap_still_answers(client_f
     _swap_dimensions(client, config_path)
     found = services.engine.search_hits(collection, vector, query, 1)  # the rest of the in-flight request
     assert [h.id for h in found] == [ARTICLES[3]["id"]]
+    # A query on the new catalog searches the new index; once the grace period is over the old one is gone.
+    new = services.holder.current.collections["Article"]
+    (fresh,) = asyncio.run(new.vectors["text"].vectorizer.embed_objects([{"title": "article 3 on a003z"}]))  # type: ignore[union-attr]
+    assert fresh.shape == (32,) and [h.id for h in services.engine.search_hits(new, new.vectors["text"], fresh, 1)] == [ARTICLES[3]["id"]]
+    services.engine.release_retired(older_than=0)
+    with pytest.raises(ConfigChanged, match="rebuilt with new settings while this query ran"):
+        services.engine.search_hits(collection, vector, query, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=f"{SWAP_BUG}: a write embedded for 64 dimensions and committed after the swap stores a 64-dimension vector in the 32-dimension collection, then fails (ValueError) updating the index",
-)
 def test_a_write_embedded_before_a_revectorization_swap_is_not_stored_with_stale_vectors(
     client_factory: ClientFactory, config_path: Path
 ) -> None:
@@ -415,10 +441,16 @@ def test_a_write_embedded_before_a_revectorization_swap_is_not_stored_with_stale
     assert asyncio.run(services.engine.embed([draft])) == [None]  # the write's embedding, on the old catalog
 
     _swap_dimensions(client, config_path)
-    with contextlib.suppress(Exception):  # refusing the write is fine; storing it with the old vector is not
-        services.engine.commit([draft])  # the rest of the in-flight write
-    stored = services.engine.store.get("Article", payload["id"])
-    assert stored is None or stored.vectors["text"].shape == (32,), stored and {k: v.shape for k, v in stored.vectors.items()}
+    (refused,) = services.engine.commit([draft])  # the rest of the in-flight write: its vector fits no index now
+    assert isinstance(refused, ConfigChanged) and services.engine.store.get("Article", payload["id"]) is None
+    # The write path embeds it again for the settings now served, and stores it.
+    (stored,) = asyncio.run(services.engine.store_drafts([draft]))
+    assert isinstance(stored, StoredObject) and stored.vectors["text"].shape == (32,)
+    current = services.holder.current.collections["Article"]
+    expected = asyncio.run(current.vectors["text"].vectorizer.embed_objects([payload["properties"]]))[0]  # type: ignore[union-attr]
+    np.testing.assert_allclose(stored.vectors["text"], expected, rtol=1e-6)
+    hits = services.engine.search_hits(current, current.vectors["text"], stored.vectors["text"], 1)
+    assert [h.id for h in hits] == [payload["id"]]
 
 
 # -- the start path: a changed config at start is planned like a reload ------------------------------

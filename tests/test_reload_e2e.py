@@ -539,8 +539,7 @@ def queries_since(load: QueryLoad, sent: int) -> Callable[[dict[str, Any]], bool
 def test_reloads_under_concurrent_query_load_fail_no_request(tmp_path: Path, start_server: StartServer) -> None:
     server, config = start_base(tmp_path, start_server)
     logs = server.logs
-    # Every change class except a re-vectorization's index swap, which in-flight queries do not survive yet:
-    # see test_reload_api.py::test_a_query_that_began_before_a_revectorization_swap_still_answers.
+    # Every change class, including re-vectorizations whose swap changes the dimensions under in-flight nearText queries.
     edits: list[tuple[tuple[tuple[str, str], ...], str]] = [
         ((("bm25: {k1: 1.2, b: 0.75}", "bm25: {k1: 1.4, b: 0.75}"),), "applied"),
         ((("Articles for the reload tests.", "Articles under load."),), "applied"),
@@ -555,6 +554,8 @@ def test_reloads_under_concurrent_query_load_fail_no_request(tmp_path: Path, sta
             (("index: {type: hnsw, distance: cosine}", "index: {type: flat, distance: cosine}"),),
             "applied",
         ),  # vector index rebuilt and swapped
+        ((("dimensions: 256, textFields: [title, body]", "dimensions: 128, textFields: [title, body]"),), "applied"),  # re-vectorized
+        ((("dimensions: 128, textFields: [title, body]", "dimensions: 256, textFields: [title, body]"),), "applied"),  # and back
         ((("      - {name: summary, type: TEXT}\n", ""),), "refused"),
         ((("Articles under load.", "Articles after the load."),), "refused"),  # still refused: summary
     ]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_QUERY_LIMIT = 100  # Weaviate's QUERY_DEFAULTS_LIMIT_GRAPHQL
 MAX_QUERY_RESULTS = 10_000  # Weaviate's QUERY_MAXIMUM_RESULTS
+# Vectorizer fields that change how the provider is reached, not the vectors it returns.
+VECTORIZER_IN_PLACE = frozenset({"base_url"})
+# Index fields read per query or per background merge (hnsw.py, annoy.py, multivector.py): a built index stays valid.
+INDEX_SEARCH_TIME = frozenset({"ef", "search_k", "candidates", "merge_threshold"})
 
 
 class PropertyType(enum.Enum):
@@ -150,6 +154,10 @@ class VectorizerSpec:
     def brings_own_vectors(self) -> bool:
         return self.module == "none"
 
+    def embedding(self) -> VectorizerSpec:
+        """Only what decides the vectors returned (``VECTORIZER_IN_PLACE`` fields at their defaults)."""
+        return replace(self, base_url=None)
+
 
 class IndexType(enum.Enum):
     FLAT = "flat"
@@ -178,6 +186,11 @@ class IndexSpec:
     @property
     def kind(self) -> IndexType:
         return IndexType(self.type)
+
+    def built(self) -> IndexSpec:
+        """Only what decides a built index's content (``INDEX_SEARCH_TIME`` fields at their defaults)."""
+        defaults = IndexSpec()
+        return replace(self, **{name: getattr(defaults, name) for name in INDEX_SEARCH_TIME})
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from searchd.config.spec import CollectionSpec, IndexSpec
+from searchd.config.spec import INDEX_SEARCH_TIME, CollectionSpec, IndexSpec
 from searchd.index.base import VectorIndex, build_index, restore_index
 from searchd.index.bm25 import BM25Index
 from searchd.storage import ObjectStore
@@ -36,12 +36,9 @@ def fingerprint(settings: Any) -> str:
     return hashlib.sha256(json.dumps({"settings": settings, "format": FORMAT}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-SEARCH_TIME_SETTINGS = frozenset({"ef", "search_k", "candidates", "merge_threshold"})  # read per search or per merge
-
-
 def vector_fingerprint(spec: IndexSpec, dimensions: int) -> str:
     # Settings read at search time do not change what is saved, so changing them keeps the index.
-    built = {k: v for k, v in asdict(spec).items() if k not in SEARCH_TIME_SETTINGS}
+    built = {k: v for k, v in asdict(spec).items() if k not in INDEX_SEARCH_TIME}
     return fingerprint({**built, "distance": spec.distance.value, "dimensions": dimensions})
 
 

@@ -31,12 +31,12 @@ import watchfiles
 from searchd.catalog import Catalog, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import CollectionSpec, NamedVectorSpec, Spec
-from searchd.engine import Engine, staging_name
+from searchd.engine import RETIRED_GRACE_S, Engine, staging_name
 from searchd.errors import ConfigError, SearchdError
 from searchd.index.persist import index_dir
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.registry import default_registry
-from searchd.reload.applied import Applied, load_applied, redacted, save_applied
+from searchd.reload.applied import Applied, load_applied, redacted, revision, save_applied
 from searchd.reload.plan import Plan, classify
 from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
 
@@ -75,11 +75,6 @@ def with_vector(served: Spec, target: Spec, key: Key) -> Spec:
     return dataclasses.replace(served, collections=tuple(out))
 
 
-def object_counts(engine: Engine, spec: Spec | None) -> tuple[dict[str, int], Callable[[str, str], int]]:
-    names = [c.name for c in spec.collections] if spec else []
-    return {n: engine.store.count(n) for n in names}, engine.store.property_count
-
-
 class ConfigManager:
     def __init__(
         self, config_path: Path, engine: Engine, runtime: ModuleRuntime, allow_destructive: bool = False, on_reload: Callable[[str], None] | None = None
@@ -95,6 +90,7 @@ class ConfigManager:
         self.last: dict[str, Any] | None = None
         self.rebuilds: dict[Key, Progress] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._inputs: dict[Key, Any] = {}  # what each running rebuild was started from (see _unaffected)
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -205,10 +201,14 @@ class ConfigManager:
             return await self.apply(spec, trigger)
 
     def plan(self, spec: Spec) -> Plan:
-        counts, per_property = object_counts(self.engine, self.applied.spec if self.applied else None)
-        return classify(self.applied.spec if self.applied else None, redacted(spec), counts, per_property)
+        # Counts are only taken to word what a destructive change would drop.
+        return classify(self.applied.spec if self.applied else None, redacted(spec), self.engine.store.count, self.engine.store.property_count)
 
     async def apply(self, spec: Spec, trigger: str) -> dict[str, Any]:
+        if self.target is not None and revision(spec) == revision(self.target) and not any(p.state == "failed" for p in self.rebuilds.values()):
+            # What is being applied already is: running rebuilds go on (a failed one is retried below).
+            self.target = spec
+            return self._record(trigger, "unchanged", Plan())
         plan = await anyio.to_thread.run_sync(self.plan, spec)
         allowed = spec.server.reload.allow_destructive or self.allow_destructive_once
         if plan.refused(allowed):
@@ -223,15 +223,28 @@ class ConfigManager:
             catalog = compile_catalog(served, default_registry(), self.runtime)
         except SearchdError as exc:
             return self._record(trigger, "invalid", plan, [str(exc)])
-        await self._cancel_rebuilds()
+        keep = {key for key in self._tasks if self._unaffected(key, spec, plan)}
+        cancelled = await self._cancel_rebuilds(keep)
         if plan.destructive:
             await anyio.to_thread.run_sync(self._drop, self.applied.spec if self.applied else None, spec)
         await anyio.to_thread.run_sync(self.engine.swap, catalog)
+        first = self.served is None
         self.target, self.served = spec, served
         self.applied = save_applied(self.engine.data_dir, served)
-        await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
-        self._start_rebuilds(final, plan)
+        if first or cancelled:  # staged vectors left by a crash or a cancelled re-vectorization (a full scan: not on every reload)
+            await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
+        self._start_rebuilds(final, plan, keep)
         return self._record(trigger, "applied", plan)
+
+    @staticmethod
+    def _rebuild_inputs(spec: Spec, key: Key) -> Any:
+        # A vectorizer is compiled from its collection (fields, properties) and the module settings (keys, URLs).
+        return (spec.find_collection(key[0]), spec.modules)
+
+    def _unaffected(self, key: Key, spec: Spec, plan: Plan) -> bool:
+        """Whether a running rebuild would restart exactly as it runs: then it goes on."""
+        wanted = {*plan.revectorize, *plan.reindex, *((c, "") for c in plan.rebuild_keyword)}
+        return key in wanted and self._inputs.get(key) == self._rebuild_inputs(spec, key)
 
     def _tasks_to_restart(self, plan: Plan) -> bool:
         return bool(plan.revectorize or plan.reindex or plan.rebuild_keyword)
@@ -268,16 +281,20 @@ class ConfigManager:
 
     # -- background rebuilds ------------------------------------------------------------
 
-    async def _cancel_rebuilds(self) -> None:
-        for key, task in list(self._tasks.items()):
+    async def _cancel_rebuilds(self, keep: set[Key]) -> bool:
+        """Cancel the running rebuilds not in ``keep``; whether there were any."""
+        cancelled = {key: task for key, task in self._tasks.items() if key not in keep}
+        for key, task in cancelled.items():
             task.cancel()
             self.rebuilds[key].state = "cancelled"
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*cancelled.values(), return_exceptions=True)
         self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
+        return bool(cancelled)
 
-    def _start_rebuilds(self, final: Catalog, plan: Plan) -> None:
+    def _start_rebuilds(self, final: Catalog, plan: Plan, running: set[Key]) -> None:
         for key in dict.fromkeys([*plan.revectorize, *plan.reindex]):
+            if key in running:
+                continue
             collection, name = key
             target = final.collections[collection].vectors[name]
             reembed = key in plan.revectorize and target.vectorizer is not None
@@ -285,17 +302,23 @@ class ConfigManager:
             shadow = vector_shadow(collection, target, reembed)
             self._launch(key, progress, rebuild_vector(self.engine, shadow, target, progress, functools.partial(self._promoted, key)))
         for collection in plan.rebuild_keyword:
+            if (collection, "") in running:
+                continue
             spec = final.collections[collection].spec
             progress = Progress(collection, "bm25", "bm25", self.engine.store.count(collection))
             self._launch((collection, ""), progress, rebuild_keyword(self.engine, spec, progress, lambda: None))
 
     def _launch(self, key: Key, progress: Progress, work: Any) -> None:
+        assert self.target is not None
         self.rebuilds[key] = progress
+        self._inputs[key] = self._rebuild_inputs(self.target, key)
+        loop = asyncio.get_running_loop()
 
         async def run() -> None:
             try:
                 await work
                 progress.state = "done"
+                loop.call_later(RETIRED_GRACE_S, self.engine.release_retired)
                 log.info("rebuild of %s.%s (%s) done: %d objects", progress.collection, progress.target, progress.kind, progress.done)
             except asyncio.CancelledError:
                 progress.state = "cancelled"
@@ -307,7 +330,7 @@ class ConfigManager:
                 progress.finished = time.time()
                 self._tasks.pop(key, None)
 
-        self._tasks[key] = asyncio.get_running_loop().create_task(run())
+        self._tasks[key] = loop.create_task(run())
 
     def _promoted(self, key: Key) -> None:
         """Called under the engine's write lock once a rebuilt vector index replaced the old one."""

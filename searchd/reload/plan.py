@@ -16,12 +16,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from searchd.config.spec import CollectionSpec, ServerSpec, Spec
+from searchd.config.spec import INDEX_SEARCH_TIME, VECTORIZER_IN_PLACE, CollectionSpec, ServerSpec, Spec
 
-# Vectorizer fields that change how the provider is reached, not the vectors it returns.
-VECTORIZER_IN_PLACE = frozenset({"base_url"})
-# Index fields read per query or per background merge (hnsw.py, annoy.py, multivector.py): a built index stays valid.
-INDEX_SEARCH_TIME = frozenset({"ef", "search_k", "candidates", "merge_threshold"})
 # Server fields read on every request; the others (socket, data directory) are bound at start.
 SERVER_LIVE = frozenset({"limits", "reload", "auth"})
 
@@ -188,7 +184,7 @@ def _count(n: int, one: str, many: str) -> str:
 
 @dataclass
 class _Planner:
-    object_counts: Mapping[str, int] | None
+    object_counts: Callable[[str], int] | None
     property_counts: Callable[[str, str], int] | None
     changes: list[Change] = field(default_factory=list)
     restart: list[Change] = field(default_factory=list)
@@ -204,8 +200,7 @@ class _Planner:
         return Plan(tuple(self.changes), tuple(self.revectorize), tuple(self.reindex), tuple(self.rebuild_keyword), tuple(self.restart))
 
     def _objects(self, collection: str) -> str:
-        count = None if self.object_counts is None else self.object_counts.get(collection)
-        return "all stored objects" if count is None else f"{count:,} objects"
+        return "all stored objects" if self.object_counts is None else f"{self.object_counts(collection):,} objects"
 
     def _values(self, collection: str, prop: str) -> str:
         if self.property_counts is None:
@@ -297,7 +292,7 @@ class _Planner:
 def classify(
     applied: Spec | None,
     proposed: Spec,
-    object_counts: Mapping[str, int] | None = None,
+    object_counts: Callable[[str], int] | None = None,
     property_counts: Callable[[str, str], int] | None = None,
 ) -> Plan:
     """The plan that takes ``applied`` to ``proposed``; counts only word the ``drops`` texts."""

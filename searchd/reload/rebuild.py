@@ -33,6 +33,8 @@ from searchd.reload.applied import canonical
 log = logging.getLogger("searchd.reload")
 
 EMBED_BATCH = 256
+# Steps embedded at once: enough to keep a provider's concurrent requests busy when one step is a single batch.
+STEPS_IN_FLIGHT = 4
 LOG_EVERY_S = 5.0
 
 
@@ -48,6 +50,7 @@ class Progress:
     error: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    logged: float = field(default_factory=time.monotonic)  # when progress was last logged
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = (self.finished or time.time()) - self.started
@@ -77,14 +80,14 @@ def staging_stamp(vector: CompiledVector) -> str:
 
 def vector_shadow(collection: str, target: CompiledVector, reembed: bool) -> Shadow:
     source = staging_name(target.name, staging_stamp(target)) if reembed else target.name
-    return Shadow(collection, target.name, source, target if reembed else None)
+    return Shadow(collection, target.name, source, target, reembed)
 
 
 async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress, done: Callable[[], None]) -> None:
     """Run one vector rebuild to the end; ``done`` swaps the catalog (under the write lock)."""
     engine.begin_shadow(shadow)
     try:
-        if shadow.target is not None:
+        if shadow.reembed:
             await _embed_all(engine, shadow, target, progress)
         label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
         index = build_index(target.spec.index, target.dimensions)
@@ -99,14 +102,32 @@ async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector,
 
 
 async def _embed_all(engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress) -> None:
-    assert target.vectorizer is not None
+    """Embed every stored object for ``target``, STEPS_IN_FLIGHT steps at a time (the provider client bounds its requests)."""
     store, collection, cursor = engine.store, shadow.collection, ""
-    last_log = time.monotonic()
-    while True:
-        rows = await anyio.to_thread.run_sync(store.ids_after, collection, cursor, EMBED_BATCH)
-        if not rows:
-            return
-        cursor = rows[-1][0]
+    slots = anyio.Semaphore(STEPS_IN_FLIGHT)
+    try:
+        async with anyio.create_task_group() as steps:
+            while True:
+                await slots.acquire()
+                rows = await anyio.to_thread.run_sync(store.ids_after, collection, cursor, EMBED_BATCH)
+                if not rows:
+                    slots.release()
+                    break
+                cursor = rows[-1][0]
+                steps.start_soon(_embed_step, engine, shadow, target, progress, rows, slots)
+    except BaseExceptionGroup as group:  # one step failed and the others were cancelled: report its error
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+async def _embed_step(
+    engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress, rows: list[tuple[str, int]], slots: anyio.Semaphore
+) -> None:
+    assert target.vectorizer is not None
+    store, collection = engine.store, shadow.collection
+    try:
         staged = await anyio.to_thread.run_sync(store.ids_with_vector, collection, shadow.source, [r[0] for r in rows])
         todo = [(object_id, updated) for object_id, updated in rows if object_id not in staged]
         objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo])
@@ -123,9 +144,11 @@ async def _embed_all(engine: Engine, shadow: Shadow, target: CompiledVector, pro
                 ready.append((object_id, updated, result))
         await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, shadow.source, ready)
         progress.done += len(rows)
-        if time.monotonic() - last_log >= LOG_EVERY_S:
-            last_log = time.monotonic()
+        if time.monotonic() - progress.logged >= LOG_EVERY_S:
+            progress.logged = time.monotonic()
             log.info("re-vectorizing %s.%s: %s", collection, target.name, _summary(progress))
+    finally:
+        slots.release()
 
 
 async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> None:

@@ -80,8 +80,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ), on_provider_call=metrics.observe_provider)
     try:
         applied = load_applied(directory)
-        counts = {c.name: store.count(c.name) for c in applied.spec.collections} if applied else {}
-        plan = classify(applied.spec if applied else None, redacted(spec), counts, store.property_count)
+        plan = classify(applied.spec if applied else None, redacted(spec), store.count, store.property_count)
         if plan.refused(spec.server.reload.allow_destructive or allow_destructive):
             raise ConfigRefused(plan.refusal_message(), f"or restore the config applied last (revision {applied.revision if applied else '?'})")
         served = served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from searchd.errors import (
     AlreadyExists,
+    ConfigChanged,
     ConfigError,
     ConfigRefused,
     InvalidInput,
@@ -33,6 +34,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SearchdError], int], ...] = (
     (NotFound, 404),
     (PayloadTooLarge, 413),
     (StorageError, 503),
+    (ConfigChanged, 503),
     (ProviderUnavailable, 503),
     (ProviderError, 502),
 )
