@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents
 from searchd.config.semantic import semantic_issues
 from searchd.config.spec import Spec, spec_from_data
 from searchd.config.validate import schema_issues
 from searchd.errors import ConfigError, ConfigIssue
-from searchd.modules.registry import ModuleRegistry, default_registry
+
+if TYPE_CHECKING:
+    from searchd.modules.registry import ModuleRegistry
 
 
 def _valid_parts(data: Any, bad_paths: list[PathKey]) -> dict[str, Any]:
@@ -66,6 +68,9 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
 
 def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, registry: ModuleRegistry | None = None) -> Spec:
     """Load, validate and check a config path; raise ConfigError listing every issue found."""
+    # Imported here: the modules import the config spec, so the config package cannot import them first.
+    from searchd.modules.registry import default_registry
+
     config_path = Path(path)
     registry = registry or default_registry()
     documents, issues = read_documents(config_path, environ)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from searchd.config.loader import Locator, PathKey
 from searchd.config.spec import CollectionSpec, Distance, IndexType, NamedVectorSpec, PropertyType, Spec, VectorizerSpec
 from searchd.errors import ConfigIssue
-from searchd.modules.base import ModuleInfo
-from searchd.modules.registry import ModuleRegistry
+
+if TYPE_CHECKING:  # modules import the config spec: at run time the registry is handed in
+    from searchd.modules.base import ModuleInfo
+    from searchd.modules.registry import ModuleRegistry
 
 RESERVED_PROPERTY_NAMES = frozenset({"id", "_id", "_additional"})
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from searchd.errors import ProviderError, ProviderRejectedInput, ProviderUnavailable
 
@@ -211,8 +212,8 @@ class ProviderClient:
                 else:
                     if response.status_code == 200:
                         try:
-                            answer = response.json()
-                        except ValueError:
+                            answer = orjson.loads(response.content)  # large float arrays: ~3x faster than json
+                        except orjson.JSONDecodeError:
                             last_problem = "answered 200 with a body that is not JSON"
                         else:
                             self._note("ok", started)

@@ -234,6 +234,7 @@ class ConfigManager:
         if first or cancelled:  # staged vectors left by a crash or a cancelled re-vectorization (a full scan: not on every reload)
             await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
         self._start_rebuilds(final, plan, keep)
+        self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
         return self._record(trigger, "applied", plan)
 
     @staticmethod
@@ -284,11 +285,11 @@ class ConfigManager:
     async def _cancel_rebuilds(self, keep: set[Key]) -> bool:
         """Cancel the running rebuilds not in ``keep``; whether there were any."""
         cancelled = {key: task for key, task in self._tasks.items() if key not in keep}
-        for key, task in cancelled.items():
+        for task in cancelled.values():
             task.cancel()
-            self.rebuilds[key].state = "cancelled"
         await asyncio.gather(*cancelled.values(), return_exceptions=True)
-        self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
+        for key in cancelled:  # listed until the apply has started their replacements: status pollers see no gap
+            self.rebuilds[key].state = "restarting"
         return bool(cancelled)
 
     def _start_rebuilds(self, final: Catalog, plan: Plan, running: set[Key]) -> None:

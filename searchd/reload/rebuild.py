@@ -46,7 +46,7 @@ class Progress:
     total: int
     done: int = 0
     failed: int = 0
-    state: str = "running"  # running | done | failed | cancelled
+    state: str = "running"  # running | done | failed | cancelled | restarting (a reload replaces it)
     error: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
