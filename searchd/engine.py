@@ -280,7 +280,7 @@ class Engine:
         """Store drafts durably in one transaction, then update the indexes.
 
         A draft whose vectors were made for settings no longer served fails alone with
-        ``ConfigChanged`` (``store`` embeds it again).
+        ``ConfigChanged`` (``store_drafts`` embeds it again).
         """
         now = _now_ms()
         with self._write_lock:

@@ -1016,6 +1016,20 @@ def test_multivector_deleted_and_updated_documents_are_never_returned(mv_documen
         assert index.search(current[object_id], 1)[0].id == object_id
 
 
+def test_multivector_reimport_of_the_same_matrices_adds_no_tokens(mv_documents: tuple[list[str], list[np.ndarray]]) -> None:
+    ids, documents = mv_documents[0][:600], mv_documents[1][:600]
+    index = make_index("multivector", COSINE, MV_DATA["dims"], ef_construction=64)
+    index.upsert_many(ids, documents)
+    labels = sorted(index._tokens.get_ids_list())
+    before = [index.search(documents[i], K) for i in range(0, 600, 60)]
+    index.upsert_many(ids, documents)  # the same objects again (an idempotent re-import): no token replaced
+    assert sorted(index._tokens.get_ids_list()) == labels and len(index) == 600
+    assert [index.search(documents[i], K) for i in range(0, 600, 60)] == before
+    changed = np.tile(-documents[7].sum(axis=0), (2, 1))  # a changed matrix is still replaced
+    index.upsert_many([ids[7]], [changed])
+    assert index.search(changed, 1)[0].id == ids[7] and index._documents[ids[7]].shape == (2, MV_DATA["dims"])
+
+
 def test_multivector_returns_k_hits_when_document_rows_are_similar() -> None:
     """The nearest tokens crowd into a handful of documents (12 near-identical rows each): the token
     search must widen until enough documents are candidates."""
