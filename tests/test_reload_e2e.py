@@ -473,7 +473,30 @@ def test_revectorized_vectors_equal_a_fresh_import(tmp_path: Path, start_server:
 # -- concurrent load ------------------------------------------------------------------------------
 
 
-class QueryLoad(threading.Thread):
+class BoundedLoad(threading.Thread):
+    """Requests in a loop bounded by ``max_seconds`` (and the subclass's own count); records every failure."""
+
+    def __init__(self, base_url: str, max_seconds: float = 60.0) -> None:
+        super().__init__(name=f"reload-{type(self).__name__}", daemon=True)
+        self.base_url = base_url
+        self.deadline = time.monotonic() + max_seconds
+        self.stop_requested = threading.Event()
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(base_url=self.base_url, timeout=DEADLINE_S, trust_env=False) as http:
+                while not self.stop_requested.is_set() and time.monotonic() < self.deadline and self.step(http):
+                    pass
+        except BaseException:  # noqa: BLE001  (an exception escaping a thread would be lost)
+            self.failures.append(traceback.format_exc())
+
+    def step(self, http: httpx.Client) -> bool:
+        """One request; False once the loop's own bound is reached."""
+        raise NotImplementedError
+
+
+class QueryLoad(BoundedLoad):
     """GraphQL queries in a bounded loop; records every failed or wrongly shaped answer."""
 
     QUERIES = (
@@ -484,35 +507,22 @@ class QueryLoad(threading.Thread):
         '{ Get { Article(where: {path: ["year"], operator: GreaterThanEqual, valueInt: 2000}, limit: 5) { title year _additional { id } } } }',
     )
 
-    def __init__(self, base_url: str, max_requests: int = 20_000, max_seconds: float = 60.0) -> None:
-        super().__init__(name="reload-query-load", daemon=True)
-        self.base_url = base_url
+    def __init__(self, base_url: str, max_requests: int = 20_000) -> None:
+        super().__init__(base_url)
         self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.stop_requested = threading.Event()
         self.sent = 0
-        self.failures: list[str] = []
 
-    def run(self) -> None:
+    def step(self, http: httpx.Client) -> bool:
+        query = self.QUERIES[self.sent % len(self.QUERIES)]
+        self.sent += 1
         try:
-            self._run()
-        except BaseException:  # noqa: BLE001  (an exception escaping a thread would be lost)
-            self.failures.append(traceback.format_exc())
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        with httpx.Client(base_url=self.base_url, timeout=DEADLINE_S, trust_env=False) as http:
-            while not self.stop_requested.is_set() and self.sent < self.max_requests and time.monotonic() < deadline:
-                query = self.QUERIES[self.sent % len(self.QUERIES)]
-                self.sent += 1
-                try:
-                    response = http.post("/v1/graphql", json={"query": query})
-                except httpx.TransportError as exc:
-                    self.failures.append(f"{query}: {exc!r}")
-                    continue
-                problem = self._check(response)
-                if problem:
-                    self.failures.append(f"{query}: {problem}")
+            response = http.post("/v1/graphql", json={"query": query})
+        except httpx.TransportError as exc:
+            self.failures.append(f"{query}: {exc!r}")
+        else:
+            if problem := self._check(response):
+                self.failures.append(f"{query}: {problem}")
+        return self.sent < self.max_requests
 
     @staticmethod
     def _check(response: httpx.Response) -> str | None:
@@ -530,6 +540,28 @@ class QueryLoad(threading.Thread):
             if set(hit["_additional"]) != {"id"} or not isinstance(hit["_additional"]["id"], str):
                 return f"wrongly shaped _additional {hit['_additional']}"
         return None
+
+
+class WriteLoad(BoundedLoad):
+    """Batches of 4 new articles in a bounded loop; records every failed batch and every acknowledged id."""
+
+    def __init__(self, base_url: str, max_batches: int = 2_000) -> None:
+        super().__init__(base_url)
+        self.max_batches = max_batches
+        self.batches = 0
+        self.acknowledged: list[str] = []
+
+    def step(self, http: httpx.Client) -> bool:
+        objects = [article(1_000 + 4 * self.batches + k) for k in range(4)]
+        self.batches += 1
+        response = http.post("/v1/batch/objects", json={"objects": objects})
+        statuses = [r.get("result", {}).get("status") for r in response.json()] if response.status_code == 200 else []
+        if statuses != ["SUCCESS"] * 4:
+            self.failures.append(f"HTTP {response.status_code}: {response.text[:300]}")
+        else:
+            self.acknowledged.extend(o["id"] for o in objects)
+        time.sleep(0.01)  # leave the server time for the reloads
+        return self.batches < self.max_batches
 
 
 def queries_since(load: QueryLoad, sent: int) -> Callable[[dict[str, Any]], bool]:
@@ -559,9 +591,10 @@ def test_reloads_under_concurrent_query_load_fail_no_request(tmp_path: Path, sta
         ((("      - {name: summary, type: TEXT}\n", ""),), "refused"),
         ((("Articles under load.", "Articles after the load."),), "refused"),  # still refused: summary
     ]
-    load = QueryLoad(server.url)
+    load, writes = QueryLoad(server.url), WriteLoad(server.url)
     with client(server) as http:
         load.start()
+        writes.start()
         try:
             for changes, result in edits:
                 sent_before, before = load.sent, status(http)
@@ -572,10 +605,21 @@ def test_reloads_under_concurrent_query_load_fail_no_request(tmp_path: Path, sta
                 wait_status(http, queries_since(load, sent_before), "queries during the reload", logs)
         finally:
             load.stop_requested.set()
+            writes.stop_requested.set()
             load.join(timeout=DEADLINE_S)
-    assert not load.is_alive()
-    assert load.sent > 2 * len(edits), load.sent
-    assert not load.failures, f"{len(load.failures)} of {load.sent} queries failed; first: {load.failures[:5]}\n{logs()}"
+            writes.join(timeout=DEADLINE_S)
+        assert not load.is_alive() and not writes.is_alive()
+        assert load.sent > 2 * len(edits), load.sent
+        assert not load.failures, f"{len(load.failures)} of {load.sent} queries failed; first: {load.failures[:5]}\n{logs()}"
+        assert not writes.failures, f"{len(writes.failures)} batches failed; first: {writes.failures[:5]}\n{logs()}"
+        # Every acknowledged write is stored with a vector of the final settings, in the index that serves them.
+        assert len(writes.acknowledged) > len(edits), len(writes.acknowledged)
+        assert set(writes.acknowledged) <= list_all_ids(http, "Article", N_ARTICLES + len(writes.acknowledged), logs)
+        for object_id in writes.acknowledged[:: max(1, len(writes.acknowledged) // 25)]:
+            vector = get_object(http, "Article", object_id, vector=True)["vector"]
+            assert len(vector) == 256, (object_id, len(vector))
+            found = hits(http, f"{{ Get {{ Article(nearVector: {{vector: {json.dumps(vector)}}}, limit: 1) {{ _additional {{ id distance }} }} }} }}", logs)
+            assert found[0]["_additional"]["id"] == object_id and abs(found[0]["_additional"]["distance"]) < 1e-5, (object_id, found)
 
 
 # -- SIGHUP --------------------------------------------------------------------------------------------
