@@ -25,7 +25,7 @@ from searchd.catalog import CompiledVector
 from searchd.config.spec import CollectionSpec
 from searchd.engine import Engine, Shadow, staging_name
 from searchd.errors import ProviderUnavailable, SearchdError
-from searchd.index.base import build_index
+from searchd.index.base import VectorIndex, build_index
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import fill_index, fill_keyword_index
 from searchd.reload.applied import canonical
@@ -87,11 +87,12 @@ async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector,
     """Run one vector rebuild to the end; ``done`` swaps the catalog (under the write lock)."""
     engine.begin_shadow(shadow)
     try:
-        if shadow.reembed:
-            await _embed_all(engine, shadow, target, progress)
-        label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
-        index = build_index(target.spec.index, target.dimensions)
-        built = await anyio.to_thread.run_sync(fill_index, index, engine.store, shadow.collection, shadow.source, target.dimensions, label, False, "built")
+        built = build_index(target.spec.index, target.dimensions)
+        # A re-vectorization inserts each step's new vectors as it goes (in a worker thread, beside the embedding).
+        from_store = not shadow.reembed or await _Revectorization(engine, shadow, target, progress, built).run()
+        if from_store:  # a reindex, or vectors staged before a restart: the index is filled from the stored vectors
+            label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
+            await anyio.to_thread.run_sync(fill_index, built, engine.store, shadow.collection, shadow.source, target.dimensions, label, False, "built")
         while not await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done):
             await _catch_up(engine, shadow, target)
     except BaseException:
@@ -101,54 +102,66 @@ async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector,
         progress.done = progress.total
 
 
-async def _embed_all(engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress) -> None:
-    """Embed every stored object for ``target``, STEPS_IN_FLIGHT steps at a time (the provider client bounds its requests)."""
-    store, collection, cursor = engine.store, shadow.collection, ""
-    slots = anyio.Semaphore(STEPS_IN_FLIGHT)
-    try:
-        async with anyio.create_task_group() as steps:
-            while True:
-                await slots.acquire()
-                rows = await anyio.to_thread.run_sync(store.ids_after, collection, cursor, EMBED_BATCH)
-                if not rows:
-                    slots.release()
-                    break
-                cursor = rows[-1][0]
-                steps.start_soon(_embed_step, engine, shadow, target, progress, rows, slots)
-    except BaseExceptionGroup as group:  # one step failed and the others were cancelled: report its error
-        first = group.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+@dataclass
+class _Revectorization:
+    """Embeds every stored object for ``target`` in id order, STEPS_IN_FLIGHT steps at a time (the provider client bounds its requests)."""
 
+    engine: Engine
+    shadow: Shadow
+    target: CompiledVector
+    progress: Progress
+    index: VectorIndex
+    resumed: bool = False  # some objects already had a staged vector (an earlier run stopped)
 
-async def _embed_step(
-    engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress, rows: list[tuple[str, int]], slots: anyio.Semaphore
-) -> None:
-    assert target.vectorizer is not None
-    store, collection = engine.store, shadow.collection
-    try:
-        staged = await anyio.to_thread.run_sync(store.ids_with_vector, collection, shadow.source, [r[0] for r in rows])
-        todo = [(object_id, updated) for object_id, updated in rows if object_id not in staged]
-        objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo])
-        todo = [(object_id, updated) for object_id, updated in todo if object_id in objects]
-        results = await target.vectorizer.embed_objects([objects[object_id].properties for object_id, _ in todo])
-        ready = []
-        for (object_id, updated), result in zip(todo, results):
-            if isinstance(result, ProviderUnavailable):
-                raise result  # the provider is down: stop, keep what is staged, resume later
-            if isinstance(result, SearchdError):
-                progress.failed += 1
-                progress.error = f"{progress.failed} object(s) could not be embedded; the last: {result}"
-            elif result is not None:
-                ready.append((object_id, updated, result))
-        await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, shadow.source, ready)
-        progress.done += len(rows)
-        if time.monotonic() - progress.logged >= LOG_EVERY_S:
-            progress.logged = time.monotonic()
-            log.info("re-vectorizing %s.%s: %s", collection, target.name, _summary(progress))
-    finally:
-        slots.release()
+    async def run(self) -> bool:
+        """Whether the index must still be filled from the store (a resumed run)."""
+        store, cursor = self.engine.store, ""
+        slots = anyio.Semaphore(STEPS_IN_FLIGHT)
+        try:
+            async with anyio.create_task_group() as steps:
+                while True:
+                    await slots.acquire()
+                    rows = await anyio.to_thread.run_sync(store.ids_after, self.shadow.collection, cursor, EMBED_BATCH)
+                    if not rows:
+                        slots.release()
+                        break
+                    cursor = rows[-1][0]
+                    steps.start_soon(self._step, rows, slots)
+        except BaseExceptionGroup as group:  # one step failed and the others were cancelled: report its error
+            first = group.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        return self.resumed
+
+    async def _step(self, rows: list[tuple[str, int]], slots: anyio.Semaphore) -> None:
+        assert self.target.vectorizer is not None
+        store, collection, source, progress = self.engine.store, self.shadow.collection, self.shadow.source, self.progress
+        try:
+            staged = await anyio.to_thread.run_sync(store.ids_with_vector, collection, source, [r[0] for r in rows])
+            self.resumed = self.resumed or bool(staged)
+            todo = [(object_id, updated) for object_id, updated in rows if object_id not in staged]
+            objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo])
+            todo = [(object_id, updated) for object_id, updated in todo if object_id in objects]
+            results = await self.target.vectorizer.embed_objects([objects[object_id].properties for object_id, _ in todo])
+            ready = []
+            for (object_id, updated), result in zip(todo, results):
+                if isinstance(result, ProviderUnavailable):
+                    raise result  # the provider is down: stop, keep what is staged, resume later
+                if isinstance(result, SearchdError):
+                    progress.failed += 1
+                    progress.error = f"{progress.failed} object(s) could not be embedded; the last: {result}"
+                elif result is not None:
+                    ready.append((object_id, updated, result))
+            await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, source, ready)
+            # An object rewritten meanwhile gets a stale vector here; its write was captured and is replayed at the swap.
+            await anyio.to_thread.run_sync(self.index.upsert_many, [r[0] for r in ready], [r[2] for r in ready])
+            progress.done += len(rows)
+            if time.monotonic() - progress.logged >= LOG_EVERY_S:
+                progress.logged = time.monotonic()
+                log.info("re-vectorizing %s.%s: %s", collection, self.target.name, _summary(progress))
+        finally:
+            slots.release()
 
 
 async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> None:
