@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from searchd.config import load_spec
+from searchd.config.loader import config_digest, config_files
 from searchd.config.spec import EN_STOPWORDS, Distance, PropertyType, Spec
 from searchd.errors import ConfigError, ConfigIssue
 from tests.conftest import EXAMPLES, MULTIMODAL, QUICKSTART, ROOT
@@ -594,6 +595,27 @@ def test_directory_config_collections_from_all_files_in_path_order(tmp_path: Pat
         },
     )
     assert [c.name for c in load_spec(config, environ={}).collections] == ["First", "Second", "Third"]
+
+
+def test_directory_config_skips_hidden_files_and_configmap_copies(tmp_path: Path) -> None:
+    """A ConfigMap volume holds each file three times (name -> ..data/name -> ..<timestamp>/name); editors leave dotfiles."""
+    config = write_files(
+        tmp_path / "config",
+        {
+            "..2026_12_02_04_00_00.1/collections.yaml": ONE_COLLECTION,
+            ".#collections.yaml": ONE_COLLECTION,
+            ".git/HEAD.yaml": "not: [yaml",
+        },
+    )
+    (config / "..data").symlink_to("..2026_12_02_04_00_00.1")
+    (config / "collections.yaml").symlink_to("..data/collections.yaml")
+    assert config_files(config) == [config / "collections.yaml"]
+    assert [c.name for c in load_spec(config, environ={}).collections] == ["Article"]
+    before = config_digest(config)
+    (config / "notes.yaml.txt").write_text("ignored", encoding="utf-8")
+    assert config_digest(config) == before
+    (config / "..2026_12_02_04_00_00.1/collections.yaml").write_text(ONE_COLLECTION.replace("Article", "Story"), encoding="utf-8")
+    assert config_digest(config) != before
 
 
 def test_errors_in_the_second_file_name_that_file_and_its_own_indexes(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -620,6 +621,61 @@ def test_reloads_under_concurrent_query_load_fail_no_request(tmp_path: Path, sta
             assert len(vector) == 256, (object_id, len(vector))
             found = hits(http, f"{{ Get {{ Article(nearVector: {{vector: {json.dumps(vector)}}}, limit: 1) {{ _additional {{ id distance }} }} }} }}", logs)
             assert found[0]["_additional"]["id"] == object_id and abs(found[0]["_additional"]["distance"]) < 1e-5, (object_id, found)
+
+
+# -- how files change: renames, ConfigMap symlink swaps, unrelated files ---------------------------------
+
+
+def configmap_update(mount: Path, version: str, text: str) -> None:
+    """What the kubelet does to a ConfigMap volume: a new timestamped directory, then an atomic swap of ``..data``."""
+    previous = os.readlink(mount / "..data") if (mount / "..data").is_symlink() else None
+    (mount / version).mkdir()
+    (mount / version / "searchd.yaml").write_text(text, encoding="utf-8")
+    (mount / "..data_tmp").symlink_to(version)
+    os.replace(mount / "..data_tmp", mount / "..data")
+    if previous is not None:
+        shutil.rmtree(mount / previous)
+
+
+def test_the_watcher_follows_renames_configmap_swaps_and_ignores_unrelated_files(tmp_path: Path, start_server: StartServer) -> None:
+    # A file config mounted the way Kubernetes mounts a ConfigMap: searchd.yaml -> ..data/searchd.yaml, ..data -> ..v1
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    configmap_update(mount, "..v1", BASE)
+    (mount / "searchd.yaml").symlink_to("..data/searchd.yaml")
+    server = start_server(mount / "searchd.yaml", tmp_path / "data", "--load", str(write_jsonl(tmp_path / "objects.jsonl", ARTICLES)))
+    logs = server.logs
+    with client(server) as http:
+        text = BASE
+        # Two ConfigMap updates in a row: each is applied (the second one swaps away from a path never given at start).
+        for version, description in (("..v2", "Articles from ConfigMap v2."), ("..v3", "Articles from ConfigMap v3.")):
+            before = status(http)
+            text = replaced(text, (text.split("description: ")[1].split("\n")[0], description))
+            configmap_update(mount, version, text)
+            wait_reload(http, before, logs, "applied")
+            assert schema_class(http, "Article")["description"] == description
+
+    # A save by rename (what vim, IDEs and `git checkout` do) onto a plain config file.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "searchd.yaml").write_text(BASE, encoding="utf-8")
+    server_b = start_server(plain / "searchd.yaml", tmp_path / "data-b")
+    with client(server_b) as http:
+        before = status(http)
+        staged = plain / ".searchd.yaml.swp-new"
+        staged.write_text(replaced(BASE, ("Articles for the reload tests.", "Saved by rename.")), encoding="utf-8")
+        os.replace(staged, plain / "searchd.yaml")
+        now = wait_reload(http, before, server_b.logs, "applied")
+        assert schema_class(http, "Article")["description"] == "Saved by rename."
+        # Files beside the config that it does not consist of: no reload at all, then a real edit is the next one.
+        (plain / "notes.txt").write_text("not config", encoding="utf-8")
+        (plain / "other.yaml.bak").write_text("collections: []", encoding="utf-8")
+        time.sleep(0.5)  # longer than the watcher's debounce: an event for these would have been handled by now
+        assert reload_at(status(http)) == reload_at(now)
+        edit(plain / "searchd.yaml", ("Saved by rename.", "Edited after the noise."))
+        after = wait_reload(http, now, server_b.logs, "applied")
+        assert after["lastReload"]["trigger"] == "file change"
+        assert schema_class(http, "Article")["description"] == "Edited after the noise."
 
 
 # -- SIGHUP --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ never have to be written in a file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -164,10 +165,28 @@ def parse_yaml(text: str, file: str, environ: Mapping[str, str]) -> tuple[Source
 
 
 def config_files(path: Path) -> list[Path]:
-    """The YAML files a config path stands for: the file itself, or a directory's files, sorted."""
+    """The YAML files a config path stands for: the file itself, or a directory's files, sorted.
+
+    Hidden files and directories are skipped: editor backups, ``.git``, and the
+    ``..data`` / ``..<timestamp>`` copies of a Kubernetes ConfigMap volume.
+    """
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+        found = (p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+        return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(path).parts))
     return [path]
+
+
+def config_digest(path: Path) -> str:
+    """A hash of what the config files hold now (through symlinks): a reload is due when it changes."""
+    digest = hashlib.sha256()
+    for file in config_files(path) if path.exists() else []:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        try:
+            digest.update(file.read_bytes())
+        except OSError as exc:  # unreadable now: a reload reports it
+            digest.update(f"unreadable: {exc.errno}".encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def read_documents(path: Path, environ: Mapping[str, str] | None = None) -> tuple[list[SourceDocument], list[ConfigIssue]]:

@@ -30,6 +30,7 @@ import watchfiles
 
 from searchd.catalog import Catalog, compile_catalog
 from searchd.config import load_spec
+from searchd.config.loader import config_digest
 from searchd.config.spec import CollectionSpec, NamedVectorSpec, Spec
 from searchd.engine import RETIRED_GRACE_S, Engine, staging_name
 from searchd.errors import ConfigError, SearchdError
@@ -96,6 +97,7 @@ class ConfigManager:
         self._thread: threading.Thread | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stop = threading.Event()
+        self._loaded: str | None = None  # config_digest of the files the last reload read
 
     # -- the manager's own loop ----------------------------------------------------
 
@@ -147,13 +149,17 @@ class ConfigManager:
         self._loop = None
 
     async def _watch(self) -> None:
+        """Reload when what the config files hold changes.
+
+        Any event in the watched directory is checked against the content last loaded,
+        not against a path: editors that save by renaming, ``git checkout`` and a
+        Kubernetes ConfigMap's symlink swap all change the content without touching the
+        path the server was given; unrelated files in the directory change nothing.
+        """
         watched = self.config_path if self.config_path.is_dir() else self.config_path.parent
-        only = None if self.config_path.is_dir() else self.config_path.resolve()
-
-        def relevant(change: watchfiles.Change, path: str) -> bool:
-            return (Path(path).resolve() == only) if only else path.endswith((".yaml", ".yml"))
-
-        async for _ in watchfiles.awatch(watched, watch_filter=relevant, debounce=200, step=25, stop_event=self._stop):
+        async for _ in watchfiles.awatch(watched, debounce=200, step=25, stop_event=self._stop):
+            if await anyio.to_thread.run_sync(config_digest, self.config_path) == self._loaded:
+                continue
             try:
                 await self.reload("file change")
             except Exception:  # a reload records its own failures; never let the watcher die
@@ -192,6 +198,8 @@ class ConfigManager:
     async def reload(self, trigger: str) -> dict[str, Any]:
         assert self._lock is not None
         async with self._lock:
+            # Taken before reading: a change made while loading is seen by the watcher.
+            self._loaded = await anyio.to_thread.run_sync(config_digest, self.config_path)
             try:
                 spec = await anyio.to_thread.run_sync(load_spec, self.config_path, self.runtime.environ)
             except ConfigError as exc:
