@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from searchd import __version__
 from searchd.errors import ConfigError, SearchdError
+
+if TYPE_CHECKING:
+    from searchd.config.spec import Spec
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -52,30 +57,59 @@ def _load_objects(services: object, path: Path) -> None:
     logging.getLogger("searchd").info("imported %d object(s) from %s (%d failed)", len(outcomes) - len(failed), path, len(failed))
 
 
-def _show_plan(args: argparse.Namespace) -> int | None:
-    """Print the plan for args.config against its data directory; an exit code when it cannot go ahead."""
+class _UnsetAsPlaceholder(dict[str, str]):
+    """The environment, with an unset ``${NAME}`` read as itself: planning compares configs, it needs no secret."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> str:
+        return f"${{{name}}}"
+
+
+def _load_or_report(path: str, environ: Mapping[str, str] | None = None, what: str = "") -> Spec | None:
     from searchd.config import load_spec
-    from searchd.reload.applied import load_applied, redacted
+
+    try:
+        return load_spec(path, environ)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"{len(exc.issues)} error(s) in {what}{path}", file=sys.stderr)
+        return None
+
+
+def _show_plan(args: argparse.Namespace) -> int | None:
+    """Print the plan for args.config against its data directory (or another config); an exit code when it cannot go ahead."""
+    from searchd.reload.applied import load_applied, redacted, revision
     from searchd.reload.plan import classify
     from searchd.server.app import resolve_data_dir
     from searchd.storage.store import peek_counts
 
-    try:
-        spec = load_spec(args.config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.render(), file=sys.stderr)
-        print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+    against = getattr(args, "against", None)
+    environ = _UnsetAsPlaceholder(os.environ) if against else None
+    spec = _load_or_report(args.config, environ)
+    if spec is None:
         return 1
-    directory = resolve_data_dir(spec, args.data)
-    applied = load_applied(directory)
-    count, property_count = peek_counts(directory)
-    plan = classify(applied.spec if applied else None, redacted(spec), count, property_count)
+    if against:  # a pull request's check: the config of the branch it merges into, no data directory
+        base = _load_or_report(against, environ, "the --against config ")
+        if base is None:
+            return 1
+        base_revision: str | None = revision(base)
+        where = f"Config {against}: revision {base_revision}"
+        plan = classify(redacted(base), redacted(spec))
+    else:
+        directory = resolve_data_dir(spec, args.data)
+        applied = load_applied(directory)
+        count, property_count = peek_counts(directory)
+        plan = classify(applied.spec if applied else None, redacted(spec), count, property_count)
+        base_revision = applied.revision if applied else None
+        where = f"Data directory {directory}: applied revision {applied.revision if applied else '(none: a first start)'}"
     allowed = args.allow_destructive or spec.server.reload.allow_destructive
     if getattr(args, "format", "text") == "json":
-        print(json.dumps({"appliedRevision": applied.revision if applied else None, "refused": plan.refused(allowed), **plan.to_json()}, indent=2))
+        print(json.dumps({"appliedRevision": base_revision, "refused": plan.refused(allowed), **plan.to_json()}, indent=2))
     else:
-        print(f"Data directory {directory}: applied revision {applied.revision if applied else '(none: a first start)'}")
+        print(where)
         print(plan.render(allow_destructive=allowed))
         if plan.refused(allowed):
             print(plan.refusal_message(), file=sys.stderr)
@@ -180,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="show what applying a config to a data directory would change (exit 2 if refused)")
     plan.add_argument("config", help="a YAML file or a directory of them")
     plan.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    plan.add_argument("--against", metavar="CONFIG", help="compare with another config (e.g. the main branch's) instead of a data directory; unset ${ENV} references are fine")
     plan.add_argument("--allow-destructive", action="store_true", help="plan as if destructive changes were allowed")
     plan.add_argument("--format", choices=["text", "json"], default="text")
     plan.set_defaults(run=_plan)

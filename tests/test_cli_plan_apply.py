@@ -229,6 +229,37 @@ def test_plan_needs_no_lock_while_a_server_runs(copied: Path, stopped: Stopped, 
         server.stop()
 
 
+def test_plan_against_another_config_needs_no_data_and_no_secrets(tmp_path: Path) -> None:
+    """A pull request's check: the branch's config against main's, in CI, where no data directory or key exists."""
+    keyed = replaced(BASE, ("collections:\n", "modules:\n  text2vec-jinaai: {apiKey: \"${JINA_KEY_IN_PRODUCTION}\"}\ncollections:\n"))
+    main = write(tmp_path / "main" / "searchd.yaml", keyed)
+    branch = write(tmp_path / "branch" / "searchd.yaml", replaced(keyed, DESCRIPTION, DIMENSIONS))
+    run = searchd("plan", branch, "--against", main, cwd=tmp_path)
+    assert run.code == 0, run
+    assert plan_lines(run) == [
+        f"Config {main}: revision {revision(load_spec(main, {'JINA_KEY_IN_PRODUCTION': '${JINA_KEY_IN_PRODUCTION}'}))}",
+        "  ~ collection Article: description changed",
+        "-/+ Article.vector text: dimensions 256 → 128",
+        "",
+        "Background work after apply:",
+        "  re-embed Article.text from stored objects",
+        "",
+        "Plan: 0 to create, 1 to change in place, 1 to re-vectorize, 0 destructive.",
+    ], run
+
+    # Renaming the key's variable is a (reported) module change; a destructive change fails the check.
+    renamed = write(tmp_path / "renamed" / "searchd.yaml", replaced(keyed, ("JINA_KEY_IN_PRODUCTION", "JINA_KEY"), REMOVE_YEAR))
+    run = searchd("plan", renamed, "--against", main, "--format", "json", cwd=tmp_path)
+    assert run.code == 2, run
+    body = json.loads(run.out)
+    assert body["refused"] is True and [c["address"] for c in body["changes"]] == ["modules.text2vec-jinaai", "Article.property year"], body
+    assert body["changes"][1]["drops"] == "all stored 'year' values", body  # no data directory: no counts
+    # A broken base config is named as such.
+    broken = write(tmp_path / "broken" / "searchd.yaml", "collections: [")
+    run = searchd("plan", branch, "--against", broken, cwd=tmp_path)
+    assert run.code == 1 and f"error(s) in the --against config {broken}" in run.err, run
+
+
 # -- apply --------------------------------------------------------------------------------------
 
 
