@@ -39,16 +39,16 @@ class CompiledVector:
         """Late interaction: each object carries a matrix (one row per token) of `dimensions` columns."""
         return self.spec.index.kind is IndexType.MULTIVECTOR
 
-    def same_space(self, other: CompiledVector) -> bool:
-        """Whether vectors and indexes made for one serve the other: same embeddings, same built index.
+    def same_embedding(self, other: CompiledVector) -> bool:
+        """Whether vectors made for one are vectors of the other (a provider URL does not change them)."""
+        return other is self or (self.dimensions, self.spec.vectorizer.embedding()) == (other.dimensions, other.spec.vectorizer.embedding())
 
-        A re-vectorization or reindex changes the space; a provider URL or a search-time
-        setting does not.
+    def same_space(self, other: CompiledVector) -> bool:
+        """Whether an index built for one serves the other: same embeddings, same built index.
+
+        A re-vectorization or reindex changes the space; a search-time setting does not.
         """
-        if other is self:
-            return True
-        mine, theirs = self.spec, other.spec
-        return (self.dimensions, mine.vectorizer.embedding(), mine.index.built()) == (other.dimensions, theirs.vectorizer.embedding(), theirs.index.built())
+        return other is self or (self.same_embedding(other) and self.spec.index.built() == other.spec.index.built())
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ class Engine:
         self._retired_lock = threading.Lock()  # held only for dict updates: release_retired runs on the manager's loop
         self._keyword: dict[str, BM25Index] = {}
         self._shadows: dict[tuple[str, str], Shadow] = {}
-        self._promoted: dict[tuple[str, str], str] = {}  # (collection, staging name) → the vector it became
+        self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
         self.open_indexes(holder.current)
 
     # -- indexes ---------------------------------------------------------------
@@ -323,14 +323,14 @@ class Engine:
         promoted = set()
         for staged in draft.staged & draft.vectors.keys():
             final = self._promoted.get((name, staged))
-            if final is not None and staged not in sources:
-                vectors[final] = draft.vectors[staged]
-                promoted.add(final)
+            if final is not None and staged not in sources and final.name in serving and final.same_embedding(serving[final.name]):
+                vectors[final.name] = draft.vectors[staged]
+                promoted.add(final.name)
         for vector_name, vector in serving.items():
             made_for = draft.collection.vectors.get(vector_name)
             if vector_name in promoted or (made_for is None and vector.vectorizer is None):
                 continue
-            if made_for is None or not made_for.same_space(vector):
+            if made_for is None or not made_for.same_embedding(vector):  # a reindex alone keeps the vectors valid
                 return ConfigChanged(f"the vector '{vector_name}' of '{name}' was rebuilt with new settings while this object was embedded", "send it again")
         return replace(draft, vectors=vectors)
 
@@ -392,7 +392,10 @@ class Engine:
 
     def _redraft(self, draft: Draft) -> Draft:
         """``draft`` checked against the catalog served now, keeping only the vectors it was sent with."""
-        collection = self.holder.current.collection(draft.collection.name)
+        try:
+            collection = self.holder.current.collection(draft.collection.name)
+        except NotFound as exc:  # removed meanwhile: the same answer as for a new write
+            raise InvalidInput(exc.problem, exc.hint) from exc
         sent = {n: v for n, v in draft.vectors.items() if n not in draft.embedded and "#" not in n}
         vectors = _supplied_vectors(collection, {"vectors": sent})
         return Draft(collection, draft.id, check_properties(collection, draft.properties), vectors, draft.created_ms)
@@ -462,15 +465,15 @@ class Engine:
             return taken
 
     def stage(self, shadow: Shadow, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> None:
-        """Store catch-up vectors (unless the object changed again) and capture them for the shadow index."""
+        """Store catch-up vectors (unless the object changed again) and capture them for the shadow index.
+
+        An object written or deleted since it was read is left out: that write captured its own vector (or deletion).
+        """
         with self._write_lock:
-            ready = [(i, u, v) for i, u, v in rows if v is not None]
-            self.store.put_vectors_if_unchanged(shadow.collection, shadow.source, ready)
-            kept = self.store.ids_with_vector(shadow.collection, shadow.source, [i for i, _, _ in rows]) if rows else set()
+            current = self.store.put_vectors_if_unchanged(shadow.collection, shadow.source, rows)
             for object_id, _, vector in rows:
-                if object_id in shadow.unstaged:
-                    continue  # rewritten meanwhile: the next catch-up round takes it
-                shadow.captured.append((object_id, vector if object_id in kept else None))
+                if object_id in current and object_id not in shadow.unstaged:
+                    shadow.captured.append((object_id, vector))
 
     def finish_shadow(self, shadow: Shadow, built: VectorIndex | BM25Index, then: Callable[[], None]) -> bool:
         """Replay the captured writes onto ``built``, put it in service, and run ``then`` — all under the write lock.
@@ -489,17 +492,17 @@ class Engine:
                     built.upsert_many([object_id], [value])
             if shadow.reembed and shadow.target is not None:
                 self.store.promote_vectors(shadow.collection, shadow.source, shadow.target.name)
-                self._promoted[(shadow.collection, shadow.source)] = shadow.target.name
+                self._promoted[(shadow.collection, shadow.source)] = shadow.target
             if isinstance(built, BM25Index):
                 self._keyword[shadow.collection] = built
             else:
                 assert shadow.target is not None
                 previous = self._indexes.get(shadow.key)
-                self._indexes[shadow.key] = Serving(built, shadow.target)
-                if previous is not None:  # it still answers queries that began before the swap (see search_hits)
+                if previous is not None:  # it still answers queries that began before the swap (see _index_for): retired first
                     previous.index.close()
                     with self._retired_lock:
                         self._retired[shadow.key] = (*self._retired.get(shadow.key, ()), replace(previous, retired_at=time.monotonic()))
+                self._indexes[shadow.key] = Serving(built, shadow.target)
             del self._shadows[shadow.key]
             then()
             return True

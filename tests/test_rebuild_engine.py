@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from searchd.catalog import compile_catalog
+from searchd.catalog import Catalog, CompiledVector, compile_catalog
 from searchd.modules.registry import default_registry
+from searchd.index.base import build_index
 from searchd.reload.rebuild import Progress, rebuild_vector, vector_shadow
 from searchd.server.app import Services
 from tests.conftest import ClientFactory
@@ -32,17 +34,22 @@ def _note(i: int) -> dict[str, Any]:
     return {"class": "Note", "id": f"00000000-0000-0000-0000-{i:012d}", "properties": {"body": f"note number {i} about topic {i % 3}"}}
 
 
+def _smaller(catalog: Catalog) -> CompiledVector:
+    """The Note collection's vector at 32 dimensions: a re-vectorization's target."""
+    spec = catalog.spec
+    collection = spec.collections[0]
+    vector = collection.vectors[0]
+    smaller = dataclasses.replace(vector, vectorizer=dataclasses.replace(vector.vectorizer, dimensions=32))
+    spec = dataclasses.replace(spec, collections=(dataclasses.replace(collection, vectors=(smaller,)),))
+    return compile_catalog(spec, default_registry()).collections["Note"].vectors["text"]
+
+
 def test_a_write_embedded_before_the_rebuild_began_still_gets_the_new_vector(client_factory: ClientFactory, write_config: Any) -> None:
     client = client_factory(write_config(CONFIG))
     assert client.post("/v1/batch/objects", json={"objects": [_note(i) for i in range(5)]}).status_code == 200
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     engine, catalog = services.engine, services.holder.current
-    new_spec = catalog.spec
-    collection = new_spec.collections[0]
-    vector = collection.vectors[0]
-    smaller = dataclasses.replace(vector, vectorizer=dataclasses.replace(vector.vectorizer, dimensions=32))
-    new_spec = dataclasses.replace(new_spec, collections=(dataclasses.replace(collection, vectors=(smaller,)),))
-    target = compile_catalog(new_spec, default_registry()).collections["Note"].vectors["text"]
+    target = _smaller(catalog)
 
     # Embedded (with the old settings only) before the rebuild begins, committed after it began.
     draft = engine.draft(catalog, _note(5))
@@ -78,3 +85,42 @@ def test_a_delete_during_the_rebuild_leaves_the_new_index_too(client_factory: Cl
     engine.delete(catalog, "Note", _note(2)["id"])
     asyncio.run(rebuild_vector(engine, shadow, target, Progress("Note", "text", "reindex", 4), lambda: None))
     assert engine.index_size("Note", "text") == 3
+
+
+def test_a_catch_up_vector_does_not_overwrite_a_newer_write_in_the_new_index(client_factory: ClientFactory, write_config: Any) -> None:
+    client = client_factory(write_config(CONFIG))
+    note = _note(1)
+    assert client.post("/v1/batch/objects", json={"objects": [note]}).status_code == 200
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    engine, catalog = services.engine, services.holder.current
+    target = _smaller(catalog)
+    assert target.vectorizer is not None
+
+    def rewrite(body: str) -> None:
+        draft = engine.draft(catalog, {**note, "properties": {"body": body}})
+        assert asyncio.run(engine.embed([draft])) == [None]
+        time.sleep(0.002)  # a later millisecond: objects are versioned by updated_ms
+        engine.commit([draft])
+
+    # W1 is embedded before the rebuild begins and committed after: it waits for a catch-up vector.
+    first = engine.draft(catalog, {**note, "properties": {"body": "first rewrite"}})
+    assert asyncio.run(engine.embed([first])) == [None]
+    shadow = vector_shadow("Note", target, reembed=True)
+    engine.begin_shadow(shadow)
+    engine.commit([first])
+    # The catch-up embeds W1; meanwhile W2 (embedded for both settings) is committed; then the catch-up stages W1's vector.
+    (object_id,) = engine.take_unstaged(shadow)
+    read = engine.store.get_many("Note", [object_id])[object_id]
+    (stale,) = asyncio.run(target.vectorizer.embed_objects([read.properties]))
+    rewrite("second rewrite")
+    assert isinstance(stale, np.ndarray)
+    engine.stage(shadow, [(object_id, read.updated_ms, stale)])
+    built = build_index(target.spec.index, target.dimensions)
+    assert engine.finish_shadow(shadow, built, lambda: None)
+
+    (want,) = asyncio.run(target.vectorizer.embed_objects([{"body": "second rewrite"}]))
+    stored = engine.store.get("Note", object_id)
+    assert stored is not None and stored.properties["body"] == "second rewrite"
+    np.testing.assert_allclose(stored.vectors["text"], want, atol=1e-6)
+    hits = engine.search_hits(catalog.collections["Note"], target, want, 1)
+    assert hits[0].id == object_id and abs(hits[0].distance) < 1e-5, hits  # the index holds W2's vector, not W1's

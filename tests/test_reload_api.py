@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from searchd.errors import ConfigChanged, ConfigRefused
 from searchd.reload.applied import revision
 from searchd.server import open_services
 from searchd.server.app import Services
-from searchd.storage import StoredObject
+from searchd.storage import ObjectStore, StoredObject
 from tests.conftest import ClientFactory
 from tests.fakes import FakeJina, serving
 
@@ -400,6 +401,42 @@ def test_an_unrelated_change_leaves_a_running_revectorization_alone(slow_rebuild
     assert sorted(titles) == sorted(f"doc {i}" for i in range(slow_rebuild.count))
 
 
+def test_a_reload_while_a_revectorization_swaps_in_plans_against_the_swapped_spec(
+    client_factory: ClientFactory, config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = started(client_factory, config_path)
+    services = services_of(client)
+    promoting, release = threading.Event(), threading.Event()
+    promote = ObjectStore.promote_vectors
+
+    def held_promote(store: ObjectStore, *args: Any) -> None:  # the swap, caught half-way
+        promoting.set()
+        assert release.wait(DEADLINE_S)
+        promote(store, *args)
+
+    monkeypatch.setattr(ObjectStore, "promote_vectors", held_promote)
+    edit(config_path, ("dimensions: 64", "dimensions: 32"))
+    assert reload(client, 200)["result"] == "applied"
+    assert promoting.wait(DEADLINE_S)
+    # An unrelated change arrives while the swap runs; it must not plan against the spec from before the swap.
+    edit(config_path, ("  reload: {watch: false}\n", "  reload: {watch: false}\n  limits: {queryLimitDefault: 7}\n"))
+    second = services.config.submit("POST /v1/config/reload")
+    time.sleep(0.3)  # let that reload reach its plan (without the lock it plans here, against the old spec)
+    release.set()
+    assert second.result(timeout=DEADLINE_S)["result"] == "applied"
+    services.config.wait_for_rebuilds()
+
+    vector = services.holder.current.collections["Article"].vectors["text"]
+    assert vector.dimensions == 32 and services.config.applied is not None
+    assert services.config.applied.spec.find_collection("Article").vectors[0].vectorizer.dimensions == 32  # type: ignore[union-attr]
+    assert services.engine.index_size("Article", "text") == len(ARTICLES)
+    stored = services.store.get("Article", ARTICLES[3]["id"])
+    assert stored is not None and stored.vectors["text"].shape == (32,)
+    hits = services.engine.search_hits(services.holder.current.collections["Article"], vector, stored.vectors["text"], 1)
+    assert [h.id for h in hits] == [ARTICLES[3]["id"]]
+    assert reload(client, 200)["result"] == "unchanged"
+
+
 # -- in-flight work across a re-vectorization's swap ------------------------------------------------
 
 
@@ -451,6 +488,25 @@ def test_a_write_embedded_before_a_revectorization_swap_is_not_stored_with_stale
     np.testing.assert_allclose(stored.vectors["text"], expected, rtol=1e-6)
     hits = services.engine.search_hits(current, current.vectors["text"], stored.vectors["text"], 1)
     assert [h.id for h in hits] == [payload["id"]]
+
+
+def test_a_write_embedded_before_a_reindex_swap_keeps_its_vector(client_factory: ClientFactory, config_path: Path) -> None:
+    client = started(client_factory, config_path)
+    services = services_of(client)
+    payload: dict[str, Any] = {"class": "Article", "id": "20000000-0000-4000-8000-000000000998", "properties": {"title": "a late write"}}
+    draft = services.engine.draft(services.holder.current, payload)
+    assert asyncio.run(services.engine.embed([draft])) == [None]
+    made = draft.vectors["text"]
+
+    edit(config_path, ("index: {type: flat, distance: cosine}", "index: {type: hnsw, distance: cosine}"))
+    assert reload(client, 200)["plan"]["reindex"] == [{"collection": "Article", "vector": "text"}]
+    services.config.wait_for_rebuilds()
+    assert services.holder.current.collections["Article"].vectors["text"].spec.index.type == "hnsw"
+    (stored,) = services.engine.commit([draft])  # same embedding, new index: stored as it is, nothing to embed again
+    assert isinstance(stored, StoredObject)
+    np.testing.assert_array_equal(stored.vectors["text"], made)
+    current = services.holder.current.collections["Article"]
+    assert [h.id for h in services.engine.search_hits(current, current.vectors["text"], made, 1)] == [payload["id"]]
 
 
 # -- the start path: a changed config at start is planned like a reload ------------------------------

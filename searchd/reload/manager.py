@@ -18,6 +18,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import logging
+import os
 import shutil
 import threading
 import time
@@ -157,7 +158,13 @@ class ConfigManager:
         path the server was given; unrelated files in the directory change nothing.
         """
         watched = self.config_path if self.config_path.is_dir() else self.config_path.parent
-        async for _ in watchfiles.awatch(watched, debounce=200, step=25, stop_event=self._stop):
+        data_dir, usual = self.engine.data_dir, watchfiles.DefaultFilter()
+        inside_data = tuple({str(data_dir.absolute()) + os.sep, str(data_dir.resolve()) + os.sep})
+
+        def relevant(change: watchfiles.Change, path: str) -> bool:  # a data directory beside the config is busy
+            return usual(change, path) and not path.startswith(inside_data)
+
+        async for _ in watchfiles.awatch(watched, watch_filter=relevant, debounce=200, step=25, stop_event=self._stop):
             if await anyio.to_thread.run_sync(config_digest, self.config_path) == self._loaded:
                 continue
             try:
@@ -173,7 +180,7 @@ class ConfigManager:
             "revision": self.applied.revision if self.applied else None,
             "appliedAt": self.applied.applied_at if self.applied else None,
             "lastReload": self.last,
-            "rebuilds": [p.as_dict() for p in self.rebuilds.values()],
+            "rebuilds": [p.as_dict() for p in list(self.rebuilds.values())],  # a copy: the manager's thread adds to it
         }
 
     def _record(self, trigger: str, result: str, plan: Plan | None = None, errors: list[str] | None = None) -> dict[str, Any]:
@@ -213,8 +220,8 @@ class ConfigManager:
         return classify(self.applied.spec if self.applied else None, redacted(spec), self.engine.store.count, self.engine.store.property_count)
 
     async def apply(self, spec: Spec, trigger: str) -> dict[str, Any]:
-        if self.target is not None and revision(spec) == revision(self.target) and not any(p.state == "failed" for p in self.rebuilds.values()):
-            # What is being applied already is: running rebuilds go on (a failed one is retried below).
+        if self.target is not None and revision(spec) == revision(self.target) and not self._stalled():
+            # What is being applied already is: running rebuilds go on (a failed or stopped one is retried below).
             self.target = spec
             return self._record(trigger, "unchanged", Plan())
         plan = await anyio.to_thread.run_sync(self.plan, spec)
@@ -232,6 +239,7 @@ class ConfigManager:
         except SearchdError as exc:
             return self._record(trigger, "invalid", plan, [str(exc)])
         keep = {key for key in self._tasks if self._unaffected(key, spec, plan)}
+        failed = any(p.state == "failed" for p in self.rebuilds.values())
         cancelled = await self._cancel_rebuilds(keep)
         if plan.destructive:
             await anyio.to_thread.run_sync(self._drop, self.applied.spec if self.applied else None, spec)
@@ -239,7 +247,7 @@ class ConfigManager:
         first = self.served is None
         self.target, self.served = spec, served
         self.applied = save_applied(self.engine.data_dir, served)
-        if first or cancelled:  # staged vectors left by a crash or a cancelled re-vectorization (a full scan: not on every reload)
+        if first or cancelled or failed:  # staged vectors a crash or a stopped re-vectorization left (a full scan: not on every reload)
             await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
         self._start_rebuilds(final, plan, keep)
         self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
@@ -254,6 +262,19 @@ class ConfigManager:
         """Whether a running rebuild would restart exactly as it runs: then it goes on."""
         wanted = {*plan.revectorize, *plan.reindex, *((c, "") for c in plan.rebuild_keyword)}
         return key in wanted and self._inputs.get(key) == self._rebuild_inputs(spec, key)
+
+    def _stalled(self) -> bool:
+        """Some rebuild failed, or a vector is served at other settings than the target's with no rebuild running for it."""
+        if any(p.state == "failed" for p in list(self.rebuilds.values())):
+            return True
+        assert self.target is not None and self.served is not None
+        for collection in self.target.collections:
+            served = self.served.find_collection(collection.name)
+            for vector in collection.vectors:
+                pending = served is None or served.find_vector(vector.name) != vector
+                if pending and (collection.name, vector.name) not in self._tasks:
+                    return True
+        return False
 
     def _tasks_to_restart(self, plan: Plan) -> bool:
         return bool(plan.revectorize or plan.reindex or plan.rebuild_keyword)
@@ -297,7 +318,8 @@ class ConfigManager:
             task.cancel()
         await asyncio.gather(*cancelled.values(), return_exceptions=True)
         for key in cancelled:  # listed until the apply has started their replacements: status pollers see no gap
-            self.rebuilds[key].state = "restarting"
+            if self.rebuilds[key].state == "cancelled":
+                self.rebuilds[key].state = "restarting"
         return bool(cancelled)
 
     def _start_rebuilds(self, final: Catalog, plan: Plan, running: set[Key]) -> None:
@@ -309,7 +331,8 @@ class ConfigManager:
             reembed = key in plan.revectorize and target.vectorizer is not None
             progress = Progress(collection, name, "re-vectorize" if reembed else "reindex", self.engine.store.count(collection))
             shadow = vector_shadow(collection, target, reembed)
-            self._launch(key, progress, rebuild_vector(self.engine, shadow, target, progress, functools.partial(self._promoted, key)))
+            assert self._lock is not None
+            self._launch(key, progress, rebuild_vector(self.engine, shadow, target, progress, functools.partial(self._promoted, key), self._lock))
         for collection in plan.rebuild_keyword:
             if (collection, "") in running:
                 continue
@@ -348,4 +371,7 @@ class ConfigManager:
         catalog = compile_catalog(self.served, default_registry(), self.runtime)
         self.engine.open_indexes(catalog)
         self.engine.holder.swap(catalog)
-        self.applied = save_applied(self.engine.data_dir, self.served)
+        try:
+            self.applied = save_applied(self.engine.data_dir, self.served)
+        except OSError as exc:  # the swap stands; the next start plans against the older applied spec and redoes this rebuild
+            log.error("could not record the applied config after the rebuild of %s.%s (%s)", *key, exc)

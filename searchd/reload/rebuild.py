@@ -11,6 +11,7 @@ lock, with the catalog swap that makes the new vector settings visible.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -83,8 +84,19 @@ def vector_shadow(collection: str, target: CompiledVector, reembed: bool) -> Sha
     return Shadow(collection, target.name, source, target, reembed)
 
 
-async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector, progress: Progress, done: Callable[[], None]) -> None:
-    """Run one vector rebuild to the end; ``done`` swaps the catalog (under the write lock)."""
+async def rebuild_vector(
+    engine: Engine,
+    shadow: Shadow,
+    target: CompiledVector,
+    progress: Progress,
+    done: Callable[[], None],
+    exclusive: contextlib.AbstractAsyncContextManager[Any] | None = None,
+) -> None:
+    """Run one vector rebuild to the end; ``done`` swaps the catalog (under the write lock).
+
+    The swap itself runs inside ``exclusive`` (the config manager's lock: a reload never
+    plans against a spec that a swap is changing).
+    """
     engine.begin_shadow(shadow)
     try:
         built = build_index(target.spec.index, target.dimensions)
@@ -93,7 +105,10 @@ async def rebuild_vector(engine: Engine, shadow: Shadow, target: CompiledVector,
         if from_store:  # a reindex, or vectors staged before a restart: the index is filled from the stored vectors
             label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
             await anyio.to_thread.run_sync(fill_index, built, engine.store, shadow.collection, shadow.source, target.dimensions, label, False, "built")
-        while not await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done):
+        while True:
+            async with exclusive or contextlib.nullcontext():
+                if await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done):
+                    break
             await _catch_up(engine, shadow, target)
     except BaseException:
         engine.abandon_shadow(shadow)
@@ -111,11 +126,14 @@ class _Revectorization:
     target: CompiledVector
     progress: Progress
     index: VectorIndex
-    resumed: bool = False  # some objects already had a staged vector (an earlier run stopped)
 
     async def run(self) -> bool:
-        """Whether the index must still be filled from the store (a resumed run)."""
+        """Whether the index must still be filled from the store: vectors were staged before this run (it resumes one).
+
+        Objects staged during the run by writes are skipped here: those writes captured their vectors for the swap.
+        """
         store, cursor = self.engine.store, ""
+        resumed = await anyio.to_thread.run_sync(store.has_vectors, self.shadow.collection, self.shadow.source)
         slots = anyio.Semaphore(STEPS_IN_FLIGHT)
         try:
             async with anyio.create_task_group() as steps:
@@ -132,14 +150,13 @@ class _Revectorization:
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
             raise first from None
-        return self.resumed
+        return resumed
 
     async def _step(self, rows: list[tuple[str, int]], slots: anyio.Semaphore) -> None:
         assert self.target.vectorizer is not None
         store, collection, source, progress = self.engine.store, self.shadow.collection, self.shadow.source, self.progress
         try:
             staged = await anyio.to_thread.run_sync(store.ids_with_vector, collection, source, [r[0] for r in rows])
-            self.resumed = self.resumed or bool(staged)
             todo = [(object_id, updated) for object_id, updated in rows if object_id not in staged]
             objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo])
             todo = [(object_id, updated) for object_id, updated in todo if object_id in objects]

@@ -78,7 +78,7 @@ class DataCollector(Collector):
         cache.add_metric(["miss"], stats.misses)
         entries = GaugeMetricFamily("searchd_embedding_cache_entries", "Embeddings kept in the cache", value=stats.entries)
         rebuild = GaugeMetricFamily("searchd_rebuild_remaining_objects", "Objects left in running rebuilds", labels=["collection", "target", "kind"])
-        for progress in services.config.rebuilds.values():
+        for progress in list(services.config.rebuilds.values()):  # a copy: the config manager's thread adds to it
             if progress.state == "running":
                 rebuild.add_metric([progress.collection, progress.target, progress.kind], max(0, progress.total - progress.done))
         yield from (objects, vectors, cache, entries, rebuild)

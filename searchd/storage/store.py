@@ -296,16 +296,29 @@ class ObjectStore:
             rows = db.execute(f"SELECT id FROM vectors WHERE collection = ? AND name = ? AND id IN ({marks})", (collection, name, *object_ids)).fetchall()
         return {r[0] for r in rows}
 
-    def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray]]) -> int:
-        """Add a vector to objects not rewritten since ``updated_ms`` was read; a newer write staged its own."""
-        stored = 0
+    def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> set[str]:
+        """Add a vector to objects not rewritten since ``updated_ms`` was read (a newer write staged its own).
+
+        Returns the ids of the rows whose object is unchanged: their vector (if any) is stored.
+        """
+        current: set[str] = set()
         with self._transaction() as db:
             for object_id, updated_ms, vec in rows:
-                stored += db.execute(
-                    "INSERT OR REPLACE INTO vectors SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM objects WHERE collection = ? AND id = ? AND updated_ms = ?)",
-                    (collection, object_id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes(), collection, object_id, updated_ms),
-                ).rowcount
-        return stored
+                if vec is None:
+                    found = db.execute("SELECT 1 FROM objects WHERE collection = ? AND id = ? AND updated_ms = ?", (collection, object_id, updated_ms)).fetchone()
+                    unchanged = 1 if found else 0
+                else:
+                    unchanged = db.execute(
+                        "INSERT OR REPLACE INTO vectors SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM objects WHERE collection = ? AND id = ? AND updated_ms = ?)",
+                        (collection, object_id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes(), collection, object_id, updated_ms),
+                    ).rowcount
+                if unchanged:
+                    current.add(object_id)
+        return current
+
+    def has_vectors(self, collection: str, name: str) -> bool:
+        with self._guard() as db:
+            return db.execute("SELECT 1 FROM vectors WHERE collection = ? AND name = ? LIMIT 1", (collection, name)).fetchone() is not None
 
     def promote_vectors(self, collection: str, staging: str, name: str) -> None:
         """The re-vectorized vectors replace the old ones, in one transaction."""
