@@ -97,6 +97,7 @@ class Engine:
         self.store = store
         self.data_dir = data_dir
         self._write_lock = threading.Lock()
+        self._last_commit_ms = 0
         self._indexes: dict[tuple[str, str], Serving] = {}
         self._retired: dict[tuple[str, str], tuple[Serving, ...]] = {}
         self._retired_lock = threading.Lock()  # held only for dict updates: release_retired runs on the manager's loop
@@ -202,8 +203,9 @@ class Engine:
         A draft whose vectors were made for settings no longer served fails alone with
         ``ConfigChanged`` (``store_drafts`` embeds it again).
         """
-        now = _now_ms()
         with self._write_lock:
+            # Strictly increasing per commit: updated_ms versions an object (see put_vectors_if_unchanged).
+            now = self._last_commit_ms = max(_now_ms(), self._last_commit_ms + 1)
             settled = [self._settle(d) for d in drafts]
             drafts = [d for d in settled if isinstance(d, Draft)]
             pending = {(d.collection.name, d.id) for d in drafts if d.created_ms is None}

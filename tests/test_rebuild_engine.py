@@ -15,6 +15,7 @@ from searchd.modules.registry import default_registry
 from searchd.index.base import build_index
 from searchd.reload.rebuild import Progress, rebuild_vector, vector_shadow
 from searchd.server.app import Services
+from searchd.storage import StoredObject
 from tests.conftest import ClientFactory
 
 CONFIG = """
@@ -124,3 +125,18 @@ def test_a_catch_up_vector_does_not_overwrite_a_newer_write_in_the_new_index(cli
     np.testing.assert_allclose(stored.vectors["text"], want, atol=1e-6)
     hits = engine.search_hits(catalog.collections["Note"], target, want, 1)
     assert hits[0].id == object_id and abs(hits[0].distance) < 1e-5, hits  # the index holds W2's vector, not W1's
+
+
+def test_each_commit_gets_a_later_updated_ms_than_the_one_before(client_factory: ClientFactory, write_config: Any) -> None:
+    """updated_ms versions an object: a re-vectorization's conditional write compares it, so two writes never share one."""
+    client = client_factory(write_config(CONFIG))
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    engine, catalog = services.engine, services.holder.current
+    stamps = []
+    for round_number in range(20):  # far more commits than milliseconds pass
+        draft = engine.draft(catalog, {**_note(1), "properties": {"body": f"version {round_number}"}})
+        assert asyncio.run(engine.embed([draft])) == [None]
+        (stored,) = engine.commit([draft])
+        assert isinstance(stored, StoredObject)
+        stamps.append(stored.updated_ms)
+    assert stamps == sorted(set(stamps)) and len(stamps) == 20, stamps
