@@ -238,7 +238,7 @@ class Engine:
         """
         name = draft.collection.name
         if name not in self.holder.current.collections:
-            return ConfigChanged(f"collection '{name}' was removed from the config while this object was written")
+            return ConfigChanged(f"collection '{name}' was removed from the config while this object was written", "check the collection's name in the config")
         serving = {k[1]: s.vector for k, s in self._indexes.items() if k[0] == name}
         sources = {s.source for s in self._shadows.values() if s.collection == name and s.reembed}
         vectors = {n: v for n, v in draft.vectors.items() if n in serving or n in sources}

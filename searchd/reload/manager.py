@@ -239,7 +239,7 @@ class ConfigManager:
         except SearchdError as exc:
             return self._record(trigger, "invalid", plan, [str(exc)])
         keep = {key for key in self._tasks if self._unaffected(key, spec, plan)}
-        failed = any(p.state == "failed" for p in self.rebuilds.values())
+        failed = self._any_failed()
         cancelled = await self._cancel_rebuilds(keep)
         if plan.destructive:
             await anyio.to_thread.run_sync(self._drop, self.applied.spec if self.applied else None, spec)
@@ -263,9 +263,12 @@ class ConfigManager:
         wanted = {*plan.revectorize, *plan.reindex, *((c, "") for c in plan.rebuild_keyword)}
         return key in wanted and self._inputs.get(key) == self._rebuild_inputs(spec, key)
 
+    def _any_failed(self) -> bool:
+        return any(p.state == "failed" for p in list(self.rebuilds.values()))
+
     def _stalled(self) -> bool:
         """Some rebuild failed, or a vector is served at other settings than the target's with no rebuild running for it."""
-        if any(p.state == "failed" for p in list(self.rebuilds.values())):
+        if self._any_failed():
             return True
         assert self.target is not None and self.served is not None
         for collection in self.target.collections:
