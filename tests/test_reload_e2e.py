@@ -9,12 +9,14 @@ with its ``latency`` so that a rebuild can be written to, or killed, while it ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import threading
 import time
 import traceback
@@ -818,7 +820,7 @@ def test_sigkill_during_revectorization_resumes_at_the_next_start(
     tmp_path: Path, start_server: StartServer, jina: tuple[FakeJina, str]
 ) -> None:
     fake, url = jina
-    count, chunk = 400, 256  # the rebuild stages vectors EMBED_BATCH (256) objects at a time
+    count = 600  # three re-vectorization steps of up to 256 objects, embedded side by side through one provider slot
     server, config, docs = start_jina(tmp_path, start_server, url, count)
     logs = server.logs
     with client(server) as http:
@@ -827,14 +829,17 @@ def test_sigkill_during_revectorization_resumes_at_the_next_start(
         first_request = len(fake.requests)
         edit(config, ("dimensions: 256", "dimensions: 128"), SLOW_REBUILD)
         wait_reload(http, before, logs, "applied")
-        # Kill once the first chunk is staged, while the second is being embedded.
-        at_kill = wait_status(http, lambda s: (running_rebuild(s) or {}).get("done", 0) >= chunk, "the first chunk staged", logs)
+        # Kill once a step is staged, while the others are being embedded.
+        at_kill = wait_status(http, lambda s: 0 < (running_rebuild(s) or {}).get("done", 0) < count, "a step staged", logs)
         os.kill(server.process.pid, signal.SIGKILL)
         assert server.process.wait(timeout=10) == -signal.SIGKILL
-    progress = running_rebuild(at_kill)
-    assert progress is not None and chunk <= progress["done"] < count, at_kill["rebuilds"]
+    assert running_rebuild(at_kill) is not None, at_kill["rebuilds"]
+    # What the killed run left staged, read from the store it left behind.
+    with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'objects.sqlite3'}?mode=ro", uri=True)) as db:
+        staged_ids = {row[0] for row in db.execute("SELECT id FROM vectors WHERE collection = 'Doc' AND name LIKE 'text#%'")}
+    staged_titles = {d["properties"]["title"] for d in docs if d["id"] in staged_ids}
+    assert 0 < len(staged_titles) < count, len(staged_titles)
     first_run = passage_inputs(fake.requests[first_request:], 128)
-    staged_titles = {d["properties"]["title"] for d in sorted(docs, key=lambda d: d["id"])[:chunk]}
     assert staged_titles <= {t for inputs in first_run for t in inputs}
     second_request = len(fake.requests)
 
@@ -857,6 +862,7 @@ def test_sigkill_during_revectorization_resumes_at_the_next_start(
     second_run = passage_inputs(fake.requests[second_request:], 128)
     resent = {t for inputs in second_run for t in inputs}
     assert not resent & staged_titles, sorted(resent & staged_titles)[:5]
-    assert resent == {d["properties"]["title"] for d in docs} - staged_titles
+    # (A step killed between its embedding and its staging is in the embedding cache: not sent again either.)
+    assert resent <= {d["properties"]["title"] for d in docs} - staged_titles
     full_redo = math.ceil(count / 4)
-    assert len(second_run) == math.ceil((count - chunk) / 4) < full_redo, (len(second_run), full_redo)
+    assert len(second_run) < full_redo, (len(second_run), full_redo)
