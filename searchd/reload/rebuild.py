@@ -170,9 +170,9 @@ class _Revectorization:
                     progress.error = f"{progress.failed} object(s) could not be embedded; the last: {result}"
                 elif result is not None:
                     ready.append((object_id, updated, result))
-            await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, source, ready)
-            # An object rewritten meanwhile gets a stale vector here; its write was captured and is replayed at the swap.
-            await anyio.to_thread.run_sync(self.index.upsert_many, [r[0] for r in ready], [r[2] for r in ready])
+            current = await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, source, ready)
+            fresh = [(object_id, vector) for object_id, _, vector in ready if object_id in current]  # a rewrite captured its own
+            await anyio.to_thread.run_sync(self.index.upsert_many, [f[0] for f in fresh], [f[1] for f in fresh])
             progress.done += len(rows)
             if time.monotonic() - progress.logged >= LOG_EVERY_S:
                 progress.logged = time.monotonic()
