@@ -524,5 +524,5 @@ def test_a_write_embedded_during_a_revectorization_and_committed_after_it_gets_t
     stored = engine.store.get("Note", draft.id)
     assert stored is not None and stored.vectors["text"].shape == (80,), {n: v.shape for n, v in stored.vectors.items()}
     hits = engine.search_hits(catalog.collections["Note"], target, stored.vectors["text"], 1)
-    assert hits and hits[0].id == draft.id and abs(hits[0].distance) < 1e-5
+    assert hits and engine.ids("Note", [hits[0].id]) == [draft.id] and abs(hits[0].distance) < 1e-5
     assert not engine.store.ids_with_vector("Note", shadow.source, [draft.id]), "a staged vector was left behind"

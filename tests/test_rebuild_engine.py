@@ -71,7 +71,7 @@ def test_a_write_embedded_before_the_rebuild_began_still_gets_the_new_vector(cli
         assert isinstance(want, np.ndarray)
         np.testing.assert_allclose(obj.vectors["text"], want, atol=1e-6)
         hits = engine.search_hits(catalog.collections["Note"], target, obj.vectors["text"], 1)
-        assert hits[0].id == obj.id and abs(hits[0].distance) < 1e-5
+        assert engine.ids("Note", [hits[0].id]) == [obj.id] and abs(hits[0].distance) < 1e-5
     assert not engine.shadows()
 
 
@@ -124,7 +124,7 @@ def test_a_catch_up_vector_does_not_overwrite_a_newer_write_in_the_new_index(cli
     assert stored is not None and stored.properties["body"] == "second rewrite"
     np.testing.assert_allclose(stored.vectors["text"], want, atol=1e-6)
     hits = engine.search_hits(catalog.collections["Note"], target, want, 1)
-    assert hits[0].id == object_id and abs(hits[0].distance) < 1e-5, hits  # the index holds W2's vector, not W1's
+    assert engine.ids("Note", [hits[0].id]) == [object_id] and abs(hits[0].distance) < 1e-5, hits  # the index holds W2's vector, not W1's
 
 
 def test_each_commit_gets_a_later_updated_ms_than_the_one_before(client_factory: ClientFactory, write_config: Any) -> None:

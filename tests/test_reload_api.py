@@ -433,7 +433,7 @@ def test_a_reload_while_a_revectorization_swaps_in_plans_against_the_swapped_spe
     stored = services.store.get("Article", ARTICLES[3]["id"])
     assert stored is not None and stored.vectors["text"].shape == (32,)
     hits = services.engine.search_hits(services.holder.current.collections["Article"], vector, stored.vectors["text"], 1)
-    assert [h.id for h in hits] == [ARTICLES[3]["id"]]
+    assert services.engine.ids("Article", [h.id for h in hits]) == [ARTICLES[3]["id"]]
     assert reload(client, 200)["result"] == "unchanged"
 
 
@@ -458,11 +458,11 @@ def test_a_query_that_began_before_a_revectorization_swap_still_answers(client_f
 
     _swap_dimensions(client, config_path)
     found = services.engine.search_hits(collection, vector, query, 1)  # the rest of the in-flight request
-    assert [h.id for h in found] == [ARTICLES[3]["id"]]
+    assert services.engine.ids("Article", [h.id for h in found]) == [ARTICLES[3]["id"]]
     # A query on the new catalog searches the new index; once the grace period is over the old one is gone.
     new = services.holder.current.collections["Article"]
     (fresh,) = asyncio.run(new.vectors["text"].vectorizer.embed_objects([{"title": "article 3 on a003z"}]))  # type: ignore[union-attr]
-    assert fresh.shape == (32,) and [h.id for h in services.engine.search_hits(new, new.vectors["text"], fresh, 1)] == [ARTICLES[3]["id"]]
+    assert fresh.shape == (32,) and services.engine.ids("Article", [h.id for h in services.engine.search_hits(new, new.vectors["text"], fresh, 1)]) == [ARTICLES[3]["id"]]
     services.engine.release_retired(older_than=0)
     with pytest.raises(ConfigChanged, match="rebuilt with new settings while this query ran"):
         services.engine.search_hits(collection, vector, query, 1)
@@ -487,7 +487,7 @@ def test_a_write_embedded_before_a_revectorization_swap_is_not_stored_with_stale
     expected = asyncio.run(current.vectors["text"].vectorizer.embed_objects([payload["properties"]]))[0]  # type: ignore[union-attr]
     np.testing.assert_allclose(stored.vectors["text"], expected, rtol=1e-6)
     hits = services.engine.search_hits(current, current.vectors["text"], stored.vectors["text"], 1)
-    assert [h.id for h in hits] == [payload["id"]]
+    assert services.engine.ids("Article", [h.id for h in hits]) == [payload["id"]]
 
 
 def test_a_write_embedded_before_a_reindex_swap_keeps_its_vector(client_factory: ClientFactory, config_path: Path) -> None:
@@ -506,7 +506,7 @@ def test_a_write_embedded_before_a_reindex_swap_keeps_its_vector(client_factory:
     assert isinstance(stored, StoredObject)
     np.testing.assert_array_equal(stored.vectors["text"], made)
     current = services.holder.current.collections["Article"]
-    assert [h.id for h in services.engine.search_hits(current, current.vectors["text"], made, 1)] == [payload["id"]]
+    assert services.engine.ids("Article", [h.id for h in services.engine.search_hits(current, current.vectors["text"], made, 1)]) == [payload["id"]]
 
 
 # -- the start path: a changed config at start is planned like a reload ------------------------------

@@ -45,7 +45,7 @@ def _weaviate_distance(metric: Distance, raw: float) -> float:
 @dataclass
 class Segment:
     forest: annoy.AnnoyIndex
-    ids: list[str]
+    ids: list[int]
     versions: list[int]  # the version of each item when it was sealed
     dead: set[int] = field(default_factory=set)
 
@@ -63,11 +63,11 @@ class AnnoyIndex(ApproximateIndex):
         self.dimensions = dimensions
         self._lock = threading.RLock()
         self._segments: list[Segment] = []
-        self._where: dict[str, tuple[int, int]] = {}  # id → (segment number, item) for sealed items
+        self._where: dict[int, tuple[int, int]] = {}  # id → (segment number, item) for sealed items
         self._delta = FlatIndex(spec.distance, dimensions)  # recent writes, searched exactly
         # Every live vector, for exact scans and compaction: annoy's get_item_vector is a slow per-item call.
         self._mirror = FlatIndex(spec.distance, dimensions)
-        self._version: dict[str, int] = {}  # id → current version; absent: deleted
+        self._version: dict[int, int] = {}  # id → current version; absent: deleted
         self._clock = 0
         self._merging: threading.Thread | None = None
         self._closed = False
@@ -80,10 +80,10 @@ class AnnoyIndex(ApproximateIndex):
     def __contains__(self, object_id: object) -> bool:
         return object_id in self._version
 
-    def upsert(self, object_id: str, vector: np.ndarray) -> None:
+    def upsert(self, object_id: int, vector: np.ndarray) -> None:
         self.upsert_many([object_id], [vector])
 
-    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+    def upsert_many(self, object_ids: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
         with self._lock:
             for object_id in object_ids:
                 self._bury(object_id)
@@ -93,14 +93,14 @@ class AnnoyIndex(ApproximateIndex):
             self._mirror.upsert_many(object_ids, vectors)
             self._maybe_merge()
 
-    def delete(self, object_id: str) -> None:
+    def delete(self, object_id: int) -> None:
         with self._lock:
             self._bury(object_id)
             self._delta.delete(object_id)
             self._mirror.delete(object_id)
             self._version.pop(object_id, None)
 
-    def _bury(self, object_id: str) -> None:
+    def _bury(self, object_id: int) -> None:
         sealed = self._where.pop(object_id, None)
         if sealed is not None:
             self._segments[sealed[0]].dead.add(sealed[1])
@@ -128,7 +128,7 @@ class AnnoyIndex(ApproximateIndex):
                 total = sum(len(s.ids) for s in self._segments)
                 compact = len(self._segments) >= MAX_SEGMENTS or (total and dead / total > DEAD_FRACTION_TO_COMPACT)
                 delta_ids, delta_vectors = self._delta.items()
-                snapshot: list[tuple[str, int, np.ndarray]] = [(i, self._version[i], v) for i, v in zip(delta_ids, delta_vectors)]
+                snapshot: list[tuple[int, int, np.ndarray]] = [(i, self._version[i], v) for i, v in zip(delta_ids, delta_vectors)]
                 if compact:
                     live = [(segment.ids[item], segment.versions[item]) for segment in self._segments for item in range(len(segment.ids)) if item not in segment.dead]
                     found, matrix = self._mirror.vectors([object_id for object_id, _ in live])
@@ -145,7 +145,7 @@ class AnnoyIndex(ApproximateIndex):
                 self._merging = None
                 self._maybe_merge()
 
-    def _build(self, items: list[tuple[str, int, np.ndarray]]) -> Segment:
+    def _build(self, items: list[tuple[int, int, np.ndarray]]) -> Segment:
         forest = annoy.AnnoyIndex(self.dimensions, METRICS[self.metric])
         for position, (_, _, vector) in enumerate(items):
             forest.add_item(position, vector)

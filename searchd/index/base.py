@@ -10,10 +10,10 @@ over-fetching approximate search, widened until ``k`` allowed hits are found.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -29,21 +29,55 @@ EXACT_SCAN_FRACTION = 0.05
 
 @dataclass(frozen=True)
 class Hit:
-    id: str
+    id: int  # the doc
     distance: float
 
 
-@runtime_checkable
-class CheckedIds(Protocol):
-    """An allow-list too large to list: it knows its size and can tell which of some ids it allows."""
+class AllowList:
+    """The docs a filter lets through: a boolean mask over docs (from ``searchd.index.table``).
 
-    def __len__(self) -> int: ...
+    It behaves as a collection of docs (``len``, ``in``, iteration), checks many
+    candidates at once (``passes``), and can read the allowed docs' stored vectors
+    (``vectors``, supplied by the engine) for an exact scan over a few of them.
+    """
 
-    def __iter__(self) -> Iterator[str]: ...
+    def __init__(self, mask: np.ndarray, vectors: Callable[[Sequence[int]], tuple[list[int], list[np.ndarray]]] | None = None) -> None:
+        self.mask = mask
+        self.count = int(np.count_nonzero(mask))
+        self._docs: np.ndarray | None = None
+        self._vectors = vectors
 
-    def __contains__(self, object_id: object) -> bool: ...
+    @classmethod
+    def of(cls, docs: Iterable[int], vectors: Callable[[Sequence[int]], tuple[list[int], list[np.ndarray]]] | None = None) -> AllowList:
+        listed = np.fromiter(docs, dtype=np.int64)
+        mask = np.zeros(int(listed.max()) + 1 if len(listed) else 0, dtype=bool)
+        mask[listed] = True
+        return cls(mask, vectors)
 
-    def retain(self, object_ids: Sequence[str]) -> set[str]: ...
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def docs(self) -> np.ndarray:
+        if self._docs is None:
+            self._docs = np.flatnonzero(self.mask)
+        return self._docs
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.docs.tolist())
+
+    def __contains__(self, doc: object) -> bool:
+        return isinstance(doc, (int, np.integer)) and 0 <= int(doc) < len(self.mask) and bool(self.mask[doc])
+
+    def passes(self, docs: np.ndarray) -> np.ndarray:
+        inside = (docs >= 0) & (docs < len(self.mask))
+        result = np.zeros(len(docs), dtype=bool)
+        result[inside] = self.mask[docs[inside]]
+        return result
+
+    def vectors(self) -> tuple[list[int], list[np.ndarray]] | None:
+        """The allowed docs' stored vectors, or None when nobody said how to read them."""
+        return None if self._vectors is None else self._vectors(self.docs.tolist())
 
 
 class VectorIndex(Protocol):
@@ -55,13 +89,13 @@ class VectorIndex(Protocol):
 
     dimensions: int
 
-    def upsert(self, object_id: str, vector: np.ndarray) -> None: ...
+    def upsert(self, doc: int, vector: np.ndarray) -> None: ...
 
-    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None: ...
+    def upsert_many(self, docs: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None: ...
 
-    def delete(self, object_id: str) -> None: ...
+    def delete(self, doc: int) -> None: ...
 
-    def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]: ...
+    def search(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]: ...
 
     def __len__(self) -> int: ...
 
@@ -96,7 +130,7 @@ def prepare(vector: np.ndarray, metric: Distance) -> np.ndarray:
     return vector
 
 
-def top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[Hit]:
+def top_k(ids: Sequence[int], scores: np.ndarray, k: int) -> list[Hit]:
     """The k smallest scores; ties broken by id, so results are deterministic."""
     if not len(ids) or k <= 0:
         return []
@@ -129,7 +163,7 @@ class ApproximateIndex(abc.ABC):
     def __len__(self) -> int: ...
 
 
-    def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
+    def search(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         q = prepare(query, self.metric)
         total = len(self)
         if k <= 0 or total == 0:
@@ -138,20 +172,20 @@ class ApproximateIndex(abc.ABC):
             return self._approximate(q, min(k, total)) if k < total else self._exact(q, k)
         if len(allowed) <= EXACT_SCAN_MAX or len(allowed) < EXACT_SCAN_FRACTION * total:
             return self._exact(q, k, allowed)
-        allow: Collection[str] = allowed if isinstance(allowed, (set, frozenset, CheckedIds)) else set(allowed)
-        fetch = min(total, int(k * total / len(allow) * 2) + k)
+        # Over-fetch by the filter's selectivity, and widen until k candidates pass.
+        fetch = min(total, int(k * total / len(allowed) * 2) + k)
         while True:
             candidates = self._approximate(q, fetch)
-            passed = allow.retain([h.id for h in candidates]) if isinstance(allow, CheckedIds) else allow
-            kept = [h for h in candidates if h.id in passed]
+            passed = allowed.passes(np.fromiter((h.id for h in candidates), dtype=np.int64, count=len(candidates)))
+            kept = [h for h, ok in zip(candidates, passed.tolist()) if ok]
             if len(kept) >= k:
                 return kept[:k]
             fetch *= 2
             if fetch >= total:
                 # Widening would scan everything anyway: be exact rather than short.
-                return self._exact(q, k, allow)
+                return self._exact(q, k, allowed)
 
-    def _exact(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
+    def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         return self._mirror.search(query, k, allowed)
 
 

@@ -22,7 +22,7 @@ import pickle
 import re
 import threading
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from searchd.config.spec import CollectionSpec, Tokenization
+from searchd.index.base import AllowList
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ALNUM = re.compile(r"[\W_]+", re.UNICODE)
@@ -57,7 +58,7 @@ def tokenize_value(value: Any, tokenization: Tokenization) -> list[str]:
 
 @dataclass(frozen=True)
 class KeywordHit:
-    id: str
+    id: int  # the doc
     score: float
     explain: str
 
@@ -108,44 +109,35 @@ class BM25Index:
         self.b = settings.b
         self.stopwords = settings.stopwords
         self.properties = {p.name: _Property(p.tokenization) for p in collection.properties if p.searchable}
-        self._rows: dict[str, int] = {}
-        self._ids: list[str | None] = []
-        self._free: list[int] = []
+        self._live: set[int] = set()  # docs; a doc is its own row in the arrays below
+        self._size = 0  # one past the highest doc seen
         self._lengths_cache: dict[str, np.ndarray] = {}
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._live)
 
-    def __contains__(self, object_id: object) -> bool:
-        return object_id in self._rows
+    def __contains__(self, doc: object) -> bool:
+        return doc in self._live
 
     # -- writes ----------------------------------------------------------------
 
-    def upsert(self, object_id: str, properties: Mapping[str, Any]) -> None:
+    def upsert(self, doc: int, properties: Mapping[str, Any]) -> None:
         with self._lock:
-            row = self._rows.get(object_id)
-            if row is None:
-                row = self._free.pop() if self._free else len(self._ids)
-                if row == len(self._ids):
-                    self._ids.append(object_id)
-                else:
-                    self._ids[row] = object_id
-                self._rows[object_id] = row
+            self._live.add(doc)
+            self._size = max(self._size, doc + 1)
             for name, prop in self.properties.items():
-                prop.remove(row)
-                prop.add(row, tokenize_value(properties.get(name), prop.tokenization))
+                prop.remove(doc)
+                prop.add(doc, tokenize_value(properties.get(name), prop.tokenization))
             self._lengths_cache.clear()
 
-    def delete(self, object_id: str) -> None:
+    def delete(self, doc: int) -> None:
         with self._lock:
-            row = self._rows.pop(object_id, None)
-            if row is None:
+            if doc not in self._live:
                 return
+            self._live.discard(doc)
             for prop in self.properties.values():
-                prop.remove(row)
-            self._ids[row] = None
-            self._free.append(row)
+                prop.remove(doc)
             self._lengths_cache.clear()
 
     # -- search ----------------------------------------------------------------
@@ -160,7 +152,7 @@ class BM25Index:
     def _lengths(self, name: str) -> np.ndarray:
         cached = self._lengths_cache.get(name)
         if cached is None:
-            cached = np.zeros(len(self._ids), dtype=np.float64)
+            cached = np.zeros(self._size, dtype=np.float64)
             lengths = self.properties[name].lengths
             if lengths:
                 cached[np.fromiter(lengths.keys(), np.int64, len(lengths))] = np.fromiter(lengths.values(), np.float64, len(lengths))
@@ -174,13 +166,13 @@ class BM25Index:
         properties: Sequence[tuple[str, float]] | None = None,
         operator: str = "Or",
         minimum_match: int = 1,
-        allowed: Collection[str] | None = None,
+        allowed: AllowList | None = None,
         explain: bool = False,
     ) -> list[KeywordHit]:
-        """Top-k objects by BM25; ``properties`` are (name, boost) pairs (default: every searchable one)."""
+        """Top-k objects by BM25, and any tied with the k-th; ``properties`` are (name, boost) pairs (default: every searchable one)."""
         with self._lock:
             chosen = properties if properties is not None else [(name, 1.0) for name in self.properties]
-            size = len(self._ids)
+            size = self._size
             scores = np.zeros(size, dtype=np.float64)
             eligible = np.zeros(size, dtype=bool)
             terms_by_property: list[tuple[str, Counter[str]]] = []
@@ -206,8 +198,8 @@ class BM25Index:
                 eligible |= matched >= needed
             if allowed is not None:
                 mask = np.zeros(size, dtype=bool)
-                rows_allowed = [self._rows[i] for i in allowed if i in self._rows]
-                mask[rows_allowed] = True
+                passing = allowed.mask[:size]
+                mask[: len(passing)] = passing
                 eligible &= mask
             candidates = np.flatnonzero(eligible)
             if not len(candidates) or k <= 0:
@@ -216,8 +208,9 @@ class BM25Index:
                 # Keep everything tied with the k-th score so ties are broken by id, deterministically.
                 kth = np.partition(-scores[candidates], k - 1)[k - 1]
                 candidates = candidates[-scores[candidates] <= kth]
-            ranked = sorted(candidates.tolist(), key=lambda r: (-scores[r], self._ids[r]))[:k]
-            return [KeywordHit(str(self._ids[r]), float(scores[r]), self._explain(int(r), terms_by_property) if explain else "") for r in ranked]
+            # Every hit tied with the k-th comes back: the caller breaks ties by id.
+            ranked = sorted(candidates.tolist(), key=lambda r: (-scores[r], r))
+            return [KeywordHit(int(r), float(scores[r]), self._explain(int(r), terms_by_property) if explain else "") for r in ranked]
 
     def _explain(self, row: int, terms_by_property: list[tuple[str, Counter[str]]]) -> str:
         # Weaviate's per-object explanation: ", BM25F_<term>_frequency:<f>, BM25F_<term>_propLength:<len>".
@@ -234,7 +227,7 @@ class BM25Index:
 
     def save(self, directory: Path) -> None:
         with self._lock:
-            state = {"rows": self._rows, "ids": self._ids, "free": self._free, "properties": {n: (p.postings, p.terms_of, p.lengths, p.total_length) for n, p in self.properties.items()}}
+            state = {"live": sorted(self._live), "size": self._size, "properties": {n: (p.postings, p.terms_of, p.lengths, p.total_length) for n, p in self.properties.items()}}
             with open(directory / "bm25.pickle", "wb") as out:
                 pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -246,7 +239,7 @@ class BM25Index:
         index = cls(collection)
         if set(state["properties"]) != set(index.properties):
             raise ValueError("saved BM25 index covers other properties")
-        index._rows, index._ids, index._free = state["rows"], state["ids"], state["free"]
+        index._live, index._size = set(state["live"]), int(state["size"])
         for name, (postings, terms_of, lengths, total) in state["properties"].items():
             prop = index.properties[name]
             prop.postings, prop.terms_of, prop.lengths, prop.total_length = postings, terms_of, lengths, total

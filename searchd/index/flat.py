@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from searchd.config.spec import Distance
-from searchd.index.base import Hit, distances, prepare, top_k
+from searchd.index.base import AllowList, Hit, distances, prepare, top_k
 
 
 class FlatIndex:
@@ -18,8 +18,9 @@ class FlatIndex:
         self.metric = metric
         self.dimensions = dimensions
         self._matrix = np.zeros((16, dimensions), dtype=np.float32)
-        self._ids: list[str] = []
-        self._rows: dict[str, int] = {}
+        self._ids: list[int] = []  # the doc of each row
+        self._docs = np.zeros(16, dtype=np.int64)  # the same, as an array (for masks)
+        self._rows: dict[int, int] = {}
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -28,24 +29,26 @@ class FlatIndex:
     def __contains__(self, object_id: object) -> bool:
         return object_id in self._rows
 
-    def upsert(self, object_id: str, vector: np.ndarray) -> None:
-        self.upsert_many([object_id], [vector])
+    def upsert(self, doc: int, vector: np.ndarray) -> None:
+        self.upsert_many([doc], [vector])
 
-    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+    def upsert_many(self, docs: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
         with self._lock:
-            for object_id, vector in zip(object_ids, vectors):
-                row = self._rows.get(object_id)
+            for doc, vector in zip(docs, vectors):
+                row = self._rows.get(doc)
                 if row is None:
                     row = len(self._ids)
                     if row == len(self._matrix):
                         self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
-                    self._ids.append(object_id)
-                    self._rows[object_id] = row
+                        self._docs = np.concatenate([self._docs, np.zeros_like(self._docs)])
+                    self._ids.append(doc)
+                    self._docs[row] = doc
+                    self._rows[doc] = row
                 self._matrix[row] = prepare(vector, self.metric)
 
-    def delete(self, object_id: str) -> None:
+    def delete(self, doc: int) -> None:
         with self._lock:
-            row = self._rows.pop(object_id, None)
+            row = self._rows.pop(doc, None)
             if row is None:
                 return
             last = len(self._ids) - 1
@@ -53,28 +56,29 @@ class FlatIndex:
                 moved = self._ids[last]
                 self._matrix[row] = self._matrix[last]
                 self._ids[row] = moved
+                self._docs[row] = moved
                 self._rows[moved] = row
             self._ids.pop()
 
-    def items(self) -> tuple[list[str], np.ndarray]:
+    def items(self) -> tuple[list[int], np.ndarray]:
         """A copy of every id and its (prepared) vector."""
         with self._lock:
             return list(self._ids), self._matrix[: len(self._ids)].copy()
 
-    def vectors(self, object_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    def vectors(self, docs: Sequence[int]) -> tuple[list[int], np.ndarray]:
         with self._lock:
-            found = [i for i in object_ids if i in self._rows]
+            found = [i for i in docs if i in self._rows]
             return found, self._matrix[[self._rows[i] for i in found]]
 
-    def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
+    def search(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         q = prepare(query, self.metric)
         with self._lock:
             if allowed is None:
                 ids = list(self._ids)
                 scores = distances(self._matrix[: len(ids)], q, self.metric)
             else:
-                rows = [self._rows[i] for i in allowed if i in self._rows]
-                ids = [self._ids[r] for r in rows]
+                rows = np.flatnonzero(allowed.passes(self._docs[: len(self._ids)]))
+                ids = self._docs[rows].tolist()
                 scores = distances(self._matrix[rows], q, self.metric)
         return top_k(ids, scores, k)
 
@@ -91,8 +95,9 @@ class FlatIndex:
         if matrix.shape != (len(ids), dimensions):
             raise ValueError("saved flat index does not match its id list")
         index._matrix = np.concatenate([matrix.astype(np.float32), np.zeros((16, dimensions), np.float32)])
-        index._ids = ids
-        index._rows = {object_id: row for row, object_id in enumerate(ids)}
+        index._ids = [int(d) for d in ids]
+        index._docs = np.concatenate([np.asarray(index._ids, dtype=np.int64), np.zeros(16, np.int64)])
+        index._rows = {doc: row for row, doc in enumerate(index._ids)}
         return index
 
     def close(self) -> None:

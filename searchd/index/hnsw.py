@@ -1,15 +1,22 @@
-"""HNSW graph index (hnswlib): incremental inserts, updates and deletes.
+"""HNSW graph index (hnswlib): incremental inserts, updates and deletes, keyed by doc.
 
-hnswlib keys items by integer label; we keep label ↔ id maps beside it.  An update
-marks the old label deleted and adds a new one (hnswlib reuses deleted slots), so
-a replaced vector is never returned.
+hnswlib labels are the store's docs, which are never reused.  An update rewrites
+the label's vector in place; a delete marks the label deleted, and hnswlib reuses
+deleted slots for new labels.  hnswlib keeps the only in-memory copy of the
+vectors: an exact scan over a few allowed docs reads them from the store instead
+(``AllowList.vectors``).
+
+Searches release the GIL inside hnswlib and run side by side (a shared lock);
+writes, resizes and saves take the lock exclusively.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -17,11 +24,11 @@ import hnswlib
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.index.base import ApproximateIndex, Hit
-from searchd.index.flat import FlatIndex
+from searchd.index.base import AllowList, ApproximateIndex, Hit, distances, prepare, top_k
 
 SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
+_PARALLEL_FROM = 64  # batches at least this big are inserted on every core
 
 
 def _weaviate_distance(metric: Distance, raw: np.ndarray) -> np.ndarray:
@@ -29,31 +36,73 @@ def _weaviate_distance(metric: Distance, raw: np.ndarray) -> np.ndarray:
     return raw - 1.0 if metric is Distance.DOT else raw
 
 
+class SharedLock:
+    """Many readers or one writer (searches share; writes are exclusive)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._condition:
+            while self._writing:
+                self._condition.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                if not self._readers:
+                    self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._condition:
+            while self._writing or self._readers:
+                self._condition.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writing = False
+                self._condition.notify_all()
+
+
 class HnswIndex(ApproximateIndex):
-    def __init__(self, spec: IndexSpec, dimensions: int, graph: hnswlib.Index | None = None) -> None:
+    def __init__(self, spec: IndexSpec, dimensions: int, graph: hnswlib.Index | None = None, live: set[int] | None = None) -> None:
         if spec.distance not in SPACES:
             raise ValueError(f"hnsw does not support {spec.distance.value} distance")
-        self.spec = spec
         self.metric = spec.distance
         self.dimensions = dimensions
-        self._lock = threading.RLock()
-        self._labels: dict[str, int] = {}
-        self._ids: dict[int, str] = {}
-        self._next_label = 0
+        self._lock = SharedLock()
         if graph is None:
             graph = hnswlib.Index(space=SPACES[spec.distance], dim=dimensions)
             graph.init_index(max_elements=_INITIAL_CAPACITY, ef_construction=spec.ef_construction, M=spec.max_connections, allow_replace_deleted=True)
-        graph.set_num_threads(1)  # one request, one core: the server scales by requests
+        graph.set_num_threads(1)  # one request, one core: queries scale by running side by side
         self._graph = graph
-        # A plain copy of the vectors: hnswlib's get_items is too slow for the exact scans of
-        # selective filters (17 ms for 1,200 vectors), at the price of a second copy in memory.
-        self._mirror = FlatIndex(spec.distance, dimensions)
+        self.spec = spec
+        self._live: set[int] = live if live is not None else set()
+        self._threads = max(1, os.cpu_count() or 1)
+
+    @property
+    def spec(self) -> IndexSpec:
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: IndexSpec) -> None:
+        """Search-time settings change in place (a reload); ef is the only one hnswlib holds."""
+        self._spec = spec
+        self._graph.set_ef(spec.ef)
 
     def __len__(self) -> int:
-        return len(self._labels)
+        return len(self._live)
 
-    def __contains__(self, object_id: object) -> bool:
-        return object_id in self._labels
+    def __contains__(self, doc: object) -> bool:
+        return doc in self._live
 
     def _reserve(self, extra: int) -> None:
         needed = self._graph.get_current_count() + extra
@@ -61,73 +110,81 @@ class HnswIndex(ApproximateIndex):
         if needed > capacity:
             self._graph.resize_index(max(needed, capacity * 2))
 
-    def upsert(self, object_id: str, vector: np.ndarray) -> None:
-        self.upsert_many([object_id], [vector])
+    def upsert(self, doc: int, vector: np.ndarray) -> None:
+        self.upsert_many([doc], [vector])
 
-    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
-        if not len(object_ids):
+    def upsert_many(self, docs: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+        if not len(docs):
             return
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(object_ids), self.dimensions)
-        with self._lock:
-            latest: dict[str, int] = {object_id: row for row, object_id in enumerate(object_ids)}  # last write wins
-            for object_id in latest:
-                self._forget(object_id)
-            labels = np.arange(self._next_label, self._next_label + len(latest), dtype=np.int64)
-            self._next_label += len(latest)
-            self._reserve(len(latest))
-            # One thread: a multi-threaded insert builds a different graph on every run, and
-            # reproducible results (and tests) are worth more than a faster import here.
-            self._graph.add_items(matrix[list(latest.values())], labels, num_threads=1, replace_deleted=True)
-            for object_id, label in zip(latest, labels.tolist()):
-                self._labels[object_id] = label
-                self._ids[label] = object_id
-            self._mirror.upsert_many(list(latest), matrix[list(latest.values())])
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(docs), self.dimensions)
+        latest: dict[int, int] = {int(doc): row for row, doc in enumerate(docs)}  # last write wins
+        with self._lock.exclusive():
+            updates, inserts = [], []
+            for doc in latest:
+                if doc in self._live:
+                    updates.append(doc)
+                else:
+                    try:
+                        self._graph.unmark_deleted(doc)  # its slot was not reused yet: update it in place
+                        updates.append(doc)
+                    except RuntimeError:
+                        inserts.append(doc)
+            self._reserve(len(inserts))
+            # An update must not take a vacant slot (the old one would stay live under the same label).
+            for group, replace in ((updates, False), (inserts, True)):
+                if group:
+                    threads = self._threads if len(group) >= _PARALLEL_FROM else 1
+                    self._graph.add_items(matrix[[latest[d] for d in group]], np.asarray(group, dtype=np.int64), num_threads=threads, replace_deleted=replace)
+            self._live.update(latest)
 
-    def _forget(self, object_id: str) -> None:
-        label = self._labels.pop(object_id, None)
-        if label is not None:
-            self._graph.mark_deleted(label)
-            del self._ids[label]
-            self._mirror.delete(object_id)
-
-    def delete(self, object_id: str) -> None:
-        with self._lock:
-            self._forget(object_id)
+    def delete(self, doc: int) -> None:
+        with self._lock.exclusive():
+            if doc in self._live:
+                self._graph.mark_deleted(doc)
+                self._live.discard(doc)
 
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
-        with self._lock:
-            k = min(k, len(self._labels))
+        with self._lock.shared():
+            k = min(k, len(self._live))
             if k == 0:
                 return []
-            self._graph.set_ef(max(self.spec.ef, k))
             try:
-                labels, raw = self._graph.knn_query(query, k=k)
+                labels, raw = self._graph.knn_query(query, k=k, num_threads=1)  # hnswlib searches with max(ef, k)
             except RuntimeError:
                 # hnswlib cannot return k results when some nodes are unreachable from the entry
                 # point (k close to the index size): answer exactly instead of failing.
                 return self._exact(query, k)
-            ids = [self._ids[int(label)] for label in labels[0]]
-        return [Hit(object_id, float(d)) for object_id, d in zip(ids, _weaviate_distance(self.metric, raw[0]))]
+        return [Hit(int(label), float(d)) for label, d in zip(labels[0].tolist(), _weaviate_distance(self.metric, raw[0]).tolist())]
+
+    def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
+        stored = allowed.vectors() if allowed is not None else None
+        if stored is not None:
+            docs, vectors = stored
+            keep = [i for i, d in enumerate(docs) if d in self._live]
+            if not keep:
+                return []
+            matrix = np.stack([prepare(vectors[i], self.metric) for i in keep])
+            return top_k([docs[i] for i in keep], distances(matrix, query, self.metric), k)
+        with self._lock.shared():
+            docs = sorted(self._live if allowed is None else (d for d in allowed if d in self._live))
+            if not docs:
+                return []
+            matrix = self._graph.get_items(docs, return_type="numpy")
+        return top_k(docs, distances(np.asarray(matrix, dtype=np.float32), query, self.metric), k)
 
     def save(self, directory: Path) -> None:
-        with self._lock:
+        with self._lock.exclusive():
             self._graph.save_index(str(directory / "graph.bin"))
-            self._mirror.save(directory)
-            (directory / "labels.json").write_text(json.dumps({"next": self._next_label, "labels": self._labels}))
+            (directory / "live.json").write_text(json.dumps(sorted(self._live)))
 
     @classmethod
     def restore(cls, spec: IndexSpec, dimensions: int, directory: Path) -> HnswIndex:
-        meta = json.loads((directory / "labels.json").read_text())
+        live = json.loads((directory / "live.json").read_text())
         graph = hnswlib.Index(space=SPACES[spec.distance], dim=dimensions)
         graph.load_index(str(directory / "graph.bin"), allow_replace_deleted=True)
-        index = cls(spec, dimensions, graph)
-        index._labels = {k: int(v) for k, v in meta["labels"].items()}
-        index._ids = {v: k for k, v in index._labels.items()}
-        index._next_label = int(meta["next"])
-        index._mirror = FlatIndex.restore(spec.distance, dimensions, directory)
-        if len(index._mirror) != len(index._labels):
-            raise ValueError("saved hnsw vectors do not match its labels")
-        return index
+        if graph.get_current_count() < len(live):
+            raise ValueError("saved hnsw graph holds fewer items than its live list")
+        return cls(spec, dimensions, graph, {int(d) for d in live})
 
     def close(self) -> None:
         pass

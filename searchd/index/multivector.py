@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import hnswlib
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.index.base import EXACT_SCAN_MAX, Hit, top_k
+from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, top_k
 
 _INITIAL_TOKENS = 4096
 
@@ -48,9 +48,9 @@ class MultiVectorIndex:
         self.metric = spec.distance
         self.dimensions = dimensions
         self._lock = threading.RLock()
-        self._documents: dict[str, np.ndarray] = {}
-        self._token_labels: dict[str, np.ndarray] = {}
-        self._owner: dict[int, str] = {}
+        self._documents: dict[int, np.ndarray] = {}
+        self._token_labels: dict[int, np.ndarray] = {}
+        self._owner: dict[int, int] = {}
         self._next_label = 0
         self._tokens = hnswlib.Index(space="ip", dim=dimensions)
         self._tokens.init_index(max_elements=_INITIAL_TOKENS, ef_construction=spec.ef_construction, M=spec.max_connections, allow_replace_deleted=True)
@@ -62,10 +62,10 @@ class MultiVectorIndex:
     def __contains__(self, object_id: object) -> bool:
         return object_id in self._documents
 
-    def upsert(self, object_id: str, vector: np.ndarray) -> None:
+    def upsert(self, object_id: int, vector: np.ndarray) -> None:
         self.upsert_many([object_id], [vector])
 
-    def upsert_many(self, object_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+    def upsert_many(self, object_ids: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
         with self._lock:
             for object_id, value in zip(object_ids, vectors):
                 matrix = as_matrix(value, self.dimensions, self.metric)
@@ -82,21 +82,21 @@ class MultiVectorIndex:
                 self._token_labels[object_id] = labels
                 self._owner.update({int(label): object_id for label in labels})
 
-    def _forget(self, object_id: str) -> None:
+    def _forget(self, object_id: int) -> None:
         self._documents.pop(object_id, None)
         for label in self._token_labels.pop(object_id, np.zeros(0, np.int64)).tolist():
             self._tokens.mark_deleted(label)
             del self._owner[label]
 
-    def delete(self, object_id: str) -> None:
+    def delete(self, object_id: int) -> None:
         with self._lock:
             self._forget(object_id)
 
-    def _rescore(self, query: np.ndarray, object_ids: Sequence[str], k: int) -> list[Hit]:
+    def _rescore(self, query: np.ndarray, object_ids: Sequence[int], k: int) -> list[Hit]:
         ids = [i for i in object_ids if i in self._documents]
         return top_k(ids, maxsim_distances(query, [self._documents[i] for i in ids]), k)
 
-    def search(self, query: np.ndarray, k: int, allowed: Collection[str] | None = None) -> list[Hit]:
+    def search(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         q = as_matrix(query, self.dimensions, self.metric)
         with self._lock:
             total = len(self._documents)
@@ -121,7 +121,7 @@ class MultiVectorIndex:
                 return self._rescore(q, list(self._documents if allow is None else allow), k)
             return self._rescore(q, list(candidates), k)
 
-    def _token_candidates(self, query: np.ndarray, per_token: int) -> set[str]:
+    def _token_candidates(self, query: np.ndarray, per_token: int) -> set[int]:
         self._tokens.set_ef(max(self.spec.ef, per_token))
         try:
             labels, _ = self._tokens.knn_query(query, k=per_token)

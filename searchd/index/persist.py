@@ -2,8 +2,9 @@
 
 Vector indexes and BM25 indexes are handled alike.  An index directory holds the index's own files and ``manifest.json`` with the
 store's write sequence at save time and a fingerprint of the index settings.
-On start, an index whose manifest matches the store and the config is loaded
-as is; anything else (missing, stale after a crash, settings changed, unreadable)
+On start, an index whose manifest matches the config is loaded and catches up
+with the writes since its sequence (the store's change log, after a crash too);
+anything else (missing, settings changed, unreadable, the log trimmed past it)
 is rebuilt from the store, with progress in the log.
 """
 
@@ -17,6 +18,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,10 +26,9 @@ import numpy as np
 from searchd.config.spec import INDEX_SEARCH_TIME, CollectionSpec, IndexSpec
 from searchd.index.base import VectorIndex, build_index, restore_index
 from searchd.index.bm25 import BM25Index
-from searchd.storage import ObjectStore
 
 log = logging.getLogger("searchd.index")
-FORMAT = 1
+FORMAT = 2  # 2: keyed by the store's docs (1 was keyed by id text)
 _PROGRESS_EVERY = 20_000
 
 
@@ -72,53 +73,62 @@ def save_index(index: Saveable, directory: Path, stamp: str, write_seq: int) -> 
     staging.rename(directory)
 
 
-def _current_count(directory: Path, stamp: str, write_seq: int) -> int | None:
-    """The saved index's size if it matches these settings and the store's write sequence."""
+_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError)
+
+
+class Source(Protocol):
+    """What an index is filled from: the store, seen through the engine."""
+
+    def vectors(self, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        """Stored vectors named ``name`` in batches of (docs, vectors): all of them, or those of ``docs``."""
+        ...
+
+    def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]: ...
+
+    def changed_since(self, seq: int) -> list[int] | None:
+        """Docs written or deleted after ``seq``; None when that cannot be told (rebuild)."""
+        ...
+
+
+def _saved_seq(directory: Path, stamp: str, write_seq: int) -> tuple[int, int] | None:
+    """(sequence, size) of a saved index built with these settings and not newer than the store."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("fingerprint") != stamp or manifest.get("writeSeq") != write_seq:
+    seq, count = manifest.get("writeSeq"), manifest.get("count")
+    if manifest.get("fingerprint") != stamp or not isinstance(seq, int) or not isinstance(count, int) or seq > write_seq:
         return None
-    count = manifest.get("count")
-    return count if isinstance(count, int) else None
+    return seq, count
 
 
-_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError)
-
-
-def _load_current(directory: Path, spec: IndexSpec, dimensions: int, write_seq: int) -> VectorIndex | None:
-    count = _current_count(directory, vector_fingerprint(spec, dimensions), write_seq)
-    if count is None:
-        return None
-    try:
-        index = restore_index(spec, dimensions, directory)
-    except _UNREADABLE as exc:
-        log.warning("index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
-        return None
-    return index if len(index) == count else None
-
-
-def open_keyword_index(store: ObjectStore, data_dir: Path, collection: CollectionSpec) -> BM25Index:
-    """Load the saved BM25 index if it is current; otherwise rebuild it from the store."""
+def open_keyword_index(source: Source, data_dir: Path, collection: CollectionSpec, write_seq: int) -> BM25Index:
+    """Load the saved BM25 index and replay the writes since it was saved; rebuild it from the store when that cannot be done."""
     directory = keyword_dir(data_dir, collection.name)
-    count = _current_count(directory, keyword_fingerprint(collection), store.write_seq())
-    if count is not None:
+    saved = _saved_seq(directory, keyword_fingerprint(collection), write_seq)
+    changed = source.changed_since(saved[0]) if saved is not None else None
+    if saved is not None and changed is not None:
         try:
             index = BM25Index.restore(collection, directory)
-            if len(index) == count:
-                log.info("loaded %s BM25 index (%d objects) from %s", collection.name, count, directory)
+            if len(index) == saved[1]:
+                present = set()
+                for doc, properties in source.properties(changed):
+                    index.upsert(doc, properties)
+                    present.add(doc)
+                for doc in set(changed) - present:
+                    index.delete(doc)
+                log.info("loaded %s BM25 index (%d objects) from %s, %d changed since", collection.name, saved[1], directory, len(changed))
                 return index
         except _UNREADABLE as exc:
             log.warning("BM25 index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
-    return fill_keyword_index(BM25Index(collection), store, collection.name, quiet=not directory.exists())
+    return fill_keyword_index(BM25Index(collection), source, collection.name, quiet=not directory.exists())
 
 
-def fill_keyword_index(index: BM25Index, store: ObjectStore, collection: str, quiet: bool = False, verb: str = "rebuilt") -> BM25Index:
+def fill_keyword_index(index: BM25Index, source: Source, collection: str, quiet: bool = False, verb: str = "rebuilt") -> BM25Index:
     started = time.monotonic()
     done = 0
-    for object_id, properties in store.iter_properties(collection):
-        index.upsert(object_id, properties)
+    for doc, properties in source.properties():
+        index.upsert(doc, properties)
         done += 1
         if done % _PROGRESS_EVERY == 0:
             log.info("%s %s BM25 index: %d objects so far", "rebuilding" if verb == "rebuilt" else "building", collection, done)
@@ -127,35 +137,40 @@ def fill_keyword_index(index: BM25Index, store: ObjectStore, collection: str, qu
     return index
 
 
-def open_index(store: ObjectStore, data_dir: Path, collection: str, vector: str, spec: IndexSpec, dimensions: int) -> VectorIndex:
-    """Load the saved index if it is current; otherwise rebuild it from the store."""
+def open_index(source: Source, data_dir: Path, collection: str, vector: str, spec: IndexSpec, dimensions: int, write_seq: int) -> VectorIndex:
+    """Load the saved index and replay the writes since it was saved; rebuild it from the store when that cannot be done."""
     directory = index_dir(data_dir, collection, vector)
-    loaded = _load_current(directory, spec, dimensions, store.write_seq())
-    if loaded is not None:
-        log.info("loaded %s.%s index (%d vectors) from %s", collection, vector, len(loaded), directory)
-        return loaded
-    return fill_index(build_index(spec, dimensions), store, collection, vector, dimensions, label=f"{collection}.{vector} {spec.type}", quiet=not directory.exists())
+    saved = _saved_seq(directory, vector_fingerprint(spec, dimensions), write_seq)
+    changed = source.changed_since(saved[0]) if saved is not None else None
+    if saved is not None and changed is not None:
+        try:
+            index = restore_index(spec, dimensions, directory)
+        except _UNREADABLE as exc:
+            log.warning("index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
+        else:
+            if len(index) == saved[1]:
+                present: set[int] = set()
+                for docs, vectors in source.vectors(vector, changed):
+                    usable = [(d, v) for d, v in zip(docs, vectors) if v.shape[-1] == dimensions]
+                    index.upsert_many([d for d, _ in usable], [v for _, v in usable])
+                    present.update(d for d, _ in usable)
+                for doc in set(changed) - present:
+                    index.delete(doc)
+                log.info("loaded %s.%s index (%d vectors) from %s, %d changed since", collection, vector, saved[1], directory, len(changed))
+                return index
+    return fill_index(build_index(spec, dimensions), source, vector, dimensions, label=f"{collection}.{vector} {spec.type}", quiet=not directory.exists())
 
 
-def fill_index(index: VectorIndex, store: ObjectStore, collection: str, source: str, dimensions: int, label: str, quiet: bool = False, verb: str = "rebuilt") -> VectorIndex:
-    """Insert every stored vector named ``source`` into ``index``, in batches, with progress in the log."""
+def fill_index(index: VectorIndex, source: Source, name: str, dimensions: int, label: str, quiet: bool = False, verb: str = "rebuilt") -> VectorIndex:
+    """Insert every stored vector named ``name`` into ``index``, in batches, with progress in the log."""
     started = time.monotonic()
-    batch_ids: list[str] = []
-    batch_vectors: list[np.ndarray] = []
     done = 0
-    for object_id, stored in store.iter_vectors(collection, source):
-        if stored.shape[-1] != dimensions:
-            continue  # written under other settings; re-vectorization will replace it
-        batch_ids.append(object_id)
-        batch_vectors.append(stored)
-        if len(batch_ids) == 1000:
-            index.upsert_many(batch_ids, batch_vectors)
-            done += len(batch_ids)
-            batch_ids, batch_vectors = [], []
-            if done % _PROGRESS_EVERY == 0:
-                log.info("%s %s index: %d vectors so far", "rebuilding" if verb == "rebuilt" else "building", label, done)
-    index.upsert_many(batch_ids, batch_vectors)
-    done += len(batch_ids)
+    for docs, vectors in source.vectors(name):
+        usable = [(d, v) for d, v in zip(docs, vectors) if v.shape[-1] == dimensions]  # others: written under other settings
+        index.upsert_many([d for d, _ in usable], [v for _, v in usable])
+        before, done = done, done + len(usable)
+        if done // _PROGRESS_EVERY != before // _PROGRESS_EVERY:
+            log.info("%s %s index: %d vectors so far", "rebuilding" if verb == "rebuilt" else "building", label, done)
     if done or not quiet:
         log.info("%s %s index from the store: %d vectors in %.1fs", verb, label, done, time.monotonic() - started)
     return index

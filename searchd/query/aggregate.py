@@ -41,7 +41,7 @@ from graphql import (
 
 from searchd.config.spec import PropertySpec, PropertyType
 from searchd.errors import InvalidInput, NotFound, QueryError
-from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_ids, compiled_filter, near_objects
+from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_docs, near_objects, parse_filter
 
 if TYPE_CHECKING:
     from searchd.catalog import Catalog, CompiledCollection
@@ -314,36 +314,31 @@ def _near_argument(args: Mapping[str, Any], object_limit: int | None) -> str | N
 async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[Group]:
     catalog = context.catalog
     collection = catalog.collection(class_name)
-    store = context.engine.store
+    engine = context.engine
     limit = args.get("limit")
     if limit is not None and limit < 0:
         raise QueryError(f"limit must not be negative, got {limit}", f"give the number of groups to return (default {DEFAULT_GROUP_LIMIT})")
     object_limit = args.get("objectLimit")
     kind = _near_argument(args, object_limit)
     group_prop = _group_property(collection, args.get("groupBy"))
-    compiled = compiled_filter(collection, args.get("where"))
-    where = compiled.sql if compiled is not None else None
+    where = parse_filter(collection, args.get("where"))
     cap = catalog.spec.server.limits.query_limit_max
 
     if kind is not None:
         if object_limit is not None and object_limit > cap * SCAN_FACTOR:
             raise QueryError(f"objectLimit {object_limit} is above the maximum of {cap * SCAN_FACTOR}", f"use an objectLimit of at most {cap * SCAN_FACTOR}")
 
-        allowed = await allowed_ids(context, collection, compiled)
+        allowed = await allowed_docs(context, collection, where)
         found = await near_objects(context, collection, kind, args[kind], object_limit if object_limit is not None else cap + 1, allowed)
         if object_limit is None and len(found) > cap:
             raise QueryError(f"more than {cap} objects are within the given distance", "add objectLimit: N to aggregate over the N nearest")
         objects = [obj.properties for obj in found]
     else:
         bound = cap * SCAN_FACTOR
-        total = await anyio.to_thread.run_sync(store.count_matching, collection.name, where)
+        total = await anyio.to_thread.run_sync(engine.count, collection.name, where)
         if total <= bound:  # read at most bound + 1, so that writes since the count cannot go unnoticed
-            if where is None:
-                rows: Sequence[tuple[str, dict[str, Any]]] = await anyio.to_thread.run_sync(store.iter_properties, collection.name)  # no vectors needed
-                objects = [properties for _, properties in rows]
-            else:
-                stored = await anyio.to_thread.run_sync(lambda: store.list_objects(collection.name, limit=bound + 1, where=where))
-                objects = [obj.properties for obj in stored]
+            stored = await anyio.to_thread.run_sync(lambda: engine.list_objects(collection.name, limit=bound + 1, where=where, vectors=False))
+            objects = [obj.properties for obj in stored]
             total = len(objects)
         if total > bound:
             raise QueryError(

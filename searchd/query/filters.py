@@ -1,51 +1,27 @@
-"""``where`` filters: parse Weaviate's filter tree against the catalog, compile it to parameterised SQL.
+"""``where`` filters and ``sort``: Weaviate's arguments checked against the catalog, as ``searchd.where`` trees.
 
-Every value travels as a bound parameter; the only names written into SQL are
-property names, which the config schema restricts to ``[_A-Za-z][_0-9A-Za-z]*``.
+Values are converted here (dates to instants, booleans to 0/1, ids normalised), so
+every backend that compiles the tree compares the same things.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from searchd.catalog import CompiledCollection
 from searchd.config.spec import PropertyType
 from searchd.errors import InvalidInput, QueryError
-from searchd.storage.sqlfunctions import epoch_seconds
 from searchd.values import normalize_uuid
+from searchd.where import ID_PATHS, LOGICAL, OPERATORS, TIME_PATHS, Combination, Condition, Filter, SortKey, epoch_seconds
 
-LOGICAL = ("And", "Or", "Not")
-COMPARISONS = ("Equal", "NotEqual", "GreaterThan", "GreaterThanEqual", "LessThan", "LessThanEqual")
-OPERATORS = (*LOGICAL, *COMPARISONS, "Like", "IsNull", "ContainsAny", "ContainsAll", "ContainsNone")
+__all__ = ["OPERATORS", "parse_where", "sort_key"]
+
 VALUE_KEYS = ("valueInt", "valueNumber", "valueBoolean", "valueText", "valueString", "valueDate")
-_SQL_COMPARE = {"Equal": "=", "NotEqual": "!=", "GreaterThan": ">", "GreaterThanEqual": ">=", "LessThan": "<", "LessThanEqual": "<="}
-_ID_PATHS = ("id", "_id")
-_TIME_PATHS = {"_creationTimeUnix": "created_ms", "_lastUpdateTimeUnix": "updated_ms"}
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A leaf: ``path operator value``; ``kind`` is the property's type (None for id and timestamps)."""
-
-    path: str
-    operator: str
-    value: Any
-    kind: PropertyType | None
-
-
-@dataclass(frozen=True)
-class Combination:
-    operator: str  # And, Or, Not
-    operands: tuple[Condition | Combination, ...]
-
-
-Filter = Condition | Combination
 
 
 def _expected_keys(kind: PropertyType | None, path: str) -> tuple[str, ...]:
-    if path in _TIME_PATHS:
+    if path in TIME_PATHS:
         return ("valueText", "valueString", "valueDate", "valueInt")
     if kind is None or kind in (PropertyType.TEXT, PropertyType.TEXT_ARRAY, PropertyType.UUID):
         return ("valueText", "valueString")
@@ -58,12 +34,12 @@ def _expected_keys(kind: PropertyType | None, path: str) -> tuple[str, ...]:
 
 
 def _convert(value: Any, kind: PropertyType | None, path: str, key: str) -> Any:
-    if path in _ID_PATHS:
+    if path in ID_PATHS:
         try:
             return normalize_uuid(value, "id filter value")
         except InvalidInput as exc:
             raise QueryError(exc.problem, exc.hint) from exc
-    if path in _TIME_PATHS:
+    if path in TIME_PATHS:
         if key == "valueDate":
             seconds = epoch_seconds(value)
             if seconds is None:
@@ -113,7 +89,7 @@ def parse_where(collection: CompiledCollection, where: Any) -> Filter:
         raise QueryError(f"filter path must name one property, got {path!r}", "write path: [\"propertyName\"] (cross-references are not supported)")
     name = path[0]
     kind: PropertyType | None = None
-    if name not in _ID_PATHS and name not in _TIME_PATHS:
+    if name not in ID_PATHS and name not in TIME_PATHS:
         prop = collection.spec.find_property(name)
         if prop is None:
             known = ", ".join(p.name for p in collection.spec.properties) or "none"
@@ -148,95 +124,17 @@ def parse_where(collection: CompiledCollection, where: Any) -> Filter:
     return Condition(name, operator, _convert(raw, kind, name, key), kind)
 
 
-def _column(condition: Condition) -> str:
-    if condition.path in _ID_PATHS:
-        return "id"
-    if condition.path in _TIME_PATHS:
-        return _TIME_PATHS[condition.path]
-    extract = f"json_extract(properties, '$.{condition.path}')"
-    return f"searchd_epoch({extract})" if condition.kind is PropertyType.DATE else extract
-
-
-def _leaf_sql(condition: Condition) -> tuple[str, list[Any]]:
-    op, value = condition.operator, condition.value
-    if condition.kind is PropertyType.TEXT_ARRAY:
-        each = f"SELECT 1 FROM json_each(objects.properties, '$.{condition.path}')"
-        if op == "IsNull":
-            return ("json_array_length(properties, '$.{0}') IS {1}NULL".format(condition.path, "" if value else "NOT "), [])
-        if op == "Like":
-            return f"EXISTS ({each} WHERE searchd_like(?, value))", [value]
-        if op in ("Equal", "NotEqual"):
-            clause = f"EXISTS ({each} WHERE value = ?)"
-            return (clause if op == "Equal" else f"NOT {clause}"), [value]
-        if op in _SQL_COMPARE:
-            return f"EXISTS ({each} WHERE value {_SQL_COMPARE[op]} ?)", [value]
-        marks = ",".join("?" * len(value))
-        if op == "ContainsAll":
-            return f"(SELECT COUNT(DISTINCT value) FROM json_each(objects.properties, '$.{condition.path}') WHERE value IN ({marks})) = ?", [*value, len(set(value))]
-        clause = f"EXISTS ({each} WHERE value IN ({marks}))"
-        return (clause if op == "ContainsAny" else f"NOT {clause}"), list(value)
-    column = _column(condition)
-    if op == "IsNull":
-        return f"{column} IS {'' if value else 'NOT '}NULL", []
-    if op == "Like":
-        return f"searchd_like(?, {column})", [value]
-    if op == "NotEqual":
-        return f"({column} IS NULL OR {column} != ?)", [value]
-    if op in _SQL_COMPARE:
-        return f"{column} {_SQL_COMPARE[op]} ?", [value]
-    marks = ",".join("?" * len(value))
-    if op == "ContainsAny":
-        return f"{column} IN ({marks})", list(value)
-    if op == "ContainsNone":
-        return f"({column} IS NULL OR {column} NOT IN ({marks}))", list(value)
-    # ContainsAll on a single value: it must equal every listed value.
-    return " AND ".join([f"{column} = ?"] * len(value)), list(value)
-
-
-_INDEXABLE = (*COMPARISONS[:1], *COMPARISONS[2:], "ContainsAny")  # not NotEqual: it includes missing values
-
-
-def index_hint(collection: CompiledCollection, where: Filter) -> str | None:
-    """A property whose expression index can answer the filter (a leaf, or a leaf of a top-level And).
-
-    SQLite's statistics know how many distinct values a property has, not how rare one is,
-    so a rare value ("pos = r") is planned as a full scan; the hint forces the index, which
-    is never slower for an id lookup (the index covers the id).
-    """
-    leaves = [where] if isinstance(where, Condition) else list(where.operands) if where.operator == "And" else []
-    for leaf in leaves:
-        if isinstance(leaf, Condition) and leaf.operator in _INDEXABLE and leaf.kind not in (None, PropertyType.TEXT_ARRAY, PropertyType.DATE):
-            prop = collection.spec.find_property(leaf.path)
-            if prop is not None and prop.filterable:
-                return prop.name
-    return None
-
-
-def to_sql(where: Filter) -> tuple[str, list[Any]]:
-    """A SQL boolean expression over the objects table, and its parameters."""
-    if isinstance(where, Condition):
-        return _leaf_sql(where)
-    parts = [to_sql(o) for o in where.operands]
-    params = [p for _, ps in parts for p in ps]
-    if where.operator == "Not":
-        # SQL is three-valued: a comparison on a missing property is NULL, and NOT NULL is still NULL.
-        # Treating unknown as false first makes Not the complement of its operand, as users expect.
-        return f"NOT COALESCE(({parts[0][0]}), 0)", params
-    joiner = " AND " if where.operator == "And" else " OR "
-    return "(" + joiner.join(f"({sql})" for sql, _ in parts) + ")", params
-
-
-def sort_expression(collection: CompiledCollection, path: Any) -> str:
-    """The SQL expression to order by for a sort path (a property, id, or a timestamp)."""
+def sort_key(collection: CompiledCollection, path: Any, descending: bool) -> SortKey:
+    """A sort entry checked against the collection (a property, id, or a timestamp)."""
     if not isinstance(path, Sequence) or isinstance(path, str) or len(path) != 1:
         raise QueryError(f"sort path must name one property, got {path!r}", "write sort: [{path: [\"propertyName\"], order: asc}]")
     name = path[0]
-    if name in _ID_PATHS or name in _TIME_PATHS:
-        return _column(Condition(name, "Equal", None, None))
+    if name in ID_PATHS or name in TIME_PATHS:
+        return SortKey(name, None, descending)
     prop = collection.spec.find_property(name)
     if prop is None:
         known = ", ".join(p.name for p in collection.spec.properties) or "none"
         raise QueryError(f"no such prop with name '{name}' found in class '{collection.name}' in the schema", f"sortable properties: {known}, id")
     if prop.type in (PropertyType.BLOB, PropertyType.TEXT_ARRAY):
         raise QueryError(f"'{name}' is {prop.type.value}, which cannot be sorted on", "sort on a scalar property")
-    return _column(Condition(name, "Equal", None, prop.type))
+    return SortKey(name, prop.type, descending)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-from graphql import GraphQLResolveInfo
+from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFragmentNode, SelectionSetNode
 
 from searchd.catalog import CompiledCollection
 from searchd.config.spec import Distance
 from searchd.errors import InvalidInput, QueryError
-from searchd.query.filters import sort_expression
+from searchd.query.filters import sort_key
 from searchd.query.fusion import autocut
-from searchd.query.search import NEAR_ARGUMENTS, QueryContext, Row, allowed_ids, bm25_rows, compiled_filter, hybrid_rows, near_rows
+from searchd.query.search import NEAR_ARGUMENTS, QueryContext, Row, allowed_docs, bm25_rows, hybrid_rows, near_rows, parse_filter, read_objects
 from searchd.values import normalize_uuid
 
 __all__ = ["QueryContext", "resolve_get"]
@@ -33,16 +34,53 @@ def _limits(context: QueryContext, args: Mapping[str, Any]) -> tuple[int, int]:
     return limit, offset
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What a selection shows of each object, and so what must be read: the object itself, its vectors."""
+
+    objects: bool
+    vectors: bool
+
+
+_ID_ONLY = frozenset({"id", "distance", "certainty", "score", "explainScore", "__typename"})
+
+
+def shown(info: GraphQLResolveInfo[Any]) -> Shown:
+    """Walk the field's selection (fragments included): properties, timestamps or groups need the objects; vector(s) their vectors."""
+    objects = vectors = False
+    pending: list[SelectionSetNode] = [node.selection_set for node in info.field_nodes if node.selection_set is not None]
+    seen: set[str] = set()
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FragmentSpreadNode):
+                fragment = info.fragments.get(selection.name.value)
+                if fragment is not None and selection.name.value not in seen:
+                    seen.add(selection.name.value)
+                    pending.append(fragment.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FieldNode):
+                name = selection.name.value
+                if name == "_additional" and selection.selection_set is not None:
+                    pending.append(selection.selection_set)
+                elif name in ("vector", "vectors"):
+                    objects = vectors = True
+                elif name not in _ID_ONLY:
+                    objects = True
+    return Shown(objects, vectors)
+
+
 def _additional(collection: CompiledCollection, row: Row) -> dict[str, Any]:
     obj, searched = row.object, row.vector
     shown = searched or collection.default_vector
+    vectors = obj.vectors if obj is not None else {}
     # vector and vectors are callables: graphql-core calls them only when the query asks for them.
     additional: dict[str, Any] = {
-        "id": obj.id,
-        "creationTimeUnix": str(obj.created_ms),
-        "lastUpdateTimeUnix": str(obj.updated_ms),
-        "vectors": lambda _info: {name: vec.tolist() for name, vec in obj.vectors.items()},
-        "vector": lambda _info: obj.vectors[shown.name].tolist() if shown is not None and shown.name in obj.vectors else None,
+        "id": row.id,
+        "creationTimeUnix": str(obj.created_ms) if obj is not None else None,
+        "lastUpdateTimeUnix": str(obj.updated_ms) if obj is not None else None,
+        "vectors": lambda _info: {name: vec.tolist() for name, vec in vectors.items()},
+        "vector": lambda _info: vectors[shown.name].tolist() if shown is not None and shown.name in vectors else None,
         "distance": row.distance,
         "certainty": None,
         "score": None if row.score is None else f"{row.score:.9g}",
@@ -55,7 +93,8 @@ def _additional(collection: CompiledCollection, row: Row) -> dict[str, Any]:
 
 
 def _result(collection: CompiledCollection, row: Row) -> dict[str, Any]:
-    result: dict[str, Any] = {p.name: row.object.properties.get(p.name) for p in collection.spec.properties}
+    properties = row.object.properties if row.object is not None else {}
+    result: dict[str, Any] = {p.name: properties.get(p.name) for p in collection.spec.properties}
     result["_additional"] = _additional(collection, row)
     return result
 
@@ -67,7 +106,7 @@ def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[
         raise QueryError(f"groupBy path {path!r} is not a property of '{collection.name}'", "group by one declared property")
     groups: dict[str, list[Row]] = {}
     for row in rows:
-        value = row.object.properties.get(path[0])
+        value = row.object.properties.get(path[0]) if row.object is not None else None
         key = str(value) if value is not None else ""
         if key not in groups and len(groups) >= group_by["groups"]:
             continue
@@ -84,7 +123,7 @@ def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[
             "count": len(members),
             "minDistance": min(distances) if distances else None,
             "maxDistance": max(distances) if distances else None,
-            "hits": [{**_result(collection, m), "_additional": {"id": m.object.id, "distance": m.distance, "vector": _additional(collection, m)["vector"]}} for m in members],
+            "hits": [{**_result(collection, m), "_additional": {"id": m.id, "distance": m.distance, "vector": _additional(collection, m)["vector"]}} for m in members],
         }
         results.append(first)
     return results
@@ -107,18 +146,17 @@ def _check_mix(args: Mapping[str, Any]) -> str | None:
     return search
 
 
-async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], show: Shown) -> list[dict[str, Any]]:
     collection = context.catalog.collection(class_name)
     limit, offset = _limits(context, args)
     search = _check_mix(args)
-    where = compiled_filter(collection, args.get("where"))
+    where = parse_filter(collection, args.get("where"))
     if search is None:
-        order = [(sort_expression(collection, s["path"]), s.get("order") == "desc") for s in args.get("sort") or []]
+        order = [sort_key(collection, s["path"], s.get("order") == "desc") for s in args.get("sort") or []]
         after = normalize_uuid(args["after"], "after") if args.get("after") else None
-        sql = where.sql if where is not None else None
-        objects = await anyio.to_thread.run_sync(lambda: context.engine.store.list_objects(collection.name, limit, offset, after, sql, order))
-        return [_result(collection, Row(obj)) for obj in objects]
-    allowed = await allowed_ids(context, collection, where)
+        objects = await anyio.to_thread.run_sync(lambda: context.engine.list_objects(collection.name, limit, offset, after, where, order, show.vectors))
+        return [_result(collection, Row(obj.doc, obj.id, object=obj)) for obj in objects]
+    allowed = await allowed_docs(context, collection, where)
     group_by = args.get("groupBy")
     fetch = limit + offset if group_by is None else max(limit + offset, group_by["groups"] * group_by["objectsPerGroup"] * 4, 100)
     if search == "bm25":
@@ -128,10 +166,12 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) 
     else:
         rows = await near_rows(context, collection, search, args[search], fetch, allowed)
     if group_by is not None:
-        return _grouped(collection, rows, group_by)
+        return _grouped(collection, await read_objects(context, collection, rows, show.vectors), group_by)
     rows = rows[offset : offset + limit]
     if args.get("autocut"):
         rows = rows[: autocut([r.rank_value for r in rows], args["autocut"])]
+    if show.objects:
+        rows = await read_objects(context, collection, rows, show.vectors)
     return [_result(collection, row) for row in rows]
 
 
@@ -139,7 +179,7 @@ def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]
     async def resolve(_root: Any, info: GraphQLResolveInfo[Any], **args: Any) -> list[dict[str, Any]]:
         context: QueryContext = info.context
         try:
-            return await _run(context, class_name, args)
+            return await _run(context, class_name, args, shown(info))
         except InvalidInput as exc:  # e.g. a malformed id: a query error in GraphQL terms
             raise QueryError(exc.problem, exc.hint) from exc
 

@@ -1,7 +1,9 @@
 """Running searches for the resolvers: filters → allow-lists, near* vectors, BM25, hybrid fusion.
 
-Each function returns ``Row``s: a stored object plus whatever the search measured
-(distance, score, explanation), ready for shaping into ``_additional``.
+Each function returns ``Row``s: a doc and its id plus whatever the search measured
+(distance, score, explanation).  Objects are read afterwards, and only when the
+query shows something of them (``read_objects``).  Blocking work (filters, index
+searches, the store) runs in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +21,15 @@ import numpy as np
 from searchd.config.spec import Distance
 from searchd.errors import QueryError
 from searchd.index import Hit
-from searchd.index.base import EXACT_SCAN_MAX
+from searchd.index.base import AllowList
 from searchd.index.bm25 import KeywordHit
 from searchd.modules.base import NO_KEYS
-from searchd.query.filters import index_hint, parse_where, to_sql
+from searchd.query.filters import parse_where
 from searchd.query.fusion import Leg, LegHit, ranked_fusion, relative_score_fusion
-from searchd.storage import ObjectStore, StoredObject
+from searchd.where import Filter
+
+if TYPE_CHECKING:
+    from searchd.storage import StoredObject
 
 if TYPE_CHECKING:
     from searchd.catalog import Catalog, CompiledCollection, CompiledVector
@@ -46,11 +51,15 @@ class QueryContext:
 
 @dataclass
 class Row:
-    object: StoredObject
+    """One result: a doc and its id, what the search measured, and the object once it is read."""
+
+    doc: int
+    id: str
     vector: CompiledVector | None = None  # the vector searched, if any
     distance: float | None = None
     score: float | None = None
     explain: str | None = None
+    object: StoredObject | None = None  # read only when the query shows properties, timestamps or vectors
 
     @property
     def rank_value(self) -> float:
@@ -58,60 +67,33 @@ class Row:
         return self.distance if self.distance is not None else -(self.score or 0.0)
 
 
+def rows_of(context: QueryContext, collection: CompiledCollection, found: Sequence[tuple[int, float | None, float | None, str | None]], vector: CompiledVector | None = None) -> list[Row]:
+    """Rows for (doc, distance, score, explanation) hits, skipping docs deleted since they were found."""
+    ids = context.engine.ids(collection.name, [f[0] for f in found])
+    return [Row(doc, object_id, vector, distance, score, explain) for (doc, distance, score, explain), object_id in zip(found, ids) if object_id is not None]
+
+
+async def read_objects(context: QueryContext, collection: CompiledCollection, rows: list[Row], vectors: bool = False) -> list[Row]:
+    """Read the rows' objects (in a worker thread); rows whose object was deleted meanwhile are dropped."""
+    if not rows:
+        return rows
+    objects = await anyio.to_thread.run_sync(context.engine.objects, collection.name, [r.doc for r in rows], vectors)
+    for row in rows:
+        row.object = objects.get(row.doc)
+    return [r for r in rows if r.object is not None]
+
+
 # -- filters ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CompiledFilter:
-    sql: tuple[str, list[Any]]
-    indexed_property: str | None  # an index that can answer it (see filters.index_hint)
+def parse_filter(collection: CompiledCollection, where: Any) -> Filter | None:
+    return None if where is None else parse_where(collection, where)
 
 
-def compiled_filter(collection: CompiledCollection, where: Any) -> CompiledFilter | None:
+async def allowed_docs(context: QueryContext, collection: CompiledCollection, where: Filter | None) -> AllowList | None:
     if where is None:
         return None
-    parsed = parse_where(collection, where)
-    return CompiledFilter(to_sql(parsed), index_hint(collection, parsed))
-
-
-class FilterCheck:
-    """A broad filter's allow-list: counted, not listed; candidates are checked against it in SQL.
-
-    Listing 40,000 allowed ids costs more than the search itself, so an approximate search
-    over-fetches and keeps the candidates that pass.  Anything that needs the whole list
-    (an exact scan, BM25's mask) gets it on first iteration.
-    """
-
-    def __init__(self, store: ObjectStore, collection: str, where: CompiledFilter, count: int) -> None:
-        self._store, self._collection, self._where, self._count = store, collection, where, count
-        self._all: list[str] | None = None
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[str]:
-        if self._all is None:
-            self._all = self._store.ids_matching(self._collection, self._where.sql, self._where.indexed_property)
-        return iter(self._all)
-
-    def __contains__(self, object_id: object) -> bool:
-        return isinstance(object_id, str) and bool(self.retain([object_id]))
-
-    def retain(self, object_ids: Sequence[str]) -> set[str]:
-        return self._store.ids_among(self._collection, self._where.sql, object_ids)
-
-
-def _allowed(store: ObjectStore, collection: CompiledCollection, where: CompiledFilter) -> Collection[str]:
-    count = store.count_matching(collection.name, where.sql, where.indexed_property)
-    if count <= EXACT_SCAN_MAX:
-        return store.ids_matching(collection.name, where.sql, where.indexed_property)
-    return FilterCheck(store, collection.name, where, count)
-
-
-async def allowed_ids(context: QueryContext, collection: CompiledCollection, where: CompiledFilter | None) -> Collection[str] | None:
-    if where is None:
-        return None
-    return await anyio.to_thread.run_sync(_allowed, context.engine.store, collection, where)
+    return await anyio.to_thread.run_sync(context.engine.allowed, collection.name, where)
 
 
 # -- vector search ----------------------------------------------------------------
@@ -208,30 +190,22 @@ async def query_vector(context: QueryContext, collection: CompiledCollection, ve
     return await vector.vectorizer.embed_image_query(image, context.keys)
 
 
-async def near_hits(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> tuple[CompiledVector, list[Hit]]:
-    """The searched vector and the nearest ids, without reading objects."""
+async def near_hits(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: AllowList | None) -> tuple[CompiledVector, list[Hit]]:
+    """The searched vector and the nearest docs, without reading objects."""
     vector = target_vector(collection, near.get("targetVectors"))
     threshold = max_distance(vector, near)
     query = await query_vector(context, collection, vector, kind, near)
-    if context.engine.searches_inline(vector):
-        return vector, context.engine.search_hits(collection, vector, query, limit, 0, threshold, allowed)
     return vector, await anyio.to_thread.run_sync(context.engine.search_hits, collection, vector, query, limit, 0, threshold, allowed)
 
 
-async def near_rows(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
+async def near_rows(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[Row]:
     vector, hits = await near_hits(context, collection, kind, near, limit, allowed)
-    objects = await _load(context, collection, [h.id for h in hits])
-    return [Row(objects[h.id], vector, distance=h.distance) for h in hits if h.id in objects]
+    return rows_of(context, collection, [(h.id, h.distance, None, None) for h in hits], vector)
 
 
-async def _load(context: QueryContext, collection: CompiledCollection, ids: list[str]) -> dict[str, StoredObject]:
-    if len(ids) <= 16 and not context.engine.writing:  # a page of results: cheaper on the event loop than a thread hop
-        return context.engine.store.get_many(collection.name, ids)
-    return await anyio.to_thread.run_sync(context.engine.store.get_many, collection.name, ids)
-
-
-async def near_objects(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[StoredObject]:
-    return [row.object for row in await near_rows(context, collection, kind, near, limit, allowed)]
+async def near_objects(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[StoredObject]:
+    rows = await read_objects(context, collection, await near_rows(context, collection, kind, near, limit, allowed))
+    return [row.object for row in rows if row.object is not None]
 
 
 # -- keyword search ---------------------------------------------------------------
@@ -266,24 +240,26 @@ def _operator(search_operator: Mapping[str, Any] | None) -> tuple[str, int]:
 
 
 def keyword_hits(
-    context: QueryContext, collection: CompiledCollection, query: str, limit: int, properties: Sequence[str] | None, search_operator: Mapping[str, Any] | None, allowed: Collection[str] | None
+    context: QueryContext, collection: CompiledCollection, query: str, limit: int, properties: Sequence[str] | None, search_operator: Mapping[str, Any] | None, allowed: AllowList | None
 ) -> list[KeywordHit]:
     index = context.engine.keyword_index(collection)
     operator, minimum = _operator(search_operator)
-    return index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=True)
+    hits = index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=True)
+    ids = context.engine.ids(collection.name, [h.id for h in hits])
+    ranked = sorted(zip(hits, ids), key=lambda pair: (-pair[0].score, pair[1] or ""))  # equal scores: by id, deterministically
+    return [hit for hit, _ in ranked[:limit]]
 
 
-async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
+async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[Row]:
     hits = await anyio.to_thread.run_sync(keyword_hits, context, collection, bm25["query"], limit, bm25.get("properties"), bm25.get("searchOperator"), allowed)
-    objects = await _load(context, collection, [h.id for h in hits])
-    return [Row(objects[h.id], score=h.score, explain=h.explain) for h in hits if h.id in objects]
+    return rows_of(context, collection, [(h.id, None, h.score, h.explain) for h in hits])
 
 
 # -- hybrid -------------------------------------------------------------------------
 
 
 async def _hybrid_vector_leg(
-    context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], fetch: int, allowed: Collection[str] | None
+    context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], fetch: int, allowed: AllowList | None
 ) -> tuple[str, CompiledVector | None, list[Hit]]:
     searches = hybrid.get("searches") or []
     if len(searches) > 1:
@@ -305,7 +281,7 @@ async def _hybrid_vector_leg(
     return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
 
 
-async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: Collection[str] | None) -> list[Row]:
+async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[Row]:
     alpha = DEFAULT_ALPHA if hybrid.get("alpha") is None else float(hybrid["alpha"])
     if not 0.0 <= alpha <= 1.0:
         raise QueryError(f"alpha should be between 0.0 and 1.0, got {alpha}", "0 is pure keyword search, 1 pure vector search")
@@ -327,13 +303,15 @@ async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hyb
         vector_result = [h for h in vector_result if h.distance <= cap]
         kept = {h.id for h in vector_result}
         keyword_result = [h for h in keyword_result if h.id in kept]
+    # Fusion ranks and explains by id (ties too, as Weaviate does): docs become ids first.
+    docs = [h.id for h in keyword_result] + [h.id for h in vector_result]
+    ids = dict(zip(docs, context.engine.ids(collection.name, docs)))
+    doc_of = {object_id: doc for doc, object_id in ids.items() if object_id is not None}
     legs = [
-        Leg("keyword,bm25", 1.0 - alpha, [LegHit(h.id, h.score, h.explain) for h in keyword_result]),
-        Leg(vector_name, alpha, [LegHit(h.id, 1.0 - h.distance) for h in vector_result]),
+        Leg("keyword,bm25", 1.0 - alpha, [LegHit(ids[h.id], h.score, h.explain) for h in keyword_result if ids[h.id] is not None]),
+        Leg(vector_name, alpha, [LegHit(ids[h.id], 1.0 - h.distance) for h in vector_result if ids[h.id] is not None]),
     ]
     fuse = ranked_fusion if hybrid.get("fusionType") == "rankedFusion" else relative_score_fusion
-    # Fuse ids and scores first; read only the objects that make the page.
     fused = fuse([leg for leg in legs if leg.weight > 0])[:limit]
-    objects = await _load(context, collection, [f.id for f in fused])
     distances = {h.id: h.distance for h in vector_result}
-    return [Row(objects[f.id], searched, distances.get(f.id), f.score, f.explain) for f in fused if f.id in objects]
+    return [Row(doc_of[f.id], f.id, searched, distances.get(doc_of[f.id]), f.score, f.explain) for f in fused]

@@ -23,13 +23,13 @@ from typing import Any
 import anyio.to_thread
 
 from searchd.catalog import CompiledVector
+from searchd.config.revision import canonical
 from searchd.config.spec import CollectionSpec
 from searchd.engine import Engine, Shadow, staging_name
 from searchd.errors import ProviderUnavailable, SearchdError
 from searchd.index.base import VectorIndex, build_index
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import fill_index, fill_keyword_index
-from searchd.reload.applied import canonical
 
 log = logging.getLogger("searchd.reload")
 
@@ -104,7 +104,7 @@ async def rebuild_vector(
         from_store = not shadow.reembed or await _Revectorization(engine, shadow, target, progress, built).run()
         if from_store:  # a reindex, or vectors staged before a restart: the index is filled from the stored vectors
             label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
-            await anyio.to_thread.run_sync(fill_index, built, engine.store, shadow.collection, shadow.source, target.dimensions, label, False, "built")
+            await anyio.to_thread.run_sync(fill_index, built, engine.source(shadow.collection), shadow.source, target.dimensions, label, False, "built")
         while True:
             async with exclusive or contextlib.nullcontext():
                 if await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done):
@@ -158,7 +158,7 @@ class _Revectorization:
         try:
             staged = await anyio.to_thread.run_sync(store.ids_with_vector, collection, source, [r[0] for r in rows])
             todo = [(object_id, updated) for object_id, updated in rows if object_id not in staged]
-            objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo])
+            objects = await anyio.to_thread.run_sync(store.get_many, collection, [object_id for object_id, _ in todo], False)
             todo = [(object_id, updated) for object_id, updated in todo if object_id in objects]
             results = await self.target.vectorizer.embed_objects([objects[object_id].properties for object_id, _ in todo])
             ready = []
@@ -171,7 +171,7 @@ class _Revectorization:
                 elif result is not None:
                     ready.append((object_id, updated, result))
             current = await anyio.to_thread.run_sync(store.put_vectors_if_unchanged, collection, source, ready)
-            fresh = [(object_id, vector) for object_id, _, vector in ready if object_id in current]  # a rewrite captured its own
+            fresh = [(objects[object_id].doc, vector) for object_id, _, vector in ready if object_id in current]  # a rewrite captured its own
             await anyio.to_thread.run_sync(self.index.upsert_many, [f[0] for f in fresh], [f[1] for f in fresh])
             progress.done += len(rows)
             if time.monotonic() - progress.logged >= LOG_EVERY_S:
@@ -185,7 +185,7 @@ async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> N
     """Embed objects that were written while the rebuild began but embedded just before it."""
     assert target.vectorizer is not None
     object_ids = engine.take_unstaged(shadow)
-    objects = await anyio.to_thread.run_sync(engine.store.get_many, shadow.collection, object_ids)
+    objects = await anyio.to_thread.run_sync(engine.store.get_many, shadow.collection, object_ids, False)
     present = [objects[i] for i in object_ids if i in objects]
     results = await target.vectorizer.embed_objects([o.properties for o in present])
     rows = []
@@ -200,7 +200,7 @@ async def rebuild_keyword(engine: Engine, collection: CollectionSpec, progress: 
     shadow = Shadow(collection.name, None)
     engine.begin_shadow(shadow)
     try:
-        built = await anyio.to_thread.run_sync(fill_keyword_index, BM25Index(collection), engine.store, collection.name, False, "built")
+        built = await anyio.to_thread.run_sync(fill_keyword_index, BM25Index(collection), engine.source(collection.name), collection.name, False, "built")
         await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done)
     except BaseException:
         engine.abandon_shadow(shadow)

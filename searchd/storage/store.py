@@ -1,18 +1,31 @@
 """SQLite object store (WAL, synchronous=FULL): a write is acknowledged only after it is durable.
 
 One file, ``objects.sqlite3``, in the data directory; an exclusive lock file stops
-two servers from sharing a data directory.  Vectors are float32 blobs beside
-their object, one row per named vector.
+two servers from sharing a data directory.  Layout 2 (see ``searchd.storage.migrate``
+for layout 1):
+
+* one table per collection, ``o<tag>``: ``doc`` (an integer that is never reused,
+  the key every index uses), ``id`` (the UUID), properties as JSON, timestamps;
+* one table per named vector (and per staged re-vectorization), ``v<tag>``: ``doc``
+  → the float32 bytes.  Both are rowid tables, so a 1.5 KB vector sits in its
+  page instead of spilling to overflow pages, and counts and range scans read the
+  rowid b-tree;
+* ``changes``: a sequence number per written or deleted document, so a saved
+  index catches up from its sequence instead of being rebuilt.
+
+Writes go through one connection; reads use one connection per thread, so a
+query never waits behind a write transaction (WAL readers see the last commit).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,31 +34,28 @@ from typing import Any
 import numpy as np
 
 from searchd.errors import StorageError
-from searchd.storage.sqlfunctions import epoch_seconds, like
+from searchd.storage.migrate import LAYOUT, migrate
+from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
+from searchd.where import Filter, SortKey, epoch_seconds, like
+
+log = logging.getLogger("searchd.storage")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    collection TEXT NOT NULL,
-    id TEXT NOT NULL,
-    properties TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL,
-    PRIMARY KEY (collection, id)
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collections (name TEXT PRIMARY KEY, tag INTEGER NOT NULL UNIQUE) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vector_tables (
+    collection TEXT NOT NULL, name TEXT NOT NULL, tag INTEGER NOT NULL UNIQUE, PRIMARY KEY (collection, name)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta VALUES ('write_seq', '0');
-CREATE TABLE IF NOT EXISTS vectors (
-    collection TEXT NOT NULL,
-    id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    dims INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (collection, id, name)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, doc INTEGER NOT NULL);
 """
+_OBJECTS_TABLE = """CREATE TABLE IF NOT EXISTS o{tag} (
+    doc INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL)"""
+_VECTORS_TABLE = "CREATE TABLE IF NOT EXISTS v{tag} (doc INTEGER PRIMARY KEY, dims INTEGER NOT NULL, data BLOB NOT NULL)"
+BULK = -1  # a change to a whole collection (a dropped property, promoted vectors): its indexes rebuild
+_PAGE_SIZE = 8192  # five 1.5 KB vectors to a page (4 KB pages hold two)
+_MMAP_BYTES = 1 << 30
+_CHUNK = 500  # stay under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -56,12 +66,25 @@ class StoredObject:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     created_ms: int = 0
     updated_ms: int = 0
+    doc: int = 0  # the store's key for the object; 0 until stored
 
 
-def _vector_from_row(dims: int, data: bytes) -> np.ndarray:
+def vector_from_blob(dims: int, data: bytes) -> np.ndarray:
     # A multi-vector (one row per token) is stored flat; dims tells the row length.
     flat = np.frombuffer(data, dtype=np.float32)
     return flat if flat.size == dims else flat.reshape(-1, dims)
+
+
+def _blob(vector: np.ndarray) -> tuple[int, bytes]:
+    return int(vector.shape[-1]), np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    # Filters call these from SQL (values always arrive as bound parameters).
+    db.create_function("searchd_like", 2, lambda p, v: int(like(p, v)), deterministic=True)
+    db.create_function("searchd_epoch", 1, epoch_seconds, deterministic=True)
+    return db
 
 
 class ObjectStore:
@@ -81,20 +104,34 @@ class ObjectStore:
             ) from exc
         self.path = data_dir / "objects.sqlite3"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        # Filters call these from SQL (values always arrive as bound parameters).
-        self._db.create_function("searchd_like", 2, like, deterministic=True)
-        self._db.create_function("searchd_epoch", 1, epoch_seconds, deterministic=True)
-        with self._guard():
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA analysis_limit=1000")  # approximate statistics, gathered in milliseconds
-            self._db.executescript(_SCHEMA)
+        self._readers = threading.local()
+        self._reader_list: list[sqlite3.Connection] = []
+        self._tags: dict[str, int] = {}
+        self._vector_tags: dict[tuple[str, str], int] = {}
+        try:
+            self._db = _connect(self.path)
+            with self._guard() as db:
+                fresh = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+                if fresh:
+                    db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
+                migrate(db, self.path)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA analysis_limit=1000")  # approximate statistics, gathered in milliseconds
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('layout', ?)", (str(LAYOUT),))
+                self._tags = dict(db.execute("SELECT name, tag FROM collections").fetchall())
+                self._vector_tags = {(c, n): t for c, n, t in db.execute("SELECT collection, name, tag FROM vector_tables")}
+        except BaseException:
+            self._lock_file.close()
+            raise
         self._unanalyzed = 0
         self.analyze()
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._reader_list:
+                reader.close()
             self._db.close()
         self._lock_file.close()
 
@@ -103,6 +140,8 @@ class ObjectStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- connections -------------------------------------------------------------
 
     @contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection]:
@@ -113,18 +152,71 @@ class ObjectStore:
                 raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
 
     @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """This thread's reader: reads never queue behind the write lock."""
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = _connect(self.path)
+            db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            self._readers.db = db
+            with self._lock:
+                self._reader_list.append(db)
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._guard() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
-                # Every write bumps the sequence, so a saved index knows whether it is still current.
-                db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'write_seq'")
             except BaseException:
                 if db.in_transaction:  # SQLite rolls back by itself on some errors (disk full); keep the real one
                     db.execute("ROLLBACK")
+                self._reload_tags(db)
                 raise
             db.execute("COMMIT")
+
+    def _reload_tags(self, db: sqlite3.Connection) -> None:
+        self._tags = dict(db.execute("SELECT name, tag FROM collections").fetchall())
+        self._vector_tags = {(c, n): t for c, n, t in db.execute("SELECT collection, name, tag FROM vector_tables")}
+
+    # -- tables ------------------------------------------------------------------
+
+    def _next_tag(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'next_tag'").fetchone()
+        tag = int(row[0]) if row else 1
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('next_tag', ?)", (str(tag + 1),))
+        return tag
+
+    def _table(self, collection: str) -> str | None:
+        tag = self._tags.get(collection)
+        return None if tag is None else f"o{tag}"
+
+    def _table_for_write(self, db: sqlite3.Connection, collection: str) -> str:
+        if collection not in self._tags:
+            tag = self._next_tag(db)
+            db.execute(_OBJECTS_TABLE.format(tag=tag))
+            db.execute("INSERT INTO collections VALUES (?, ?)", (collection, tag))
+            self._tags[collection] = tag
+        return f"o{self._tags[collection]}"
+
+    def _vector_table(self, collection: str, name: str) -> str | None:
+        tag = self._vector_tags.get((collection, name))
+        return None if tag is None else f"v{tag}"
+
+    def _vector_table_for_write(self, db: sqlite3.Connection, collection: str, name: str) -> str:
+        if (collection, name) not in self._vector_tags:
+            tag = self._next_tag(db)
+            db.execute(_VECTORS_TABLE.format(tag=tag))
+            db.execute("INSERT INTO vector_tables VALUES (?, ?, ?)", (collection, name, tag))
+            self._vector_tags[(collection, name)] = tag
+        return f"v{self._vector_tags[(collection, name)]}"
+
+    def _vector_tables(self, collection: str) -> dict[str, str]:
+        return {n: f"v{t}" for (c, n), t in self._vector_tags.items() if c == collection}
 
     def analyze(self) -> None:
         """Refresh the planner's statistics, so it picks a filter's index only when the filter is selective."""
@@ -134,60 +226,142 @@ class ObjectStore:
 
     def _note_writes(self, count: int) -> None:
         self._unanalyzed += count
-        if self._unanalyzed >= 1000:
+        if self._unanalyzed >= 10_000:
             self.analyze()
 
-    def put_many(self, objects: Sequence[StoredObject]) -> None:
-        """Insert or replace objects (with all their vectors) in one durable transaction."""
+    # -- writes ------------------------------------------------------------------
+
+    def put_many(self, objects: Sequence[StoredObject]) -> list[int]:
+        """Insert or replace objects (with all their vectors) in one durable transaction; their docs, in order.
+
+        A replaced object keeps its doc; a vector it no longer has is removed.
+        """
         if not objects:
-            return
+            return []
+        docs: list[int] = []
         with self._transaction() as db:
             for obj in objects:
-                db.execute(
-                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
-                    (obj.collection, obj.id, json.dumps(obj.properties, separators=(",", ":")), obj.created_ms, obj.updated_ms),
-                )
-                db.execute("DELETE FROM vectors WHERE collection = ? AND id = ?", (obj.collection, obj.id))
-                db.executemany(
-                    "INSERT INTO vectors VALUES (?, ?, ?, ?, ?)",
-                    [(obj.collection, obj.id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for name, vec in obj.vectors.items()],
-                )
+                table = self._table_for_write(db, obj.collection)
+                (doc,) = db.execute(
+                    f"INSERT INTO {table} (id, properties, created_ms, updated_ms) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET properties = excluded.properties, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms "
+                    "RETURNING doc",
+                    (obj.id, json.dumps(obj.properties, separators=(",", ":")), obj.created_ms, obj.updated_ms),
+                ).fetchone()
+                docs.append(int(doc))
+                for name in obj.vectors:
+                    self._vector_table_for_write(db, obj.collection, name)
+                for name, vectors in self._vector_tables(obj.collection).items():
+                    if name in obj.vectors:
+                        db.execute(f"INSERT OR REPLACE INTO {vectors} VALUES (?, ?, ?)", (doc, *_blob(obj.vectors[name])))
+                    else:
+                        db.execute(f"DELETE FROM {vectors} WHERE doc = ?", (doc,))
+            db.executemany("INSERT INTO changes (collection, doc) VALUES (?, ?)", [(o.collection, d) for o, d in zip(objects, docs)])
         self._note_writes(len(objects))
+        return docs
 
-    def delete(self, collection: str, object_id: str) -> bool:
+    def delete(self, collection: str, object_id: str) -> int | None:
+        """Delete an object and its vectors; its doc, or None if it was not stored."""
+        table = self._table(collection)
+        if table is None:
+            return None
         with self._transaction() as db:
-            deleted = db.execute("DELETE FROM objects WHERE collection = ? AND id = ?", (collection, object_id)).rowcount
-            db.execute("DELETE FROM vectors WHERE collection = ? AND id = ?", (collection, object_id))
-        return bool(deleted)
+            row = db.execute(f"DELETE FROM {table} WHERE id = ? RETURNING doc", (object_id,)).fetchone()
+            if row is None:
+                return None
+            for vectors in self._vector_tables(collection).values():
+                db.execute(f"DELETE FROM {vectors} WHERE doc = ?", (row[0],))
+            db.execute("INSERT INTO changes (collection, doc) VALUES (?, ?)", (collection, row[0]))
+        return int(row[0])
 
-    def get(self, collection: str, object_id: str) -> StoredObject | None:
-        found = self._load(self._rows("WHERE collection = ? AND id = ?", (collection, object_id), ""))
-        return found[0] if found else None
+    # -- the change log ----------------------------------------------------------
 
     def write_seq(self) -> int:
-        """A counter bumped by every committed write."""
-        with self._guard() as db:
-            return int(db.execute("SELECT value FROM meta WHERE key = 'write_seq'").fetchone()[0])
+        """The sequence number of the last committed change."""
+        with self._read() as db:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return int(row[0]) if row else 0
 
-    def get_many(self, collection: str, object_ids: Sequence[str]) -> dict[str, StoredObject]:
-        found: dict[str, StoredObject] = {}
-        for start in range(0, len(object_ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = tuple(object_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for obj in self._load(self._rows(f"WHERE collection = ? AND id IN ({marks})", (collection, *chunk), "")):
-                found[obj.id] = obj
-        return found
+    def changes_since(self, seq: int, collection: str) -> list[int] | None:
+        """Docs of ``collection`` changed after ``seq``; None when the log no longer reaches back that far, or a bulk change happened."""
+        with self._read() as db:
+            oldest = db.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+            last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+            if last is not None and int(last[0]) > seq and (oldest is None or int(oldest) > seq + 1):
+                return None  # trimmed past it
+            docs = [int(r[0]) for r in db.execute("SELECT DISTINCT doc FROM changes WHERE seq > ? AND collection = ?", (seq, collection))]
+        return None if BULK in docs else docs
 
-    def created_times(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Creation times of those (collection, id) pairs that are stored."""
-        found: dict[tuple[str, str], int] = {}
-        with self._guard() as db:
-            for start in range(0, len(keys), 400):
-                chunk = keys[start : start + 400]
-                marks = " OR ".join("(collection = ? AND id = ?)" for _ in chunk)
-                params = [part for key in chunk for part in key]
-                for collection, object_id, created in db.execute(f"SELECT collection, id, created_ms FROM objects WHERE {marks}", params):
-                    found[(collection, object_id)] = created
+    def trim_changes(self, upto: int) -> None:
+        """Forget changes at or before ``upto``: every saved index is at least that current."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+
+    def _bulk_change(self, db: sqlite3.Connection, collection: str) -> None:
+        db.execute("INSERT INTO changes (collection, doc) VALUES (?, ?)", (collection, BULK))
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, collection: str, object_id: str, vectors: bool = True) -> StoredObject | None:
+        found = self.get_many(collection, [object_id], vectors)
+        return found.get(object_id)
+
+    def get_many(self, collection: str, object_ids: Sequence[str], vectors: bool = True) -> dict[str, StoredObject]:
+        table = self._table(collection)
+        if table is None:
+            return {}
+        rows: list[tuple[Any, ...]] = []
+        with self._read() as db:
+            for start in range(0, len(object_ids), _CHUNK):
+                chunk = tuple(object_ids[start : start + _CHUNK])
+                rows += db.execute(f"SELECT doc, id, properties, created_ms, updated_ms FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return {obj.id: obj for obj in self._objects(collection, rows, vectors)}
+
+    def get_docs(self, collection: str, docs: Sequence[int], vectors: bool = False) -> dict[int, StoredObject]:
+        """Objects by doc (what searches return), without their vectors unless asked."""
+        table = self._table(collection)
+        if table is None or not docs:
+            return {}
+        rows: list[tuple[Any, ...]] = []
+        with self._read() as db:
+            for start in range(0, len(docs), _CHUNK):
+                chunk = tuple(int(d) for d in docs[start : start + _CHUNK])
+                rows += db.execute(f"SELECT doc, id, properties, created_ms, updated_ms FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return {obj.doc: obj for obj in self._objects(collection, rows, vectors)}
+
+    def vectors_of(self, collection: str, name: str, docs: Sequence[int]) -> tuple[list[int], list[np.ndarray]]:
+        """Stored vectors of these docs (those that have one), for exact scans over a few allowed docs."""
+        table = self._vector_table(collection, name)
+        found: list[int] = []
+        vectors: list[np.ndarray] = []
+        if table is None:
+            return found, vectors
+        with self._read() as db:
+            for start in range(0, len(docs), _CHUNK):
+                chunk = tuple(int(d) for d in docs[start : start + _CHUNK])
+                for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
+                    found.append(doc)
+                    vectors.append(vector_from_blob(dims, data))
+        return found, vectors
+
+    def doc_ids(self, collection: str) -> list[tuple[int, str]]:
+        """Every (doc, id) of a collection: the engine's map between them."""
+        table = self._table(collection)
+        if table is None:
+            return []
+        with self._read() as db:
+            return db.execute(f"SELECT doc, id FROM {table}").fetchall()
+
+    def created_times(self, collection: str, object_ids: Sequence[str]) -> dict[str, int]:
+        """Creation times of those ids that are stored."""
+        table = self._table(collection)
+        found: dict[str, int] = {}
+        if table is None:
+            return found
+        with self._read() as db:
+            for start in range(0, len(object_ids), _CHUNK):
+                chunk = tuple(object_ids[start : start + _CHUNK])
+                found.update(db.execute(f"SELECT id, created_ms FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
         return found
 
     def list_objects(
@@ -196,104 +370,160 @@ class ObjectStore:
         limit: int,
         offset: int = 0,
         after: str | None = None,
-        where: tuple[str, list[Any]] | None = None,
-        order: Sequence[tuple[str, bool]] = (),
+        where: Filter | None = None,
+        order: Sequence[SortKey] = (),
+        vectors: bool = True,
     ) -> list[StoredObject]:
-        """Objects ordered by ``order`` ((SQL expression, descending) pairs from the query layer), then id.
+        """Objects ordered by ``order``, then id; ``after`` is an exclusive id cursor within one collection."""
+        names = [collection] if collection is not None else sorted(self._tags)
+        found: list[StoredObject] = []
+        skip = offset
+        for name in names:  # without a collection: collections in name order, each in id order
+            table = self._table(name)
+            if table is None:
+                continue
+            clauses: list[str] = []
+            params: list[Any] = []
+            if after is not None:
+                clauses.append("id > ?")
+                params.append(after)
+            hint = ""
+            if where is not None:
+                sql, values = to_sql(where)
+                clauses.append(f"({sql})")
+                params.extend(values)
+                hint = self._hint(name, where)
+            condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            wanted = limit - len(found)
+            with self._read() as db:
+                rows = db.execute(
+                    f"SELECT doc, id, properties, created_ms, updated_ms FROM {table} AS objects {hint} {condition} ORDER BY {order_sql(order)}id LIMIT ? OFFSET ?",
+                    (*params, wanted, skip),
+                ).fetchall()
+                if collection is None and skip:
+                    skip = max(0, skip - int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]))
+            found += self._objects(name, rows, vectors)
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
-        ``after`` is an exclusive id cursor within one collection; ``where`` a compiled filter.
-        """
-        clauses: list[str] = []
-        params: list[Any] = []
-        if collection is not None:
-            clauses.append("collection = ?")
-            params.append(collection)
-        if after is not None:
-            clauses.append("id > ?")
-            params.append(after)
-        if where is not None:
-            clauses.append(where[0])
-            params.extend(where[1])
-        condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sort = "".join(f"{expression} {'DESC' if descending else 'ASC'}, " for expression, descending in order)
-        return self._load(self._rows(condition, tuple(params), f"ORDER BY {sort}collection, id LIMIT {int(limit)} OFFSET {int(offset)}"))
+    def docs_matching(self, collection: str, where: Filter) -> list[int]:
+        """Docs of a collection's objects that pass a filter (the in-memory columns answer most filters faster)."""
+        table = self._table(collection)
+        if table is None:
+            return []
+        sql, params = to_sql(where)
+        with self._read() as db:
+            return [int(r[0]) for r in db.execute(f"SELECT doc FROM {table} AS objects {self._hint(collection, where)} WHERE {sql}", params)]
 
-    def ids_matching(self, collection: str, where: tuple[str, list[Any]], indexed_property: str | None = None) -> list[str]:
-        """Ids of a collection's objects that pass a compiled filter: the allow-list for searches.
+    def count_matching(self, collection: str, where: Filter | None = None) -> int:
+        table = self._table(collection)
+        if table is None:
+            return 0
+        sql, params = to_sql(where) if where is not None else ("1", [])
+        hint = self._hint(collection, where) if where is not None else ""
+        with self._read() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table} AS objects {hint} WHERE {sql}", params).fetchone()[0])
 
-        ``indexed_property`` names a property whose expression index should answer it.
-        """
-        hint = self._index_hint(collection, indexed_property)
-        with self._guard() as db:
-            rows = db.execute(f"SELECT id FROM objects {hint} WHERE collection = ? AND ({where[0]})", (collection, *where[1])).fetchall()
-        return [row[0] for row in rows]
+    def _hint(self, collection: str, where: Filter) -> str:
+        indexed = [name.split("__", 1)[1] for name in self._indexes(collection)]
+        chosen = indexed_property(where, indexed)
+        return "" if chosen is None else f"INDEXED BY {self._table(collection)}__{chosen}"
 
-    def count_matching(self, collection: str, where: tuple[str, list[Any]] | None = None, indexed_property: str | None = None) -> int:
-        sql, params = where or ("1", [])
-        with self._guard() as db:
-            query = f"SELECT COUNT(*) FROM objects {self._index_hint(collection, indexed_property)} WHERE collection = ? AND ({sql})"
-            return int(db.execute(query, (collection, *params)).fetchone()[0])
-
-    def ids_among(self, collection: str, where: tuple[str, list[Any]], object_ids: Sequence[str]) -> set[str]:
-        """Which of these ids pass a compiled filter (checking candidates instead of listing every match)."""
-        found: set[str] = set()
-        with self._guard() as db:
-            for start in range(0, len(object_ids), 500):
-                chunk = object_ids[start : start + 500]
-                query = f"SELECT id FROM objects WHERE collection = ? AND id IN ({','.join('?' * len(chunk))}) AND ({where[0]})"
-                found.update(row[0] for row in db.execute(query, (collection, *chunk, *where[1])))
-        return found
-
-    @staticmethod
-    def _index_hint(collection: str, indexed_property: str | None) -> str:
-        if indexed_property is None:
-            return ""
-        if not indexed_property.isidentifier():
-            raise StorageError(f"refusing to use index name {indexed_property!r}")
-        return f"INDEXED BY prop_{collection}_{indexed_property}"
+    def _indexes(self, collection: str) -> list[str]:
+        table = self._table(collection)
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name LIKE ?", (table, f"{table}\\_\\_%"))] if table else []
 
     def index_properties(self, collection: str, names: Sequence[str]) -> None:
-        """Expression indexes so that filters on these scalar properties do not scan the collection.
+        """Expression indexes so that listings filtered on these scalar properties do not scan the collection.
 
         Names come from the validated config (identifiers only), never from a request.
         """
-        with self._guard() as db:
+        with self._transaction() as db:
+            table = self._table_for_write(db, collection)
             for name in names:
                 if not name.isidentifier():
                     raise StorageError(f"refusing to index property name {name!r}")
-                db.execute(
-                    f"CREATE INDEX IF NOT EXISTS prop_{collection}_{name} ON objects(collection, json_extract(properties, '$.{name}'))"
-                )
+                db.execute(f"CREATE INDEX IF NOT EXISTS {table}__{name} ON {table}(json_extract(properties, '$.{name}'))")
         self.analyze()
 
     def count(self, collection: str) -> int:
-        with self._guard() as db:
-            return int(db.execute("SELECT COUNT(*) FROM objects WHERE collection = ?", (collection,)).fetchone()[0])
+        table = self._table(collection)
+        if table is None:
+            return 0
+        with self._read() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
-    def iter_vectors(self, collection: str, name: str) -> list[tuple[str, np.ndarray]]:
-        """Every stored vector of one named vector: what an index is rebuilt from."""
-        with self._guard() as db:
-            rows = db.execute("SELECT id, dims, data FROM vectors WHERE collection = ? AND name = ? ORDER BY id", (collection, name)).fetchall()
-        return [(object_id, _vector_from_row(dims, data)) for object_id, dims, data in rows]
+    def iter_vectors(self, collection: str, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        """Stored vectors of one named vector (all, or of ``docs``), in batches: what an index is rebuilt from."""
+        if docs is not None:
+            for start in range(0, len(docs), 5000):
+                yield self.vectors_of(collection, name, docs[start : start + 5000])
+            return
+        table = self._vector_table(collection, name)
+        if table is None:
+            return
+        last = 0
+        while True:
+            with self._read() as db:
+                rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [r[0] for r in rows], [vector_from_blob(dims, data) for _, dims, data in rows]
 
-    def iter_properties(self, collection: str) -> list[tuple[str, dict[str, Any]]]:
-        """Every object's properties: what the BM25 index is rebuilt from."""
-        with self._guard() as db:
-            rows = db.execute("SELECT id, properties FROM objects WHERE collection = ? ORDER BY id", (collection,)).fetchall()
-        return [(object_id, json.loads(properties)) for object_id, properties in rows]
+    def iter_properties(self, collection: str, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Every object's (doc, properties) (or those of ``docs``): what BM25 and the filter columns are built from."""
+        table = self._table(collection)
+        if table is None:
+            return
+        if docs is not None:
+            for obj in self.get_docs(collection, docs).values():
+                yield obj.doc, obj.properties
+            return
+        last = 0
+        while True:
+            with self._read() as db:
+                rows = db.execute(f"SELECT doc, properties FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for doc, properties in rows:
+                yield doc, json.loads(properties)
+
+    def iter_objects(self, collection: str) -> Iterator[StoredObject]:
+        """Every object of a collection, without vectors, in doc order: what the doc table is built from."""
+        table = self._table(collection)
+        if table is None:
+            return
+        last = 0
+        while True:
+            with self._read() as db:
+                rows = db.execute(f"SELECT doc, id, properties, created_ms, updated_ms FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield from self._objects(collection, rows, False)
 
     # -- re-vectorization and destructive changes (see searchd.reload) -----------
 
     def ids_after(self, collection: str, after: str, limit: int) -> list[tuple[str, int]]:
         """(id, updated_ms) in id order: a cursor that a background job can resume from."""
-        with self._guard() as db:
-            rows = db.execute("SELECT id, updated_ms FROM objects WHERE collection = ? AND id > ? ORDER BY id LIMIT ?", (collection, after, limit)).fetchall()
+        table = self._table(collection)
+        if table is None:
+            return []
+        with self._read() as db:
+            rows = db.execute(f"SELECT id, updated_ms FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
         return [(object_id, int(updated)) for object_id, updated in rows]
 
     def ids_with_vector(self, collection: str, name: str, object_ids: Sequence[str]) -> set[str]:
-        with self._guard() as db:
+        table, vectors = self._table(collection), self._vector_table(collection, name)
+        if table is None or vectors is None or not object_ids:
+            return set()
+        with self._read() as db:
             marks = ",".join("?" * len(object_ids))
-            rows = db.execute(f"SELECT id FROM vectors WHERE collection = ? AND name = ? AND id IN ({marks})", (collection, name, *object_ids)).fetchall()
+            rows = db.execute(f"SELECT o.id FROM {table} AS o JOIN {vectors} AS v ON v.doc = o.doc WHERE o.id IN ({marks})", tuple(object_ids)).fetchall()
         return {r[0] for r in rows}
 
     def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> set[str]:
@@ -303,83 +533,97 @@ class ObjectStore:
         """
         current: set[str] = set()
         with self._transaction() as db:
+            table = self._table_for_write(db, collection)
+            vectors = self._vector_table_for_write(db, collection, name)
             for object_id, updated_ms, vec in rows:
-                if vec is None:
-                    found = db.execute("SELECT 1 FROM objects WHERE collection = ? AND id = ? AND updated_ms = ?", (collection, object_id, updated_ms)).fetchone()
-                    unchanged = 1 if found else 0
-                else:
-                    unchanged = db.execute(
-                        "INSERT OR REPLACE INTO vectors SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM objects WHERE collection = ? AND id = ? AND updated_ms = ?)",
-                        (collection, object_id, name, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes(), collection, object_id, updated_ms),
-                    ).rowcount
-                if unchanged:
-                    current.add(object_id)
+                found = db.execute(f"SELECT doc FROM {table} WHERE id = ? AND updated_ms = ?", (object_id, updated_ms)).fetchone()
+                if found is None:
+                    continue
+                if vec is not None:
+                    db.execute(f"INSERT OR REPLACE INTO {vectors} VALUES (?, ?, ?)", (found[0], *_blob(vec)))
+                current.add(object_id)
         return current
 
     def has_vectors(self, collection: str, name: str) -> bool:
-        with self._guard() as db:
-            return db.execute("SELECT 1 FROM vectors WHERE collection = ? AND name = ? LIMIT 1", (collection, name)).fetchone() is not None
+        table = self._vector_table(collection, name)
+        if table is None:
+            return False
+        with self._read() as db:
+            return db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
 
     def promote_vectors(self, collection: str, staging: str, name: str) -> None:
         """The re-vectorized vectors replace the old ones, in one transaction."""
         with self._transaction() as db:
-            db.execute("DELETE FROM vectors WHERE collection = ? AND name = ?", (collection, name))
-            db.execute("UPDATE vectors SET name = ? WHERE collection = ? AND name = ?", (name, collection, staging))
+            old = self._vector_tags.pop((collection, name), None)
+            if old is not None:
+                db.execute(f"DROP TABLE IF EXISTS v{old}")
+                db.execute("DELETE FROM vector_tables WHERE tag = ?", (old,))
+            self._vector_table_for_write(db, collection, staging)
+            db.execute("UPDATE vector_tables SET name = ? WHERE collection = ? AND name = ?", (name, collection, staging))
+            self._vector_tags[(collection, name)] = self._vector_tags.pop((collection, staging))
+            self._bulk_change(db, collection)
 
     def drop_vectors(self, collection: str, name: str) -> None:
         with self._transaction() as db:
-            db.execute("DELETE FROM vectors WHERE collection = ? AND name = ?", (collection, name))
+            self._drop_vector_table(db, collection, name)
+            self._bulk_change(db, collection)
+
+    def _drop_vector_table(self, db: sqlite3.Connection, collection: str, name: str) -> None:
+        tag = self._vector_tags.pop((collection, name), None)
+        if tag is not None:
+            db.execute(f"DROP TABLE IF EXISTS v{tag}")
+            db.execute("DELETE FROM vector_tables WHERE tag = ?", (tag,))
 
     def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None:
         """Forget staged vectors of re-vectorizations that are no longer wanted (``keep``: (collection, staging name))."""
         with self._transaction() as db:
-            for collection, name in db.execute("SELECT DISTINCT collection, name FROM vectors WHERE name LIKE '%#%'").fetchall():
-                if (collection, name) not in keep:
-                    db.execute("DELETE FROM vectors WHERE collection = ? AND name = ?", (collection, name))
+            for collection, name in list(self._vector_tags):
+                if "#" in name and (collection, name) not in keep:
+                    self._drop_vector_table(db, collection, name)
 
     def drop_property(self, collection: str, name: str) -> None:
         if not name.isidentifier():
             raise StorageError(f"refusing to drop property name {name!r}")
+        table = self._table(collection)
+        if table is None:
+            return
         with self._transaction() as db:
-            db.execute(f"UPDATE objects SET properties = json_remove(properties, '$.{name}') WHERE collection = ? AND json_type(properties, '$.{name}') IS NOT NULL", (collection,))
-            db.execute(f"DROP INDEX IF EXISTS prop_{collection}_{name}")
+            db.execute(f"UPDATE {table} SET properties = json_remove(properties, '$.{name}') WHERE json_type(properties, '$.{name}') IS NOT NULL")
+            db.execute(f"DROP INDEX IF EXISTS {table}__{name}")
+            self._bulk_change(db, collection)
 
     def drop_collection(self, collection: str) -> None:
         with self._transaction() as db:
-            db.execute("DELETE FROM objects WHERE collection = ?", (collection,))
-            db.execute("DELETE FROM vectors WHERE collection = ?", (collection,))
-            for (index,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall():
-                if index.startswith(f"prop_{collection}_"):
-                    db.execute(f"DROP INDEX IF EXISTS {index}")
+            for name in [n for c, n in self._vector_tags if c == collection]:
+                self._drop_vector_table(db, collection, name)
+            tag = self._tags.pop(collection, None)
+            if tag is not None:
+                db.execute(f"DROP TABLE IF EXISTS o{tag}")
+                db.execute("DELETE FROM collections WHERE name = ?", (collection,))
+            self._bulk_change(db, collection)
 
     def property_count(self, collection: str, name: str) -> int:
-        if not name.isidentifier():
+        table = self._table(collection)
+        if table is None or not name.isidentifier():
             return 0
-        with self._guard() as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM objects WHERE collection = ? AND json_type(properties, '$.{name}') IS NOT NULL", (collection,)).fetchone()[0])
+        with self._read() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table} WHERE json_type(properties, '$.{name}') IS NOT NULL").fetchone()[0])
 
-    def _rows(self, where: str, params: tuple[Any, ...], tail: str) -> list[tuple[Any, ...]]:
-        with self._guard() as db:
-            return db.execute(f"SELECT collection, id, properties, created_ms, updated_ms FROM objects {where} {tail}", params).fetchall()
-
-    def _load(self, rows: list[tuple[Any, ...]]) -> list[StoredObject]:
+    def _objects(self, collection: str, rows: list[tuple[Any, ...]], vectors: bool) -> list[StoredObject]:
         if not rows:
             return []
-        vectors: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-        by_collection: dict[str, list[str]] = {}
-        for collection, object_id, *_ in rows:
-            by_collection.setdefault(collection, []).append(object_id)
-        with self._guard() as db:
-            for collection, ids in by_collection.items():
-                for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-                    chunk = ids[start : start + 500]
-                    query = f"SELECT id, name, dims, data FROM vectors WHERE collection = ? AND id IN ({','.join('?' * len(chunk))}) AND name NOT LIKE '%#%'"
-                    for object_id, name, dims, data in db.execute(query, (collection, *chunk)):
-                        vectors.setdefault((collection, object_id), {})[name] = _vector_from_row(dims, data)
-        return [
-            StoredObject(collection, object_id, json.loads(props), vectors.get((collection, object_id), {}), created, updated)
-            for collection, object_id, props, created, updated in rows
-        ]
+        found: dict[int, dict[str, np.ndarray]] = {}
+        if vectors:
+            docs = [r[0] for r in rows]
+            for name, table in self._vector_tables(collection).items():
+                if "#" in name:
+                    continue  # staged vectors are not the object's yet
+                with self._read() as db:
+                    for start in range(0, len(docs), _CHUNK):
+                        chunk = docs[start : start + _CHUNK]
+                        for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
+                            found.setdefault(doc, {})[name] = vector_from_blob(dims, data)
+        return [StoredObject(collection, object_id, json.loads(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in rows]
 
 
 def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, str], int]]:
@@ -388,15 +632,27 @@ def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, st
     if not path.exists():
         return (lambda collection: 0), (lambda collection, name: 0)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    tables: Mapping[str, str]
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'collections'").fetchone():
+        tables = {name: f"o{tag}" for name, tag in db.execute("SELECT name, tag FROM collections")}
+        where = ""
+    else:  # layout 1, not migrated yet: one table, rows keyed by collection
+        tables, where = {}, "collection = ?"
+
+    def _query(collection: str, condition: str) -> int:
+        if where:
+            sql = f"SELECT COUNT(*) FROM objects WHERE {' AND '.join(c for c in (where, condition) if c)}"
+            return int(db.execute(sql, (collection,)).fetchone()[0])
+        table = tables.get(collection)
+        if table is None:
+            return 0
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}{' WHERE ' + condition if condition else ''}").fetchone()[0])
 
     def count(collection: str) -> int:
-        return int(db.execute("SELECT COUNT(*) FROM objects WHERE collection = ?", (collection,)).fetchone()[0])
+        return _query(collection, "")
 
     def property_count(collection: str, name: str) -> int:
-        if not name.isidentifier():
-            return 0
-        query = f"SELECT COUNT(*) FROM objects WHERE collection = ? AND json_type(properties, '$.{name}') IS NOT NULL"
-        return int(db.execute(query, (collection,)).fetchone()[0])
+        return _query(collection, f"json_type(properties, '$.{name}') IS NOT NULL") if name.isidentifier() else 0
 
     return count, property_count
 
