@@ -33,6 +33,10 @@ class Hit:
     distance: float
 
 
+# Reads stored vectors of some docs: (the docs that have one, one matrix or a list of vectors).
+VectorReader = Callable[[Sequence[int]], tuple[list[int], "np.ndarray | list[np.ndarray]"]]
+
+
 class AllowList:
     """The docs a filter lets through: a boolean mask over docs (from ``searchd.index.table``).
 
@@ -41,14 +45,14 @@ class AllowList:
     (``vectors``, supplied by the engine) for an exact scan over a few of them.
     """
 
-    def __init__(self, mask: np.ndarray, vectors: Callable[[Sequence[int]], tuple[list[int], list[np.ndarray]]] | None = None) -> None:
+    def __init__(self, mask: np.ndarray, vectors: VectorReader | None = None) -> None:
         self.mask = mask
         self.count = int(np.count_nonzero(mask))
         self._docs: np.ndarray | None = None
         self._vectors = vectors
 
     @classmethod
-    def of(cls, docs: Iterable[int], vectors: Callable[[Sequence[int]], tuple[list[int], list[np.ndarray]]] | None = None) -> AllowList:
+    def of(cls, docs: Iterable[int], vectors: VectorReader | None = None) -> AllowList:
         listed = np.fromiter(docs, dtype=np.int64)
         mask = np.zeros(int(listed.max()) + 1 if len(listed) else 0, dtype=bool)
         mask[listed] = True
@@ -75,7 +79,7 @@ class AllowList:
         result[inside] = self.mask[docs[inside]]
         return result
 
-    def vectors(self) -> tuple[list[int], list[np.ndarray]] | None:
+    def vectors(self) -> tuple[list[int], np.ndarray | list[np.ndarray]] | None:
         """The allowed docs' stored vectors, or None when nobody said how to read them."""
         return None if self._vectors is None else self._vectors(self.docs.tolist())
 

@@ -24,7 +24,7 @@ import hnswlib
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.index.base import AllowList, ApproximateIndex, Hit, distances, prepare, top_k
+from searchd.index.base import AllowList, ApproximateIndex, Hit, distances, top_k
 
 SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
@@ -158,12 +158,15 @@ class HnswIndex(ApproximateIndex):
 
     def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         stored = allowed.vectors() if allowed is not None else None
-        if stored is not None:
-            docs, vectors = stored
-            keep = [i for i, d in enumerate(docs) if d in self._live]
+        if stored is not None and isinstance(stored[1], np.ndarray) and stored[1].shape[1:] == (self.dimensions,):
+            docs, read = stored[0], np.asarray(stored[1])
+            keep = [i for i, d in enumerate(docs) if d in self._live]  # the store may be a write ahead of the index
             if not keep:
                 return []
-            matrix = np.stack([prepare(vectors[i], self.metric) for i in keep])
+            matrix = read[keep]
+            if self.metric is Distance.COSINE:
+                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+                matrix = matrix / np.where(norms > 0, norms, 1.0)
             return top_k([docs[i] for i in keep], distances(matrix, query, self.metric), k)
         with self._lock.shared():
             docs = sorted(self._live if allowed is None else (d for d in allowed if d in self._live))

@@ -40,6 +40,9 @@ from graphql import (
     parse,
     validate,
 )
+from graphql.language import get_location
+
+from searchd.query.plan import GetPlan, compile_get
 
 # Places that matter when lifting vectors: the starts of strings, comments and `vector: [`.
 _MARKS = re.compile(r'"""|"|#|\bvector\s*:\s*(?=\[)')
@@ -55,6 +58,23 @@ class Prepared:
     document: DocumentNode | None
     errors: list[GraphQLError]
     variables: dict[str, Any]
+    plan: GetPlan | None = None  # the compiled plan of a plain Get (``document`` is then the cached one, not relocated)
+    lifted: _Lifted | None = None
+    source: str = ""
+
+    def locate(self, node: Node) -> list[dict[str, int]]:
+        """Where a node of ``document`` is in the client's text, as GraphQL error locations."""
+        if node.loc is None:
+            return []
+        offset = self.lifted.original_offset(node.loc.start) if self.lifted is not None else node.loc.start
+        location = get_location(Source(self.source), offset)
+        return [{"line": location.line, "column": location.column}]
+
+    def executable(self) -> DocumentNode | None:
+        """The document for graphql-core, located in the client's text."""
+        if self.plan is not None and self.lifted is not None and self.document is not None:
+            return _relocated(self.document, self.lifted, Source(self.source))
+        return self.document
 
 
 def _numbers(text: str) -> Any:
@@ -276,39 +296,42 @@ class DocumentCache:
         self.schema = schema
         self.size = size
         self.max_depth = max_depth
-        self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
+        self._documents: OrderedDict[str, tuple[DocumentNode, GetPlan | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _validated(self, source: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    def _validated(self, source: str) -> tuple[DocumentNode | None, list[GraphQLError], GetPlan | None]:
         with self._lock:
             cached = self._documents.get(source)
             if cached is not None:
                 self._documents.move_to_end(source)
-                return cached, []
+                return cached[0], [], cached[1]
         try:
             document = parse(source, no_location=False)
         except GraphQLSyntaxError as error:
-            return None, [error]
+            return None, [error], None
         depth = selection_depth(document)
         if depth > self.max_depth:
             message = f"the query nests {depth} levels deep, above the maximum of {self.max_depth} (raise server.limits.maxQueryDepth, or flatten the query)"
-            return None, [GraphQLError(message)]
+            return None, [GraphQLError(message)], None
         errors = validate(self.schema, document)
         if errors:
-            return None, errors
+            return None, errors, None
+        plan = compile_get(self.schema, document)
         with self._lock:
-            self._documents[source] = document
+            self._documents[source] = (document, plan)
             if len(self._documents) > self.size:
                 self._documents.popitem(last=False)
-        return document, []
+        return document, [], plan
 
     def prepare(self, source: str) -> Prepared:
         lifted = _lift(source) if "vector" in source else None
         # A value the Vector scalar would refuse stays in the text, so the error names what the client wrote
         # (not an internal variable) and points at it.
         if lifted is not None and all(_vector_shaped(v) for v in lifted.values.values()):
-            document, errors = self._validated(lifted.text)
+            document, errors, plan = self._validated(lifted.text)
+            if document is not None and plan is not None:  # no relocated copy: the plan locates its own errors
+                return Prepared(document, [], lifted.values, plan, lifted, source)
             if document is not None:
                 return Prepared(_relocated(document, lifted, Source(source)), [], lifted.values)
-        document, errors = self._validated(source)
-        return Prepared(document, errors, {})
+        document, errors, plan = self._validated(source)
+        return Prepared(document, errors, {}, plan, None, source)

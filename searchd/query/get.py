@@ -16,6 +16,7 @@ from searchd.query.filters import sort_key
 from searchd.query.fusion import autocut
 from searchd.query.search import NEAR_ARGUMENTS, QueryContext, Row, allowed_docs, bm25_rows, hybrid_rows, near_rows, parse_filter, read_objects
 from searchd.values import normalize_uuid
+from searchd.where import Filter
 
 __all__ = ["QueryContext", "resolve_get"]
 
@@ -70,7 +71,7 @@ def shown(info: GraphQLResolveInfo[Any]) -> Shown:
     return Shown(objects, vectors)
 
 
-def _additional(collection: CompiledCollection, row: Row) -> dict[str, Any]:
+def additional_fields(collection: CompiledCollection, row: Row) -> dict[str, Any]:
     obj, searched = row.object, row.vector
     shown = searched or collection.default_vector
     vectors = obj.vectors if obj is not None else {}
@@ -95,7 +96,7 @@ def _additional(collection: CompiledCollection, row: Row) -> dict[str, Any]:
 def _result(collection: CompiledCollection, row: Row) -> dict[str, Any]:
     properties = row.object.properties if row.object is not None else {}
     result: dict[str, Any] = {p.name: properties.get(p.name) for p in collection.spec.properties}
-    result["_additional"] = _additional(collection, row)
+    result["_additional"] = additional_fields(collection, row)
     return result
 
 
@@ -123,7 +124,7 @@ def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[
             "count": len(members),
             "minDistance": min(distances) if distances else None,
             "maxDistance": max(distances) if distances else None,
-            "hits": [{**_result(collection, m), "_additional": {"id": m.id, "distance": m.distance, "vector": _additional(collection, m)["vector"]}} for m in members],
+            "hits": [{**_result(collection, m), "_additional": {"id": m.id, "distance": m.distance, "vector": additional_fields(collection, m)["vector"]}} for m in members],
         }
         results.append(first)
     return results
@@ -146,8 +147,8 @@ def _check_mix(args: Mapping[str, Any]) -> str | None:
     return search
 
 
-async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], show: Shown) -> list[dict[str, Any]]:
-    collection = context.catalog.collection(class_name)
+async def get_rows(context: QueryContext, collection: CompiledCollection, args: Mapping[str, Any], show: Shown) -> list[Row]:
+    """The rows a Get without groupBy returns, with their objects read when ``show`` needs them."""
     limit, offset = _limits(context, args)
     search = _check_mix(args)
     where = parse_filter(collection, args.get("where"))
@@ -155,24 +156,34 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], 
         order = [sort_key(collection, s["path"], s.get("order") == "desc") for s in args.get("sort") or []]
         after = normalize_uuid(args["after"], "after") if args.get("after") else None
         objects = await anyio.to_thread.run_sync(lambda: context.engine.list_objects(collection.name, limit, offset, after, where, order, show.vectors))
-        return [_result(collection, Row(obj.doc, obj.id, object=obj)) for obj in objects]
-    allowed = await allowed_docs(context, collection, where)
-    group_by = args.get("groupBy")
-    fetch = limit + offset if group_by is None else max(limit + offset, group_by["groups"] * group_by["objectsPerGroup"] * 4, 100)
-    if search == "bm25":
-        rows = await bm25_rows(context, collection, args["bm25"], fetch, allowed)
-    elif search == "hybrid":
-        rows = await hybrid_rows(context, collection, args["hybrid"], fetch, allowed)
-    else:
-        rows = await near_rows(context, collection, search, args[search], fetch, allowed)
-    if group_by is not None:
-        return _grouped(collection, await read_objects(context, collection, rows, show.vectors), group_by)
+        return [Row(obj.doc, obj.id, object=obj) for obj in objects]
+    rows = await _search(context, collection, search, args, limit + offset, where)
     rows = rows[offset : offset + limit]
     if args.get("autocut"):
         rows = rows[: autocut([r.rank_value for r in rows], args["autocut"])]
-    if show.objects:
-        rows = await read_objects(context, collection, rows, show.vectors)
-    return [_result(collection, row) for row in rows]
+    return await read_objects(context, collection, rows, show.vectors) if show.objects else rows
+
+
+async def _search(context: QueryContext, collection: CompiledCollection, search: str, args: Mapping[str, Any], fetch: int, where: Filter | None) -> list[Row]:
+    allowed = await allowed_docs(context, collection, where)
+    if search == "bm25":
+        return await bm25_rows(context, collection, args["bm25"], fetch, allowed)
+    if search == "hybrid":
+        return await hybrid_rows(context, collection, args["hybrid"], fetch, allowed)
+    return await near_rows(context, collection, search, args[search], fetch, allowed)
+
+
+async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], show: Shown) -> list[dict[str, Any]]:
+    collection = context.catalog.collection(class_name)
+    group_by = args.get("groupBy")
+    if group_by is None:
+        return [_result(collection, row) for row in await get_rows(context, collection, args, show)]
+    limit, offset = _limits(context, args)
+    search = _check_mix(args)
+    assert search is not None  # _check_mix: groupBy needs a search
+    fetch = max(limit + offset, group_by["groups"] * group_by["objectsPerGroup"] * 4, 100)
+    rows = await _search(context, collection, search, args, fetch, parse_filter(collection, args.get("where")))
+    return _grouped(collection, await read_objects(context, collection, rows, show.vectors), group_by)
 
 
 def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:

@@ -308,8 +308,8 @@ async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hyb
     ids = dict(zip(docs, context.engine.ids(collection.name, docs)))
     doc_of = {object_id: doc for doc, object_id in ids.items() if object_id is not None}
     legs = [
-        Leg("keyword,bm25", 1.0 - alpha, [LegHit(ids[h.id], h.score, h.explain) for h in keyword_result if ids[h.id] is not None]),
-        Leg(vector_name, alpha, [LegHit(ids[h.id], 1.0 - h.distance) for h in vector_result if ids[h.id] is not None]),
+        Leg("keyword,bm25", 1.0 - alpha, [LegHit(i, h.score, h.explain) for h in keyword_result if (i := ids[h.id]) is not None]),
+        Leg(vector_name, alpha, [LegHit(i, 1.0 - h.distance) for h in vector_result if (i := ids[h.id]) is not None]),
     ]
     fuse = ranked_fusion if hybrid.get("fusionType") == "rankedFusion" else relative_score_fusion
     fused = fuse([leg for leg in legs if leg.weight > 0])[:limit]

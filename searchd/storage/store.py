@@ -331,18 +331,24 @@ class ObjectStore:
 
     def vectors_of(self, collection: str, name: str, docs: Sequence[int]) -> tuple[list[int], list[np.ndarray]]:
         """Stored vectors of these docs (those that have one), for exact scans over a few allowed docs."""
+        found, rows = self.vector_matrix(collection, name, docs)
+        return found, list(rows)
+
+    def vector_matrix(self, collection: str, name: str, docs: Sequence[int]) -> tuple[list[int], np.ndarray | list[np.ndarray]]:
+        """Like ``vectors_of``, as one matrix when they are all single vectors of one length (else a list)."""
         table = self._vector_table(collection, name)
         found: list[int] = []
-        vectors: list[np.ndarray] = []
-        if table is None:
-            return found, vectors
-        with self._read() as db:
-            for start in range(0, len(docs), _CHUNK):
-                chunk = tuple(int(d) for d in docs[start : start + _CHUNK])
-                for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
-                    found.append(doc)
-                    vectors.append(vector_from_blob(dims, data))
-        return found, vectors
+        rows: list[tuple[int, bytes]] = []
+        if table is not None:
+            with self._read() as db:
+                for start in range(0, len(docs), _CHUNK):
+                    chunk = tuple(int(d) for d in docs[start : start + _CHUNK])
+                    for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
+                        found.append(doc)
+                        rows.append((dims, data))
+        if rows and len({(dims, len(data)) for dims, data in rows}) == 1 and rows[0][0] * 4 == len(rows[0][1]):
+            return found, np.frombuffer(b"".join(data for _, data in rows), dtype=np.float32).reshape(len(rows), -1)
+        return found, [vector_from_blob(dims, data) for dims, data in rows]
 
     def doc_ids(self, collection: str) -> list[tuple[int, str]]:
         """Every (doc, id) of a collection: the engine's map between them."""
