@@ -365,7 +365,7 @@ def in_process(case: Case, fake: FakeProcess, batch: int, n: int, latency: float
     directory = Path(tempfile.mkdtemp(prefix="inproc-", dir=work))
     (directory / "searchd.yaml").write_text(config_yaml(case, fake.url, batch))
     environ = {**os.environ, **case.env}
-    spec = load_spec(directory / "searchd.yaml", environ)
+    spec = load_spec(directory / "searchd.yaml", default_registry(), environ)
     runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), environ)
     catalog = compile_catalog(spec, default_registry(), runtime)
     vectorizer = catalog.collections["Doc"].vectors["v"].vectorizer

@@ -1,26 +1,21 @@
 """The compiled config: one immutable Catalog, swapped whole through a CatalogHolder.
 
-Compiling builds vectorizer instances and the GraphQL schema next to the spec,
-so a bad config fails here, before it ever serves a request.
+Compiling builds vectorizer instances next to the spec, so a bad config fails here,
+before it ever serves a request.  The GraphQL schema is built per catalog above, by
+whoever serves GraphQL (``searchd.query.served``): the catalog sits below query/.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from searchd.config.spec import CollectionSpec, IndexType, NamedVectorSpec, PropertyType, Spec
 from searchd.errors import NotFound
 from searchd.modules.base import ModuleInfo, ModuleRuntime, Vectorizer
 from searchd.modules.registry import ModuleRegistry
-
-if TYPE_CHECKING:
-    from graphql import GraphQLSchema
-
-    from searchd.query.document import DocumentCache
 
 
 @dataclass(frozen=True)
@@ -80,8 +75,6 @@ class Catalog:
     spec: Spec
     registry: ModuleRegistry
     collections: Mapping[str, CompiledCollection]
-    graphql: GraphQLSchema | None = field(default=None, compare=False)
-    documents: DocumentCache | None = field(default=None, compare=False)  # validated queries for this schema
 
     def collection(self, name: str) -> CompiledCollection:
         found = self.collections.get(name)
@@ -117,12 +110,7 @@ def compile_catalog(spec: Spec, registry: ModuleRegistry, runtime: ModuleRuntime
             if (p := collection.find_property(name)) is not None and p.type is PropertyType.BLOB
         )
         collections[collection.name] = CompiledCollection(collection, MappingProxyType(vectors), image_fields)
-    catalog = Catalog(spec, registry, MappingProxyType(collections))
-    from searchd.query.document import DocumentCache
-    from searchd.query.schema import build_graphql_schema
-
-    schema = build_graphql_schema(catalog)
-    return Catalog(spec, registry, catalog.collections, schema, DocumentCache(schema, max_depth=spec.server.limits.max_query_depth) if schema else None)
+    return Catalog(spec, registry, MappingProxyType(collections))
 
 
 class CatalogHolder:

@@ -24,10 +24,12 @@ def _validate(args: argparse.Namespace) -> int:
     from searchd.catalog import compile_catalog
     from searchd.config import load_spec
     from searchd.modules.registry import default_registry
+    from searchd.query.served import build_catalog_graphql
 
     try:
-        spec = load_spec(args.config)
-        compile_catalog(spec, default_registry())
+        registry = default_registry()
+        spec = load_spec(args.config, registry)
+        build_catalog_graphql(compile_catalog(spec, registry))  # what a server would build before serving it
     except ConfigError as exc:
         if args.format == "json":
             print(json.dumps({"valid": False, "errors": [i.as_dict() for i in exc.issues]}, indent=2))
@@ -69,9 +71,10 @@ class _UnsetAsPlaceholder(dict[str, str]):
 
 def _load_or_report(path: str, environ: Mapping[str, str] | None = None, what: str = "") -> Spec | None:
     from searchd.config import load_spec
+    from searchd.modules.registry import default_registry
 
     try:
-        return load_spec(path, environ)
+        return load_spec(path, default_registry(), environ)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue.render(), file=sys.stderr)
@@ -81,7 +84,8 @@ def _load_or_report(path: str, environ: Mapping[str, str] | None = None, what: s
 
 def _show_plan(args: argparse.Namespace) -> int | None:
     """Print the plan for args.config against its data directory (or another config); an exit code when it cannot go ahead."""
-    from searchd.reload.applied import load_applied, redacted, revision
+    from searchd.config.revision import redacted, revision
+    from searchd.reload.applied import plan_against_applied
     from searchd.reload.plan import classify
     from searchd.server.app import resolve_data_dir
     from searchd.storage.store import peek_counts
@@ -100,9 +104,7 @@ def _show_plan(args: argparse.Namespace) -> int | None:
         plan = classify(redacted(base), redacted(spec))
     else:
         directory = resolve_data_dir(spec, args.data)
-        applied = load_applied(directory)
-        count, property_count = peek_counts(directory)
-        plan = classify(applied.spec if applied else None, redacted(spec), count, property_count)
+        applied, plan = plan_against_applied(directory, spec, *peek_counts(directory))
         base_revision = applied.revision if applied else None
         where = f"Data directory {directory}: applied revision {applied.revision if applied else '(none: a first start)'}"
     allowed = args.allow_destructive or spec.server.reload.allow_destructive

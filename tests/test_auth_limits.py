@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from searchd.config import load_spec
 from searchd.errors import ConfigError
+from searchd.modules import default_registry
 from searchd.server import create_app, open_services
 from searchd.server.observe import JsonFormatter
 from tests.conftest import QUICKSTART, ClientFactory, example_objects
@@ -222,7 +223,7 @@ def test_a_literal_key_is_a_config_error_with_a_hint(write_config: WriteConfig) 
     literal = "literal-key-written-in-the-file"
     path = quickstart_config(write_config, auth={"apiKeys": [{"name": "ops", "key": literal, "role": "admin"}]})
     with pytest.raises(ConfigError) as caught:
-        load_spec(path, environ={})
+        load_spec(path, default_registry(), environ={})
     # (A second issue follows from the refused value being blanked: "'' is too short".)
     issue = caught.value.issues[0]
     assert issue.path == "server.auth.apiKeys[0].key"
@@ -234,7 +235,7 @@ def test_a_literal_key_is_a_config_error_with_a_hint(write_config: WriteConfig) 
 def test_a_key_from_an_unset_variable_is_a_config_error(write_config: WriteConfig) -> None:
     path = quickstart_config(write_config, auth={"apiKeys": [{"name": "ops", "key": "${SEARCHD_TEST_UNSET_KEY}"}]})
     with pytest.raises(ConfigError, match="SEARCHD_TEST_UNSET_KEY is not set"):
-        load_spec(path, environ={})
+        load_spec(path, default_registry(), environ={})
 
 
 def test_a_key_without_a_role_is_read_only(keyed_env: None, write_config: WriteConfig, client_factory: ClientFactory) -> None:
@@ -249,7 +250,7 @@ def test_a_too_short_key_is_refused_without_echoing_it(keyed_env: None, write_co
     monkeypatch.setenv("SEARCHD_TEST_SHORT_KEY", short)
     path = quickstart_config(write_config, auth={"apiKeys": [{"name": "ops", "key": "${SEARCHD_TEST_SHORT_KEY}", "role": "admin"}]})
     with pytest.raises(ConfigError) as caught:
-        load_spec(path)
+        load_spec(path, default_registry())
     assert "apiKeys[0].key" in str(caught.value)
     assert short not in str(caught.value)
 
@@ -318,14 +319,14 @@ def test_keys_are_never_logged_or_echoed(keyed: TestClient, caplog: pytest.LogCa
         for key in (*ALL_KEYS, WRONG_KEY):
             assert key not in text
     for key in ALL_KEYS:
-        assert key not in repr(load_spec(QUICKSTART))  # ApiKeySpec hides the key from repr
+        assert key not in repr(load_spec(QUICKSTART, default_registry()))  # ApiKeySpec hides the key from repr
 
 
 # -- limits ---------------------------------------------------------------------
 
 
 def test_default_limits_are_weaviates() -> None:
-    limits = load_spec(QUICKSTART).server.limits
+    limits = load_spec(QUICKSTART, default_registry()).server.limits
     assert (limits.max_body_bytes, limits.query_limit_default, limits.query_limit_max, limits.max_batch_objects, limits.max_query_depth) == (
         10 * 1024 * 1024, 100, 10_000, 10_000, 30,
     )

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from searchd.config import load_spec
-from searchd.reload.applied import revision
+from searchd.config.revision import revision
+from searchd.modules import default_registry
 from searchd.storage import ObjectStore
 from tests.test_e2e_server import HTTP_TIMEOUT_S, Server, child_env, free_port, searchd_module, wait_ready
 from tests.test_reload_e2e import ARTICLES, BASE, N_ARTICLES, article, replaced
@@ -237,7 +238,7 @@ def test_plan_against_another_config_needs_no_data_and_no_secrets(tmp_path: Path
     run = searchd("plan", branch, "--against", main, cwd=tmp_path)
     assert run.code == 0, run
     assert plan_lines(run) == [
-        f"Config {main}: revision {revision(load_spec(main, {'JINA_KEY_IN_PRODUCTION': '${JINA_KEY_IN_PRODUCTION}'}))}",
+        f"Config {main}: revision {revision(load_spec(main, default_registry(), {'JINA_KEY_IN_PRODUCTION': '${JINA_KEY_IN_PRODUCTION}'}))}",
         "  ~ collection Article: description changed",
         "-/+ Article.vector text: dimensions 256 → 128",
         "",
@@ -267,7 +268,7 @@ def test_apply_applies_and_a_following_plan_says_no_changes(copied: Path, tmp_pa
     config = write(tmp_path / "c" / "searchd.yaml", replaced(BASE, DESCRIPTION, NEW_PROPERTY, DIMENSIONS))
     run = searchd("apply", config, "--data", copied, cwd=tmp_path)
     assert run.code == 0, run
-    target = revision(load_spec(config))
+    target = revision(load_spec(config, default_registry()))
     assert f"re-vectorize Article.text: done ({N_ARTICLES}/{N_ARTICLES})" in run.out, run
     assert f"bm25 Article.bm25: done ({N_ARTICLES}/{N_ARTICLES})" in run.out, run
     assert plan_lines(run)[-1] == f"applied revision {target}", run

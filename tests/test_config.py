@@ -16,9 +16,11 @@ import jsonschema
 import pytest
 
 from searchd.config import load_spec
+from searchd.config.capabilities import ModelCapabilities, ModuleCapabilities
 from searchd.config.loader import config_digest, config_files
 from searchd.config.spec import EN_STOPWORDS, Distance, PropertyType, Spec
 from searchd.errors import ConfigError, ConfigIssue
+from searchd.modules import default_registry
 from tests.conftest import EXAMPLES, MULTIMODAL, QUICKSTART, ROOT
 
 WriteConfig = Callable[..., Path]
@@ -30,7 +32,7 @@ PACKAGED_SCHEMA_PATH = ROOT / "searchd" / "config" / "searchd.schema.json"
 def issues_of(path: Path, environ: Mapping[str, str] | None = None) -> list[ConfigIssue]:
     """The issues load_spec raises for a config; fails the test if it loads."""
     with pytest.raises(ConfigError) as caught:
-        load_spec(path, environ={} if environ is None else environ)
+        load_spec(path, default_registry(), environ={} if environ is None else environ)
     issues = caught.value.issues
     assert issues, "ConfigError raised without any issue"
     return issues
@@ -424,7 +426,7 @@ def test_dimensions_at_the_range_bounds_are_accepted(write_config: WriteConfig, 
     config = write_config(with_vectors(f"          {{module: {module}, dimensions: {dimensions}{text_fields}}}\n").replace(
         "        vectorizer:\n          {", "        vectorizer: {"
     ))
-    spec = load_spec(config, environ={})
+    spec = load_spec(config, default_registry(), environ={})
     assert spec.collections[0].vectors[0].vectorizer.dimensions == dimensions
 
 
@@ -456,7 +458,7 @@ def test_set_environment_variable_is_substituted(write_config: WriteConfig) -> N
               - {name: title, type: TEXT, description: "pre-${SET_VAR}-post"}
         """
     )
-    spec = load_spec(config, environ={"SET_VAR": "x"})
+    spec = load_spec(config, default_registry(), environ={"SET_VAR": "x"})
     assert spec.collections[0].description == "x"
     assert spec.collections[0].properties[0].description == "pre-x-post"
 
@@ -464,7 +466,7 @@ def test_set_environment_variable_is_substituted(write_config: WriteConfig) -> N
 def test_environ_defaults_to_the_process_environment(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEARCHD_TEST_DESCRIPTION", "from the environment")
     config = write_config("collections:\n  - name: Article\n    description: ${SEARCHD_TEST_DESCRIPTION}\n")
-    assert load_spec(config).collections[0].description == "from the environment"
+    assert load_spec(config, default_registry()).collections[0].description == "from the environment"
 
 
 def test_unset_variable_hint_names_the_variable(write_config: WriteConfig) -> None:
@@ -534,7 +536,7 @@ def test_all_errors_are_reported_at_once_sorted_by_line(write_config: WriteConfi
 def test_config_error_message_renders_every_issue(write_config: WriteConfig) -> None:
     config = write_config(MANY_MISTAKES)
     with pytest.raises(ConfigError) as caught:
-        load_spec(config, environ={})
+        load_spec(config, default_registry(), environ={})
     text = str(caught.value)
     assert text.startswith("the config has 7 error(s):\n")
     assert text.count(f"{config}:") == 7
@@ -579,7 +581,7 @@ ONE_COLLECTION = "collections:\n  - name: Article\n    properties:\n      - {nam
 
 def test_directory_config_merges_its_files(tmp_path: Path) -> None:
     config = write_files(tmp_path / "config", {"a-server.yaml": SERVER_FILE, "b-collections.yml": ONE_COLLECTION, "notes.txt": "not: [yaml"})
-    spec = load_spec(config, environ={})
+    spec = load_spec(config, default_registry(), environ={})
     assert spec.server.port == 9000
     assert [c.name for c in spec.collections] == ["Article"]
     assert spec.base_dir == str(config)
@@ -594,7 +596,7 @@ def test_directory_config_collections_from_all_files_in_path_order(tmp_path: Pat
             "sub/c.yaml": "collections:\n  - name: Third\n    properties: []\n",
         },
     )
-    assert [c.name for c in load_spec(config, environ={}).collections] == ["First", "Second", "Third"]
+    assert [c.name for c in load_spec(config, default_registry(), environ={}).collections] == ["First", "Second", "Third"]
 
 
 def test_directory_config_skips_hidden_files_and_configmap_copies(tmp_path: Path) -> None:
@@ -610,7 +612,7 @@ def test_directory_config_skips_hidden_files_and_configmap_copies(tmp_path: Path
     (config / "..data").symlink_to("..2026_12_02_04_00_00.1")
     (config / "collections.yaml").symlink_to("..data/collections.yaml")
     assert config_files(config) == [config / "collections.yaml"]
-    assert [c.name for c in load_spec(config, environ={}).collections] == ["Article"]
+    assert [c.name for c in load_spec(config, default_registry(), environ={}).collections] == ["Article"]
     before = config_digest(config)
     (config / "notes.yaml.txt").write_text("ignored", encoding="utf-8")
     assert config_digest(config) == before
@@ -690,7 +692,7 @@ def test_missing_config_path(tmp_path: Path) -> None:
 
 
 def test_quickstart_example_loads() -> None:
-    spec = load_spec(QUICKSTART, environ={})
+    spec = load_spec(QUICKSTART, default_registry(), environ={})
     assert spec.server.port == 8080
     assert spec.base_dir == str(EXAMPLES / "quickstart")
     (article,) = spec.collections
@@ -710,7 +712,7 @@ def test_quickstart_example_loads() -> None:
 
 
 def test_multimodal_example_directory_loads() -> None:
-    spec: Spec = load_spec(MULTIMODAL, environ={})
+    spec: Spec = load_spec(MULTIMODAL, default_registry(), environ={})
     assert spec.server.limits.max_body_bytes == 10485760
     assert sorted(spec.modules) == ["multi2vec-local", "text2vec-hash"]
     (artwork,) = spec.collections
@@ -880,6 +882,13 @@ def test_unquoted_env_reference_keeps_the_value_type(write_config: WriteConfig) 
             description: "${PORT}"
         """
     )
-    spec = load_spec(config, environ={"PORT": "9100", "HOST": "0.0.0.0"})
+    spec = load_spec(config, default_registry(), environ={"PORT": "9100", "HOST": "0.0.0.0"})
     assert spec.server.port == 9100 and spec.server.host == "0.0.0.0"
     assert spec.collections[0].description == "9100"  # quoted: stays a string
+
+
+def test_every_registered_module_offers_what_the_config_checks_read() -> None:
+    """config/ reads modules through protocols of its own (it sits below modules/): every module and model implements them."""
+    for module in default_registry().values():
+        assert isinstance(module, ModuleCapabilities), module.name
+        assert all(isinstance(model, ModelCapabilities) for model in module.models.values()), module.name

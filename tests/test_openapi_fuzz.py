@@ -351,7 +351,8 @@ def _filter_value_nodes() -> st.SearchStrategy[Any]:
 
 @pytest.fixture(scope="module")
 def graphql_schema(quickstart: TestClient) -> GraphQLSchema:
-    schema = quickstart.app.state.services.holder.current.graphql  # type: ignore[attr-defined]
+    services = quickstart.app.state.services  # type: ignore[attr-defined]
+    schema = services.graphql.of(services.holder.current).schema
     assert isinstance(schema, GraphQLSchema)
     return schema
 

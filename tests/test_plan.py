@@ -17,6 +17,7 @@ import pytest
 
 from searchd.config import load_spec
 from searchd.config.spec import Spec
+from searchd.modules import default_registry
 from searchd.reload import Change, ChangeKind, Plan, classify
 
 IN_PLACE, REVECTORIZE, DESTRUCTIVE = ChangeKind.IN_PLACE, ChangeKind.REVECTORIZE, ChangeKind.DESTRUCTIVE
@@ -67,7 +68,7 @@ def load(write_config: Callable[[str, str], Path]) -> Load:
             assert text.count(old) == 1, f"edit does not match BASE once: {old!r}"
             text = text.replace(old, new)
         written += 1
-        return load_spec(write_config(text, f"c{written}.yaml"), environ={})
+        return load_spec(write_config(text, f"c{written}.yaml"), default_registry(), environ={})
 
     return make
 

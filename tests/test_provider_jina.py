@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from searchd.config import load_spec
 from searchd.errors import ConfigError
+from searchd.modules import default_registry
 from tests.conftest import ClientFactory, graphql
 from tests.fakes import FakeJina, serving
 from tests.fakes.base import RecordedRequest
@@ -250,7 +251,7 @@ def test_config_validation_rejects_what_the_model_cannot_do(
         ],
     }
     with pytest.raises(ConfigError) as raised:
-        load_spec(write_config(json.dumps(config)), environ={})
+        load_spec(write_config(json.dumps(config)), default_registry(), environ={})
     assert message in str(raised.value)
 
 

@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from searchd.config import load_spec
 from searchd.errors import ConfigError
+from searchd.modules import default_registry
 from tests.conftest import ClientFactory
 from tests.fakes import FakeNvidia, FakeWeaviateEmbed, serving
 from tests.fakes.base import FakeProvider, RecordedRequest
@@ -200,7 +201,7 @@ def test_nvidia_open_model_needs_dimensions_and_a_wrong_length_fails_per_object(
     assert "returned 1024-dimensional embeddings" in answer["errors"][0]["message"]
 
     with pytest.raises(ConfigError) as raised:
-        load_spec(write_config(json.dumps({"collections": [{**collection, "vectors": {"v": {"vectorizer": {"module": "text2vec-nvidia", "model": model}}}}]}), "x.yaml"), environ={})
+        load_spec(write_config(json.dumps({"collections": [{**collection, "vectors": {"v": {"vectorizer": {"module": "text2vec-nvidia", "model": model}}}}]}), "x.yaml"), default_registry(), environ={})
     assert f"model '{model}' is not one searchd knows, so its vector length is unknown" in str(raised.value)
 
 
@@ -412,5 +413,5 @@ def test_config_validation(write_config: WriteConfig, vectorizer: dict[str, Any]
         }]
     }
     with pytest.raises(ConfigError) as raised:
-        load_spec(write_config(json.dumps(config)), environ={})
+        load_spec(write_config(json.dumps(config)), default_registry(), environ={})
     assert message in str(raised.value)

@@ -24,8 +24,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from searchd.config import load_spec
+from searchd.config.revision import revision
 from searchd.errors import ConfigChanged, ConfigRefused
-from searchd.reload.applied import revision
+from searchd.modules import default_registry
 from searchd.server import open_services
 from searchd.server.app import Services
 from searchd.storage import ObjectStore, StoredObject
@@ -124,7 +125,7 @@ def test_reload_unchanged_then_applied_and_status_shows_it(client_factory: Clien
     first = status(client)
     assert first["configPath"] == str(config_path)
     assert first["lastReload"]["trigger"] == "start" and first["lastReload"]["result"] == "applied"
-    assert first["revision"] == revision(load_spec(config_path)) and first["rebuilds"] == []
+    assert first["revision"] == revision(load_spec(config_path, default_registry())) and first["rebuilds"] == []
 
     body = reload(client, 200)
     assert body["result"] == "unchanged" and body["plan"]["empty"] is True and body["errors"] == [] and "error" not in body, body
@@ -141,7 +142,7 @@ def test_reload_unchanged_then_applied_and_status_shows_it(client_factory: Clien
     assert [(c["kind"], c["action"], c["address"]) for c in body["plan"]["changes"]] == [("in place", "update", "collection Article")]
     assert body["plan"]["changes"][0]["summary"] == "description changed"  # descriptions are named, not quoted
     now = status(client)
-    assert now["revision"] == body["revision"] == revision(load_spec(config_path)) != first["revision"]
+    assert now["revision"] == body["revision"] == revision(load_spec(config_path, default_registry())) != first["revision"]
     assert now["lastReload"] == {k: v for k, v in body.items() if k != "error"}
     assert started_at - 1 <= now["lastReload"]["at"] <= time.time() + 1 and now["appliedAt"] >= first["appliedAt"]
     assert client.get("/v1/schema/Article").json()["description"] == "Articles, reloaded."
@@ -274,7 +275,7 @@ def test_revectorization_reports_progress_and_ends_on_the_target_revision(
     }
     assert progress["ratePerSecond"] > 0
     # While it ran, the old vector settings were the applied ones; once swapped, the revision is the config's.
-    assert body["revision"] != now["revision"] == revision(load_spec(config_path))
+    assert body["revision"] != now["revision"] == revision(load_spec(config_path, default_registry()))
     assert "rebuild of Article.text (re-vectorize) done: 12 objects" in caplog.text
     for object_id, old in before.items():
         got = client.get(f"/v1/objects/Article/{object_id}", params={"include": "vector"}).json()

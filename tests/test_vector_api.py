@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from searchd.config import load_spec
 from searchd.errors import ConfigError
+from searchd.modules import default_registry
 from tests.conftest import EXAMPLES, ClientFactory, example_objects, graphql
 
 LATE = EXAMPLES / "late-interaction"
@@ -146,7 +147,7 @@ def test_writes_after_the_save_are_replayed_from_the_change_log(
 def test_index_settings_are_validated(write_config: Callable[..., Path], index: dict[str, object], message: str) -> None:
     config = write_config(yaml.safe_dump({"collections": [{"name": "Doc", "vectors": {"v": {"vectorizer": {"module": "none", "dimensions": 4}, "index": index}}}]}))
     with pytest.raises(ConfigError) as caught:
-        load_spec(config)
+        load_spec(config, default_registry())
     assert [i.message for i in caught.value.issues if message in i.message]
 
 
@@ -155,7 +156,7 @@ def test_multivector_index_needs_matrices(write_config: Callable[..., Path]) -> 
         yaml.safe_dump({"collections": [{"name": "Doc", "properties": [{"name": "t", "type": "TEXT"}], "vectors": {"v": {"vectorizer": {"module": "text2vec-hash"}, "index": {"type": "multivector"}}}}]})
     )
     with pytest.raises(ConfigError) as caught:
-        load_spec(config)
+        load_spec(config, default_registry())
     (issue,) = caught.value.issues
     assert "produces one vector per object" in issue.message and issue.path == "collections[0].vectors.v.index.type"
 

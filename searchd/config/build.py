@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from searchd.config.capabilities import KnownModules
 from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents
 from searchd.config.semantic import semantic_issues
 from searchd.config.spec import Spec, spec_from_data
 from searchd.config.validate import schema_issues
 from searchd.errors import ConfigError, ConfigIssue
-
-if TYPE_CHECKING:
-    from searchd.modules.registry import ModuleRegistry
 
 
 def _valid_parts(data: Any, bad_paths: list[PathKey]) -> dict[str, Any]:
@@ -66,13 +64,13 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
     return merged, locator, issues
 
 
-def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, registry: ModuleRegistry | None = None) -> Spec:
-    """Load, validate and check a config path; raise ConfigError listing every issue found."""
-    # Imported here: the modules import the config spec, so the config package cannot import them first.
-    from searchd.modules.registry import default_registry
+def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str] | None = None) -> Spec:
+    """Load, validate and check a config path; raise ConfigError listing every issue found.
 
+    ``modules`` is the module registry (``searchd.modules.default_registry()``), handed in
+    because config/ sits below modules/; ``environ`` fills ``${ENV}`` (default: os.environ).
+    """
     config_path = Path(path)
-    registry = registry or default_registry()
     documents, issues = read_documents(config_path, environ)
     checked: list[tuple[SourceDocument, dict[str, Any]]] = []
     for document in documents:
@@ -83,7 +81,7 @@ def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, regist
     issues.extend(merge_issues)
     base_dir = str(config_path if config_path.is_dir() else config_path.parent)
     spec = spec_from_data(merged, base_dir)
-    issues.extend(semantic_issues(spec, locator, registry))
+    issues.extend(semantic_issues(spec, locator, modules))
     if not spec.collections and not issues:
         issues.append(locator.issue(("collections",), "no collections are declared", "add a 'collections:' list with at least one collection"))
     if issues:

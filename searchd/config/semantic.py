@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from searchd.config.capabilities import KnownModules, ModuleCapabilities
 from searchd.config.loader import Locator, PathKey
 from searchd.config.spec import CollectionSpec, Distance, IndexType, NamedVectorSpec, PropertyType, Spec, VectorizerSpec
 from searchd.errors import ConfigIssue
-
-if TYPE_CHECKING:  # modules import the config spec: at run time the registry is handed in
-    from searchd.modules.base import ModuleInfo
-    from searchd.modules.registry import ModuleRegistry
 
 RESERVED_PROPERTY_NAMES = frozenset({"id", "_id", "_additional"})
 
@@ -24,11 +20,11 @@ DISTANCES_BY_INDEX = {
 }
 
 
-def semantic_issues(spec: Spec, locator: Locator, registry: ModuleRegistry) -> list[ConfigIssue]:
+def semantic_issues(spec: Spec, locator: Locator, registry: KnownModules) -> list[ConfigIssue]:
     return list(_check_spec(spec, locator, registry))
 
 
-def _check_spec(spec: Spec, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     seen: dict[str, int] = {}
     for index, collection in enumerate(spec.collections):
         path: PathKey = ("collections", index)
@@ -45,7 +41,7 @@ def _check_spec(spec: Spec, locator: Locator, registry: ModuleRegistry) -> Itera
         yield from _check_collection(collection, path, locator, registry)
 
 
-def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     names: set[str] = set()
     for index, prop in enumerate(collection.properties):
         where = (*path, "properties", index, "name")
@@ -71,7 +67,7 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
         yield from _check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry)
 
 
-def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     index = vector.index
     supported = DISTANCES_BY_INDEX[index.kind]
     if index.distance not in supported:
@@ -92,7 +88,7 @@ def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, regis
         yield locator.issue((*path, "index", "type"), f"module '{module.name}' produces multi-vectors", "set index: {type: multivector}")
 
 
-def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: ModuleRegistry) -> Iterator[ConfigIssue]:
+def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     yield from _check_index(vector, path, locator, registry)
     spec = vector.vectorizer
     vpath: PathKey = (*path, "vectorizer")
@@ -129,7 +125,7 @@ def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: Pat
 OPTION_KEYS = {"late_chunking": "lateChunking", "truncate": "truncate"}
 
 
-def _check_model(module: ModuleInfo, spec: VectorizerSpec, vpath: PathKey, locator: Locator) -> Iterator[ConfigIssue]:
+def _check_model(module: ModuleCapabilities, spec: VectorizerSpec, vpath: PathKey, locator: Locator) -> Iterator[ConfigIssue]:
     model = module.model(spec.model)
     if model is None:
         if module.open_models and spec.model:

@@ -32,15 +32,16 @@ import watchfiles
 from searchd.catalog import Catalog, compile_catalog
 from searchd.config import load_spec
 from searchd.config.loader import config_digest
+from searchd.config.revision import redacted, revision
 from searchd.config.spec import CollectionSpec, NamedVectorSpec, Spec
 from searchd.engine import RETIRED_GRACE_S, Engine, staging_name
 from searchd.errors import ConfigError, SearchdError
 from searchd.index.persist import index_dir
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.registry import default_registry
-from searchd.reload.applied import Applied, load_applied, redacted, revision, save_applied
 from searchd.reload.plan import Plan, classify
 from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
+from searchd.storage.applied import Applied, load_applied, save_applied
 
 log = logging.getLogger("searchd.reload")
 
@@ -78,11 +79,25 @@ def with_vector(served: Spec, target: Spec, key: Key) -> Spec:
 
 
 class ConfigManager:
+    """``prepare_catalog`` is called with every catalog compiled to serve, before it does; it raises to refuse one.
+
+    The edges pass what they build per catalog (the server: its GraphQL schema), so a config
+    whose schema cannot be built is refused before it serves, without reload/ knowing GraphQL.
+    """
+
     def __init__(
-        self, config_path: Path, engine: Engine, runtime: ModuleRuntime, allow_destructive: bool = False, on_reload: Callable[[str], None] | None = None
+        self,
+        config_path: Path,
+        engine: Engine,
+        runtime: ModuleRuntime,
+        allow_destructive: bool = False,
+        on_reload: Callable[[str], None] | None = None,
+        *,
+        prepare_catalog: Callable[[Catalog], None],
     ) -> None:
         self.config_path = config_path
         self._on_reload = on_reload
+        self._prepare_catalog = prepare_catalog
         self.engine = engine
         self.runtime = runtime
         self.allow_destructive_once = allow_destructive
@@ -208,7 +223,7 @@ class ConfigManager:
             # Taken before reading: a change made while loading is seen by the watcher.
             self._loaded = await anyio.to_thread.run_sync(config_digest, self.config_path)
             try:
-                spec = await anyio.to_thread.run_sync(load_spec, self.config_path, self.runtime.environ)
+                spec = await anyio.to_thread.run_sync(load_spec, self.config_path, default_registry(), self.runtime.environ)
             except ConfigError as exc:
                 return self._record(trigger, "invalid", errors=[i.render() for i in exc.issues])
             except SearchdError as exc:
@@ -236,6 +251,8 @@ class ConfigManager:
             pending = {*plan.revectorize, *plan.reindex}
             served = served_spec(spec, self.applied.spec if self.applied else None, pending)
             catalog = compile_catalog(served, default_registry(), self.runtime)
+            self._prepare_catalog(final)  # served once its rebuilds are done: refused now, not then
+            self._prepare_catalog(catalog)
         except SearchdError as exc:
             return self._record(trigger, "invalid", plan, [str(exc)])
         keep = {key for key in self._tasks if self._unaffected(key, spec, plan)}
@@ -372,6 +389,7 @@ class ConfigManager:
         assert self.served is not None and self.target is not None
         self.served = with_vector(self.served, self.target, key)
         catalog = compile_catalog(self.served, default_registry(), self.runtime)
+        self._prepare_catalog(catalog)
         self.engine.open_indexes(catalog)
         self.engine.holder.swap(catalog)
         try:

@@ -23,9 +23,9 @@ from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
 from searchd.modules.provider import HttpPool
 from searchd.modules.registry import default_registry
-from searchd.reload.applied import load_applied, redacted
+from searchd.query.served import ServedGraphQL
+from searchd.reload.applied import plan_against_applied
 from searchd.reload.manager import ConfigManager, served_spec
-from searchd.reload.plan import classify
 from searchd.server.auth import Authentication
 from searchd.server.errors import http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
@@ -48,6 +48,7 @@ class Services:
     runtime: ModuleRuntime
     config: ConfigManager
     metrics: Metrics
+    graphql: ServedGraphQL  # each served catalog's GraphQL schema, built before the catalog serves
 
     def close(self) -> None:
         try:
@@ -73,21 +74,23 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     A config whose changes would drop data is refused here (the server does not start)
     unless destructive changes are allowed.  Re-vectorizations resume in the background.
     """
-    spec = load_spec(config_path)
+    registry = default_registry()
+    spec = load_spec(config_path, registry)
     directory = resolve_data_dir(spec, data_dir)
     store = ObjectStore(directory)
     metrics = Metrics()
     runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ), on_provider_call=metrics.observe_provider)
+    graphql = ServedGraphQL()
     try:
-        applied = load_applied(directory)
-        plan = classify(applied.spec if applied else None, redacted(spec), store.count, store.property_count)
+        applied, plan = plan_against_applied(directory, spec, store.count, store.property_count)
         if plan.refused(spec.server.reload.allow_destructive or allow_destructive):
             raise ConfigRefused(plan.refusal_message(), f"or restore the config applied last (revision {applied.revision if applied else '?'})")
         served = served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})
-        catalog = compile_catalog(served, default_registry(), runtime)
+        catalog = compile_catalog(served, registry, runtime)
+        graphql.prepare(catalog)
         holder = CatalogHolder(catalog)
         engine = Engine(holder, store, directory)
-        manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive, on_reload=metrics.observe_reload)
+        manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive, on_reload=metrics.observe_reload, prepare_catalog=graphql.prepare)
         manager.start(watch=spec.server.reload.watch if watch is None else watch)
         manager.submit("start").result()
     except BaseException:
@@ -95,7 +98,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
         store.close()
         raise
     log.info("serving %d collection(s) from %s with data in %s", len(catalog.collections), config_path, directory)
-    services = Services(str(config_path), holder, store, engine, runtime, manager, metrics)
+    services = Services(str(config_path), holder, store, engine, runtime, manager, metrics, graphql)
     metrics.watch(services)
     return services
 

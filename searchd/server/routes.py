@@ -20,6 +20,7 @@ from searchd.catalog import Catalog
 from searchd.errors import InvalidInput, PayloadTooLarge
 from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
+from searchd.query.served import CatalogGraphQL
 from searchd.server.errors import error_response
 from searchd.server.observe import query_kind
 from searchd.server.openapi import openapi_document
@@ -226,19 +227,26 @@ async def batch_objects(request: Request) -> Response:
 # -- GraphQL ---------------------------------------------------------------------
 
 
+def graphql_for(request: Request, catalog: Catalog) -> CatalogGraphQL:
+    """The catalog's GraphQL schema and document cache, kept by the server beside the catalogs it serves."""
+    found: CatalogGraphQL | None = _services(request).graphql.of(catalog)
+    assert found is not None  # a served catalog has collections
+    return found
+
+
 async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
         raise InvalidInput("the GraphQL request needs a non-empty 'query' string", "send {\"query\": \"{ Get { ... } }\"}")
     variables = body.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", "send \"variables\": {\"name\": value}")
-    assert catalog.graphql is not None and catalog.documents is not None  # a served catalog has collections
-    prepared = catalog.documents.prepare(body["query"])
+    graphql = graphql_for(request, catalog)
+    prepared = graphql.documents.prepare(body["query"])
     if prepared.document is None:
         return {"data": None, "errors": [error.formatted for error in prepared.errors]}
     started = time.perf_counter()
     result = execute(
-        catalog.graphql,
+        graphql.schema,
         prepared.document,
         context_value=QueryContext(catalog, _services(request).engine, header_keys(request.headers)),
         variable_values={**(variables or {}), **prepared.variables},

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchd.errors import StorageError
-from searchd.reload.applied import APPLIED_DIR
+from searchd.storage.applied import APPLIED_DIR
 
 STORE_FILE = "objects.sqlite3"
 CACHE_FILE = "embeddings.sqlite"

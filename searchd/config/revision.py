@@ -1,0 +1,47 @@
+"""A spec's identity: its revision (a content hash) and its redacted form, which holds no secret.
+
+Pure functions of the spec: plans compare redacted specs, the applied spec is stored
+redacted, and a revision names a config in logs, status and ``searchd plan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from searchd.config.spec import Spec
+
+
+def _digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def redacted(spec: Spec) -> Spec:
+    """The spec with module setting values and API keys replaced by digests: comparable, but no secrets."""
+    modules = {name: MappingProxyType({k: _digest(v) for k, v in settings.items()}) for name, settings in spec.modules.items()}
+    keys = tuple(dataclasses.replace(k, key=_digest(k.key)) for k in spec.server.auth.api_keys)
+    server = dataclasses.replace(spec.server, auth=dataclasses.replace(spec.server.auth, api_keys=keys))
+    return dataclasses.replace(spec, modules=MappingProxyType(modules), server=server)
+
+
+def canonical(value: Any) -> Any:
+    """Plain JSON data for hashing: dataclasses, mappings, tuples and enums unpacked."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "base_dir"}
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def revision(spec: Spec) -> str:
+    """A content hash of the effective config: comments, formatting and file layout do not change it."""
+    return hashlib.sha256(json.dumps(canonical(redacted(spec)), sort_keys=True).encode()).hexdigest()[:12]
