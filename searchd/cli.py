@@ -85,10 +85,10 @@ def _load_or_report(path: str, environ: Mapping[str, str] | None = None, what: s
 def _show_plan(args: argparse.Namespace) -> int | None:
     """Print the plan for args.config against its data directory (or another config); an exit code when it cannot go ahead."""
     from searchd.config.revision import redacted, revision
+    from searchd.engine import peek_counts
     from searchd.reload.applied import plan_against_applied
     from searchd.reload.plan import classify
     from searchd.server.app import resolve_data_dir
-    from searchd.storage.store import peek_counts
 
     against = getattr(args, "against", None)
     environ = _UnsetAsPlaceholder(os.environ) if against else None
@@ -154,7 +154,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     """Copy a data directory consistently, while a server may be using it."""
-    from searchd.storage.backup import backup
+    from searchd.engine import backup
 
     try:
         result = backup(Path(args.data), Path(args.destination))

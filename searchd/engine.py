@@ -21,12 +21,11 @@ import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.config.spec import IndexSpec
-from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.drafts import Draft, draft_object, supplied_vectors
+from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
 from searchd.index.base import AllowList
 from searchd.index.bm25 import BM25Index
-from searchd.index.table import DocTable
 from searchd.index.persist import (
     index_dir,
     keyword_dir,
@@ -36,12 +35,23 @@ from searchd.index.persist import (
     save_index,
     vector_fingerprint,
 )
+from searchd.index.table import DocTable
 from searchd.modules.base import NO_KEYS
-from searchd.storage import ObjectStore, StoredObject
+from searchd.records import StoredObject
+from searchd.storage.backup import BackupResult, backup
+from searchd.storage.store import ObjectStore, default_data_dir, peek_counts
 from searchd.values import check_properties, normalize_uuid
 from searchd.where import Filter, SortKey
 
 log = logging.getLogger("searchd")
+
+# What the edges use of the data directory, through the engine core (they never import storage).
+__all__ = ["BackupResult", "Engine", "ObjectStore", "StoredObject", "backup", "default_data_dir", "open_store", "peek_counts"]
+
+
+def open_store(data_dir: Path) -> ObjectStore:
+    """The data directory's object store (taking its lock; migrating an older layout first)."""
+    return ObjectStore(data_dir)
 
 
 @dataclass
@@ -94,6 +104,50 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+CHECKPOINT_CHANGES = 20_000  # writes since the last save that make the next one due
+CHECKPOINT_SECONDS = 60.0  # and the longest a smaller number of writes waits
+CHECKPOINT_TICK_S = 1.0
+
+
+class Checkpoints:
+    """A background thread that saves the engine's indexes when enough writes have piled up since the last save."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._saved_seq = 0
+        self._saved_at = time.monotonic()
+
+    def saved(self, seq: int) -> None:
+        self._saved_seq, self._saved_at = seq, time.monotonic()
+
+    def due(self, write_seq: int) -> bool:
+        pending = write_seq - self._saved_seq
+        return pending >= CHECKPOINT_CHANGES or (pending > 0 and time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="searchd-checkpoints", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(CHECKPOINT_TICK_S):
+            try:
+                self._engine.store.drop_retired()
+                if self.due(self._engine.store.write_seq()):
+                    started = time.monotonic()
+                    seq = self._engine.save_indexes()
+                    log.info("saved the indexes at write %d in %.2fs", seq, time.monotonic() - started)
+            except Exception:  # the store is the truth: a failed save only means a longer replay after a crash
+                log.exception("saving the indexes failed; will try again")
+
+
 @dataclass(frozen=True)
 class StoreSource:
     """One collection of the store, as the indexes are filled from it (``searchd.index.persist.Source``)."""
@@ -123,9 +177,13 @@ class Engine:
         self._retired_lock = threading.Lock()  # held only for dict updates: release_retired runs on the manager's loop
         self._keyword: dict[str, BM25Index] = {}
         self._tables: dict[str, DocTable] = {}
+        self._stale: list[int] = []  # writes that opened indexes had to catch up on (or rebuild from)
+        self._checkpoint = Checkpoints(self)
         self._shadows: dict[tuple[str, str], Shadow] = {}
         self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
         self.open_indexes(holder.current)
+        # What is saved is as current as the store, unless opening had much to catch up on: then save soon.
+        self._checkpoint.saved(-1 if sum(self._stale) >= CHECKPOINT_CHANGES else store.write_seq())
 
     # -- indexes ---------------------------------------------------------------
 
@@ -142,12 +200,12 @@ class Engine:
             source = self.source(collection.name)
             rebuilding = (collection.name, "") in self._shadows
             if collection.name not in self._keyword and not rebuilding and any(p.searchable for p in collection.spec.properties):
-                self._keyword[collection.name] = open_keyword_index(source, self.data_dir, collection.spec, write_seq)
+                self._keyword[collection.name] = open_keyword_index(source, self.data_dir, collection.spec, write_seq, self._stale)
             for vector in collection.vectors.values():
                 key = (collection.name, vector.name)
                 serving = self._indexes.get(key)
                 if serving is None or not serving.vector.same_space(vector):
-                    index = open_index(source, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions, write_seq)
+                    index = open_index(source, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions, write_seq, self._stale)
                     self._indexes[key] = Serving(index, vector)
                     continue
                 if isinstance(getattr(serving.index, "spec", None), IndexSpec):
@@ -183,12 +241,21 @@ class Engine:
 
     def close(self) -> None:
         """Save every index (so the next start loads instead of rebuilding), then release them."""
+        self._checkpoint.stop()
+        self.save_indexes(closing=True)
+
+    def save_indexes(self, closing: bool = False) -> int:
+        """Save every serving index with the store's sequence, under the write lock, and trim the change log; the sequence saved.
+
+        A later start loads them and replays only the writes after that sequence.
+        """
         catalog = self.holder.current
         with self._write_lock:
             write_seq = self.store.write_seq()
             for (collection, name), serving in self._indexes.items():
                 index, vector = serving.index, serving.vector
-                index.close()
+                if closing:
+                    index.close()
                 try:
                     save_index(index, index_dir(self.data_dir, collection, name), vector_fingerprint(vector.spec.index, vector.dimensions), write_seq)
                 except OSError as exc:  # the store is the truth: the next start rebuilds
@@ -200,8 +267,13 @@ class Engine:
                     save_index(keyword, keyword_dir(self.data_dir, collection), keyword_fingerprint(catalog.collections[collection].spec), write_seq)
                 except OSError as exc:
                     log.warning("could not save the %s BM25 index (%s); it will be rebuilt at the next start", collection, exc)
-            if not self._shadows:  # a rebuild's index is not saved: its captured writes must stay in the log
-                self.store.trim_changes(write_seq)
+            self.store.trim_changes(write_seq)
+        self._checkpoint.saved(write_seq)
+        return write_seq
+
+    def start_checkpoints(self) -> None:
+        """Save the indexes in the background as writes accumulate, so a restart after kill -9 replays few writes."""
+        self._checkpoint.start()
 
     # -- writes ----------------------------------------------------------------
 

@@ -491,10 +491,13 @@ def test_store_file_is_consistent_for_an_outside_reader_after_the_faults(
     outside = sqlite3.connect(f"file:{data / 'objects.sqlite3'}?mode=ro", uri=True)
     try:
         assert outside.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        ids = {row[0] for row in outside.execute("SELECT id FROM objects WHERE collection = 'Note'")}
-        vector_ids = {row[0] for row in outside.execute("SELECT id FROM vectors WHERE collection = 'Note'")}
-        ((seq,),) = outside.execute("SELECT value FROM meta WHERE key = 'write_seq'").fetchall()
+        ((tag,),) = outside.execute("SELECT tag FROM collections WHERE name = 'Note'").fetchall()
+        ids = {row[0] for row in outside.execute(f"SELECT id FROM o{tag}")}
+        vector_tags = [row[0] for row in outside.execute("SELECT tag FROM vector_tables WHERE collection = 'Note'")]
+        assert vector_tags
+        vector_ids = [{row[0] for row in outside.execute(f"SELECT o.id FROM v{v} AS v JOIN o{tag} AS o ON o.doc = v.doc")} for v in vector_tags]
+        ((seq,),) = outside.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchall()
     finally:
         outside.close()
-    assert ids == vector_ids == set(acked)
+    assert all(ids == found == set(acked) for found in vector_ids)
     assert int(seq) == seq_before  # the failed writes did not bump the sequence (a saved index stays current)

@@ -41,6 +41,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from searchd.query.filters import parse_where
 from searchd.server import create_app, open_services
 from tests.conftest import graphql
 
@@ -573,6 +574,20 @@ def test_filter_matches_reference(client: TestClient, where: dict[str, Any], req
     found = where_ids(client, where)
     assert len(found) == len(set(found))
     assert found == sorted(expected)  # exactly the reference set, listed in id order
+
+
+@pytest.mark.parametrize("where", [*_static_params(), *[pytest.param(b, id=name) for name, b in _time_cases()]])
+def test_search_prefilters_and_counts_match_reference(client: TestClient, where: Any) -> None:
+    """Searches and Aggregate counts take the allowed set from the in-memory columns, listings from SQL: both must agree."""
+    where = where() if callable(where) else where
+    expected = expected_ids(where)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert services.engine.table("C").answers(parse_where(services.holder.current.collections["C"], where))  # not the SQL fallback
+    body = graphql(client, f"{{ Aggregate {{ C(where: {literal(where)}) {{ meta {{ count }} }} }} }}")
+    assert "errors" not in body, body
+    assert body["data"]["Aggregate"]["C"][0]["meta"]["count"] == len(expected)
+    found = ids_of(get(client, f"nearVector: {{vector: {QUERY_VECTOR}}} where: {literal(where)} limit: 1000"))
+    assert sorted(found) == sorted(expected & {o["id"] for o in WITH_VECTOR})
 
 
 @pytest.mark.parametrize("build", [pytest.param(b, id=name) for name, b in _time_cases()])

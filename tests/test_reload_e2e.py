@@ -836,7 +836,9 @@ def test_sigkill_during_revectorization_resumes_at_the_next_start(
     assert running_rebuild(at_kill) is not None, at_kill["rebuilds"]
     # What the killed run left staged, read from the store it left behind.
     with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'objects.sqlite3'}?mode=ro", uri=True)) as db:
-        staged_ids = {row[0] for row in db.execute("SELECT id FROM vectors WHERE collection = 'Doc' AND name LIKE 'text#%'")}
+        ((tag,),) = db.execute("SELECT tag FROM collections WHERE name = 'Doc'").fetchall()
+        ((staging,),) = db.execute("SELECT tag FROM vector_tables WHERE collection = 'Doc' AND name LIKE 'text#%'").fetchall()
+        staged_ids = {row[0] for row in db.execute(f"SELECT o.id FROM v{staging} AS v JOIN o{tag} AS o ON o.doc = v.doc")}
     staged_titles = {d["properties"]["title"] for d in docs if d["id"] in staged_ids}
     assert 0 < len(staged_titles) < count, len(staged_titles)
     first_run = passage_inputs(fake.requests[first_request:], 128)

@@ -86,6 +86,8 @@ class HnswIndex(ApproximateIndex):
         self._graph = graph
         self.spec = spec
         self._live: set[int] = live if live is not None else set()
+        # Docs marked deleted whose label hnswlib may still hold (a re-insert must unmark it, not add it twice).
+        self._deleted: set[int] = set(graph.get_ids_list()) - self._live if live is not None else set()
         self._threads = max(1, os.cpu_count() or 1)
 
     @property
@@ -123,12 +125,15 @@ class HnswIndex(ApproximateIndex):
             for doc in latest:
                 if doc in self._live:
                     updates.append(doc)
-                else:
+                elif doc in self._deleted:
+                    self._deleted.discard(doc)
                     try:
                         self._graph.unmark_deleted(doc)  # its slot was not reused yet: update it in place
                         updates.append(doc)
-                    except RuntimeError:
+                    except RuntimeError:  # hnswlib gave its slot to another doc
                         inserts.append(doc)
+                else:
+                    inserts.append(doc)
             self._reserve(len(inserts))
             # An update must not take a vacant slot (the old one would stay live under the same label).
             for group, replace in ((updates, False), (inserts, True)):
@@ -142,6 +147,7 @@ class HnswIndex(ApproximateIndex):
             if doc in self._live:
                 self._graph.mark_deleted(doc)
                 self._live.discard(doc)
+                self._deleted.add(doc)
 
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
         with self._lock.shared():

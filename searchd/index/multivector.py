@@ -8,6 +8,7 @@ Small collections and selective filters skip the token index and score exactly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Sequence
@@ -144,7 +145,7 @@ class MultiVectorIndex:
             raise ValueError("saved multivector tokens do not match their documents")
         index = cls(spec, dimensions)
         offsets = np.cumsum([0, *meta["rows"]])
-        index.upsert_many(meta["ids"], [tokens[a:b] for a, b in zip(offsets[:-1], offsets[1:])])
+        index.upsert_many(meta["ids"], [tokens[a:b] for a, b in itertools.pairwise(offsets)])
         return index
 
     def close(self) -> None:

@@ -16,9 +16,9 @@ import logging
 import pickle
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -102,8 +102,11 @@ def _saved_seq(directory: Path, stamp: str, write_seq: int) -> tuple[int, int] |
     return seq, count
 
 
-def open_keyword_index(source: Source, data_dir: Path, collection: CollectionSpec, write_seq: int) -> BM25Index:
-    """Load the saved BM25 index and replay the writes since it was saved; rebuild it from the store when that cannot be done."""
+def open_keyword_index(source: Source, data_dir: Path, collection: CollectionSpec, write_seq: int, stale: list[int] | None = None) -> BM25Index:
+    """Load the saved BM25 index and replay the writes since it was saved; rebuild it from the store when that cannot be done.
+
+    ``stale`` collects how many writes the saved index missed (a rebuild counts every object).
+    """
     directory = keyword_dir(data_dir, collection.name)
     saved = _saved_seq(directory, keyword_fingerprint(collection), write_seq)
     changed = source.changed_since(saved[0]) if saved is not None else None
@@ -118,10 +121,15 @@ def open_keyword_index(source: Source, data_dir: Path, collection: CollectionSpe
                 for doc in set(changed) - present:
                     index.delete(doc)
                 log.info("loaded %s BM25 index (%d objects) from %s, %d changed since", collection.name, saved[1], directory, len(changed))
+                if stale is not None:
+                    stale.append(len(changed))
                 return index
         except _UNREADABLE as exc:
             log.warning("BM25 index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
-    return fill_keyword_index(BM25Index(collection), source, collection.name, quiet=not directory.exists())
+    index = fill_keyword_index(BM25Index(collection), source, collection.name, quiet=not directory.exists())
+    if stale is not None:
+        stale.append(len(index))
+    return index
 
 
 def fill_keyword_index(index: BM25Index, source: Source, collection: str, quiet: bool = False, verb: str = "rebuilt") -> BM25Index:
@@ -137,8 +145,13 @@ def fill_keyword_index(index: BM25Index, source: Source, collection: str, quiet:
     return index
 
 
-def open_index(source: Source, data_dir: Path, collection: str, vector: str, spec: IndexSpec, dimensions: int, write_seq: int) -> VectorIndex:
-    """Load the saved index and replay the writes since it was saved; rebuild it from the store when that cannot be done."""
+def open_index(
+    source: Source, data_dir: Path, collection: str, vector: str, spec: IndexSpec, dimensions: int, write_seq: int, stale: list[int] | None = None
+) -> VectorIndex:
+    """Load the saved index and replay the writes since it was saved; rebuild it from the store when that cannot be done.
+
+    ``stale`` collects how many writes the saved index missed (a rebuild counts every vector).
+    """
     directory = index_dir(data_dir, collection, vector)
     saved = _saved_seq(directory, vector_fingerprint(spec, dimensions), write_seq)
     changed = source.changed_since(saved[0]) if saved is not None else None
@@ -157,8 +170,13 @@ def open_index(source: Source, data_dir: Path, collection: str, vector: str, spe
                 for doc in set(changed) - present:
                     index.delete(doc)
                 log.info("loaded %s.%s index (%d vectors) from %s, %d changed since", collection, vector, saved[1], directory, len(changed))
+                if stale is not None:
+                    stale.append(len(changed))
                 return index
-    return fill_index(build_index(spec, dimensions), source, vector, dimensions, label=f"{collection}.{vector} {spec.type}", quiet=not directory.exists())
+    built = fill_index(build_index(spec, dimensions), source, vector, dimensions, label=f"{collection}.{vector} {spec.type}", quiet=not directory.exists())
+    if stale is not None:
+        stale.append(len(built))
+    return built
 
 
 def fill_index(index: VectorIndex, source: Source, name: str, dimensions: int, label: str, quiet: bool = False, verb: str = "rebuilt") -> VectorIndex:

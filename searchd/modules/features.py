@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import re
 
 import numpy as np
@@ -41,7 +42,7 @@ def text_features(text: str, dimensions: int) -> np.ndarray:
     vector = np.zeros(dimensions, dtype=np.float64)
     words = _WORD.findall(text.lower())
     features: list[tuple[str, float]] = [(f"w:{w}", _WORD_WEIGHT) for w in words]
-    features += [(f"b:{a} {b}", _BIGRAM_WEIGHT) for a, b in zip(words, words[1:])]
+    features += [(f"b:{a} {b}", _BIGRAM_WEIGHT) for a, b in itertools.pairwise(words)]
     for word in words:
         padded = f"<{word}>"
         features += [(f"c:{padded[i:i + 3]}", _TRIGRAM_WEIGHT) for i in range(len(padded) - 2)]

@@ -14,7 +14,17 @@ from searchd.config.spec import Distance
 from searchd.errors import InvalidInput, QueryError
 from searchd.query.filters import sort_key
 from searchd.query.fusion import autocut
-from searchd.query.search import NEAR_ARGUMENTS, QueryContext, Row, allowed_docs, bm25_rows, hybrid_rows, near_rows, parse_filter, read_objects
+from searchd.query.search import (
+    NEAR_ARGUMENTS,
+    QueryContext,
+    Row,
+    allowed_docs,
+    bm25_rows,
+    hybrid_rows,
+    near_rows,
+    parse_filter,
+    read_objects,
+)
 from searchd.values import normalize_uuid
 from searchd.where import Filter
 
@@ -135,9 +145,8 @@ def _check_mix(args: Mapping[str, Any]) -> str | None:
     if len(searches) > 1:
         raise QueryError(f"only one of {', '.join(SEARCH_ARGUMENTS)} may be given; got {', '.join(searches)}", "keep one search argument")
     search = searches[0] if searches else None
-    if args.get("after") is not None:
-        if args.get("limit") is None or search or args.get("where") is not None or args.get("sort") or args.get("offset"):
-            raise QueryError("other params cannot be set with after and limit parameters", "page with only after and limit")
+    if args.get("after") is not None and (args.get("limit") is None or search or args.get("where") is not None or args.get("sort") or args.get("offset")):
+        raise QueryError("other params cannot be set with after and limit parameters", "page with only after and limit")
     if args.get("sort") and search:
         raise QueryError(f"sort cannot be combined with {search}", "results of a search are ordered by relevance; drop sort or the search")
     if args.get("groupBy") is not None and search not in (*NEAR_ARGUMENTS, "hybrid"):

@@ -26,10 +26,8 @@ from searchd.index.bm25 import KeywordHit
 from searchd.modules.base import NO_KEYS
 from searchd.query.filters import parse_where
 from searchd.query.fusion import Leg, LegHit, ranked_fusion, relative_score_fusion
+from searchd.records import StoredObject
 from searchd.where import Filter
-
-if TYPE_CHECKING:
-    from searchd.storage import StoredObject
 
 if TYPE_CHECKING:
     from searchd.catalog import Catalog, CompiledCollection, CompiledVector

@@ -375,7 +375,7 @@ class ConfigManager:
             except asyncio.CancelledError:
                 progress.state = "cancelled"
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (any failure: reported in status, the old index keeps serving)
                 progress.state, progress.error = "failed", str(exc)
                 log.error("rebuild of %s.%s failed: %s (the old index keeps serving; the next reload or start resumes)", progress.collection, progress.target, exc)
             finally:

@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from searchd.catalog import CatalogHolder, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import Spec
-from searchd.engine import Engine
+from searchd.engine import Engine, ObjectStore, default_data_dir, open_store
 from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
@@ -31,8 +31,6 @@ from searchd.server.errors import http_error_handler, searchd_error_handler, une
 from searchd.server.limits import BodySizeLimit
 from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.routes import ROUTES
-from searchd.storage import ObjectStore
-from searchd.storage.store import default_data_dir
 
 log = logging.getLogger("searchd")
 
@@ -77,7 +75,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     registry = default_registry()
     spec = load_spec(config_path, registry)
     directory = resolve_data_dir(spec, data_dir)
-    store = ObjectStore(directory)
+    store = open_store(directory)
     metrics = Metrics()
     runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ), on_provider_call=metrics.observe_provider)
     graphql = ServedGraphQL()
@@ -90,6 +88,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
         graphql.prepare(catalog)
         holder = CatalogHolder(catalog)
         engine = Engine(holder, store, directory)
+        engine.start_checkpoints()
         manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive, on_reload=metrics.observe_reload, prepare_catalog=graphql.prepare)
         manager.start(watch=spec.server.reload.watch if watch is None else watch)
         manager.submit("start").result()

@@ -6,7 +6,7 @@ from typing import Any
 
 from searchd.catalog import CompiledCollection
 from searchd.errors import SearchdError
-from searchd.storage import StoredObject
+from searchd.records import StoredObject
 
 
 def object_json(obj: StoredObject, include_vector: bool, default_vector: str | None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Durable object storage: the source of truth every index is rebuilt from."""
 
-from searchd.storage.store import ObjectStore, StoredObject
+from searchd.records import StoredObject
+from searchd.storage.store import ObjectStore
 
 __all__ = ["ObjectStore", "StoredObject"]

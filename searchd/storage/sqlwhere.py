@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from searchd.config.spec import PropertyType
-from searchd.where import COMPARISONS, ID_PATHS, TIME_PATHS, Combination, Condition, Filter, SortKey
+from searchd.where import COMPARISONS, ID_PATHS, TIME_PATHS, Condition, Filter, SortKey
 
 _SQL_COMPARE = {"Equal": "=", "NotEqual": "!=", "GreaterThan": ">", "GreaterThanEqual": ">=", "LessThan": "<", "LessThanEqual": "<="}
 # Operators an expression index on the property answers (not NotEqual: it includes missing values).
@@ -91,9 +91,8 @@ def indexed_property(where: Filter, indexed: Sequence[str]) -> str | None:
     """
     leaves = [where] if isinstance(where, Condition) else list(where.operands) if where.operator == "And" else []
     for leaf in leaves:
-        if isinstance(leaf, Condition) and leaf.operator in _INDEXABLE and leaf.kind not in (None, PropertyType.TEXT_ARRAY, PropertyType.DATE):
-            if leaf.path in indexed:
-                return leaf.path
+        if isinstance(leaf, Condition) and leaf.operator in _INDEXABLE and leaf.kind not in (None, PropertyType.TEXT_ARRAY, PropertyType.DATE) and leaf.path in indexed:
+            return leaf.path
     return None
 
 

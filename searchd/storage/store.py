@@ -25,15 +25,16 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from searchd.errors import StorageError
+from searchd.records import StoredObject
 from searchd.storage.migrate import LAYOUT, migrate
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
 from searchd.where import Filter, SortKey, epoch_seconds, like
@@ -47,26 +48,17 @@ CREATE TABLE IF NOT EXISTS vector_tables (
     collection TEXT NOT NULL, name TEXT NOT NULL, tag INTEGER NOT NULL UNIQUE, PRIMARY KEY (collection, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, doc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS retired_tables (name TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 """
 _OBJECTS_TABLE = """CREATE TABLE IF NOT EXISTS o{tag} (
     doc INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, properties TEXT NOT NULL,
     created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL)"""
 _VECTORS_TABLE = "CREATE TABLE IF NOT EXISTS v{tag} (doc INTEGER PRIMARY KEY, dims INTEGER NOT NULL, data BLOB NOT NULL)"
+RETIRED_TABLE_GRACE_S = 60.0  # how long a dropped table stays for reads that began before the drop
 BULK = -1  # a change to a whole collection (a dropped property, promoted vectors): its indexes rebuild
 _PAGE_SIZE = 8192  # five 1.5 KB vectors to a page (4 KB pages hold two)
 _MMAP_BYTES = 1 << 30
 _CHUNK = 500  # stay under SQLite's bound-parameter limit
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    collection: str
-    id: str
-    properties: dict[str, Any]
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    created_ms: int = 0
-    updated_ms: int = 0
-    doc: int = 0  # the store's key for the object; 0 until stored
 
 
 def vector_from_blob(dims: int, data: bytes) -> np.ndarray:
@@ -91,7 +83,7 @@ class ObjectStore:
     def __init__(self, data_dir: Path) -> None:
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_file = open(data_dir / "LOCK", "w")
+            self._lock_file = open(data_dir / "LOCK", "w")  # noqa: SIM115 (held open for the store's life: it is the lock)
         except OSError as exc:
             raise StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
         try:
@@ -123,9 +115,12 @@ class ObjectStore:
                 self._tags = dict(db.execute("SELECT name, tag FROM collections").fetchall())
                 self._vector_tags = {(c, n): t for c, n, t in db.execute("SELECT collection, name, tag FROM vector_tables")}
         except BaseException:
+            if hasattr(self, "_db"):
+                self._db.close()
             self._lock_file.close()
             raise
         self._unanalyzed = 0
+        self.drop_retired(older_than=0)  # nothing reads yet
         self.analyze()
 
     def close(self) -> None:
@@ -135,7 +130,7 @@ class ObjectStore:
             self._db.close()
         self._lock_file.close()
 
-    def __enter__(self) -> ObjectStore:
+    def __enter__(self) -> ObjectStore:  # noqa: PYI034 (not subclassed)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -562,7 +557,7 @@ class ObjectStore:
         with self._transaction() as db:
             old = self._vector_tags.pop((collection, name), None)
             if old is not None:
-                db.execute(f"DROP TABLE IF EXISTS v{old}")
+                self._retire_table(db, f"v{old}")
                 db.execute("DELETE FROM vector_tables WHERE tag = ?", (old,))
             self._vector_table_for_write(db, collection, staging)
             db.execute("UPDATE vector_tables SET name = ? WHERE collection = ? AND name = ?", (name, collection, staging))
@@ -574,10 +569,23 @@ class ObjectStore:
             self._drop_vector_table(db, collection, name)
             self._bulk_change(db, collection)
 
+    def _retire_table(self, db: sqlite3.Connection, table: str) -> None:
+        """Forget a table now, drop it later: a read that looked its name up a moment ago still finds it."""
+        db.execute("INSERT OR REPLACE INTO retired_tables VALUES (?, ?)", (table, time.time()))
+
+    def drop_retired(self, older_than: float = RETIRED_TABLE_GRACE_S) -> int:
+        """Drop tables retired more than ``older_than`` seconds ago (all of them at start); how many."""
+        with self._transaction() as db:
+            names = [r[0] for r in db.execute("SELECT name FROM retired_tables WHERE at <= ?", (time.time() - older_than,))]
+            for name in names:
+                db.execute(f"DROP TABLE IF EXISTS {name}")  # names are o<tag> / v<tag>, written by this module
+                db.execute("DELETE FROM retired_tables WHERE name = ?", (name,))
+        return len(names)
+
     def _drop_vector_table(self, db: sqlite3.Connection, collection: str, name: str) -> None:
         tag = self._vector_tags.pop((collection, name), None)
         if tag is not None:
-            db.execute(f"DROP TABLE IF EXISTS v{tag}")
+            self._retire_table(db, f"v{tag}")
             db.execute("DELETE FROM vector_tables WHERE tag = ?", (tag,))
 
     def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None:
@@ -604,7 +612,7 @@ class ObjectStore:
                 self._drop_vector_table(db, collection, name)
             tag = self._tags.pop(collection, None)
             if tag is not None:
-                db.execute(f"DROP TABLE IF EXISTS o{tag}")
+                self._retire_table(db, f"o{tag}")
                 db.execute("DELETE FROM collections WHERE name = ?", (collection,))
             self._bulk_change(db, collection)
 
