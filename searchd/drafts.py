@@ -70,9 +70,10 @@ def check_vector(vector: CompiledVector, value: Any) -> np.ndarray:
             f"vector '{vector.name}' has {array.shape[-1]} dimensions, but the config declares {vector.dimensions}",
             f"send exactly {vector.dimensions} numbers{' per row' if vector.is_multi else ''}, or change dimensions in the YAML config",
         )
-    array = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused just below
+        array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
-        raise InvalidInput(f"vector '{vector.name}' contains NaN or infinity", "send finite numbers only")
+        raise InvalidInput(f"vector '{vector.name}' contains NaN, infinity or a number beyond the 32-bit float range (about ±3.4e38)", "send finite numbers only")
     return array
 
 

@@ -24,7 +24,7 @@ from searchd.config.spec import IndexSpec
 from searchd.drafts import Draft, draft_object, supplied_vectors
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
-from searchd.index.base import AllowList
+from searchd.index.base import AllowList, VectorReader
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import (
     index_dir,
@@ -160,6 +160,9 @@ class StoreSource:
 
     def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
         return self.store.iter_properties(self.collection, docs)
+
+    def vector_reader(self, name: str) -> VectorReader:
+        return lambda docs: self.store.vector_matrix(self.collection, name, docs)
 
     def changed_since(self, seq: int) -> list[int] | None:
         return self.store.changes_since(seq, self.collection)

@@ -213,8 +213,11 @@ def build_index(spec: IndexSpec, dimensions: int) -> VectorIndex:
     return MultiVectorIndex(spec, dimensions)
 
 
-def restore_index(spec: IndexSpec, dimensions: int, directory: Path) -> VectorIndex:
-    """Load an index saved by ``save``; raises OSError/ValueError if the files are unusable."""
+def restore_index(spec: IndexSpec, dimensions: int, directory: Path, vectors: VectorReader | None = None) -> VectorIndex:
+    """Load an index saved by ``save``; raises OSError/ValueError if the files are unusable.
+
+    ``vectors`` reads stored vectors by doc: an hnsw graph is saved without them.
+    """
     kind = spec.kind
     if kind is IndexType.FLAT:
         from searchd.index.flat import FlatIndex
@@ -223,7 +226,7 @@ def restore_index(spec: IndexSpec, dimensions: int, directory: Path) -> VectorIn
     if kind is IndexType.HNSW:
         from searchd.index.hnsw import HnswIndex
 
-        return HnswIndex.restore(spec, dimensions, directory)
+        return HnswIndex.restore(spec, dimensions, directory, vectors)
     if kind is IndexType.ANNOY:
         from searchd.index.annoy import AnnoyIndex
 

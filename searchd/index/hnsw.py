@@ -18,17 +18,19 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import hnswlib
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.index.base import AllowList, ApproximateIndex, Hit, distances, top_k
+from searchd.index.base import AllowList, ApproximateIndex, Hit, VectorReader, distances, top_k
 
 SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
 _PARALLEL_FROM = 64  # batches at least this big are inserted on every core
+_FORMAT = 1  # of a saved graph (graph.json + graph.npz)
+_STATE_ARRAYS = ("label_lookup_external", "label_lookup_internal", "element_levels", "link_lists")
 
 
 def _weaviate_distance(metric: Distance, raw: np.ndarray) -> np.ndarray:
@@ -182,18 +184,64 @@ class HnswIndex(ApproximateIndex):
         return top_k(docs, distances(np.asarray(matrix, dtype=np.float32), query, self.metric), k)
 
     def save(self, directory: Path) -> None:
+        """The graph without its vectors (the store has them): links, labels and levels, in .npy arrays and a JSON header.
+
+        Only deleted slots keep their vectors (the store no longer has them, and searches still walk through them).
+        """
         with self._lock.exclusive():
-            self._graph.save_index(str(directory / "graph.bin"))
-            (directory / "live.json").write_text(json.dumps(sorted(self._live)))
+            state: dict[str, Any] = dict(cast(Any, self._graph).__getstate__()[0])  # hnswlib's pickle state, not pickled here
+            live = sorted(self._live)
+        count, width = int(state["cur_element_count"]), int(state["size_data_per_element"])
+        level0 = np.asarray(state.pop("data_level0")).reshape(count, width)
+        start, end = int(state["offset_data"]), int(state["offset_data"]) + 4 * self.dimensions
+        labels = level0[:, int(state["label_offset"]) : int(state["label_offset"]) + 8].copy().view(np.uint64).ravel()
+        dead = np.flatnonzero(~np.isin(labels, np.asarray(live, dtype=np.uint64)))
+        arrays = {name: np.asarray(state.pop(name)) for name in _STATE_ARRAYS}
+        arrays["links0"] = np.ascontiguousarray(np.concatenate([level0[:, :start], level0[:, end:]], axis=1))
+        arrays["dead_slots"] = dead.astype(np.int64)
+        arrays["dead_vectors"] = np.ascontiguousarray(level0[dead, start:end]).view(np.float32).reshape(len(dead), self.dimensions)
+        cast(Any, np.savez)(directory / "graph.npz", **arrays)
+        (directory / "graph.json").write_text(json.dumps({"format": _FORMAT, "state": state, "live": live}))
 
     @classmethod
-    def restore(cls, spec: IndexSpec, dimensions: int, directory: Path) -> HnswIndex:
-        live = json.loads((directory / "live.json").read_text())
-        graph = hnswlib.Index(space=SPACES[spec.distance], dim=dimensions)
-        graph.load_index(str(directory / "graph.bin"), allow_replace_deleted=True)
-        if graph.get_current_count() < len(live):
-            raise ValueError("saved hnsw graph holds fewer items than its live list")
-        return cls(spec, dimensions, graph, {int(d) for d in live})
+    def restore(cls, spec: IndexSpec, dimensions: int, directory: Path, vectors: VectorReader | None = None) -> HnswIndex:
+        """Load a saved graph, taking its vectors from ``vectors`` (the store); ValueError when it cannot be done."""
+        header = json.loads((directory / "graph.json").read_text())
+        if header.get("format") != _FORMAT:
+            raise ValueError(f"saved hnsw graph has format {header.get('format')!r}, not {_FORMAT}")
+        if vectors is None:
+            raise ValueError("a saved hnsw graph needs the stored vectors to load")
+        state, live = dict(header["state"]), [int(d) for d in header["live"]]
+        with np.load(directory / "graph.npz", allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        count, width = int(state["cur_element_count"]), int(state["size_data_per_element"])
+        start, end = int(state["offset_data"]), int(state["offset_data"]) + 4 * dimensions
+        links = arrays.pop("links0")
+        if links.shape != (count, width - (end - start)) or int(state["dim"]) != dimensions:
+            raise ValueError("saved hnsw graph does not match its header")
+        level0 = np.empty((count, width), dtype=np.int8)
+        level0[:, :start], level0[:, end:] = links[:, :start], links[:, start:]
+        data = np.zeros((count, dimensions), dtype=np.float32)
+        data[arrays.pop("dead_slots")] = arrays.pop("dead_vectors")
+        labels = level0[:, int(state["label_offset"]) : int(state["label_offset"]) + 8].copy().view(np.uint64).ravel().astype(np.int64)
+        slot_of = {int(label): slot for slot, label in enumerate(labels.tolist())}
+        found, read = vectors(live)
+        rows = np.asarray(read, dtype=np.float32) if len(found) else np.zeros((0, dimensions), np.float32)
+        if rows.shape != (len(found), dimensions):
+            raise ValueError("stored vectors do not fit the saved hnsw graph")
+        if spec.distance is Distance.COSINE:  # hnswlib keeps cosine vectors normalised
+            rows = rows / (np.sqrt((rows * rows).sum(axis=1, keepdims=True)) + 1e-30)
+        data[[slot_of[d] for d in found]] = rows
+        level0[:, start:end] = data.view(np.int8)
+        state["data_level0"] = level0.ravel()
+        state.update(arrays)
+        graph = hnswlib.Index.__new__(hnswlib.Index)
+        cast(Any, graph).__setstate__((state,))
+        index = cls(spec, dimensions, graph, set(found))
+        for doc in set(live) - set(found):  # deleted from the store since the save: the catch-up would find it gone
+            graph.mark_deleted(doc)
+            index._deleted.add(doc)
+        return index
 
     def close(self) -> None:
         pass

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from searchd.config.spec import INDEX_SEARCH_TIME, CollectionSpec, IndexSpec
-from searchd.index.base import VectorIndex, build_index, restore_index
+from searchd.index.base import VectorIndex, VectorReader, build_index, restore_index
 from searchd.index.bm25 import BM25Index
 
 log = logging.getLogger("searchd.index")
@@ -84,6 +84,10 @@ class Source(Protocol):
         ...
 
     def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]: ...
+
+    def vector_reader(self, name: str) -> VectorReader:
+        """Reads stored vectors named ``name`` by doc, as one matrix when they share a shape."""
+        ...
 
     def changed_since(self, seq: int) -> list[int] | None:
         """Docs written or deleted after ``seq``; None when that cannot be told (rebuild)."""
@@ -157,7 +161,7 @@ def open_index(
     changed = source.changed_since(saved[0]) if saved is not None else None
     if saved is not None and changed is not None:
         try:
-            index = restore_index(spec, dimensions, directory)
+            index = restore_index(spec, dimensions, directory, source.vector_reader(vector))
         except _UNREADABLE as exc:
             log.warning("index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
         else:

@@ -164,7 +164,10 @@ async def _moved(context: QueryContext, collection: CompiledCollection, vector: 
 
 async def query_vector(context: QueryContext, collection: CompiledCollection, vector: CompiledVector, kind: str, near: Mapping[str, Any]) -> np.ndarray:
     if kind == "nearVector":
-        query = np.asarray(near["vector"], dtype=np.float32)
+        with np.errstate(over="ignore"):  # a number beyond float32's range becomes inf: refused below
+            query = np.asarray(near["vector"], dtype=np.float32)
+        if not np.isfinite(query).all():
+            raise QueryError("nearVector holds a number outside the 32-bit float range (about ±3.4e38)", "send finite numbers of a normal size")
         if query.ndim == 2 and not vector.is_multi:
             raise QueryError(f"nearVector got a multi-vector, but vector '{vector.name}' holds single vectors", "send a flat list of numbers")
         if query.shape[-1] != vector.dimensions:
