@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from graphql import (
     DocumentNode,
     FragmentDefinitionNode,
@@ -77,7 +78,15 @@ class Prepared:
         return self.document
 
 
+_LONG_INTEGER = re.compile(r"\d{19}")
+
+
 def _numbers(text: str) -> Any:
+    if _LONG_INTEGER.search(text) is None:  # orjson reads an integer beyond 64 bits as a float, json (and GraphQL) as an int
+        try:
+            return orjson.loads(text)  # several times faster than json on 384 numbers
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(text)
     except ValueError:
@@ -178,13 +187,13 @@ def _lift(source: str) -> _Lifted | None:
     return _Lifted(rewritten, lifted, ((at, at, len(header)), *edits))
 
 
-def _vector_shaped(value: Any) -> bool:
-    """What the Vector scalar (searchd.query.types) accepts: a list of numbers, or a list of equally long lists of them."""
+def _as_vector(value: Any) -> np.ndarray | None:
+    """What the Vector scalar (searchd.query.types) accepts, as an array: a list of numbers, or a list of equally long lists of them."""
     try:
         array = np.asarray(value)
     except (ValueError, OverflowError):  # ragged rows
-        return False
-    return array.dtype.kind in "iuf" and array.ndim in (1, 2) and array.size > 0
+        return None
+    return array if array.dtype.kind in "iuf" and array.ndim in (1, 2) and array.size > 0 else None
 
 
 def _relocated(document: DocumentNode, lifted: _Lifted, source: Source) -> DocumentNode:
@@ -327,11 +336,13 @@ class DocumentCache:
         lifted = _lift(source) if "vector" in source else None
         # A value the Vector scalar would refuse stays in the text, so the error names what the client wrote
         # (not an internal variable) and points at it.
-        if lifted is not None and all(_vector_shaped(v) for v in lifted.values.values()):
+        arrays = {name: _as_vector(value) for name, value in lifted.values.items()} if lifted is not None else {}
+        if lifted is not None and all(a is not None for a in arrays.values()):
+            # The Vector scalar and the search take the arrays as they are: the numbers are read once.
             document, errors, plan = self._validated(lifted.text)
             if document is not None and plan is not None:  # no relocated copy: the plan locates its own errors
-                return Prepared(document, [], lifted.values, plan, lifted, source)
+                return Prepared(document, [], arrays, plan, lifted, source)
             if document is not None:
-                return Prepared(_relocated(document, lifted, Source(source)), [], lifted.values)
+                return Prepared(_relocated(document, lifted, Source(source)), [], arrays)
         document, errors, plan = self._validated(source)
         return Prepared(document, errors, {}, plan, None, source)

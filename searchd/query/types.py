@@ -31,7 +31,12 @@ _VECTOR_SHAPE = "a vector must be a list of numbers, or a list of lists of numbe
 
 
 def _vector_value(value: Any) -> Any:
-    """A vector is a list of numbers; a multi-vector is a list of such lists (as Weaviate's scalar)."""
+    """A vector is a list of numbers; a multi-vector is a list of such lists (as Weaviate's scalar).
+
+    A vector lifted out of the query text arrives as the array it was already checked to be.
+    """
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.ndim in (1, 2) and value.size:
+        return value
     if isinstance(value, list) and value:
         try:
             array = np.asarray(value)  # numpy checks 384 numbers far faster than a Python loop
