@@ -454,11 +454,15 @@ class Engine:
         """Store every valid object; each bad one fails alone with its own error."""
         results: list[StoredObject | SearchdError | None] = [None] * len(payloads)
         drafts: list[tuple[int, Draft]] = []
-        for position, payload in enumerate(payloads):
-            try:
-                drafts.append((position, self.draft(catalog, payload)))
-            except SearchdError as exc:
-                results[position] = exc
+
+        def check() -> None:
+            for position, payload in enumerate(payloads):
+                try:
+                    drafts.append((position, self.draft(catalog, payload)))
+                except SearchdError as exc:
+                    results[position] = exc
+
+        await anyio.to_thread.run_sync(check)  # checking a batch (decoding its images) takes milliseconds: off the event loop
         stored = await self.store_drafts([d for _, d in drafts], keys)
         for (position, _), result in zip(drafts, stored):
             results[position] = result

@@ -132,8 +132,8 @@ def _object_id(reference: Mapping[str, Any], what: str) -> str:
     raise QueryError(f"{what} needs an id or a beacon", "add id: \"<uuid>\"")
 
 
-def _stored_vector(context: QueryContext, collection: CompiledCollection, vector: CompiledVector, reference: Mapping[str, Any], what: str) -> np.ndarray:
-    stored = context.engine.get(context.catalog, collection.name, _object_id(reference, what))
+async def _stored_vector(context: QueryContext, collection: CompiledCollection, vector: CompiledVector, reference: Mapping[str, Any], what: str) -> np.ndarray:
+    stored = await anyio.to_thread.run_sync(context.engine.get, context.catalog, collection.name, _object_id(reference, what))
     if vector.name not in stored.vectors:
         raise QueryError(f"object '{stored.id}' has no '{vector.name}' vector", "choose a target vector the object has")
     return stored.vectors[vector.name]
@@ -154,7 +154,7 @@ async def _moved(context: QueryContext, collection: CompiledCollection, vector: 
         if move.get("concepts"):
             assert vector.vectorizer is not None
             targets.append(await vector.vectorizer.embed_text_query(list(move["concepts"]), context.keys))
-        targets += [_stored_vector(context, collection, vector, o, key) for o in move.get("objects") or []]
+        targets += [await _stored_vector(context, collection, vector, o, key) for o in move.get("objects") or []]
         if not targets:
             raise QueryError(f"{key} needs concepts or objects", f"add concepts: [\"...\"] to {key}")
         target = np.mean(np.stack(targets), axis=0)
@@ -177,7 +177,7 @@ async def query_vector(context: QueryContext, collection: CompiledCollection, ve
             )
         return query
     if kind == "nearObject":
-        return _stored_vector(context, collection, vector, near, "nearObject")
+        return await _stored_vector(context, collection, vector, near, "nearObject")
     if vector.vectorizer is None:
         raise QueryError(f"{kind} needs a vectorizer, but vector '{vector.name}' brings its own vectors (module: none)", "use nearVector, or target a vectorized vector")
     if kind == "nearText":

@@ -161,8 +161,7 @@ async def list_objects(request: Request) -> Response:
             raise InvalidInput("'after' and 'offset' cannot be combined", "page with after=<last id> only")
         after = normalize_uuid(after, "after")
     include_vector = "vector" in request.query_params.get("include", "").split(",")
-    store = _services(request).engine.store
-    objects = await anyio.to_thread.run_sync(store.list_objects, class_name, limit, offset, after)
+    objects = await anyio.to_thread.run_sync(_services(request).engine.list_objects, class_name, limit, offset, after)
     body = [object_json(o, include_vector, _default_vector_name(catalog, o.collection)) for o in objects]
     return JSONResponse({"objects": body, "totalResults": len(body), "deprecations": None})
 
