@@ -104,7 +104,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-CHECKPOINT_CHANGES = 20_000  # writes since the last save that make the next one due
+CHECKPOINT_CHANGES = 5_000  # writes since the last save that make the next one due (a restart replays at most about this many)
 CHECKPOINT_SECONDS = 60.0  # and the longest a smaller number of writes waits
 CHECKPOINT_TICK_S = 1.0
 

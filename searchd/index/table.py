@@ -214,6 +214,10 @@ def _column_for(kind: PropertyType) -> _Column:
     return _Scalar(kind)
 
 
+# A TEXT column is kept while at most half its documents have a value of their own (or below this floor).
+_DISTINCT_TEXT_MIN = 1000
+
+
 class DocTable:
     def __init__(self, collection: CollectionSpec) -> None:
         self._size = 0  # every doc is below it; arrays are at least this long
@@ -255,13 +259,20 @@ class DocTable:
 
     def put(self, doc: int, object_id: str, properties: Mapping[str, Any], created_ms: int, updated_ms: int) -> None:
         self._grow(doc)
-        for name, column in self._columns.items():
+        for name, column in list(self._columns.items()):
             if not column.put(doc, properties.get(name)):
-                self._inexact.add(name)
+                self._drop(name)
+            elif isinstance(column, _Text) and len(column.values) > max(_DISTINCT_TEXT_MIN, len(self._docs) // 2):
+                self._drop(name)  # nearly every value distinct (a description, a gloss): a copy of the text, of little use to filters
         self.created[doc], self.updated[doc] = created_ms, updated_ms
         self._ids[doc] = object_id
         self._docs[object_id] = doc
         self.live[doc] = True
+
+    def _drop(self, name: str) -> None:
+        """Stop answering filters on ``name`` (the store does, with its expression index) and free the column."""
+        self._inexact.add(name)
+        del self._columns[name]
 
     def remove(self, doc: int) -> None:
         if doc >= self._size or not self.live[doc]:

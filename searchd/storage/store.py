@@ -57,7 +57,7 @@ _VECTORS_TABLE = "CREATE TABLE IF NOT EXISTS v{tag} (doc INTEGER PRIMARY KEY, di
 RETIRED_TABLE_GRACE_S = 60.0  # how long a dropped table stays for reads that began before the drop
 BULK = -1  # a change to a whole collection (a dropped property, promoted vectors): its indexes rebuild
 _PAGE_SIZE = 8192  # five 1.5 KB vectors to a page (4 KB pages hold two)
-_MMAP_BYTES = 1 << 30
+_READER_CACHE_KB = 512
 _CHUNK = 500  # stay under SQLite's bound-parameter limit
 
 
@@ -152,7 +152,8 @@ class ObjectStore:
         db = getattr(self._readers, "db", None)
         if db is None:
             db = _connect(self.path)
-            db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            # Small per-thread caches (the OS caches the file for all of them); no mmap, whose pages would count as ours.
+            db.execute(f"PRAGMA cache_size=-{_READER_CACHE_KB}")
             self._readers.db = db
             with self._lock:
                 self._reader_list.append(db)
