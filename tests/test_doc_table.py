@@ -47,7 +47,7 @@ def test_filters_on_a_column_left_to_the_store_give_the_same_answers(write_confi
     table = client.app.state.services.engine.table("Doc")  # type: ignore[attr-defined]
     assert not table.answers(Condition("title", "Equal", "title 7", PropertyType.TEXT))
     where = '{operator: Or, operands: [{path: ["title"], operator: Like, valueText: "TITLE 12?"}, {path: ["n"], operator: Equal, valueInt: 5}]}'
-    body = graphql(client, "query($v: Vector!) { Get { Doc(nearVector: {vector: $v}, where: %s, limit: 100) { n } } }" % where, {"v": [1.0, 0.0, 0.0, 0.0]})
+    body = graphql(client, f"query($v: Vector!) {{ Get {{ Doc(nearVector: {{vector: $v}}, where: {where}, limit: 100) {{ n }} }} }}", {"v": [1.0, 0.0, 0.0, 0.0]})
     assert sorted(hit["n"] for hit in body["data"]["Get"]["Doc"]) == [5, *range(120, 130)]
     count = graphql(client, '{ Aggregate { Doc(where: {path: ["title"], operator: GreaterThan, valueText: "title 998"}) { meta { count } } } }')
     assert count["data"]["Aggregate"]["Doc"][0]["meta"]["count"] == sum(1 for i in range(N) if f"title {i}" > "title 998")

@@ -78,7 +78,7 @@ def probe_while_held(client: TestClient, pool: ThreadPoolExecutor, reached: thre
     return pending.result(timeout=HELD_S)
 
 
-QUERY = "{ Get { Doc(nearVector: {vector: %s}, limit: 3) { title _additional { id } } } }" % VECTORS[5].tolist()
+QUERY = f"{{ Get {{ Doc(nearVector: {{vector: {VECTORS[5].tolist()}}}, limit: 3) {{ title _additional {{ id }} }} }} }}"
 
 
 @pytest.mark.parametrize(
