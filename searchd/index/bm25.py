@@ -10,20 +10,51 @@ average length — and an object's score is the boosted sum over properties:
 where q(t) is how often t occurs in the query.  ``And`` needs every query term in
 one property; ``Or`` with ``minimum_match`` needs that many distinct terms in one
 property.  Stopwords are dropped from queries on ``word``-tokenized properties.
+k1, b and stopwords are read at query time, so a reload may set them in place.
 
-Postings are term → {row: frequency}; at query time each term's postings become
-numpy arrays (cached until the term changes) and scores accumulate in a dense array.
+Layout, per property (no Python object per posting or per doc):
+
+- ``vocab``: term → term id (ids are dense; the dict's order is the id order).
+- the *base*: postings sorted by term id, as three numpy arrays — ``offsets``
+  (term id t's postings are ``docs[offsets[t]:offsets[t+1]]``, ``freqs`` alike).
+- the *log*: postings written since the base was built, appended as ``array('i')``
+  blocks (one block per upsert: the doc's distinct terms) of term, doc and frequency.
+- per doc, dense over docs: ``lengths`` (tokens; 0: not in this property), ``slot``
+  (where its current postings are: ``BASE``, a log position, or ``GONE``) and
+  ``log_count`` (the size of its current log block).
+
+An upsert or delete never touches the base: a base posting counts only while its doc's
+slot is ``BASE``, a log posting only while it lies inside its doc's current block.  A
+search scans the (short) log for its terms; when the log grows past ``LOG_SCAN_MAX``
+postings or many base postings are stale, the next search or save folds everything
+into a new base (a stable sort by term id, so already sorted postings stay in place).
+
+A search touches only the postings of its terms (no array as long as the collection):
+each doc's score is summed in (property, term) order with ``np.bincount``, the same
+float additions in the same order as the formula above, so scores do not depend on how
+postings happen to be split between base and log.  Once two searches in a row see no
+write in between, a property keeps ``k1 · (1 - b + b · L / avgL)`` by doc and the
+scored postings of recent terms (``TERM_CACHE_POSTINGS`` at most) until the next
+write or change of k1 / b.
+
+Saved as ``bm25.json`` (format name and version, counts, a CRC-32 of the arrays) beside
+``bm25.npz`` (plain numeric arrays, read without pickle).  ``restore`` checks them
+against each other and raises ValueError (OSError when a file is missing) instead of
+loading anything unexpected: the caller then rebuilds the index from the store.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
 import re
 import threading
+import zlib
+from array import array
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +65,20 @@ from searchd.index.base import AllowList
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ALNUM = re.compile(r"[\W_]+", re.UNICODE)
+
+FORMAT_NAME = "searchd-bm25"
+FORMAT_VERSION = 1
+HEADER_FILE = "bm25.json"
+ARRAYS_FILE = "bm25.npz"
+
+BASE = -1  # slot: the doc's current postings are in the base
+GONE = -2  # slot: the doc has no postings in this property
+MAX_DOC = 2**31 - 2  # docs are stored as int32
+LOG_SCAN_MAX = 16_384  # log postings a search scans before it folds the log into the base
+TERM_CACHE_POSTINGS = 131_072  # postings whose scores a property keeps between searches (2 float64 each)
+_STALE_MIN = 1_024  # stale docs always tolerated before a fold …
+_STALE_FRACTION = 4  # … and at most one per this many live ones
+_DEAD_TERMS_MIN = 1_024  # terms without postings dropped from the vocabulary at a fold past this many
 
 
 def tokenize(text: str, tokenization: Tokenization) -> list[str]:
@@ -63,43 +108,242 @@ class KeywordHit:
     explain: str
 
 
-@dataclass
+_EMPTY_INT32 = np.empty(0, dtype=np.int32)
+_EMPTY_INT32.flags.writeable = False
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One term's current postings in one property, with what its BM25 contribution is made of."""
+
+    docs: np.ndarray
+    freqs: np.ndarray
+    idf: float
+    denominator: np.ndarray  # f + k1 · (1 - b + b · L / avgL)
+    unit: np.ndarray  # idf · f / denominator: the contribution when boost · repeats is 1
+
+
 class _Property:
-    tokenization: Tokenization
-    postings: dict[str, dict[int, int]] = field(default_factory=dict)
-    terms_of: dict[int, Counter[str]] = field(default_factory=dict)
-    lengths: dict[int, int] = field(default_factory=dict)
-    total_length: int = 0
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """One property's postings: a base sorted by term plus an append-only log (see the module docstring)."""
 
-    def remove(self, row: int) -> None:
-        for term in self.terms_of.pop(row, ()):
-            posting = self.postings[term]
-            del posting[row]
-            if not posting:
-                del self.postings[term]
-            self.cache.pop(term, None)
-        self.total_length -= self.lengths.pop(row, 0)
+    def __init__(self, tokenization: Tokenization, capacity: int) -> None:
+        self.tokenization = tokenization
+        self.vocab: dict[str, int] = {}
+        self.offsets = np.zeros(1, dtype=np.int64)
+        self.docs = _EMPTY_INT32
+        self.freqs = _EMPTY_INT32
+        self.log_terms = array("i")
+        self.log_docs = array("i")
+        self.log_freqs = array("i")
+        self._log_view: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.lengths = np.zeros(capacity, dtype=np.int32)
+        self.slot = np.full(capacity, GONE, dtype=np.int64)
+        self.log_count = np.zeros(capacity, dtype=np.int32)
+        self.documents = 0  # docs with at least one token here
+        self.total_length = 0
+        self.stale = 0  # docs whose base postings no longer count
+        self.version = 0  # bumped by every write: lengths and the average length change
+        # Read caches, valid for one (version, k1, b) and built only once two searches in a row see the same version:
+        self._searched_version = -1
+        self._cache_key: tuple[int, float, float] | None = None
+        self._norms: np.ndarray | None = None  # k1 · (1 - b + b · L / avgL) by doc
+        self._scored: dict[int, _Scored] = {}  # term → its postings and scores, up to TERM_CACHE_POSTINGS postings in all
+        self._scored_postings = 0
 
-    def add(self, row: int, tokens: list[str]) -> None:
+    def grow(self, capacity: int) -> None:
+        extra = capacity - len(self.lengths)
+        self.lengths = np.concatenate((self.lengths, np.zeros(extra, dtype=np.int32)))
+        self.slot = np.concatenate((self.slot, np.full(extra, GONE, dtype=np.int64)))
+        self.log_count = np.concatenate((self.log_count, np.zeros(extra, dtype=np.int32)))
+
+    # -- writes ----------------------------------------------------------------
+
+    def remove(self, doc: int) -> None:
+        length = int(self.lengths[doc])
+        if not length:
+            return
+        self.documents -= 1
+        self.total_length -= length
+        self.version += 1
+        self.lengths[doc] = 0
+        if self.slot[doc] == BASE:
+            self.stale += 1
+        self.slot[doc] = GONE
+        self.log_count[doc] = 0
+
+    def add(self, doc: int, tokens: list[str]) -> None:
         if not tokens:
             return
         counts = Counter(tokens)
-        self.terms_of[row] = counts
-        self.lengths[row] = len(tokens)
+        vocab = self.vocab
+        terms = [vocab.setdefault(term, len(vocab)) for term in counts]
+        self.slot[doc] = len(self.log_terms)
+        self.log_count[doc] = len(terms)
+        self.log_terms.extend(terms)
+        self.log_docs.extend([doc] * len(terms))
+        self.log_freqs.extend(counts.values())
+        self.lengths[doc] = len(tokens)
+        self.documents += 1
         self.total_length += len(tokens)
-        for term, frequency in counts.items():
-            self.postings.setdefault(term, {})[row] = frequency
-            self.cache.pop(term, None)
+        self.version += 1
 
-    def arrays(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        cached = self.cache.get(term)
-        if cached is None:
-            posting = self.postings.get(term, {})
-            rows = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
-            frequencies = np.fromiter(posting.values(), dtype=np.float64, count=len(posting))
-            cached = self.cache[term] = (rows, frequencies)
-        return cached
+    # -- reads -----------------------------------------------------------------
+
+    def log_arrays(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """The log as numpy copies (cached until the next write to it)."""
+        size = len(self.log_terms)
+        view = self._log_view
+        if view is None or view[0] != size:
+            view = self._log_view = (
+                size,
+                np.array(self.log_terms, dtype=np.int32),
+                np.array(self.log_docs, dtype=np.int32),
+                np.array(self.log_freqs, dtype=np.int32),
+            )
+        return view
+
+    def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        """The docs that currently hold ``term`` and its frequency in each (each doc once)."""
+        if term + 1 < len(self.offsets):
+            start, end = int(self.offsets[term]), int(self.offsets[term + 1])
+            docs, freqs = self.docs[start:end], self.freqs[start:end]
+            if self.stale and len(docs):
+                current = self.slot[docs] == BASE
+                docs, freqs = docs[current], freqs[current]
+        else:
+            docs, freqs = _EMPTY_INT32, _EMPTY_INT32
+        if self.log_terms:
+            _, terms, log_docs, log_freqs = self.log_arrays()
+            at = np.flatnonzero(terms == term)
+            if len(at):
+                owners = log_docs[at]
+                begins = self.slot[owners]
+                current = (begins <= at) & (at < begins + self.log_count[owners])
+                docs = np.concatenate((docs, owners[current]))
+                freqs = np.concatenate((freqs, log_freqs[at[current]]))
+        return docs, freqs
+
+    def settle(self, k1: float, b: float, size: int) -> None:
+        """Before a search: drop read caches a write (or a new k1 / b) made stale; build them on the second search after a write."""
+        key = (self.version, k1, b)
+        if key == self._cache_key:
+            return
+        self._scored.clear()
+        self._scored_postings = 0
+        self._norms, self._cache_key = None, None
+        if self._searched_version == self.version:
+            # The same expression, element by element, as the per-term one in ``scored``: identical floats.
+            self._norms = k1 * (1.0 - b + b * self.lengths[:size] / (self.total_length / self.documents))
+            self._cache_key = key
+        self._searched_version = self.version
+
+    def scored(self, term: int, k1: float, b: float) -> _Scored | None:
+        """A term's current postings with their BM25 parts (None when no doc holds it); after ``settle``."""
+        cached = self._scored.get(term)
+        if cached is not None:
+            return cached
+        docs, freqs = self.postings(term)
+        found = len(docs)
+        if not found:
+            return None
+        idf = math.log(1.0 + (self.documents - found + 0.5) / (found + 0.5))
+        if self._norms is not None:
+            norm = self._norms[docs]
+        else:
+            norm = k1 * (1.0 - b + b * self.lengths[docs] / (self.total_length / self.documents))
+        denominator = freqs + norm
+        scored = _Scored(docs, freqs, idf, denominator, idf * freqs / denominator)
+        if self._cache_key is not None and self._scored_postings + found <= TERM_CACHE_POSTINGS:
+            scored.unit.flags.writeable = False  # handed out to every search that uses the term
+            self._scored[term] = scored
+            self._scored_postings += found
+        return scored
+
+    def needs_fold(self) -> bool:
+        return len(self.log_terms) > LOG_SCAN_MAX or self.stale > max(_STALE_MIN, self.documents // _STALE_FRACTION)
+
+    def fold(self) -> None:
+        """Rebuild the base from the current postings (base and log) and empty the log."""
+        if not self.log_terms and not self.stale:
+            return
+        terms = np.repeat(np.arange(len(self.offsets) - 1, dtype=np.int32), np.diff(self.offsets))
+        docs, freqs = self.docs, self.freqs
+        if self.stale:
+            current = self.slot[docs] == BASE
+            terms, docs, freqs = terms[current], docs[current], freqs[current]
+        if self.log_terms:
+            log_terms, log_docs, log_freqs = self._current_log()
+            terms = np.concatenate((terms, log_terms))
+            docs = np.concatenate((docs, log_docs))
+            freqs = np.concatenate((freqs, log_freqs))
+            del log_terms, log_docs, log_freqs
+            order = np.argsort(terms, kind="stable")  # the base part is one sorted run already
+            terms, docs, freqs = terms[order], docs[order], freqs[order]
+            del order
+        per_term = np.bincount(terms, minlength=len(self.vocab))
+        dead = len(self.vocab) - int(np.count_nonzero(per_term))
+        if dead > max(_DEAD_TERMS_MIN, len(self.vocab) // 4):
+            alive = per_term > 0
+            self.vocab = {term: i for i, term in enumerate(t for t, keep in zip(self.vocab, alive.tolist()) if keep)}
+            per_term = per_term[alive]
+        offsets = np.zeros(len(per_term) + 1, dtype=np.int64)
+        np.cumsum(per_term, out=offsets[1:])
+        self.offsets, self.docs, self.freqs = offsets, np.ascontiguousarray(docs), np.ascontiguousarray(freqs)
+        self.slot[self.slot >= 0] = BASE
+        self.log_count[:] = 0
+        self.log_terms, self.log_docs, self.log_freqs = array("i"), array("i"), array("i")
+        self._log_view = None
+        self.stale = 0
+        self._scored.clear()  # its arrays are views of the old base
+        self._scored_postings = 0
+
+    def _current_log(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of the log postings that still count (term, doc, frequency), read through views of the log's buffers."""
+        self._log_view = None
+        views = [np.frombuffer(a, dtype=np.int32) for a in (self.log_terms, self.log_docs, self.log_freqs)]
+        try:
+            # The docs' current blocks, marked by +1 at each start and -1 at each end (a start may share a position with another's end).
+            owners = np.flatnonzero(self.slot >= 0)
+            begins = self.slot[owners]
+            edges = np.zeros(len(views[0]) + 1, dtype=np.int8)
+            edges[begins] = 1
+            edges[begins + self.log_count[owners]] -= 1
+            current = np.cumsum(edges[:-1], dtype=np.int8).astype(bool)
+            return views[0][current], views[1][current], views[2][current]
+        finally:
+            views.clear()  # an array('i') cannot grow while a view of it lives (not even in a traceback)
+
+    def terms_in_order(self) -> list[str]:
+        return list(self.vocab)  # insertion order is id order
+
+
+def _sum_by_doc(docs_parts: list[np.ndarray], score_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the distinct docs, each posting's index among them, each doc's summed score) of (property, term) segments."""
+    if len(docs_parts) == 1:
+        return docs_parts[0], np.arange(len(docs_parts[0])), score_parts[0]  # one term's postings hold each doc once
+    everything = np.concatenate(docs_parts)
+    order = np.argsort(everything, kind="stable")  # measured faster than the default kind on these sizes
+    ordered = everything[order]
+    starts = np.empty(len(everything), dtype=bool)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    inverse = np.empty(len(everything), dtype=np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    unique = ordered[starts]
+    # bincount adds each doc's contributions in input order, (property, term) order: the formula's order of additions.
+    return unique, inverse, np.bincount(inverse, weights=np.concatenate(score_parts), minlength=len(unique))
+
+
+def _best(candidates: np.ndarray, unique: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The k best candidates (indexes into ``unique``) and every one tied with the k-th, by score then doc."""
+    negated = -scores[candidates] if len(candidates) < len(unique) else -scores
+    if len(candidates) > k:
+        # Keep everything tied with the k-th score: the caller breaks ties by the object's id.
+        kth = np.partition(negated, k - 1)[k - 1]
+        kept = negated <= kth
+        candidates, negated = candidates[kept], negated[kept]
+    ranked: np.ndarray = candidates[np.lexsort((unique[candidates], negated))]
+    return ranked
 
 
 class BM25Index:
@@ -108,37 +352,51 @@ class BM25Index:
         self.k1 = settings.k1
         self.b = settings.b
         self.stopwords = settings.stopwords
-        self.properties = {p.name: _Property(p.tokenization) for p in collection.properties if p.searchable}
-        self._live: set[int] = set()  # docs; a doc is its own row in the arrays below
+        self._capacity = 0
+        self.properties = {p.name: _Property(p.tokenization, 0) for p in collection.properties if p.searchable}
+        self._live = np.zeros(0, dtype=bool)  # by doc
+        self._count = 0
         self._size = 0  # one past the highest doc seen
-        self._lengths_cache: dict[str, np.ndarray] = {}
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return len(self._live)
+        return self._count
 
     def __contains__(self, doc: object) -> bool:
-        return doc in self._live
+        return isinstance(doc, (int, np.integer)) and 0 <= int(doc) < self._size and bool(self._live[doc])
 
     # -- writes ----------------------------------------------------------------
 
+    def _reserve(self, doc: int) -> None:
+        if not 0 <= doc <= MAX_DOC:
+            raise ValueError(f"BM25 doc {doc} is out of range: docs are integers from 0 to {MAX_DOC}")
+        if doc >= self._capacity:
+            capacity = max(doc + 1, 2 * self._capacity, 1024)
+            self._live = np.concatenate((self._live, np.zeros(capacity - self._capacity, dtype=bool)))
+            for prop in self.properties.values():
+                prop.grow(capacity)
+            self._capacity = capacity
+        if doc >= self._size:
+            self._size = doc + 1
+
     def upsert(self, doc: int, properties: Mapping[str, Any]) -> None:
         with self._lock:
-            self._live.add(doc)
-            self._size = max(self._size, doc + 1)
+            self._reserve(doc)
+            if not self._live[doc]:
+                self._live[doc] = True
+                self._count += 1
             for name, prop in self.properties.items():
                 prop.remove(doc)
                 prop.add(doc, tokenize_value(properties.get(name), prop.tokenization))
-            self._lengths_cache.clear()
 
     def delete(self, doc: int) -> None:
         with self._lock:
-            if doc not in self._live:
+            if doc not in self:
                 return
-            self._live.discard(doc)
+            self._live[doc] = False
+            self._count -= 1
             for prop in self.properties.values():
                 prop.remove(doc)
-            self._lengths_cache.clear()
 
     # -- search ----------------------------------------------------------------
 
@@ -148,16 +406,6 @@ class BM25Index:
         if prop.tokenization is Tokenization.WORD:
             tokens = [t for t in tokens if t not in self.stopwords]
         return Counter(tokens)
-
-    def _lengths(self, name: str) -> np.ndarray:
-        cached = self._lengths_cache.get(name)
-        if cached is None:
-            cached = np.zeros(self._size, dtype=np.float64)
-            lengths = self.properties[name].lengths
-            if lengths:
-                cached[np.fromiter(lengths.keys(), np.int64, len(lengths))] = np.fromiter(lengths.values(), np.float64, len(lengths))
-            self._lengths_cache[name] = cached
-        return cached
 
     def search(
         self,
@@ -172,75 +420,220 @@ class BM25Index:
         """Top-k objects by BM25, and any tied with the k-th; ``properties`` are (name, boost) pairs (default: every searchable one)."""
         with self._lock:
             chosen = properties if properties is not None else [(name, 1.0) for name in self.properties]
-            size = self._size
-            scores = np.zeros(size, dtype=np.float64)
-            eligible = np.zeros(size, dtype=bool)
-            terms_by_property: list[tuple[str, Counter[str]]] = []
+            k1, b = self.k1, self.b
+            docs_parts: list[np.ndarray] = []
+            score_parts: list[np.ndarray] = []
+            freq_parts: list[np.ndarray] = []
+            segments: list[tuple[_Property, str, int, int]] = []  # (property, term, start, end) in the concatenation
+            needs: list[tuple[int, int, int]] = []  # (start, end, distinct terms needed) per property
+            used = 0
             for name, boost in chosen:
                 prop = self.properties[name]
                 terms = self.query_terms(query, name)
-                terms_by_property.append((name, terms))
-                if not terms or not prop.lengths:
+                if not terms or not prop.documents:
                     continue
-                documents = len(prop.lengths)
-                average = prop.total_length / documents
-                lengths = self._lengths(name)
-                matched = np.zeros(size, dtype=np.int32)
+                if prop.needs_fold():
+                    prop.fold()
+                prop.settle(k1, b, self._size)
+                first = used
                 for term, repeats in terms.items():
-                    rows, frequencies = prop.arrays(term)
-                    if not len(rows):
+                    term_id = prop.vocab.get(term)
+                    scored = None if term_id is None else prop.scored(term_id, k1, b)
+                    if scored is None:
                         continue
-                    idf = math.log(1.0 + (documents - len(rows) + 0.5) / (len(rows) + 0.5))
-                    norm = self.k1 * (1.0 - self.b + self.b * lengths[rows] / average)
-                    scores[rows] += boost * repeats * idf * frequencies / (frequencies + norm)
-                    matched[rows] += 1
+                    # boost · repeats · idf · f / (f + norm), evaluated left to right as ever (the cached unit when the weight is idf).
+                    weight = boost * repeats * scored.idf
+                    docs_parts.append(scored.docs)
+                    score_parts.append(scored.unit if weight == scored.idf else weight * scored.freqs / scored.denominator)
+                    freq_parts.append(scored.freqs)
+                    segments.append((prop, term, used, used + len(scored.docs)))
+                    used += len(scored.docs)
                 needed = len(terms) if operator == "And" else max(1, minimum_match)
-                eligible |= matched >= needed
-            if allowed is not None:
-                mask = np.zeros(size, dtype=bool)
-                passing = allowed.mask[:size]
-                mask[: len(passing)] = passing
-                eligible &= mask
-            candidates = np.flatnonzero(eligible)
-            if not len(candidates) or k <= 0:
+                if needed > 1:
+                    needs.append((first, used, needed))
+                elif used > first:
+                    needs.append((first, used, 1))
+            if not used or k <= 0:
                 return []
-            if len(candidates) > k:
-                # Keep everything tied with the k-th score so ties are broken by id, deterministically.
-                kth = np.partition(-scores[candidates], k - 1)[k - 1]
-                candidates = candidates[-scores[candidates] <= kth]
-            # Every hit tied with the k-th comes back: the caller breaks ties by id.
-            ranked = sorted(candidates.tolist(), key=lambda r: (-scores[r], r))
-            return [KeywordHit(int(r), float(scores[r]), self._explain(int(r), terms_by_property) if explain else "") for r in ranked]
+            unique, inverse, scores = _sum_by_doc(docs_parts, score_parts)
+            if all(needed <= 1 for _, _, needed in needs):
+                candidates = np.arange(len(unique))
+            else:
+                eligible = np.zeros(len(unique), dtype=bool)
+                for start, end, needed in needs:
+                    eligible |= np.bincount(inverse[start:end], minlength=len(unique)) >= needed
+                candidates = np.flatnonzero(eligible)
+            if allowed is not None:
+                candidates = candidates[allowed.passes(unique[candidates])]
+            if not len(candidates):
+                return []
+            ranked = _best(candidates, unique, scores, k)
+            hit_docs = unique[ranked].tolist()
+            hit_scores = scores[ranked].tolist()
+            if not explain:
+                return [KeywordHit(doc, score, "") for doc, score in zip(hit_docs, hit_scores)]
+            frequencies_all = np.concatenate(freq_parts) if len(freq_parts) > 1 else freq_parts[0]
+            notes = self._explain(ranked, hit_docs, len(unique), inverse, frequencies_all, segments)
+            return [KeywordHit(doc, score, note) for doc, score, note in zip(hit_docs, hit_scores, notes)]
 
-    def _explain(self, row: int, terms_by_property: list[tuple[str, Counter[str]]]) -> str:
-        # Weaviate's per-object explanation: ", BM25F_<term>_frequency:<f>, BM25F_<term>_propLength:<len>".
-        parts = []
-        for name, terms in terms_by_property:
-            prop = self.properties[name]
-            counts = prop.terms_of.get(row, Counter())
-            for term in terms:
-                if counts.get(term):
-                    parts.append(f", BM25F_{term}_frequency:{counts[term]}, BM25F_{term}_propLength:{prop.lengths[row]}")
-        return "".join(parts)
+    @staticmethod
+    def _explain(
+        ranked: np.ndarray, hit_docs: list[int], unique: int, inverse: np.ndarray, frequencies: np.ndarray, segments: list[tuple[_Property, str, int, int]]
+    ) -> list[str]:
+        """Weaviate's per-object explanation, ", BM25F_<term>_frequency:<f>, BM25F_<term>_propLength:<len>" per matched term, for the hits only."""
+        rank = np.full(unique, -1, dtype=np.intp)
+        rank[ranked] = np.arange(len(ranked))
+        rank_of = rank[inverse]
+        picked = np.flatnonzero(rank_of >= 0)  # the hits' postings, in (property, term) order
+        ends = [end for _, _, _, end in segments]
+        lengths: dict[int, list[int]] = {}
+        for prop, _, _, _ in segments:
+            if id(prop) not in lengths:
+                lengths[id(prop)] = prop.lengths[hit_docs].tolist()
+        parts: list[list[str]] = [[] for _ in hit_docs]
+        for position, hit, frequency in zip(picked.tolist(), rank_of[picked].tolist(), frequencies[picked].tolist()):
+            prop, term, _, _ = segments[bisect_right(ends, position)]
+            parts[hit].append(f", BM25F_{term}_frequency:{frequency}, BM25F_{term}_propLength:{lengths[id(prop)][hit]}")
+        return ["".join(p) for p in parts]
 
     # -- persistence -----------------------------------------------------------
 
     def save(self, directory: Path) -> None:
+        """Write ``bm25.json`` and ``bm25.npz`` into ``directory`` (the caller stages and renames it)."""
         with self._lock:
-            state = {"live": sorted(self._live), "size": self._size, "properties": {n: (p.postings, p.terms_of, p.lengths, p.total_length) for n, p in self.properties.items()}}
-            with open(directory / "bm25.pickle", "wb") as out:
-                pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+            arrays: dict[str, np.ndarray] = {"live": np.flatnonzero(self._live[: self._size]).astype(np.int32)}
+            described = []
+            for i, (name, prop) in enumerate(self.properties.items()):
+                prop.fold()
+                names = prop.terms_in_order()
+                text = "".join(names)
+                arrays[f"p{i}_terms"] = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+                arrays[f"p{i}_term_ends"] = np.cumsum(np.fromiter(map(len, names), dtype=np.int64, count=len(names)))
+                arrays[f"p{i}_offsets"] = prop.offsets
+                arrays[f"p{i}_docs"] = prop.docs
+                arrays[f"p{i}_freqs"] = prop.freqs
+                arrays[f"p{i}_lengths"] = prop.lengths[: self._size]
+                described.append(
+                    {
+                        "name": name,
+                        "tokenization": prop.tokenization.value,
+                        "terms": len(names),
+                        "postings": len(prop.docs),
+                        "documents": prop.documents,
+                        "totalLength": prop.total_length,
+                    }
+                )
+            header = {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "size": self._size,
+                "count": self._count,
+                "crc32": _checksum(arrays),
+                "properties": described,
+            }
+            with open(directory / ARRAYS_FILE, "wb") as out:
+                np.savez(out, allow_pickle=False, **arrays)
+            (directory / HEADER_FILE).write_text(json.dumps(header, indent=1), encoding="utf-8")
 
     @classmethod
     def restore(cls, collection: CollectionSpec, directory: Path) -> BM25Index:
-        # Only files searchd itself wrote in its own data directory are unpickled.
-        with open(directory / "bm25.pickle", "rb") as source:
-            state = pickle.load(source)
+        """Load what ``save`` wrote: ValueError (or OSError) when it is missing, damaged, of another format version or for other properties."""
+        header = json.loads((directory / HEADER_FILE).read_text(encoding="utf-8"))
+        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+            raise ValueError(f"{directory / HEADER_FILE} is not a searchd BM25 index header")
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"saved BM25 index has format version {header.get('version')!r}; this searchd reads version {FORMAT_VERSION} (rebuild it)")
         index = cls(collection)
-        if set(state["properties"]) != set(index.properties):
-            raise ValueError("saved BM25 index covers other properties")
-        index._live, index._size = set(state["live"]), int(state["size"])
-        for name, (postings, terms_of, lengths, total) in state["properties"].items():
-            prop = index.properties[name]
-            prop.postings, prop.terms_of, prop.lengths, prop.total_length = postings, terms_of, lengths, total
+        described = header.get("properties")
+        if not isinstance(described, list) or not all(isinstance(d, dict) for d in described):
+            raise ValueError(f"{directory / HEADER_FILE} has no list of properties")
+        saved = [(d.get("name"), d.get("tokenization")) for d in described]
+        expected = [(name, prop.tokenization.value) for name, prop in index.properties.items()]
+        if saved != expected:
+            raise ValueError(f"saved BM25 index covers {saved}, the collection's searchable properties are {expected}")
+        size, count = _count(header, "size", MAX_DOC + 1), _count(header, "count", MAX_DOC + 1)
+        arrays = _load_arrays(directory / ARRAYS_FILE)
+        if header.get("crc32") != _checksum(arrays):
+            raise ValueError(f"{directory / ARRAYS_FILE} does not match its header's checksum (damaged, or from another save)")
+        live = _array(arrays, "live", np.int32, count)
+        for i in range(len(expected)):
+            _array(arrays, f"p{i}_lengths", np.int32, size)  # checked before allocating anything for ``size`` docs
+        if len(live) and (live[0] < 0 or live[-1] >= size or np.any(np.diff(live) <= 0)):
+            raise ValueError("saved BM25 index lists live docs out of order or out of range")
+        if size:
+            index._reserve(size - 1)
+        index._live[live] = True
+        index._count = count
+        for i, (prop, about) in enumerate(zip(index.properties.values(), described)):
+            _restore_property(prop, arrays, f"p{i}_", about, size)
+            if not index._live[: size][prop.lengths[:size] > 0].all():
+                raise ValueError(f"saved BM25 index has postings of {about['name']!r} for docs it does not list as live")
         return index
+
+
+def _count(mapping: Mapping[str, Any], key: str, most: int = 2**62) -> int:
+    value = mapping.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise ValueError(f"saved BM25 header has a bad {key!r}: {value!r}")
+    return value
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> int:
+    """CRC-32 over every array's name and bytes: ties the header to the arrays of the same save."""
+    crc = 0
+    for name in sorted(arrays):
+        crc = zlib.crc32(np.ascontiguousarray(arrays[name]).data, zlib.crc32(name.encode(), crc))
+    return crc
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as source, np.lib.npyio.NpzFile(source, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError):
+        raise
+    except Exception as exc:
+        # A damaged zip surfaces as BadZipFile, EOFError, KeyError, NotImplementedError (an unknown method or version),
+        # RuntimeError ("encrypted") or a decompressor's own error: all mean the same here.
+        raise ValueError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def _array(arrays: Mapping[str, np.ndarray], name: str, dtype: type[np.generic], length: int | None) -> np.ndarray:
+    value = arrays.get(name)
+    if value is None:
+        raise ValueError(f"saved BM25 index lacks the array {name!r}")
+    if value.dtype != np.dtype(dtype) or value.ndim != 1 or (length is not None and len(value) != length):
+        raise ValueError(f"saved BM25 array {name!r} is {value.dtype}{list(value.shape)}, expected {np.dtype(dtype)}[{length if length is not None else 'n'}]")
+    return value
+
+
+def _restore_property(prop: _Property, arrays: Mapping[str, np.ndarray], prefix: str, about: Mapping[str, Any], size: int) -> None:
+    terms, postings, documents, total_length = (_count(about, key) for key in ("terms", "postings", "documents", "totalLength"))
+    text = _array(arrays, prefix + "terms", np.uint8, None).tobytes().decode("utf-8", "surrogatepass")
+    ends = _array(arrays, prefix + "term_ends", np.int64, terms)
+    offsets = _array(arrays, prefix + "offsets", np.int64, terms + 1)
+    docs = _array(arrays, prefix + "docs", np.int32, postings)
+    freqs = _array(arrays, prefix + "freqs", np.int32, postings)
+    lengths = _array(arrays, prefix + "lengths", np.int32, size)
+    if terms and (ends[0] < 0 or np.any(np.diff(ends) < 0) or ends[-1] != len(text)) or (not terms and text):
+        raise ValueError(f"saved BM25 vocabulary of {about.get('name')!r} does not match its term boundaries")
+    if offsets[0] != 0 or offsets[-1] != postings or np.any(np.diff(offsets) < 0):
+        raise ValueError(f"saved BM25 postings of {about.get('name')!r} do not match their offsets")
+    if postings and (docs.min() < 0 or docs.max() >= size or freqs.min() < 1):
+        raise ValueError(f"saved BM25 postings of {about.get('name')!r} hold docs out of range or frequencies below 1")
+    if size and lengths.min() < 0:
+        raise ValueError(f"saved BM25 lengths of {about.get('name')!r} are negative")
+    # Every doc's frequencies add up to its length: this catches most damage to docs, freqs and lengths at once.
+    if not np.array_equal(np.bincount(docs, weights=freqs, minlength=size), lengths):
+        raise ValueError(f"saved BM25 postings of {about.get('name')!r} do not add up to the saved lengths")
+    if int(np.count_nonzero(lengths)) != documents or int(lengths.sum(dtype=np.int64)) != total_length:
+        raise ValueError(f"saved BM25 lengths of {about.get('name')!r} do not match the header's counts")
+    bounds = [0, *ends.tolist()]
+    vocab = {text[bounds[t] : bounds[t + 1]]: t for t in range(terms)}
+    if len(vocab) != terms:
+        raise ValueError(f"saved BM25 vocabulary of {about.get('name')!r} repeats a term")
+    prop.vocab = vocab
+    prop.offsets, prop.docs, prop.freqs = offsets, docs, freqs
+    prop.lengths[:size] = lengths
+    prop.slot[:size][lengths > 0] = BASE
+    prop.documents, prop.total_length = documents, total_length

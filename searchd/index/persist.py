@@ -16,6 +16,7 @@ import logging
 import pickle
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +29,7 @@ from searchd.index.base import VectorIndex, VectorReader, build_index, restore_i
 from searchd.index.bm25 import BM25Index
 
 log = logging.getLogger("searchd.index")
-FORMAT = 2  # 2: keyed by the store's docs (1 was keyed by id text)
+FORMAT = 3  # 3: BM25 in .npz arrays, hnsw without vectors; 2: keyed by the store's docs; 1: keyed by id text
 _PROGRESS_EVERY = 20_000
 
 
@@ -73,7 +74,7 @@ def save_index(index: Saveable, directory: Path, stamp: str, write_seq: int) -> 
     staging.rename(directory)
 
 
-_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError)
+_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)  # BadZipFile: a damaged .npz
 
 
 class Source(Protocol):
@@ -165,7 +166,8 @@ def open_index(
         except _UNREADABLE as exc:
             log.warning("index in %s is unreadable (%s); rebuilding it from the store", directory, exc)
         else:
-            if len(index) == saved[1]:
+            # An index restored with the store's vectors (hnsw) has already left out the docs deleted since the save.
+            if getattr(index, "saved_size", len(index)) == saved[1]:
                 present: set[int] = set()
                 for docs, vectors in source.vectors(vector, changed):
                     usable = [(d, v) for d, v in zip(docs, vectors) if v.shape[-1] == dimensions]

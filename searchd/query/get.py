@@ -51,14 +51,14 @@ class Shown:
 
     objects: bool
     vectors: bool
-
+    explain: bool = True  # _additional { explainScore }: BM25 writes out each hit's term statistics
 
 _ID_ONLY = frozenset({"id", "distance", "certainty", "score", "explainScore", "__typename"})
 
 
 def shown(info: GraphQLResolveInfo[Any]) -> Shown:
     """Walk the field's selection (fragments included): properties, timestamps or groups need the objects; vector(s) their vectors."""
-    objects = vectors = False
+    objects = vectors = explain = False
     pending: list[SelectionSetNode] = [node.selection_set for node in info.field_nodes if node.selection_set is not None]
     seen: set[str] = set()
     while pending:
@@ -76,9 +76,11 @@ def shown(info: GraphQLResolveInfo[Any]) -> Shown:
                     pending.append(selection.selection_set)
                 elif name in ("vector", "vectors"):
                     objects = vectors = True
+                elif name == "explainScore":
+                    explain = True
                 elif name not in _ID_ONLY:
                     objects = True
-    return Shown(objects, vectors)
+    return Shown(objects, vectors, explain)
 
 
 def additional_fields(collection: CompiledCollection, row: Row) -> dict[str, Any]:
@@ -166,19 +168,21 @@ async def get_rows(context: QueryContext, collection: CompiledCollection, args: 
         after = normalize_uuid(args["after"], "after") if args.get("after") else None
         objects = await anyio.to_thread.run_sync(lambda: context.engine.list_objects(collection.name, limit, offset, after, where, order, show.vectors))
         return [Row(obj.doc, obj.id, object=obj) for obj in objects]
-    rows = await _search(context, collection, search, args, limit + offset, where)
+    rows = await _search(context, collection, search, args, limit + offset, where, show.explain)
     rows = rows[offset : offset + limit]
     if args.get("autocut"):
         rows = rows[: autocut([r.rank_value for r in rows], args["autocut"])]
     return await read_objects(context, collection, rows, show.vectors) if show.objects else rows
 
 
-async def _search(context: QueryContext, collection: CompiledCollection, search: str, args: Mapping[str, Any], fetch: int, where: Filter | None) -> list[Row]:
+async def _search(
+    context: QueryContext, collection: CompiledCollection, search: str, args: Mapping[str, Any], fetch: int, where: Filter | None, explain: bool = True
+) -> list[Row]:
     allowed = await allowed_docs(context, collection, where)
     if search == "bm25":
-        return await bm25_rows(context, collection, args["bm25"], fetch, allowed)
+        return await bm25_rows(context, collection, args["bm25"], fetch, allowed, explain)
     if search == "hybrid":
-        return await hybrid_rows(context, collection, args["hybrid"], fetch, allowed)
+        return await hybrid_rows(context, collection, args["hybrid"], fetch, allowed, explain)
     return await near_rows(context, collection, search, args[search], fetch, allowed)
 
 
@@ -191,7 +195,7 @@ async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], 
     search = _check_mix(args)
     assert search is not None  # _check_mix: groupBy needs a search
     fetch = max(limit + offset, group_by["groups"] * group_by["objectsPerGroup"] * 4, 100)
-    rows = await _search(context, collection, search, args, fetch, parse_filter(collection, args.get("where")))
+    rows = await _search(context, collection, search, args, fetch, parse_filter(collection, args.get("where")), show.explain)
     return _grouped(collection, await read_objects(context, collection, rows, show.vectors), group_by)
 
 

@@ -109,7 +109,7 @@ def _class_plan(node: FieldNode, definition: GraphQLField) -> ClassPlan | None:
             return None
         properties.append((key, name, serialize))
     wanted = {name for _, name, _ in additional}
-    shown = Shown(objects=bool(properties) or bool(wanted & _NEEDS_OBJECT), vectors="vector" in wanted)
+    shown = Shown(objects=bool(properties) or bool(wanted & _NEEDS_OBJECT), vectors="vector" in wanted, explain="explainScore" in wanted)
     return ClassPlan(node.alias.value if node.alias else node.name.value, node.name.value, node, definition, tuple(properties), additional_key, tuple(additional), shown)
 
 

@@ -241,18 +241,25 @@ def _operator(search_operator: Mapping[str, Any] | None) -> tuple[str, int]:
 
 
 def keyword_hits(
-    context: QueryContext, collection: CompiledCollection, query: str, limit: int, properties: Sequence[str] | None, search_operator: Mapping[str, Any] | None, allowed: AllowList | None
+    context: QueryContext,
+    collection: CompiledCollection,
+    query: str,
+    limit: int,
+    properties: Sequence[str] | None,
+    search_operator: Mapping[str, Any] | None,
+    allowed: AllowList | None,
+    explain: bool = True,
 ) -> list[KeywordHit]:
     index = context.engine.keyword_index(collection)
     operator, minimum = _operator(search_operator)
-    hits = index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=True)
+    hits = index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=explain)
     ids = context.engine.ids(collection.name, [h.id for h in hits])
     ranked = sorted(zip(hits, ids), key=lambda pair: (-pair[0].score, pair[1] or ""))  # equal scores: by id, deterministically
     return [hit for hit, _ in ranked[:limit]]
 
 
-async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[Row]:
-    hits = await anyio.to_thread.run_sync(keyword_hits, context, collection, bm25["query"], limit, bm25.get("properties"), bm25.get("searchOperator"), allowed)
+async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True) -> list[Row]:
+    hits = await anyio.to_thread.run_sync(keyword_hits, context, collection, bm25["query"], limit, bm25.get("properties"), bm25.get("searchOperator"), allowed, explain)
     return rows_of(context, collection, [(h.id, None, h.score, h.explain) for h in hits])
 
 
@@ -282,7 +289,9 @@ async def _hybrid_vector_leg(
     return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
 
 
-async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[Row]:
+async def hybrid_rows(
+    context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True
+) -> list[Row]:
     alpha = DEFAULT_ALPHA if hybrid.get("alpha") is None else float(hybrid["alpha"])
     if not 0.0 <= alpha <= 1.0:
         raise QueryError(f"alpha should be between 0.0 and 1.0, got {alpha}", "0 is pure keyword search, 1 pure vector search")
@@ -292,7 +301,7 @@ async def hybrid_rows(context: QueryContext, collection: CompiledCollection, hyb
     async def keyword() -> list[KeywordHit]:
         if alpha >= 1.0 or not query:
             return []
-        return await anyio.to_thread.run_sync(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed)
+        return await anyio.to_thread.run_sync(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain)
 
     async def vector() -> tuple[str, CompiledVector | None, list[Hit]]:
         return ("vector,hybridVector", None, []) if alpha <= 0.0 else await _hybrid_vector_leg(context, collection, hybrid, fetch, allowed)
