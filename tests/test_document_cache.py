@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from searchd.query.document import lift_vectors
+from searchd.query.document import lift_literals
 from tests.conftest import example_objects, graphql, MULTIMODAL
 
 
@@ -21,13 +21,18 @@ from tests.conftest import example_objects, graphql, MULTIMODAL
         ("query { Get { A(nearVector: {vector: [1 2 3]}) { x } } }", "query ($__searchd_vector_0: Vector!) { Get { A(nearVector: {vector: $__searchd_vector_0}) { x } } }", [[1, 2, 3]]),
         (
             '{Get{A(hybrid:{query: "x \\" vector: [3]", vector: [1.0, 2.0]}){x}}} # vector: [9]',
-            'query($__searchd_vector_0: Vector!) {Get{A(hybrid:{query: "x \\" vector: [3]", vector: $__searchd_vector_0}){x}}} # vector: [9]',
-            [[1.0, 2.0]],
+            'query($__searchd_text_0: String!, $__searchd_vector_1: Vector!) {Get{A(hybrid:{query: $__searchd_text_0, vector: $__searchd_vector_1}){x}}} # vector: [9]',
+            ['x " vector: [3]', [1.0, 2.0]],
+        ),
+        (
+            '{ Get { A(bm25: {query: "vector: [1,2]"}) { x } } }',  # a search text, whatever it holds
+            'query($__searchd_text_0: String!) { Get { A(bm25: {query: $__searchd_text_0}) { x } } }',
+            ["vector: [1,2]"],
         ),
     ],
 )
-def test_vector_literals_are_lifted(source: str, rewritten: str, values: list[object]) -> None:
-    lifted = lift_vectors(source)
+def test_vector_and_query_literals_are_lifted(source: str, rewritten: str, values: list[object]) -> None:
+    lifted = lift_literals(source)
     assert lifted is not None
     assert lifted[0] == rewritten and list(lifted[1].values()) == values
 
@@ -35,14 +40,15 @@ def test_vector_literals_are_lifted(source: str, rewritten: str, values: list[ob
 @pytest.mark.parametrize(
     "source",
     [
-        '{ Get { A(bm25: {query: "vector: [1,2]"}) { x } } }',  # only inside a string
+        '{ Get { A(nearText: {concepts: ["vector: [1,2]"]}) { x } } }',  # only inside a string
+        '{ Get { A(bm25: {query: "caf\\u00e9"}) { x } } }',  # a unicode escape: left to the GraphQL parser
         "query A { Get { A(nearVector: {vector: [1]}) { x } } } query B { Get { A { x } } }",  # two operations
         '{ Get { A(nearVector: {vector: [1, "a"]}) { x } } }',  # not numbers: the parser reports it
         "{ Get { A(nearVector: {vector: [1, 2}) { x } } }",  # unbalanced
     ],
 )
 def test_unsafe_or_pointless_documents_are_left_alone(source: str) -> None:
-    assert lift_vectors(source) is None
+    assert lift_literals(source) is None
 
 
 def test_inline_and_variable_vectors_answer_alike(multimodal_client: TestClient) -> None:
@@ -61,3 +67,16 @@ def test_errors_point_into_the_text_the_client_sent(multimodal_client: TestClien
     error = body["errors"][0]
     assert "Cannot query field 'nope'" in error["message"]
     assert error["locations"] == [{"line": 1, "column": query.index("nope") + 1}]
+
+
+def test_searches_that_differ_only_in_their_text_share_one_cached_document(multimodal_client: TestClient) -> None:
+    services = multimodal_client.app.state.services  # type: ignore[attr-defined]
+    cache = services.graphql.of(services.holder.current).documents
+    texts = ["red circle", "blue", 'circle on \\"black\\"']
+    answers = [graphql(multimodal_client, '{ Get { Artwork(bm25: {query: "' + text + '"}, limit: 3) { title } } }') for text in texts]
+    shapes = [key for key in cache._documents if "bm25" in key]
+    assert len(shapes) == 1 and "$__searchd_text_0" in shapes[0], shapes
+    assert all("errors" not in a for a in answers) and answers[0] != answers[1]
+    for text, answer in zip(['red circle', 'blue', 'circle on "black"'], answers):
+        by_variable = graphql(multimodal_client, "query($q: String!) { Get { Artwork(bm25: {query: $q}, limit: 3) { title } } }", {"q": text})
+        assert by_variable == answer, text

@@ -52,6 +52,9 @@ _NUMBERS = re.compile(r"[-+\d.eE,\s\[\]]*")
 _MATRIX_END = re.compile(r"\]\s*,?\s*\]")
 _OPERATION = re.compile(r"\A(?P<lead>(?:\s|,|#[^\n]*)*)(?:(?P<shorthand>\{)|query\b\s*(?P<name>[_A-Za-z][_0-9A-Za-z]*)?\s*(?P<defs>\()?)")
 _PREFIX = "__searchd_vector_"
+_TEXT_PREFIX = "__searchd_text_"
+# A bm25 or hybrid `query: "..."`: each search's text differs, so it is lifted too (one cached document per shape).
+_QUERY_KEY = re.compile(r"\bquery\s*:\s*\Z")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def _numbers(text: str) -> Any:
 
 
 def _code_spans(source: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) of strings/comments ("skip") and of vector list literals ("vector")."""
+    """(start, end, kind) of strings/comments ("skip"), of vector list literals ("vector") and of `query: "..."` strings ("text")."""
     spans: list[tuple[int, int, str]] = []
     position = 0
     while (mark := _MARKS.search(source, position)) is not None:
@@ -106,7 +109,8 @@ def _code_spans(source: str) -> list[tuple[int, int, str]]:
         if token in _ENDS:
             closed = _ENDS[token].match(source, mark.end())
             stop = closed.end() if closed else len(source)
-            spans.append((mark.start(), stop, "skip"))
+            is_query = token == '"' and closed is not None and _QUERY_KEY.search(source, max(0, mark.start() - 64), mark.start()) is not None
+            spans.append((mark.start(), stop, "text" if is_query else "skip"))
             position = stop
             continue
         run = _NUMBERS.match(source, mark.end())
@@ -122,8 +126,8 @@ def _code_spans(source: str) -> list[tuple[int, int, str]]:
     return spans
 
 
-def lift_vectors(source: str) -> tuple[str, dict[str, Any]] | None:
-    """Replace inline ``vector: [...]`` literals with variables; None when there is nothing to lift or it is unsafe."""
+def lift_literals(source: str) -> tuple[str, dict[str, Any]] | None:
+    """Replace inline ``vector: [...]`` and ``query: "..."`` literals with variables; None when there is nothing to lift or it is unsafe."""
     lifted = _lift(source)
     return None if lifted is None else (lifted.text, lifted.values)
 
@@ -149,21 +153,32 @@ class _Lifted:
         return position + delta
 
 
+def _text(literal: str) -> str | None:
+    """A plain "..." literal's value; None for escapes where GraphQL and JSON might differ (\\u): left to the parser."""
+    if "\\u" in literal:
+        return None
+    try:
+        value = json.loads(literal)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def _lift(source: str) -> _Lifted | None:
     spans = _code_spans(source)
-    if not any(kind == "vector" for _, _, kind in spans):
+    if not any(kind in ("vector", "text") for _, _, kind in spans):
         return None
     lifted: dict[str, Any] = {}
     pieces: list[str] = []
     edits: list[tuple[int, int, int]] = []
     position = 0
     for start, stop, kind in spans:
-        if kind != "vector":
+        if kind == "skip":
             continue
-        value = _numbers(source[start:stop])
+        value = _numbers(source[start:stop]) if kind == "vector" else _text(source[start:stop])
         if value is None:
-            continue  # not plain numbers: leave it to the GraphQL parser
-        name = f"{_PREFIX}{len(lifted)}"
+            continue  # not plain numbers (or text): leave it to the GraphQL parser
+        name = f"{_PREFIX if kind == 'vector' else _TEXT_PREFIX}{len(lifted)}"
         lifted[name] = value
         pieces += [source[position:start], f"${name}"]
         edits.append((start, stop, len(name) + 1))
@@ -174,7 +189,7 @@ def _lift(source: str) -> _Lifted | None:
     operation = _OPERATION.match(rewritten)
     if operation is None or _top_level_blocks(source, spans) != 1:
         return None  # several operations or fragments: leave the document as it is
-    definitions = ", ".join(f"${name}: Vector!" for name in lifted)
+    definitions = ", ".join(f"${name}: {'Vector' if name.startswith(_PREFIX) else 'String'}!" for name in lifted)
     # The operation's head comes before every vector literal, so it is at the same offset in the client's text.
     end = operation.end()
     if operation.group("shorthand"):
@@ -333,10 +348,10 @@ class DocumentCache:
         return document, [], plan
 
     def prepare(self, source: str) -> Prepared:
-        lifted = _lift(source) if "vector" in source else None
+        lifted = _lift(source) if "vector" in source or "query" in source else None
         # A value the Vector scalar would refuse stays in the text, so the error names what the client wrote
         # (not an internal variable) and points at it.
-        arrays = {name: _as_vector(value) for name, value in lifted.values.items()} if lifted is not None else {}
+        arrays = {name: _as_vector(value) if name.startswith(_PREFIX) else value for name, value in lifted.values.items()} if lifted is not None else {}
         if lifted is not None and all(a is not None for a in arrays.values()):
             # The Vector scalar and the search take the arrays as they are: the numbers are read once.
             document, errors, plan = self._validated(lifted.text)
