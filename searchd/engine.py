@@ -162,7 +162,7 @@ class StoreSource:
         return self.store.iter_properties(self.collection, docs)
 
     def vector_reader(self, name: str) -> VectorReader:
-        return lambda docs: self.store.vector_matrix(self.collection, name, docs)
+        return lambda docs: self.store.vector_matrix(self.collection, name, docs, bulk=True)
 
     def changed_since(self, seq: int) -> list[int] | None:
         return self.store.changes_since(seq, self.collection)
