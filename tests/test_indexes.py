@@ -1,20 +1,29 @@
 """Vector indexes: recall against the exact reference, updates and deletes, filtered search,
 persistence, MaxSim and the distance definitions.
 
-Everything is generated from fixed seeds, and annoy builds with one job and hnswlib inserts with
-one thread, so the measured recall numbers quoted next to each bound are reproducible; the bounds
-keep a margin below them (for other library versions, or multi-threaded hnsw inserts).  Annoy
-tests that need an exact answer set search_k beyond the segment size, which makes annoy exhaustive.
-A few white-box assertions on AnnoyIndex._segments / _delta only check that a scenario (sealed
-segments, tombstones, a pending delta, a compaction) really is the one being tested.
+Indexes are keyed by the store's docs (non-negative ints): test data uses its row numbers as docs,
+and docs from GHOST on for ids an allow-list lets through but that were never indexed.
+
+Everything is generated from fixed seeds and annoy builds with one job, so the annoy recall numbers
+quoted next to each bound are reproducible.  HnswIndex inserts batches of 64 or more on every core, so
+an hnsw graph (and its approximate results) may differ from run to run: hnsw results are held to recall
+bounds against the flat index, to "a doc is found by its own (new) vector, never by a stale one", or
+compared with a save/restore of the very same graph, never with another build; the bounds keep a
+margin below the measured numbers.  Annoy tests that need an exact answer set search_k beyond the
+segment size, which makes annoy exhaustive.  An hnsw exact scan (a filtered search over few docs) reads
+the allowed docs' vectors through the allow-list's callback, as the engine supplies one over the store,
+or, without one, from hnswlib itself: the tests of that path cover both.  A few white-box assertions on
+AnnoyIndex._segments / _delta only check that a scenario (sealed segments, tombstones, a pending delta,
+a compaction) really is the one being tested.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +31,9 @@ import numpy as np
 import pytest
 
 from searchd.config.spec import Distance, IndexSpec
+from searchd.engine import StoreSource
 from searchd.index.annoy import AnnoyIndex
-from searchd.index.base import EXACT_SCAN_MAX, Hit, build_index, restore_index, top_k
+from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, build_index, prepare, restore_index, top_k
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
@@ -34,7 +44,7 @@ K = 10
 # float32 in annoy/hnswlib versus float32 numpy in the flat index: agree to ~1e-6 relative.
 TOL = {"rel": 1e-5, "abs": 1e-4}
 EXACT_ANNOY = 10**7  # a search_k larger than any test segment: annoy then examines every item
-
+GHOST = 10_000_000  # docs from here on are allowed by some allow-lists, but never indexed
 
 # -- data ---------------------------------------------------------------------------------------
 
@@ -46,7 +56,7 @@ class Clustered:
     labels: np.ndarray  # cluster of each point
     query_labels: np.ndarray
     centres: np.ndarray
-    ids: list[str]
+    ids: list[int]  # the doc of each point: its row number
 
 
 def clustered(
@@ -59,7 +69,12 @@ def clustered(
     points = (centres[labels] + rng.normal(size=(n, dims))).astype(np.float32)
     query_labels = rng.integers(0, clusters, n_queries)
     queries = (centres[query_labels] + query_noise * rng.normal(size=(n_queries, dims))).astype(np.float32)
-    return Clustered(points, queries, labels, query_labels, centres, [f"o{i:05d}" for i in range(n)])
+    return Clustered(points, queries, labels, query_labels, centres, list(range(n)))
+
+
+def ghosts(count: int) -> list[int]:
+    """Docs that are allowed but not indexed."""
+    return list(range(GHOST, GHOST + count))
 
 
 def naive_distance(metric: Distance, vector: Sequence[float], query: Sequence[float]) -> float:
@@ -79,7 +94,7 @@ def spec_for(kind: str, metric: Distance, **params: Any) -> IndexSpec:
     return IndexSpec(type=kind, distance=metric, **params)
 
 
-def fill(index: Any, ids: Sequence[str], vectors: Sequence[Any] | np.ndarray, batch: int = 1000) -> None:
+def fill(index: Any, ids: Sequence[int], vectors: Sequence[Any] | np.ndarray, batch: int = 1000) -> None:
     """Upsert in batches; for annoy wait after each batch so the segment layout is deterministic."""
     for start in range(0, len(ids), batch):
         index.upsert_many(ids[start : start + batch], vectors[start : start + batch])
@@ -91,10 +106,33 @@ def settle(index: Any) -> None:
         index.wait_for_merges()
 
 
-def reference(metric: Distance, ids: Sequence[str], vectors: np.ndarray) -> FlatIndex:
+def reference(metric: Distance, ids: Sequence[int], vectors: np.ndarray) -> FlatIndex:
     flat = FlatIndex(metric, vectors.shape[1])
     flat.upsert_many(ids, vectors)
     return flat
+
+
+def stored_vectors(vectors: Mapping[int, np.ndarray], calls: list[int] | None = None, matrix: bool = True) -> VectorReader:
+    """A ``VectorReader`` like the engine's over the store (the ``AllowList`` callback, and what an hnsw
+    graph is restored with): the current vector of each asked doc that has one, read at call time (so
+    later writes to ``vectors`` are seen), as one matrix like ``ObjectStore.vector_matrix`` (``matrix``
+    False: as a list, as the store answers for vectors of mixed shapes); ``calls`` records how many docs
+    each call asked for."""
+
+    def read(docs: Sequence[int]) -> tuple[list[int], np.ndarray | list[np.ndarray]]:
+        if calls is not None:
+            calls.append(len(docs))
+        found = [d for d in docs if d in vectors]
+        rows = [np.asarray(vectors[d], np.float32) for d in found]
+        if matrix and rows and len({r.shape for r in rows}) == 1 and rows[0].ndim == 1:
+            return found, np.stack(rows)
+        return found, rows
+
+    return read
+
+
+def allow(docs: Iterable[int], vectors: VectorReader | None = None) -> AllowList:
+    return AllowList.of(docs, vectors)
 
 
 def recall(got: Sequence[Hit], want: Sequence[Hit]) -> float:
@@ -105,6 +143,7 @@ def assert_well_formed(hits: Sequence[Hit], expected_count: int) -> None:
     ids = [h.id for h in hits]
     assert len(hits) == expected_count, f"{len(hits)} hits, expected {expected_count}"
     assert len(set(ids)) == len(ids), f"duplicate ids in {ids}"
+    assert all(isinstance(i, int) for i in ids), f"hit ids are not plain int docs: {ids}"
     assert [h.distance for h in hits] == sorted(h.distance for h in hits), "hits not ordered by distance"
 
 
@@ -113,7 +152,7 @@ def assert_true_distances(hits: Sequence[Hit], query: np.ndarray, flat: FlatInde
     ids = [h.id for h in hits]
     missing = [i for i in ids if i not in flat]
     assert not missing, f"ids that are deleted (or were never indexed) returned: {missing}"
-    truth = {h.id: h.distance for h in flat.search(query, len(ids), allowed=ids)}
+    truth = {h.id: h.distance for h in flat.search(query, len(ids), allowed=allow(ids))}
     assert [h.distance for h in hits] == pytest.approx([truth[i] for i in ids], **TOL)
 
 
@@ -131,7 +170,7 @@ def make_index(kind: str, metric: Distance, dims: int, **params: Any) -> Any:
 RECALL_DATA = {"seed": 11, "n": 8000, "dims": 48}
 
 # (type, distance, spec params, lower bound on mean recall@10, lower bound on the worst query).
-# Measured with these seeds (hnswlib 0.8.0, annoy 1.17.3): hnsw cosine 1.000 / dot 0.999 / l2 0.998;
+# Measured with these seeds (hnswlib 0.8.0, annoy 1.17.3): hnsw (built on 2 cores) cosine 1.000 / dot 0.999 / l2 0.998;
 # annoy (32 trees, default search_k, 2 sealed segments + a 2,000-row delta) cosine 1.000,
 # l2-squared 0.976, manhattan 0.964, dot 0.9995; worst single query 0.7.
 RECALL_CASES = [
@@ -190,9 +229,9 @@ def test_flat_index_is_exact_against_numpy(recall_data: Clustered) -> None:
 
 
 def test_top_k_breaks_ties_by_id() -> None:
-    hits = top_k(["c", "a", "d", "b"], np.array([1.0, 1.0, 0.5, 1.0], np.float32), 3)
-    assert hits == [Hit("d", 0.5), Hit("a", 1.0), Hit("b", 1.0)]
-    assert top_k([], np.zeros(0), 3) == [] and top_k(["a"], np.zeros(1), 0) == []
+    hits = top_k([3, 1, 4, 2], np.array([1.0, 1.0, 0.5, 1.0], np.float32), 3)
+    assert hits == [Hit(4, 0.5), Hit(1, 1.0), Hit(2, 1.0)]
+    assert top_k([], np.zeros(0), 3) == [] and top_k([1], np.zeros(1), 0) == []
 
 
 # -- 2. updates and deletes are never returned ---------------------------------------------------
@@ -204,27 +243,40 @@ def far_from(metric: Distance, vectors: np.ndarray) -> np.ndarray:
 
 
 class Mirror:
-    """Applies every write to the index under test and to an exact FlatIndex."""
+    """Applies every write to the index under test, to an exact FlatIndex and to ``current`` (the
+    latest vector of each live doc, as the store holds them)."""
 
     def __init__(self, index: Any, metric: Distance, dims: int) -> None:
         self.index = index
         self.flat = FlatIndex(metric, dims)
-        self.deleted: set[str] = set()
+        self.current: dict[int, np.ndarray] = {}
+        self.deleted: set[int] = set()
+        self.stored = stored_vectors(self.current)  # the engine's allow-list callback, reading the "store"
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        self.index.upsert_many(list(ids), vectors)
+    def track(self, ids: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+        """Record writes the index under test already has (filled some other way)."""
         self.flat.upsert_many(list(ids), vectors)
+        self.current.update(zip(ids, np.asarray(vectors, np.float32)))
         self.deleted -= set(ids)
 
-    def delete(self, ids: Sequence[str]) -> None:
+    def upsert(self, ids: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+        self.index.upsert_many(list(ids), vectors)
+        self.track(ids, vectors)
+
+    def delete(self, ids: Sequence[int]) -> None:
         for object_id in ids:
             self.index.delete(object_id)
             self.flat.delete(object_id)
+            self.current.pop(object_id, None)
         self.deleted |= set(ids)
 
     def check(self, queries: Sequence[np.ndarray], *, exact: bool, min_recall: float = 1.0) -> float:
-        """Deleted ids never come back, every hit has its current distance; exact: the flat top-k."""
-        assert len(self.index) == len(self.flat)
+        """Deleted ids never come back, every hit has its current distance; exact: the flat top-k.
+
+        A filtered search over a few docs (live, deleted and never indexed ones) is an exact scan for
+        every index: it finds the latest vectors, read through the allow-list's callback or not.
+        """
+        assert len(self.index) == len(self.flat) == len(self.current)
         assert all(i not in self.index for i in self.deleted)
         recalls = []
         for query in queries:
@@ -236,12 +288,18 @@ class Mirror:
                 assert [h.distance for h in got] == pytest.approx([h.distance for h in want], **TOL)
             recalls.append(recall(got, want))
         assert np.mean(recalls) >= min_recall
+        sample = sorted(self.current)[::7] + sorted(self.deleted)[::3] + ghosts(5)
+        assert len(sample) <= EXACT_SCAN_MAX
+        for vectors in (None, self.stored):
+            allowed = allow(sample, vectors)
+            for query in queries[:20]:
+                assert_same_top_k(self.index.search(query, K, allowed=allowed), self.flat.search(query, K, allowed=allowed))
         return float(np.mean(recalls))
 
 
 def update_and_delete(
     mirror: Mirror, data: Clustered, metric: Distance, rng: np.random.Generator
-) -> tuple[list[str], list[str], np.ndarray]:
+) -> tuple[list[int], list[int], np.ndarray]:
     """Move 300 ids far away, delete 300 others; returns (updated, deleted, old vectors of the updated)."""
     chosen = rng.choice(len(data.ids), size=600, replace=False)
     updated = [data.ids[i] for i in chosen[:300]]
@@ -257,7 +315,7 @@ def probe_queries(data: Clustered, old_updated: np.ndarray, old_deleted: np.ndar
     return [*old_updated[:60], *old_deleted[:60], *data.queries[:40]]
 
 
-def assert_updates_visible(index: Any, metric: Distance, updated: Sequence[str], old: np.ndarray) -> None:
+def assert_updates_visible(index: Any, metric: Distance, updated: Sequence[int], old: np.ndarray) -> None:
     """A query equal to an updated id's old vector no longer finds it; its new vector does."""
     for object_id, old_vector, new_vector in list(zip(updated, old, far_from(metric, old)))[:60]:
         assert object_id not in {h.id for h in index.search(old_vector, K)}
@@ -272,8 +330,8 @@ def update_data() -> Clustered:
     return clustered(**UPDATE_DATA)
 
 
-def _old_vectors(data: Clustered, ids: Sequence[str]) -> np.ndarray:
-    return data.points[[int(i[1:]) for i in ids]]
+def _old_vectors(data: Clustered, ids: Sequence[int]) -> np.ndarray:
+    return data.points[list(ids)]  # a data point's doc is its row
 
 
 @pytest.mark.parametrize("metric", [COSINE, L2], ids=lambda m: m.value)
@@ -291,7 +349,7 @@ def test_updated_and_deleted_ids_are_never_returned(update_data: Clustered, kind
         index = make_index("annoy", metric, dims, merge_threshold=threshold, search_k=EXACT_ANNOY, trees=4)
     mirror = Mirror(index, metric, dims)
     fill(index, data.ids, data.points, batch=1000)
-    mirror.flat.upsert_many(data.ids, data.points)
+    mirror.track(data.ids, data.points)
 
     if kind == "annoy-merged":
         # (b) updates sealed by a merge, deletes as tombstones, then another merge over them.
@@ -301,7 +359,7 @@ def test_updated_and_deleted_ids_are_never_returned(update_data: Clustered, kind
         index.wait_for_merges()
         assert len(index._delta) < 200  # the updates were sealed into a segment
         mirror.delete(deleted)
-        extra = [f"x{i}" for i in range(250)]
+        extra = [len(data.ids) + i for i in range(250)]  # new docs
         mirror.upsert(extra, data.points[:250] + np.float32(0.01))
         index.wait_for_merges()
         assert len(index._delta) < 200
@@ -324,16 +382,54 @@ def test_updated_and_deleted_ids_are_never_returned(update_data: Clustered, kind
     assert index.search(data.points[0], 2)[0].distance == pytest.approx(0.0, abs=1e-4)
     assert revived in {h.id for h in index.search(data.points[0], 2)}
     settle(index)
+    for vectors in (None, mirror.stored):  # the exact path too (hnsw: read from the "store", or from the graph)
+        assert index.search(data.points[0], 1, allowed=allow([revived, *ghosts(3)], vectors)) == [Hit(revived, pytest.approx(0.0, abs=1e-4))]
     index.close()
 
 
-def _gate_merges(index: AnnoyIndex) -> tuple[threading.Event, threading.Event, list[list[str]]]:
+@pytest.mark.parametrize("metric", [COSINE, L2], ids=lambda m: m.value)
+def test_hnsw_reuses_deleted_slots_and_revives_deleted_docs(update_data: Clustered, metric: Distance) -> None:
+    """hnswlib labels are the docs: new docs take deleted docs' slots; a deleted doc written again is
+    updated in place while its slot is free and inserted anew once a new doc took it; batches big
+    enough to be inserted on every core and single writes both end in the flat index's state."""
+    data, dims = update_data, update_data.points.shape[1]
+    rng = np.random.default_rng(25)
+    index = make_index("hnsw", metric, dims)
+    mirror = Mirror(index, metric, dims)
+    mirror.upsert(data.ids[:2000], data.points[:2000])
+    chosen = [int(i) for i in rng.choice(2000, size=600, replace=False)]
+    deleted, updated = chosen[:400], chosen[400:]
+    mirror.delete(deleted)
+    slots = index._graph.get_current_count()
+    mirror.upsert(data.ids[2000:2300], data.points[2000:2300])  # 300 new docs
+    assert index._graph.get_current_count() == slots, "the new docs did not take the deleted docs' slots"
+    revived = deleted[::4]  # 100 docs: some still have their (deleted) slot, the others lost it to a new doc
+    still_slotted = set(revived) & set(index._graph.get_ids_list())
+    assert 0 < len(still_slotted) < len(revived)
+    # One batch (on every core): revived docs, more new docs, and a doc written twice (the last write wins).
+    batch = revived + data.ids[2300:2400] + [revived[0]]
+    vectors = np.concatenate([far_from(metric, _old_vectors(data, revived)), data.points[2300:2400], data.points[2400:2401]])
+    mirror.upsert(batch, vectors)
+    mirror.upsert(updated[:100], far_from(metric, _old_vectors(data, updated[:100])))  # updates of live docs, on every core
+    for doc in revived[1:11] + updated[100:110]:  # and one at a time
+        mirror.upsert([doc], far_from(metric, _old_vectors(data, [doc])) * np.float32(1.5))
+    assert [d for d in data.ids[:2400] if (d in index) != (d in mirror.flat)] == []
+    moved = revived[11:] + updated[:100]
+    old = _old_vectors(data, moved)
+    mirror.check(probe_queries(data, old, _old_vectors(data, deleted[1::4])), exact=False, min_recall=0.9)
+    assert_updates_visible(index, metric, moved, old)
+    for vectors in (None, mirror.stored):  # the exact path reads each doc's latest vector
+        for doc in [revived[0], *revived[1:11], *revived[11:30], *updated[100:110]]:
+            assert index.search(mirror.current[doc], 1, allowed=allow([doc, *ghosts(2)], vectors)) == [Hit(doc, pytest.approx(0.0, abs=1e-4))]
+
+
+def _gate_merges(index: AnnoyIndex) -> tuple[threading.Event, threading.Event, list[list[int]]]:
     """Hold the next merge's build (after its snapshot) until released; record every snapshot."""
     started, release = threading.Event(), threading.Event()
-    snapshots: list[list[str]] = []
+    snapshots: list[list[int]] = []
     build = index._build
 
-    def gated(items: list[tuple[str, int, np.ndarray]]) -> Any:
+    def gated(items: list[tuple[int, int, np.ndarray]]) -> Any:
         snapshots.append([object_id for object_id, _, _ in items])
         started.set()
         assert release.wait(30), "test never released the merge"
@@ -352,7 +448,7 @@ def test_annoy_writes_racing_a_merge(update_data: Clustered, metric: Distance, c
     mirror = Mirror(index, metric, dims)
     base_ids, base = data.ids[:1000], data.points[:1000]
     fill(index, base_ids, base, batch=250)  # 4 sealed segments
-    mirror.flat.upsert_many(base_ids, base)
+    mirror.track(base_ids, base)
     assert len(index._segments) == 4 and len(index._delta) == 0
     if compact:  # > 30% of sealed items dead: the next merge compacts everything into one segment
         mirror.delete(base_ids[:350])
@@ -388,7 +484,7 @@ def test_annoy_writes_racing_a_merge(update_data: Clustered, metric: Distance, c
     queries = probe_queries(data, _old_vectors(data, moved), _old_vectors(data, fresh_ids[40:80] + sealed[40:80]))
     mirror.check(queries, exact=True)
     # The exact path (allow-list of every id) reads the stored vectors: they are the latest ones.
-    live = [i for i in every_id if i in mirror.flat]
+    live = allow(i for i in every_id if i in mirror.flat)
     assert len(live) <= EXACT_SCAN_MAX
     for query in queries[:30]:
         assert_same_top_k(index.search(query, K, allowed=live), mirror.flat.search(query, K, allowed=live))
@@ -446,37 +542,45 @@ def filter_data() -> Clustered:
 
 
 @pytest.fixture(scope="module")
-def filter_documents(filter_data: Clustered) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+def filter_documents(filter_data: Clustered) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
     """10,000 two-row documents (a clustered point and a neighbour of it); two-row queries near a centre."""
     rng = np.random.default_rng(32)
-    jitter = lambda v: np.stack([v, v + 0.3 * rng.normal(size=v.shape)]).astype(np.float32)  # noqa: E731
+
+    def jitter(v: np.ndarray) -> np.ndarray:
+        return np.stack([v, v + 0.3 * rng.normal(size=v.shape)]).astype(np.float32)
+
     return filter_data.ids, [jitter(p) for p in filter_data.points], [jitter(q) for q in filter_data.queries]
 
 
 def allow_lists(
-    ids: Sequence[str], query_label: int, labels: np.ndarray | None, rng: np.random.Generator
-) -> dict[str, tuple[Collection[str], bool]]:
-    """name → (allowed ids, whether the search must be exact for this list)."""
+    ids: Sequence[int], query_label: int, labels: np.ndarray | None, rng: np.random.Generator, vectors: VectorReader | None = None
+) -> dict[str, tuple[AllowList, bool]]:
+    """name → (allowed docs, whether the search must be exact for this list); ``vectors``: their callback."""
     n = len(ids)
-    pick = lambda count: [ids[i] for i in rng.choice(n, size=count, replace=False)]  # noqa: E731
-    ghosts_few = {f"ghost{i}" for i in range(50)}
-    ghosts_many = {f"ghost{i}" for i in range(5000)}
-    lists: dict[str, tuple[Collection[str], bool]] = {
-        "5 ids": (set(pick(5)), True),
-        "1%": (set(pick(n // 100)), True),
-        "50%": (set(pick(n // 2)), False),
-        "5 ids + 50 not indexed": (set(pick(5)) | ghosts_few, True),
-        "200 ids + 5000 not indexed": (set(pick(200)) | ghosts_many, False),  # the ANN path, widened ~20x
-        "a list, not a set": (pick(200), True),
+
+    def pick(count: int) -> list[int]:
+        return [ids[i] for i in rng.choice(n, size=count, replace=False)]
+
+    mask = np.zeros(n, dtype=bool)  # as the engine's doc table hands one over
+    mask[pick(200)] = True
+    lists: dict[str, tuple[AllowList, bool]] = {
+        "5 ids": (allow(pick(5), vectors), True),
+        "1%": (allow(pick(n // 100), vectors), True),
+        "50%": (allow(pick(n // 2), vectors), False),
+        "5 ids + 50 not indexed": (allow(pick(5) + ghosts(50), vectors), True),
+        "200 ids + 5000 not indexed": (allow(pick(200) + ghosts(5000), vectors), False),  # the ANN path, widened ~20x
+        "200 ids, a mask": (AllowList(mask, vectors), True),
     }
     if labels is not None:  # anti-correlated: the ~50% of points in clusters of the other parity than the query's
-        lists["50% anti-correlated"] = ({ids[i] for i in range(n) if labels[i] % 2 != query_label % 2}, False)
+        lists["50% anti-correlated"] = (allow((ids[i] for i in range(n) if labels[i] % 2 != query_label % 2), vectors), False)
     return lists
 
 
 # Measured mean recall@10 on the approximate lists (50% random / 50% anti-correlated / 200 ids + 5,000
 # not indexed): hnsw 0.985 / 0.970 / 1.0, annoy (16 trees) 0.990 / 0.965 / 1.0, multivector 1.0 / - / 1.0.
 FILTER_RECALL = {"hnsw": 0.9, "annoy": 0.9, "multivector": 0.9}
+# "hnsw" reads the allowed docs' vectors from hnswlib for an exact scan; "hnsw+store" through the allow-list's callback.
+FILTER_KINDS = ["flat", "hnsw", "hnsw+store", "annoy"]
 
 
 @pytest.fixture(scope="module")
@@ -492,14 +596,25 @@ def filter_indexes(filter_data: Clustered) -> dict[str, Any]:
     return indexes
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy"])
+def filter_index(indexes: dict[str, Any], kind: str) -> Any:
+    return indexes[kind.removesuffix("+store")]
+
+
+def store_of(kind: str, ids: Sequence[int], vectors: Sequence[np.ndarray], calls: list[int]) -> VectorReader | None:
+    """The allow-list's callback for a "+store" kind (reading the test data as the engine reads the store)."""
+    return stored_vectors(dict(zip(ids, vectors)), calls) if kind.endswith("+store") else None
+
+
+@pytest.mark.parametrize("kind", FILTER_KINDS)
 def test_filtered_search_returns_the_allowed_top_k(filter_data: Clustered, filter_indexes: dict[str, Any], kind: str) -> None:
-    data, index, flat = filter_data, filter_indexes[kind], filter_indexes["flat"]
+    data, index, flat = filter_data, filter_index(filter_indexes, kind), filter_indexes["flat"]
     rng = np.random.default_rng(33)
+    calls: list[int] = []
+    vectors = store_of(kind, data.ids, list(data.points), calls)
     measured: dict[str, list[float]] = {}
     for query, label in zip(data.queries, data.query_labels):
-        for name, (allowed, must_be_exact) in allow_lists(data.ids, label, data.labels, rng).items():
-            got, want = index.search(query, K, allowed=allowed), flat.search(query, K, allowed=set(allowed))
+        for name, (allowed, must_be_exact) in allow_lists(data.ids, label, data.labels, rng, vectors).items():
+            got, want = index.search(query, K, allowed=allowed), flat.search(query, K, allowed=allowed)
             indexed = {i for i in allowed if i in flat}
             assert_well_formed(got, min(K, len(indexed)))
             assert {h.id for h in got} <= indexed, name
@@ -509,41 +624,57 @@ def test_filtered_search_returns_the_allowed_top_k(filter_data: Clustered, filte
             measured.setdefault(name, []).append(recall(got, want))
     report = {name: round(float(np.mean(r)), 4) for name, r in measured.items()}
     print(f"filtered recall@10 {kind}: {report}")
-    assert min(report.values()) >= FILTER_RECALL.get(kind, 1.0)
+    assert min(report.values()) >= FILTER_RECALL.get(kind.removesuffix("+store"), 1.0)
+    if vectors is not None:  # the exact scans did read the "store"
+        assert calls
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy", "multivector"])
+@pytest.mark.parametrize("kind", [*FILTER_KINDS, "multivector"])
 def test_filtered_search_widens_until_exact(
     request: pytest.FixtureRequest, filter_data: Clustered, filter_indexes: dict[str, Any], kind: str
 ) -> None:
     """A large allow-list (5,000 ids that are not indexed) whose few indexed ids are the farthest from the
     query: the ANN path must widen all the way and still return exactly the allowed top-k."""
+    calls: list[int] = []
     if kind == "multivector":
         ids, documents, queries = request.getfixturevalue("filter_documents")
         index = request.getfixturevalue("multivector_filter_index")
         scores_of = MaxSimReference(documents, DOT).scores
     else:
-        ids, queries, index = filter_data.ids, filter_data.queries, filter_indexes[kind]
+        ids, queries, index = filter_data.ids, filter_data.queries, filter_index(filter_indexes, kind)
         points = filter_data.points.astype(np.float64)
-        scores_of = lambda q: ((points - q) ** 2).sum(axis=1)  # noqa: E731
-    ghosts = {f"ghost{i}" for i in range(5000)}
+
+        def scores_of(q: np.ndarray) -> np.ndarray:
+            return np.asarray(((points - q) ** 2).sum(axis=1))
+
+    vectors = store_of(kind, filter_data.ids, list(filter_data.points), calls)
     for query in queries[:3]:
         scores = scores_of(query)
         farthest = [ids[i] for i in np.argsort(scores)[-15:]]
-        allowed = ghosts | set(farthest)
+        allowed = allow(ghosts(5000) + farthest, vectors)
         assert len(allowed) > EXACT_SCAN_MAX
         hits = index.search(query, K, allowed=allowed)
-        want = reference_top_k(farthest, scores[[int(i[1:]) for i in farthest]], K)
+        want = reference_top_k(farthest, scores[farthest], K)
         assert_same_top_k(hits, want)
+    if vectors is not None:
+        assert calls
 
 
 def test_hnswlib_cannot_return_every_node_of_this_graph(filter_data: Clustered, filter_indexes: dict[str, Any]) -> None:
-    """The premise of the next two tests: in this graph (default settings) a node is unreachable, so
-    hnswlib itself raises for k = len(index); HnswIndex must fall back to an exact scan."""
-    graph = filter_indexes["hnsw"]._graph
+    """The premise of the fallback: in this graph (default settings) a node is unreachable, so hnswlib
+    itself raises for k = len(index); HnswIndex must fall back to an exact scan."""
+    index = filter_indexes["hnsw"]
+    graph = index._graph
     graph.set_ef(len(filter_data.ids))
-    with pytest.raises(RuntimeError, match="contiguous 2D array"):
-        graph.knn_query(filter_data.queries[0], k=len(filter_data.ids))
+    try:
+        with pytest.raises(RuntimeError, match="contiguous 2D array"):
+            graph.knn_query(filter_data.queries[0], k=len(filter_data.ids))
+    finally:
+        graph.set_ef(index.spec.ef)  # the index is shared by other tests: back to its own setting
+    query = prepare(filter_data.queries[0], L2)
+    hits = index._approximate(query, len(filter_data.ids))  # white-box: the search that hnswlib cannot answer
+    assert_well_formed(hits, len(filter_data.ids))
+    assert [h.id for h in hits[:50]] == [h.id for h in filter_indexes["flat"].search(query, 50)]
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "annoy"])
@@ -557,18 +688,25 @@ def test_search_for_as_many_hits_as_indexed(filter_data: Clustered, filter_index
 
 def test_filtered_search_over_few_ids_in_a_tiny_index() -> None:
     """k larger than what is allowed and indexed: exactly the allowed, indexed ids come back."""
-    for kind in ("flat", "hnsw", "annoy"):
-        index = make_index(kind, COSINE, 4)
-        index.upsert_many(["a", "b", "c"], np.eye(3, 4, dtype=np.float32))
-        hits = index.search(np.array([1, 0, 0, 0], np.float32), 5, allowed={"a", "c", "zzz"})
-        assert [h.id for h in hits] == ["a", "c"]
+    a, b, c = 0, 1, 2
+    # The "store" also holds a vector for GHOST, which the index does not hold: it must not be returned.
+    stored = dict(zip([a, b, c, GHOST], np.eye(4, 4, dtype=np.float32)))
+    # "+list": the store answers with a list (vectors of mixed shapes), which hnsw does not scan: it reads hnswlib instead.
+    for kind in ("flat", "hnsw", "hnsw+store", "hnsw+list", "annoy"):
+        index = make_index(kind.split("+")[0], COSINE, 4)
+        index.upsert_many([a, b, c], np.eye(3, 4, dtype=np.float32))
+        calls: list[int] = []
+        vectors = stored_vectors(stored, calls, matrix=kind != "hnsw+list") if "+" in kind else None
+        hits = index.search(np.array([1, 0, 0, 0], np.float32), 5, allowed=allow([a, c, GHOST], vectors))
+        assert [h.id for h in hits] == [a, c]
         assert [h.distance for h in hits] == pytest.approx([0.0, 1.0], abs=1e-6)
-        assert index.search(np.ones(4, np.float32), 5, allowed=set()) == []
+        assert index.search(np.ones(4, np.float32), 5, allowed=allow([], vectors)) == []
+        assert bool(calls) is (vectors is not None)
         settle(index)
 
 
 @pytest.fixture(scope="module")
-def multivector_filter_index(filter_documents: tuple[list[str], list[np.ndarray], list[np.ndarray]]) -> MultiVectorIndex:
+def multivector_filter_index(filter_documents: tuple[list[int], list[np.ndarray], list[np.ndarray]]) -> MultiVectorIndex:
     ids, documents, _ = filter_documents
     index = make_index("multivector", DOT, documents[0].shape[1], ef_construction=64)
     index.upsert_many(ids, documents)
@@ -576,7 +714,7 @@ def multivector_filter_index(filter_documents: tuple[list[str], list[np.ndarray]
 
 
 def test_multivector_filtered_search_returns_the_allowed_top_k(
-    filter_documents: tuple[list[str], list[np.ndarray], list[np.ndarray]], multivector_filter_index: MultiVectorIndex
+    filter_documents: tuple[list[int], list[np.ndarray], list[np.ndarray]], multivector_filter_index: MultiVectorIndex
 ) -> None:
     ids, documents, queries = filter_documents
     index = multivector_filter_index
@@ -586,9 +724,8 @@ def test_multivector_filtered_search_returns_the_allowed_top_k(
     for query in queries:
         every_score = exact.scores(query)
         for name, (allowed, must_be_exact) in allow_lists(ids, 0, None, rng).items():
-            allowed_set = set(allowed)
-            indexed = [i for i in ids if i in allowed_set]
-            want = reference_top_k(indexed, every_score[[int(i[1:]) for i in indexed]], K)
+            indexed = [i for i in ids if i in allowed]
+            want = reference_top_k(indexed, every_score[indexed], K)
             got = index.search(query, K, allowed=allowed)
             assert_well_formed(got, min(K, len(indexed)))
             assert {h.id for h in got} <= set(indexed), name
@@ -604,9 +741,9 @@ def test_multivector_large_allow_list_over_a_small_collection() -> None:
     """More than EXACT_SCAN_MAX allowed ids (mostly not indexed) over fewer documents than candidates."""
     rng = np.random.default_rng(35)
     index = make_index("multivector", COSINE, 16)
-    ids = [f"d{i:02d}" for i in range(50)]
+    ids = list(range(50))
     index.upsert_many(ids, [rng.normal(size=(4, 16)).astype(np.float32) for _ in ids])
-    allowed = set(ids[:5]) | {f"ghost{i}" for i in range(EXACT_SCAN_MAX + 1)}
+    allowed = allow(ids[:5] + ghosts(EXACT_SCAN_MAX + 1))
     hits = index.search(rng.normal(size=(3, 16)).astype(np.float32), K, allowed=allowed)
     assert sorted(h.id for h in hits) == ids[:5]
 
@@ -623,9 +760,9 @@ PERSIST_DIMS = 32
 COLLECTION, VECTOR = "Docs", "v"
 
 
-def persist_objects(kind: str, count: int, seed: int = 41) -> tuple[list[str], list[np.ndarray]]:
+def persist_objects(kind: str, count: int, seed: int = 41) -> tuple[list[int], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
-    ids = [f"p{i:05d}" for i in range(count)]
+    ids = list(range(count))
     if kind == "multivector":
         return ids, random_documents(rng, count, PERSIST_DIMS, rows=(1, 5))
     return ids, list(clustered(seed, count, PERSIST_DIMS, n_queries=1).points)
@@ -638,7 +775,7 @@ def persist_queries(kind: str, count: int = 30) -> list[np.ndarray]:
     return list(clustered(43, 10, PERSIST_DIMS, n_queries=count).queries)
 
 
-def written_index(kind: str) -> tuple[Any, list[str], dict[str, np.ndarray]]:
+def written_index(kind: str) -> tuple[Any, list[int], dict[int, np.ndarray]]:
     """An index after inserts, updates and deletes (annoy: sealed segments, tombstones and a delta),
     with every id and the current vector of each live one."""
     ids, vectors = persist_objects(kind, 1500 if kind != "multivector" else 300)
@@ -662,13 +799,18 @@ def written_index(kind: str) -> tuple[Any, list[str], dict[str, np.ndarray]]:
 def test_save_then_restore_gives_identical_results(tmp_path: Path, kind: str) -> None:
     index, ids, current = written_index(kind)
     index.save(tmp_path)
-    restored = restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path)
+    if kind == "hnsw":  # its graph is saved without the vectors: they come from the store
+        with pytest.raises(ValueError, match="stored vectors"):
+            restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path)
+    restored = restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path, stored_vectors(current))
     assert len(restored) == len(index) == len(current)
     assert [i for i in ids if (i in restored) != (i in current)] == []
-    allowed = set(ids[::50])
-    for query in persist_queries(kind):
-        assert_same_top_k(restored.search(query, K), index.search(query, K))
-        assert_same_top_k(restored.search(query, K, allowed=allowed), index.search(query, K, allowed=allowed))
+    # hnsw: the restored graph is the saved one, so even approximate results are identical.
+    for vectors in (None, stored_vectors(current)):
+        allowed = allow(ids[::50], vectors)
+        for query in persist_queries(kind):
+            assert_same_top_k(restored.search(query, K), index.search(query, K))
+            assert_same_top_k(restored.search(query, K, allowed=allowed), index.search(query, K, allowed=allowed))
     index.close()
     restored.close()
 
@@ -679,119 +821,283 @@ def test_a_restored_index_takes_further_writes(tmp_path: Path, kind: str) -> Non
     index, ids, current = written_index(kind)
     index.save(tmp_path)
     index.close()
-    mirror = Mirror(restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path), PERSIST_SPECS[kind].distance, PERSIST_DIMS)
-    mirror.flat.upsert_many(list(current), list(current.values()))
+    restored = restore_index(PERSIST_SPECS[kind], PERSIST_DIMS, tmp_path, stored_vectors(current))
+    mirror = Mirror(restored, PERSIST_SPECS[kind].distance, PERSIST_DIMS)
+    mirror.track(list(current), list(current.values()))
     rng = np.random.default_rng(45)
     live = list(current)
     chosen = [live[int(i)] for i in rng.choice(len(live), size=600, replace=False)]
     mirror.upsert(chosen[:450], np.stack([current[i] + np.float32(0.25) for i in chosen[:450]]))  # crosses annoy's threshold
     mirror.delete(chosen[450:])
     mirror.upsert(chosen[450:500], np.stack([current[i] for i in chosen[450:500]]))  # deleted, then written again
+    gone = [i for i in ids if i not in current]  # deleted before the save: written again after the restore
+    mirror.upsert(gone[:50], np.stack([current[chosen[n]] + np.float32(0.5) for n in range(50)]))
     settle(mirror.index)
     mirror.check(persist_queries(kind) + [current[i] for i in chosen[::20]], exact=kind != "hnsw", min_recall=0.9)
     mirror.index.close()
 
 
+@pytest.mark.parametrize("metric", [COSINE, DOT, L2], ids=lambda m: m.value)
+def test_hnsw_restore_leaves_out_docs_the_store_no_longer_has(tmp_path: Path, metric: Distance) -> None:
+    """A saved graph takes its vectors from the store: docs deleted from the store since the save are
+    deleted from the restored graph (never returned), and can be written again."""
+    spec = dataclasses.replace(PERSIST_SPECS["hnsw"], distance=metric)
+    ids, vectors = persist_objects("hnsw", 1500)
+    index = build_index(spec, PERSIST_DIMS)
+    fill(index, ids, vectors, batch=500)
+    index.save(tmp_path)
+    index.close()
+    stored = dict(zip(ids, vectors))
+    gone = ids[::15]
+    for doc in gone:
+        del stored[doc]
+    restored = restore_index(spec, PERSIST_DIMS, tmp_path, stored_vectors(stored))
+    mirror = Mirror(restored, metric, PERSIST_DIMS)
+    mirror.track(list(stored), list(stored.values()))
+    mirror.deleted |= set(gone)
+    assert [d for d in ids if (d in restored) != (d in stored)] == []
+    mirror.check(persist_queries("hnsw") + [vectors[d] for d in gone[:30]], exact=False, min_recall=0.9)
+    for doc in gone[:30]:  # a query right on a gone doc's vector finds its neighbours, not it
+        assert doc not in {h.id for h in restored.search(vectors[doc], K)}
+    mirror.upsert(gone[:80], np.stack([vectors[d] for d in gone[:80]]))  # written again (on every core)
+    mirror.upsert(gone[80:90], np.stack([far_from(metric, vectors[d]) for d in gone[80:90]]))
+    mirror.check(persist_queries("hnsw") + [vectors[d] for d in gone[:30]], exact=False, min_recall=0.9)
+    for doc in gone[:90]:
+        assert restored.search(mirror.current[doc], 1, allowed=allow([doc, GHOST])) == [Hit(doc, pytest.approx(naive_distance(metric, mirror.current[doc], mirror.current[doc]), **TOL))]
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
+def store(tmp_path: Path) -> Iterator[ObjectStore]:
     with ObjectStore(tmp_path / "data") as opened:
         yield opened
 
 
-def put(store: ObjectStore, ids: Sequence[str], vectors: Sequence[np.ndarray]) -> None:
-    for start in range(0, len(ids), 500):
-        chunk = zip(ids[start : start + 500], vectors[start : start + 500])
-        store.put_many([StoredObject(COLLECTION, i, {}, {VECTOR: np.asarray(v, np.float32)}) for i, v in chunk])
+def name_of(n: int) -> str:
+    """The store's id for persisted object n."""
+    return f"p{n:05d}"
+
+
+def put(store: ObjectStore, names: Sequence[str], vectors: Sequence[np.ndarray]) -> list[int]:
+    """Store objects (in batches of 500); the docs the store gave them."""
+    docs: list[int] = []
+    for start in range(0, len(names), 500):
+        chunk = zip(names[start : start + 500], vectors[start : start + 500])
+        docs += store.put_many([StoredObject(COLLECTION, i, {}, {VECTOR: np.asarray(v, np.float32)}) for i, v in chunk])
+    return docs
 
 
 def data_dir_of(store: ObjectStore) -> Path:
     return store.path.parent
 
 
-def open_logged(store: ObjectStore, spec: IndexSpec, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[logging.LogRecord]]:
+class RecordingSource:
+    """The store as ``open_index`` reads it (the engine's StoreSource), noting the docs each batched read
+    of vectors asks for (``reads``; None: every stored vector, a rebuild), and those the vector reader
+    (an hnsw graph's restore) asks for (``restored``)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.inner = StoreSource(store, COLLECTION)
+        self.reads: list[list[int] | None] = []
+        self.restored: list[list[int]] = []
+
+    def vectors(self, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        assert name == VECTOR
+        self.reads.append(None if docs is None else sorted(docs))
+        return self.inner.vectors(name, docs)
+
+    def vector_reader(self, name: str) -> VectorReader:
+        assert name == VECTOR
+        read = self.inner.vector_reader(name)
+
+        def recorded(docs: Sequence[int]) -> tuple[list[int], np.ndarray | list[np.ndarray]]:
+            self.restored.append(sorted(docs))
+            return read(docs)
+
+        return recorded
+
+    def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        return self.inner.properties(docs)
+
+    def changed_since(self, seq: int) -> list[int] | None:
+        return self.inner.changed_since(seq)
+
+
+def open_logged(store: ObjectStore, spec: IndexSpec, caplog: pytest.LogCaptureFixture, source: RecordingSource | None = None) -> tuple[Any, list[logging.LogRecord]]:
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="searchd.index"):
-        index = open_index(store, data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS)
+        index = open_index(source or RecordingSource(store), data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS, store.write_seq())
     settle(index)
     return index, [r for r in caplog.records if r.name == "searchd.index"]
 
 
-def saved(store: ObjectStore, kind: str, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[str], list[np.ndarray]]:
-    """Objects in the store, their index rebuilt from it (a full and a partial batch) and saved as current."""
-    ids, vectors = persist_objects(kind, 1100 if kind != "multivector" else 300)
-    put(store, ids, vectors)
+def saved(store: ObjectStore, kind: str, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[int], list[np.ndarray]]:
+    """Objects in the store, their index rebuilt from it (a full and a partial batch) and saved as current;
+    returns the index, the objects' docs and their vectors."""
+    _, vectors = persist_objects(kind, 1100 if kind != "multivector" else 300)
+    docs = put(store, [name_of(n) for n in range(len(vectors))], vectors)
+    assert len(set(docs)) == len(docs)
     index, records = open_logged(store, PERSIST_SPECS[kind], caplog)
     assert any("rebuilt" in r.getMessage() for r in records)
-    assert len(index) == len(ids)
+    assert len(index) == len(docs)
     spec = PERSIST_SPECS[kind]
     save_index(index, index_dir(data_dir_of(store), COLLECTION, VECTOR), vector_fingerprint(spec, PERSIST_DIMS), store.write_seq())
-    return index, ids, vectors
+    return index, docs, vectors
 
 
 def messages(records: Sequence[logging.LogRecord], level: int = logging.INFO) -> list[str]:
     return [r.getMessage() for r in records if r.levelno == level]
 
 
+def loaded_message(store: ObjectStore, count: int, changed: int) -> str:
+    return f"loaded {COLLECTION}.{VECTOR} index ({count} vectors) from {index_dir(data_dir_of(store), COLLECTION, VECTOR)}, {changed} changed since"
+
+
+def assert_matches_the_store(index: Any, store: ObjectStore, kind: str) -> None:
+    """The index holds exactly the store's docs, and answers like an exact search over the store's
+    current vectors (flat, and annoy with an exhaustive search_k: the same top-k; hnsw and multivector:
+    a recall bound)."""
+    docs: list[int] = []
+    vectors: list[np.ndarray] = []
+    for batch_docs, batch_vectors in StoreSource(store, COLLECTION).vectors(VECTOR):
+        docs += batch_docs
+        vectors += batch_vectors
+    assert len(index) == len(docs) == store.count(COLLECTION)
+    assert all(d in index for d in docs)
+    queries = persist_queries(kind, 20) + vectors[::100]
+    if kind == "multivector":
+        exact = MaxSimReference([v.reshape(-1, PERSIST_DIMS) for v in vectors], DOT)
+        wants = [reference_top_k(docs, exact.scores(q.reshape(-1, PERSIST_DIMS)), K) for q in queries]
+    else:
+        flat = reference(PERSIST_SPECS[kind].distance, docs, np.stack(vectors))
+        wants = [flat.search(q, K) for q in queries]
+    recalls = []
+    for query, want in zip(queries, wants):
+        got = index.search(query, K)
+        assert_well_formed(got, K)
+        if kind in ("flat", "annoy"):
+            assert_same_top_k(got, want)
+        elif kind == "hnsw":
+            assert_true_distances(got, query, flat)
+        recalls.append(recall(got, want))
+    assert np.mean(recalls) >= 0.9, f"recall@10 against the store: {np.mean(recalls):.3f}"
+
+
 @pytest.mark.parametrize("kind", list(PERSIST_SPECS))
-def test_open_index_loads_a_current_save_without_rebuilding(
-    store: ObjectStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, kind: str
-) -> None:
-    index, ids, _ = saved(store, kind, caplog)
-
-    def no_rebuild(*args: object) -> None:
-        raise AssertionError("the index was rebuilt from the store")
-
-    monkeypatch.setattr(store, "iter_vectors", no_rebuild)
-    loaded, records = open_logged(store, PERSIST_SPECS[kind], caplog)
-    assert any(m.startswith(f"loaded {COLLECTION}.{VECTOR} index ({len(ids)} vectors)") for m in messages(records))
+def test_open_index_loads_a_current_save_without_rebuilding(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    index, docs, _ = saved(store, kind, caplog)
+    source = RecordingSource(store)
+    loaded, records = open_logged(store, PERSIST_SPECS[kind], caplog, source)
+    assert loaded_message(store, len(docs), 0) in messages(records)
     assert not any("rebuilt" in r.getMessage() for r in records)
     assert not messages(records, logging.WARNING)
+    assert source.reads == [[]]  # nothing changed since: nothing to catch up with
+    assert source.restored == ([sorted(docs)] if kind == "hnsw" else [])  # hnsw: its graph's vectors, read once
     for query in persist_queries(kind, 10):
-        assert_same_top_k(loaded.search(query, K), index.search(query, K))
+        assert_same_top_k(loaded.search(query, K), index.search(query, K))  # hnsw too: the same graph
     loaded.close()
     index.close()
 
 
-STALE = [(kind, change) for change in ("object written", "object deleted", "maxConnections changed") for kind in PERSIST_SPECS]
-STALE.append(("annoy", "trees changed"))  # a parameter annoy actually uses
-
-
 @pytest.mark.parametrize("kind", ["hnsw", "multivector"])
 def test_open_index_keeps_a_save_when_only_search_time_settings_changed(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
-    index, ids, _ = saved(store, kind, caplog)
+    index, docs, _ = saved(store, kind, caplog)
     index.close()
     spec = dataclasses.replace(PERSIST_SPECS[kind], ef=PERSIST_SPECS[kind].ef + 7, candidates=PERSIST_SPECS[kind].candidates + 3)
     with caplog.at_level(logging.INFO, logger="searchd"):
         caplog.clear()
-        reopened = open_index(store, data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS)
+        reopened = open_index(StoreSource(store, COLLECTION), data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS, store.write_seq())
     assert not any("rebuilt" in r.getMessage() for r in caplog.records)
-    assert len(reopened) == len(ids)
-    assert getattr(reopened, "spec").ef == spec.ef  # the new search-time setting is the one used
+    assert any(r.getMessage().startswith(f"loaded {COLLECTION}.{VECTOR} index") for r in caplog.records)
+    assert len(reopened) == len(docs)
+    assert reopened.spec.ef == spec.ef  # the new search-time setting is the one used
+    if kind == "hnsw":
+        assert reopened._graph.ef == spec.ef  # and hnswlib searches with it
 
 
-@pytest.mark.parametrize(("kind", "change"), STALE)
-def test_open_index_rebuilds_a_stale_save(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
-    index, ids, vectors = saved(store, kind, caplog)
+CATCH_UP = [(kind, change) for change in ("object written", "object rewritten", "object deleted", "log trimmed up to the save") for kind in PERSIST_SPECS]
+
+
+def moved_vector(kind: str, vector: np.ndarray) -> np.ndarray:
+    """A new vector for a stored object, far from its old one (multivector, dot: MaxSim -|Σ rows|²)."""
+    if kind == "multivector":
+        return np.tile(-vector.reshape(-1, PERSIST_DIMS).sum(axis=0), (2, 1)).astype(np.float32)
+    return far_from(PERSIST_SPECS[kind].distance, vector)
+
+
+@pytest.mark.parametrize(("kind", "change"), CATCH_UP)
+def test_open_index_loads_an_older_save_and_replays_the_changes_since(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
+    """A save older than the store is loaded, then catches up with exactly the docs changed since
+    (read from the change log), and answers as an index of the store's current content."""
+    index, docs, vectors = saved(store, kind, caplog)
+    index.close()
+    saved_at = store.write_seq()
+    if change == "object written":
+        new_vector = (vectors[0] + np.float32(0.5)).astype(np.float32)
+        (changed,) = put(store, ["p-new"], [new_vector])
+        assert changed not in docs
+    elif change == "object rewritten":  # the same object: it keeps its doc, with a new vector
+        new_vector = moved_vector(kind, vectors[1])
+        (changed,) = put(store, [name_of(1)], [new_vector])
+        assert changed == docs[1]
+    elif change == "object deleted":
+        assert store.delete(COLLECTION, name_of(1)) == docs[1]
+        changed = docs[1]
+    else:  # the log forgot everything up to the save (not after it): it still tells what changed since
+        store.trim_changes(saved_at)
+        new_vector = (vectors[0] + np.float32(0.5)).astype(np.float32)
+        (changed,) = put(store, ["p-new"], [new_vector])
+    assert store.write_seq() == saved_at + 1
+    source = RecordingSource(store)
+    loaded, records = open_logged(store, PERSIST_SPECS[kind], caplog, source)
+    assert loaded_message(store, len(docs), 1) in messages(records)
+    assert not any("rebuilt" in r.getMessage() for r in records)
+    assert not messages(records, logging.WARNING)
+    assert source.reads == [[changed]], "the catch-up read more (or less) than the changed doc"
+    assert source.restored == ([sorted(docs)] if kind == "hnsw" else [])  # hnsw: the saved graph's vectors, from the store
+    if change == "object deleted":
+        assert changed not in loaded
+        assert changed not in {h.id for h in loaded.search(vectors[1], K)}
+    else:
+        assert changed in loaded
+        assert loaded.search(new_vector, 1)[0].id == changed
+    if change == "object rewritten":
+        assert changed not in {h.id for h in loaded.search(vectors[1], K)}  # the old vector is gone
+    assert_matches_the_store(loaded, store, kind)
+    loaded.close()
+
+
+REBUILT = [(kind, change) for change in ("maxConnections changed", "log trimmed past the save", "save newer than the store") for kind in PERSIST_SPECS]
+REBUILT.append(("annoy", "trees changed"))  # a parameter annoy actually uses
+
+
+@pytest.mark.parametrize(("kind", "change"), REBUILT)
+def test_open_index_rebuilds_a_save_it_cannot_catch_up(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
+    """Built with other settings, older than the change log reaches, or newer than the store: rebuilt."""
+    index, docs, vectors = saved(store, kind, caplog)
     index.close()
     spec = PERSIST_SPECS[kind]
-    new_id, new_vector = "p-new", (vectors[0] + np.float32(0.5)).astype(np.float32)
-    if change == "object written":
-        put(store, [new_id], [new_vector])
-    elif change == "object deleted":
-        assert store.delete(COLLECTION, ids[1])
+    new_vector = (vectors[0] + np.float32(0.5)).astype(np.float32)
+    directory = index_dir(data_dir_of(store), COLLECTION, VECTOR)
+    written: int | None = None
+    if change == "log trimmed past the save":
+        (written,) = put(store, ["p-new"], [new_vector])
+        assert store.delete(COLLECTION, name_of(1)) == docs[1]
+        store.trim_changes(store.write_seq() - 1)  # the delete is still logged, the write after the save is not
+    elif change == "save newer than the store":  # e.g. the data directory's database restored from an older backup
+        manifest = json.loads((directory / "manifest.json").read_text())
+        (directory / "manifest.json").write_text(json.dumps({**manifest, "writeSeq": store.write_seq() + 1}))
     else:
         spec = dataclasses.replace(spec, **({"max_connections": spec.max_connections + 1} if change == "maxConnections changed" else {"trees": spec.trees + 1}))
-    rebuilt, records = open_logged(store, spec, caplog)
+    source = RecordingSource(store)
+    rebuilt, records = open_logged(store, spec, caplog, source)
     assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR} {kind} index from the store") for m in messages(records))
     assert not any(m.startswith("loaded") for m in messages(records))
     assert not messages(records, logging.WARNING)
-    assert len(rebuilt) == store.count(COLLECTION)
-    if change == "object written":
-        assert new_id in rebuilt
-        assert rebuilt.search(new_vector, 1)[0].id == new_id
-    if change == "object deleted":
-        assert ids[1] not in rebuilt
-        assert ids[1] not in {h.id for h in rebuilt.search(vectors[1], K)}
+    assert source.reads == [None]  # one full read of the stored vectors
+    if written is not None:
+        assert written in rebuilt and rebuilt.search(new_vector, 1)[0].id == written
+        assert docs[1] not in rebuilt
+    assert_matches_the_store(rebuilt, store, kind)
     rebuilt.close()
 
 
@@ -812,8 +1118,8 @@ def _corrupt(path: Path, how: str) -> None:
 CORRUPTIONS = [
     ("flat", "vectors.npy", "empty"), ("flat", "vectors.npy", "truncated"), ("flat", "vectors.npy", "garbage"),
     ("flat", "ids.json", "garbage"),
-    ("hnsw", "graph.bin", "empty"), ("hnsw", "graph.bin", "truncated"), ("hnsw", "graph.bin", "one byte short"),
-    ("hnsw", "graph.bin", "garbage"), ("hnsw", "labels.json", "truncated"),
+    ("hnsw", "graph.npz", "empty"), ("hnsw", "graph.npz", "truncated"), ("hnsw", "graph.npz", "one byte short"),
+    ("hnsw", "graph.npz", "garbage"), ("hnsw", "graph.json", "truncated"), ("hnsw", "graph.json", "garbage"),
     ("annoy", "segments.json", "garbage"), ("annoy", "delta.npy", "empty"),
     ("annoy", "delta.npy", "truncated"), ("annoy", "segment-0.ann", "empty"), ("annoy", "segment-0.ann", "one byte short"),
     ("annoy", "segment-0.ann", "truncated"), ("annoy", "segment-0.ann", "garbage"),
@@ -825,7 +1131,7 @@ CORRUPTIONS = [
 def test_open_index_rebuilds_an_unreadable_save_with_a_warning(
     store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, file: str, how: str
 ) -> None:
-    index, ids, vectors = saved(store, kind, caplog)
+    index, docs, vectors = saved(store, kind, caplog)
     index.close()
     directory = index_dir(data_dir_of(store), COLLECTION, VECTOR)
     _corrupt(directory / file, how)
@@ -833,24 +1139,25 @@ def test_open_index_rebuilds_an_unreadable_save_with_a_warning(
     warnings = messages(records, logging.WARNING)
     assert len(warnings) == 1 and "unreadable" in warnings[0] and "rebuilding" in warnings[0]
     assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR}") for m in messages(records))
-    assert len(rebuilt) == len(ids)
-    for object_id, vector in list(zip(ids, vectors))[::100]:
-        assert rebuilt.search(vector, 1)[0].id == object_id
+    assert len(rebuilt) == len(docs)
+    for doc, vector in list(zip(docs, vectors))[::100]:
+        assert rebuilt.search(vector, 1)[0].id == doc
     rebuilt.close()
 
 
 def test_open_index_rebuilds_when_the_manifest_is_garbage(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
-    index, ids, _ = saved(store, "flat", caplog)
+    index, docs, _ = saved(store, "flat", caplog)
+    index.close()
     (index_dir(data_dir_of(store), COLLECTION, VECTOR) / "manifest.json").write_text("{not json")
     rebuilt, records = open_logged(store, PERSIST_SPECS["flat"], caplog)
     assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR}") for m in messages(records))
-    assert len(rebuilt) == len(ids)
+    assert len(rebuilt) == len(docs)
 
 
 def test_open_index_rebuilds_an_annoy_segment_truncated_to_whole_nodes(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
     """annoy itself loads a segment file cut at a node boundary (it just has fewer items): the
     restore must notice that the segment no longer matches its id list."""
-    index, ids, _ = saved(store, "annoy", caplog)
+    index, docs, _ = saved(store, "annoy", caplog)
     index.close()
     segment = index_dir(data_dir_of(store), COLLECTION, VECTOR) / "segment-0.ann"
     node = 16 + 4 * PERSIST_DIMS  # annoy's euclidean node: n_descendants, a, children[2], v[dims]
@@ -861,8 +1168,8 @@ def test_open_index_rebuilds_an_annoy_segment_truncated_to_whole_nodes(store: Ob
     rebuilt, records = open_logged(store, PERSIST_SPECS["annoy"], caplog)
     assert any("unreadable" in m for m in messages(records, logging.WARNING)), "the truncated segment was loaded"
     assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR}") for m in messages(records))
-    assert len(rebuilt) == len(ids)
-    assert {h.id for h in rebuilt.search(np.zeros(PERSIST_DIMS, np.float32), len(ids))} == set(ids)
+    assert len(rebuilt) == len(docs)
+    assert {h.id for h in rebuilt.search(np.zeros(PERSIST_DIMS, np.float32), len(docs))} == set(docs)
     rebuilt.close()
 
 
@@ -908,7 +1215,7 @@ def naive_maxsim_all(query: np.ndarray, documents: Sequence[np.ndarray], metric:
     return MaxSimReference(documents, metric).scores(query) if documents else np.zeros(0)
 
 
-def reference_top_k(ids: Sequence[str], scores: np.ndarray, k: int) -> list[Hit]:
+def reference_top_k(ids: Sequence[int], scores: np.ndarray, k: int) -> list[Hit]:
     order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))[:k]
     return [Hit(ids[i], float(scores[i])) for i in order]
 
@@ -934,7 +1241,7 @@ def test_maxsim_distances_equals_the_naive_definition() -> None:
 def test_multivector_small_collection_is_exact(metric: Distance) -> None:
     rng = np.random.default_rng(52)
     documents = random_documents(rng, 40, 8, rows=(1, 7))  # 40 ≤ candidates: scored exactly
-    ids = [f"d{i:02d}" for i in range(40)]
+    ids = list(range(40))
     index = make_index("multivector", metric, 8)
     index.upsert_many(ids, documents)
     for _ in range(10):
@@ -943,8 +1250,9 @@ def test_multivector_small_collection_is_exact(metric: Distance) -> None:
         assert_same_top_k(index.search(query, K), reference_top_k(ids, scores, K))
         assert_same_top_k(index.search(query, 100), reference_top_k(ids, scores, 100))  # k > n: all 40
     # A single-row document (stored as a 1-D vector) is a one-row matrix.
-    index.upsert("single", rng.normal(size=8).astype(np.float32))
-    assert "single" in index and len(index) == 41
+    single = 40
+    index.upsert(single, rng.normal(size=8).astype(np.float32))
+    assert single in index and len(index) == 41
 
 
 MV_DATA = {"count": 2000, "dims": 32}
@@ -954,13 +1262,13 @@ MV_RECALL = {DOT: 0.85, COSINE: 0.8}
 
 
 @pytest.fixture(scope="module")
-def mv_documents() -> tuple[list[str], list[np.ndarray]]:
+def mv_documents() -> tuple[list[int], list[np.ndarray]]:
     rng = np.random.default_rng(53)
-    return [f"m{i:04d}" for i in range(MV_DATA["count"])], random_documents(rng, MV_DATA["count"], MV_DATA["dims"])
+    return list(range(MV_DATA["count"])), random_documents(rng, MV_DATA["count"], MV_DATA["dims"])
 
 
 @pytest.mark.parametrize("metric", [DOT, COSINE], ids=lambda m: m.value)
-def test_multivector_recall_on_a_larger_collection(mv_documents: tuple[list[str], list[np.ndarray]], metric: Distance) -> None:
+def test_multivector_recall_on_a_larger_collection(mv_documents: tuple[list[int], list[np.ndarray]], metric: Distance) -> None:
     ids, documents = mv_documents
     index = make_index("multivector", metric, MV_DATA["dims"], ef_construction=64)
     index.upsert_many(ids, documents)
@@ -974,7 +1282,7 @@ def test_multivector_recall_on_a_larger_collection(mv_documents: tuple[list[str]
         want = reference_top_k(ids, exact.scores(query), K)
         got = index.search(query, K)
         assert_well_formed(got, K)
-        truth = naive_maxsim_all(query, [documents[int(h.id[1:])] for h in got], metric)
+        truth = naive_maxsim_all(query, [documents[h.id] for h in got], metric)
         assert [h.distance for h in got] == pytest.approx(truth.tolist(), **TOL)
         recalls.append(recall(got, want))
     print(f"multivector {metric.value} recall@10: mean {np.mean(recalls):.4f}, worst {min(recalls):.1f}")
@@ -985,7 +1293,7 @@ def test_multivector_recall_on_a_larger_collection(mv_documents: tuple[list[str]
 
 
 @pytest.mark.parametrize("size", [40, 600], ids=["exact", "token-index"])  # 40 ≤ candidates < 600
-def test_multivector_deleted_and_updated_documents_are_never_returned(mv_documents: tuple[list[str], list[np.ndarray]], size: int) -> None:
+def test_multivector_deleted_and_updated_documents_are_never_returned(mv_documents: tuple[list[int], list[np.ndarray]], size: int) -> None:
     ids, documents = mv_documents[0][:size], mv_documents[1][:size]
     index = make_index("multivector", COSINE, MV_DATA["dims"], ef_construction=64)
     index.upsert_many(ids, documents)
@@ -1003,7 +1311,7 @@ def test_multivector_deleted_and_updated_documents_are_never_returned(mv_documen
     live = sorted(current)
     exact = MaxSimReference([current[i] for i in live], COSINE)
     for object_id in (updated[:15] + deleted[:15]):
-        old = documents[int(object_id[1:])]
+        old = documents[object_id]
         hits = index.search(old, K)
         assert_well_formed(hits, K)
         assert not {h.id for h in hits} & set(deleted)
@@ -1016,7 +1324,7 @@ def test_multivector_deleted_and_updated_documents_are_never_returned(mv_documen
         assert index.search(current[object_id], 1)[0].id == object_id
 
 
-def test_multivector_reimport_of_the_same_matrices_adds_no_tokens(mv_documents: tuple[list[str], list[np.ndarray]]) -> None:
+def test_multivector_reimport_of_the_same_matrices_adds_no_tokens(mv_documents: tuple[list[int], list[np.ndarray]]) -> None:
     ids, documents = mv_documents[0][:600], mv_documents[1][:600]
     index = make_index("multivector", COSINE, MV_DATA["dims"], ef_construction=64)
     index.upsert_many(ids, documents)
@@ -1037,7 +1345,7 @@ def test_multivector_returns_k_hits_when_document_rows_are_similar() -> None:
     dims = 16
     centres = rng.normal(size=(500, dims))
     documents = [(c + 0.05 * rng.normal(size=(12, dims))).astype(np.float32) for c in centres]
-    ids = [f"d{i:03d}" for i in range(500)]
+    ids = list(range(500))
     index = make_index("multivector", DOT, dims)
     index.upsert_many(ids, documents)
     exact = MaxSimReference(documents, DOT)
@@ -1052,15 +1360,16 @@ def test_multivector_returns_k_hits_when_document_rows_are_similar() -> None:
 
 # -- 6. distance definitions -------------------------------------------------------------------------
 
-# Four vectors and a query, with distances worked out by hand.
-HAND_VECTORS = {"a": [3.0, 4.0, 0.0], "b": [0.0, 0.0, 2.0], "c": [-4.0, -3.0, 0.0], "d": [0.0, -10.0, 0.0]}
+# Four vectors (docs a, b, c, d) and a query, with distances worked out by hand.
+a, b, c, d = 0, 1, 2, 3
+HAND_VECTORS = {a: [3.0, 4.0, 0.0], b: [0.0, 0.0, 2.0], c: [-4.0, -3.0, 0.0], d: [0.0, -10.0, 0.0]}
 HAND_QUERY = [4.0, 3.0, 0.0]
 HAND_DISTANCES = {
     # a·q = 24, |a| = |q| = 5; b·q = 0; c·q = -25 (c = -q); d·q = -30, |d| = 10
-    COSINE: {"a": 1 - 24 / 25, "b": 1.0, "c": 2.0, "d": 1 + 30 / 50},
-    DOT: {"a": -24.0, "b": 0.0, "c": 25.0, "d": 30.0},
-    L2: {"a": 1 + 1 + 0, "b": 16 + 9 + 4, "c": 64 + 36 + 0, "d": 16 + 169 + 0},
-    L1: {"a": 1 + 1 + 0, "b": 4 + 3 + 2, "c": 8 + 6 + 0, "d": 4 + 13 + 0},
+    COSINE: {a: 1 - 24 / 25, b: 1.0, c: 2.0, d: 1 + 30 / 50},
+    DOT: {a: -24.0, b: 0.0, c: 25.0, d: 30.0},
+    L2: {a: 1 + 1 + 0, b: 16 + 9 + 4, c: 64 + 36 + 0, d: 16 + 169 + 0},
+    L1: {a: 1 + 1 + 0, b: 4 + 3 + 2, c: 8 + 6 + 0, d: 4 + 13 + 0},
 }
 DISTANCE_CASES = [
     ("flat", COSINE), ("flat", DOT), ("flat", L2), ("flat", L1),
@@ -1078,6 +1387,7 @@ def test_distance_definitions(kind: str, metric: Distance) -> None:
         index = make_index(kind, metric, 3)
     index.upsert_many(list(HAND_VECTORS), np.array(list(HAND_VECTORS.values()), np.float32))
     settle(index)
+    stored = stored_vectors({i: np.array(v, np.float32) for i, v in HAND_VECTORS.items()})
     if kind == "annoy-sealed":
         assert len(index._segments) == 1 and len(index._delta) == 0
     for query_scale in (1.0, 2.0):
@@ -1088,8 +1398,10 @@ def test_distance_definitions(kind: str, metric: Distance) -> None:
         hits = index.search(query, 3)
         assert [h.id for h in hits] == nearest[:3]
         assert [h.distance for h in hits] == pytest.approx([expected[i] for i in nearest[:3]], abs=1e-4)
-        # The exact paths (an allow-list; k = everything) use the same definition.
-        for exact in (index.search(query, 3, allowed=set(HAND_VECTORS)), index.search(query, 4)):
+        # The exact paths (an allow-list, its vectors read through its callback or not; k = everything) use the same definition.
+        filtered = [index.search(query, 3, allowed=allow([*HAND_VECTORS, GHOST], vectors)) for vectors in (None, stored)]
+        for exact in (*filtered, index.search(query, 4)):
+            assert [h.id for h in exact] == nearest[: len(exact)] and len(exact) >= 3
             assert {h.id: h.distance for h in exact} == pytest.approx({i: expected[i] for i in [h.id for h in exact]}, abs=1e-4)
     index.close()
 
@@ -1101,9 +1413,10 @@ def test_multivector_distance_is_negative_maxsim() -> None:
     # cosine: document rows (1, 0), (0, 1); query rows (0.8, 0.6), (0, 1) → max(0.8, 0.6) + max(0, 1) = 1.8.
     for metric, expected in ((DOT, -10.0), (COSINE, -1.8)):
         index = make_index("multivector", metric, 2)
-        index.upsert("doc", document)
-        assert index.search(query, 1) == [Hit("doc", pytest.approx(expected, abs=1e-5))]
-        assert index.search(query, 1, allowed={"doc"}) == [Hit("doc", pytest.approx(expected, abs=1e-5))]
+        doc = 7
+        index.upsert(doc, document)
+        assert index.search(query, 1) == [Hit(doc, pytest.approx(expected, abs=1e-5))]
+        assert index.search(query, 1, allowed=allow([doc, GHOST])) == [Hit(doc, pytest.approx(expected, abs=1e-5))]
 
 
 @pytest.mark.parametrize(("kind", "metric"), [("hnsw", L1), ("hnsw", Distance.HAMMING), ("annoy", Distance.HAMMING), ("multivector", L2)])

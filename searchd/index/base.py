@@ -151,8 +151,9 @@ def top_k(ids: Sequence[int], scores: np.ndarray, k: int) -> list[Hit]:
 class ApproximateIndex(abc.ABC):
     """Shared search logic for ANN indexes; subclasses provide the unfiltered search.
 
-    Subclasses keep ``_mirror``, a plain copy of every live vector: the libraries' own
-    per-item lookups are too slow for the exact scans that selective filters need.
+    An exact scan (a selective filter) reads the allowed docs' vectors through the allow-list
+    (the store, for hnsw) or, for annoy, from ``_mirror``, its plain copy of every live vector:
+    the libraries' own per-item lookups are too slow for it.
     """
 
     metric: Distance

@@ -90,6 +90,7 @@ class HnswIndex(ApproximateIndex):
         self._live: set[int] = live if live is not None else set()
         # Docs marked deleted whose label hnswlib may still hold (a re-insert must unmark it, not add it twice).
         self._deleted: set[int] = set(graph.get_ids_list()) - self._live if live is not None else set()
+        self.saved_size = len(self._live)  # restored: how many docs the save held (its manifest's count)
         self._threads = max(1, os.cpu_count() or 1)
 
     @property
@@ -140,7 +141,10 @@ class HnswIndex(ApproximateIndex):
             # An update must not take a vacant slot (the old one would stay live under the same label).
             for group, replace in ((updates, False), (inserts, True)):
                 if group:
-                    threads = self._threads if len(group) >= _PARALLEL_FROM else 1
+                    # Updates on one thread: hnswlib's in-place updates run side by side can leave an updated node
+                    # unreachable: its new vector no longer finds it (tests/test_indexes.py, updated ids; ~7% of runs on 2 cores).
+                    # Inserts that may reuse a deleted slot are updates inside hnswlib: one thread too.
+                    threads = self._threads if replace and not self._deleted and len(group) >= _PARALLEL_FROM else 1
                     self._graph.add_items(matrix[[latest[d] for d in group]], np.asarray(group, dtype=np.int64), num_threads=threads, replace_deleted=replace)
             self._live.update(latest)
 
@@ -212,7 +216,8 @@ class HnswIndex(ApproximateIndex):
         if vectors is None:
             raise ValueError("a saved hnsw graph needs the stored vectors to load")
         state, live = dict(header["state"]), [int(d) for d in header["live"]]
-        with np.load(directory / "graph.npz", allow_pickle=False) as saved:
+        # Our own file object: np.load leaves the file it opened unclosed when the archive is damaged.
+        with open(directory / "graph.npz", "rb") as file, np.load(file, allow_pickle=False) as saved:
             arrays = {name: saved[name] for name in saved.files}
         count, width = int(state["cur_element_count"]), int(state["size_data_per_element"])
         start, end = int(state["offset_data"]), int(state["offset_data"]) + 4 * dimensions
@@ -238,6 +243,7 @@ class HnswIndex(ApproximateIndex):
         graph = hnswlib.Index.__new__(hnswlib.Index)
         cast(Any, graph).__setstate__((state,))
         index = cls(spec, dimensions, graph, set(found))
+        index.saved_size = len(live)  # the docs below are no longer live
         for doc in set(live) - set(found):  # deleted from the store since the save: the catch-up would find it gone
             graph.mark_deleted(doc)
             index._deleted.add(doc)
