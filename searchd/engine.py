@@ -8,6 +8,7 @@ that the store and the indexes agree on the order of writes.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 import time
@@ -109,8 +110,21 @@ CHECKPOINT_SECONDS = 60.0  # and the longest a smaller number of writes waits
 CHECKPOINT_TICK_S = 1.0
 
 
+def release_free_memory() -> None:
+    """Hand memory that Python and numpy freed back to the OS (glibc keeps it in its heaps otherwise).
+
+    An import parses megabytes of JSON per batch and an index restore builds its arrays twice over;
+    without this the server's resident size stays at its peak (about 30 MB more at 60,000 objects).
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 class Checkpoints:
-    """A background thread that saves the engine's indexes when enough writes have piled up since the last save."""
+    """A background thread that saves the engine's indexes when enough writes have piled up since the last save,
+    and hands freed memory back once writes pause."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -118,6 +132,7 @@ class Checkpoints:
         self._thread: threading.Thread | None = None
         self._saved_seq = 0
         self._saved_at = time.monotonic()
+        self._seen_seq = self._trimmed_seq = -1
 
     def saved(self, seq: int) -> None:
         self._saved_seq, self._saved_at = seq, time.monotonic()
@@ -140,10 +155,15 @@ class Checkpoints:
         while not self._stopping.wait(CHECKPOINT_TICK_S):
             try:
                 self._engine.store.drop_retired()
-                if self.due(self._engine.store.write_seq()):
+                write_seq = self._engine.store.write_seq()
+                if self.due(write_seq):
                     started = time.monotonic()
                     seq = self._engine.save_indexes()
                     log.info("saved the indexes at write %d in %.2fs", seq, time.monotonic() - started)
+                if write_seq == self._seen_seq != self._trimmed_seq:  # no write for a tick since the last trim
+                    release_free_memory()
+                    self._trimmed_seq = write_seq
+                self._seen_seq = write_seq
             except Exception:  # the store is the truth: a failed save only means a longer replay after a crash
                 log.exception("saving the indexes failed; will try again")
 
@@ -185,6 +205,7 @@ class Engine:
         self._shadows: dict[tuple[str, str], Shadow] = {}
         self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
         self.open_indexes(holder.current)
+        release_free_memory()  # loading and catching up built transient arrays
         # What is saved is as current as the store, unless opening had much to catch up on: then save soon.
         self._checkpoint.saved(-1 if sum(self._stale) >= CHECKPOINT_CHANGES else store.write_seq())
 
