@@ -85,6 +85,7 @@ class FakeProvider:
         self.api_keys: set[str] = set(self._default_api_keys)
         self.latency = latency
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the last request in flight is answered
         self._requests: list[RecordedRequest] = []
         self._faults: deque[_Fault] = deque()
         self._in_flight = 0
@@ -135,6 +136,11 @@ class FakeProvider:
         with self._lock:
             self._faults.extend(_Fault(None, None, None, 0.0) for _ in range(times))
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no request is being handled (one a previous test gave up on may still be sleeping)."""
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._in_flight == 0, timeout), f"{self._in_flight} request(s) still in flight"
+
     def reset(self) -> None:
         """Forget recorded requests and queued faults; restore api_keys, latency and in_flight_max."""
         with self._lock:
@@ -178,6 +184,8 @@ class FakeProvider:
             finally:
                 with self._lock:
                     self._in_flight -= 1
+                    if not self._in_flight:
+                        self._idle.notify_all()
 
         return endpoint
 
