@@ -39,12 +39,16 @@ def _ordered(fused: dict[str, Fused]) -> list[Fused]:
     # Ties (|Δ|² < 1e-14) are broken by the secondary score, then by id.
     ordered = sorted(fused.values(), key=lambda f: (-round(f.score, 7), -f.secondary, f.id))
     for item in ordered:
-        item.explain += " - ".join(item.parts)
+        if item.parts:
+            item.explain += " - ".join(item.parts)
     return ordered
 
 
-def ranked_fusion(legs: Sequence[Leg]) -> list[Fused]:
-    """Reciprocal rank fusion: Σ weight / (rank + 60) over the legs a document appears in."""
+def ranked_fusion(legs: Sequence[Leg], explain: bool = True) -> list[Fused]:
+    """Reciprocal rank fusion: Σ weight / (rank + 60) over the legs a document appears in.
+
+    ``explain`` writes each contribution out (for ``explainScore``); it is most of the work.
+    """
     fused: dict[str, Fused] = {}
     for leg in legs:
         for rank, hit in enumerate(leg.hits):
@@ -52,12 +56,13 @@ def ranked_fusion(legs: Sequence[Leg]) -> list[Fused]:
             contribution = leg.weight / (rank + RRF_K)
             item.score += contribution
             item.secondary = max(item.secondary, hit.score)
-            item.parts.append(f"\nHybrid (Result Set {leg.name}) Document {hit.id} contributed {contribution:.9g} to the score")
+            if explain:
+                item.parts.append(f"\nHybrid (Result Set {leg.name}) Document {hit.id} contributed {contribution:.9g} to the score")
     return _ordered(fused)
 
 
-def relative_score_fusion(legs: Sequence[Leg]) -> list[Fused]:
-    """Min-max normalise each leg's scores (all equal → 1), then sum them weighted."""
+def relative_score_fusion(legs: Sequence[Leg], explain: bool = True) -> list[Fused]:
+    """Min-max normalise each leg's scores (all equal → 1), then sum them weighted (``explain``: as ranked_fusion)."""
     fused: dict[str, Fused] = {}
     for leg in legs:
         if not leg.hits:
@@ -69,7 +74,8 @@ def relative_score_fusion(legs: Sequence[Leg]) -> list[Fused]:
             item = fused.setdefault(hit.id, Fused(hit.id, explain=hit.explain))
             item.score += normalized
             item.secondary = max(item.secondary, hit.score)
-            item.parts.append(f"\nHybrid (Result Set {leg.name}) Document {hit.id}: original score {hit.score:.9g}, normalized score: {normalized:.9g}")
+            if explain:
+                item.parts.append(f"\nHybrid (Result Set {leg.name}) Document {hit.id}: original score {hit.score:.9g}, normalized score: {normalized:.9g}")
     return _ordered(fused)
 
 

@@ -322,6 +322,6 @@ async def hybrid_rows(
         Leg(vector_name, alpha, [LegHit(i, 1.0 - h.distance) for h in vector_result if (i := ids[h.id]) is not None]),
     ]
     fuse = ranked_fusion if hybrid.get("fusionType") == "rankedFusion" else relative_score_fusion
-    fused = fuse([leg for leg in legs if leg.weight > 0])[:limit]
+    fused = fuse([leg for leg in legs if leg.weight > 0], explain)[:limit]
     distances = {h.id: h.distance for h in vector_result}
     return [Row(doc_of[f.id], f.id, searched, distances.get(doc_of[f.id]), f.score, f.explain) for f in fused]

@@ -343,18 +343,17 @@ class ObjectStore:
     def vector_matrix(self, collection: str, name: str, docs: Sequence[int], bulk: bool = False) -> tuple[list[int], np.ndarray | list[np.ndarray]]:
         """Like ``vectors_of``, as one matrix when they are all single vectors of one length (else a list)."""
         table = self._vector_table(collection, name)
-        found: list[int] = []
-        rows: list[tuple[int, bytes]] = []
-        if table is not None:
-            with self._read(bulk) as db:
-                for start in range(0, len(docs), _CHUNK):
-                    chunk = tuple(int(d) for d in docs[start : start + _CHUNK])
-                    for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
-                        found.append(doc)
-                        rows.append((dims, data))
-        if rows and len({(dims, len(data)) for dims, data in rows}) == 1 and rows[0][0] * 4 == len(rows[0][1]):
-            return found, np.frombuffer(b"".join(data for _, data in rows), dtype=np.float32).reshape(len(rows), -1)
-        return found, [vector_from_blob(dims, data) for dims, data in rows]
+        if table is None or not len(docs):
+            return [], []
+        # One statement for any number of docs (a JSON array is one parameter); rows come back in doc order.
+        listed = "[" + ",".join(str(int(d)) for d in docs) + "]"
+        with self._read(bulk) as db:
+            rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN (SELECT value FROM json_each(?)) ORDER BY doc", (listed,)).fetchall()
+        found = [row[0] for row in rows]
+        dims = rows[0][1] if rows else 0
+        if rows and all(row[1] == dims and len(row[2]) == 4 * dims for row in rows):
+            return found, np.frombuffer(b"".join([row[2] for row in rows]), dtype=np.float32).reshape(len(rows), dims)
+        return found, [vector_from_blob(d, data) for _, d, data in rows]
 
     def doc_ids(self, collection: str) -> list[tuple[int, str]]:
         """Every (doc, id) of a collection: the engine's map between them."""
