@@ -472,17 +472,21 @@ class ObjectStore:
             for start in range(0, len(docs), 5000):
                 yield self.vectors_of(collection, name, docs[start : start + 5000])
             return
-        table = self._vector_table(collection, name)
+        for rows in self._pages(self._vector_table(collection, name), "doc, dims, data"):
+            yield [r[0] for r in rows], [vector_from_blob(dims, data) for _, dims, data in rows]
+
+    def _pages(self, table: str | None, columns: str) -> Iterator[list[tuple[Any, ...]]]:
+        """A whole table (doc first in ``columns``) in doc order, 5,000 rows at a time, through the unmapped reader."""
         if table is None:
             return
         last = 0
         while True:
             with self._read(bulk=True) as db:
-                rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
+                rows = db.execute(f"SELECT {columns} FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            yield [r[0] for r in rows], [vector_from_blob(dims, data) for _, dims, data in rows]
+            yield rows
 
     def iter_properties(self, collection: str, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
         """Every object's (doc, properties) (or those of ``docs``): what BM25 and the filter columns are built from."""
@@ -493,28 +497,13 @@ class ObjectStore:
             for obj in self.get_docs(collection, docs).values():
                 yield obj.doc, obj.properties
             return
-        last = 0
-        while True:
-            with self._read(bulk=True) as db:
-                rows = db.execute(f"SELECT doc, properties FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
+        for rows in self._pages(table, "doc, properties"):
             for doc, properties in rows:
                 yield doc, json.loads(properties)
 
     def iter_objects(self, collection: str) -> Iterator[StoredObject]:
         """Every object of a collection, without vectors, in doc order: what the doc table is built from."""
-        table = self._table(collection)
-        if table is None:
-            return
-        last = 0
-        while True:
-            with self._read(bulk=True) as db:
-                rows = db.execute(f"SELECT doc, id, properties, created_ms, updated_ms FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
+        for rows in self._pages(self._table(collection), "doc, id, properties, created_ms, updated_ms"):
             yield from self._objects(collection, rows, False)
 
     # -- re-vectorization and destructive changes (see searchd.reload) -----------
