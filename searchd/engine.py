@@ -8,7 +8,6 @@ that the store and the indexes agree on the order of writes.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ import anyio.to_thread
 import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
+from searchd.checkpoints import CHECKPOINT_CHANGES, Checkpoints, release_free_memory
 from searchd.config.spec import IndexSpec
 from searchd.drafts import Draft, draft_object, supplied_vectors
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
@@ -103,69 +103,6 @@ def _public(obj: StoredObject) -> StoredObject:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-CHECKPOINT_CHANGES = 5_000  # writes since the last save that make the next one due (a restart replays at most about this many)
-CHECKPOINT_SECONDS = 60.0  # and the longest a smaller number of writes waits
-CHECKPOINT_TICK_S = 1.0
-
-
-def release_free_memory() -> None:
-    """Hand memory that Python and numpy freed back to the OS (glibc keeps it in its heaps otherwise).
-
-    An import parses megabytes of JSON per batch and an index restore builds its arrays twice over;
-    without this the server's resident size stays at its peak (about 30 MB more at 60,000 objects).
-    """
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-class Checkpoints:
-    """A background thread that saves the engine's indexes when enough writes have piled up since the last save,
-    and hands freed memory back once writes pause."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._saved_seq = 0
-        self._saved_at = time.monotonic()
-        self._seen_seq = self._trimmed_seq = -1
-
-    def saved(self, seq: int) -> None:
-        self._saved_seq, self._saved_at = seq, time.monotonic()
-
-    def due(self, write_seq: int) -> bool:
-        pending = write_seq - self._saved_seq
-        return pending >= CHECKPOINT_CHANGES or (pending > 0 and time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="searchd-checkpoints", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(CHECKPOINT_TICK_S):
-            try:
-                self._engine.store.drop_retired()
-                write_seq = self._engine.store.write_seq()
-                if self.due(write_seq):
-                    started = time.monotonic()
-                    seq = self._engine.save_indexes()
-                    log.info("saved the indexes at write %d in %.2fs", seq, time.monotonic() - started)
-                if write_seq == self._seen_seq != self._trimmed_seq:  # no write for a tick since the last trim
-                    release_free_memory()
-                    self._trimmed_seq = write_seq
-                self._seen_seq = write_seq
-            except Exception:  # the store is the truth: a failed save only means a longer replay after a crash
-                log.exception("saving the indexes failed; will try again")
 
 
 @dataclass(frozen=True)
