@@ -574,8 +574,12 @@ class ObjectStore:
 
     def drop_retired(self, older_than: float = RETIRED_TABLE_GRACE_S) -> int:
         """Drop tables retired more than ``older_than`` seconds ago (all of them at start); how many."""
+        cutoff = time.time() - older_than
+        with self._read() as db:  # usually nothing: no write transaction (and no fsync) for that
+            if db.execute("SELECT 1 FROM retired_tables WHERE at <= ? LIMIT 1", (cutoff,)).fetchone() is None:
+                return 0
         with self._transaction() as db:
-            names = [r[0] for r in db.execute("SELECT name FROM retired_tables WHERE at <= ?", (time.time() - older_than,))]
+            names = [r[0] for r in db.execute("SELECT name FROM retired_tables WHERE at <= ?", (cutoff,))]
             for name in names:
                 db.execute(f"DROP TABLE IF EXISTS {name}")  # names are o<tag> / v<tag>, written by this module
                 db.execute("DELETE FROM retired_tables WHERE name = ?", (name,))
