@@ -569,10 +569,8 @@ class Engine:
 
     def allowed(self, collection: str, where: Filter) -> AllowList:
         """The docs a filter lets through: from the in-memory columns, or from the store for what they do not hold."""
-        table = self.table(collection)
-        if table.answers(where):
-            return AllowList(table.mask(where))
-        return AllowList.of(self.store.docs_matching(collection, where))
+        mask = self.table(collection).mask_or_none(where)
+        return AllowList(mask) if mask is not None else AllowList.of(self.store.docs_matching(collection, where))
 
     def objects(self, collection: str, docs: Sequence[int], vectors: bool = False) -> dict[int, StoredObject]:
         """Stored objects by doc (vectors only when asked: they are most of a row)."""
@@ -591,9 +589,10 @@ class Engine:
     def count(self, collection: str, where: Filter | None = None) -> int:
         """How many objects pass ``where`` (all of them without one)."""
         table = self._tables.get(collection)
-        if table is not None and (where is None or table.answers(where)):
-            return len(table) if where is None else int(np.count_nonzero(table.mask(where)))
-        return self.store.count_matching(collection, where)
+        if table is not None and where is None:
+            return len(table)
+        mask = table.mask_or_none(where) if table is not None and where is not None else None
+        return int(np.count_nonzero(mask)) if mask is not None else self.store.count_matching(collection, where)
 
     def search_hits(
         self,

@@ -22,6 +22,7 @@ def test_a_text_column_with_a_value_per_document_is_left_to_the_store() -> None:
     for doc in range(1, N + 1):
         table.put(doc, f"id-{doc}", {"title": f"unique title {doc}", "kind": f"k{doc % 7}", "n": doc}, 0, 0)
     assert not table.answers(Condition("title", "Equal", "unique title 5", PropertyType.TEXT))
+    assert table.mask_or_none(Condition("title", "Equal", "unique title 5", PropertyType.TEXT)) is None  # the store answers it
     assert table.answers(Condition("kind", "Equal", "k3", PropertyType.TEXT)) and table.answers(Condition("n", "LessThan", 10, PropertyType.INT))
     assert np.flatnonzero(table.mask(Condition("kind", "Equal", "k3", PropertyType.TEXT))).tolist() == [d for d in range(1, N + 1) if d % 7 == 3]
     table.remove(10)

@@ -291,6 +291,18 @@ class DocTable:
             return all(self.answers(o) for o in where.operands)
         return where.path in ID_PATHS or where.path in TIME_PATHS or (where.path in self._columns and where.path not in self._inexact)
 
+    def mask_or_none(self, where: Filter) -> np.ndarray | None:
+        """``mask``, or None when the columns do not answer the filter (the store does then).
+
+        A write may drop a column between the check and the evaluation: that is a None too.
+        """
+        if not self.answers(where):
+            return None
+        try:
+            return self.mask(where)
+        except KeyError:
+            return None
+
     def mask(self, where: Filter) -> np.ndarray:
         """Docs that pass the filter, as a boolean mask of length ``size``."""
         size = self._size
