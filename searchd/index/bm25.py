@@ -593,8 +593,8 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError):
         raise
     except Exception as exc:
-        # A damaged zip surfaces as BadZipFile, EOFError, KeyError, NotImplementedError (an unknown method or version),
-        # RuntimeError ("encrypted") or a decompressor's own error: all mean the same here.
+        # A damaged zip surfaces as BadZipFile, EOFError, KeyError, an unsupported-compression error,
+        # RuntimeError ("encrypted") or a decompressor's own error: all mean "rebuild it" here.
         raise ValueError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from exc
 
 

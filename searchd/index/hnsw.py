@@ -193,7 +193,7 @@ class HnswIndex(ApproximateIndex):
         Only deleted slots keep their vectors (the store no longer has them, and searches still walk through them).
         """
         with self._lock.exclusive():
-            state: dict[str, Any] = dict(cast(Any, self._graph).__getstate__()[0])  # hnswlib's pickle state, not pickled here
+            state: dict[str, Any] = dict(cast(Any, self._graph).__getstate__()[0])  # hnswlib's own arrays; written below as .npz and JSON
             live = sorted(self._live)
         count, width = int(state["cur_element_count"]), int(state["size_data_per_element"])
         level0 = np.asarray(state.pop("data_level0")).reshape(count, width)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import shutil
 import time
 import zipfile
@@ -74,7 +73,7 @@ def save_index(index: Saveable, directory: Path, stamp: str, write_seq: int) -> 
     staging.rename(directory)
 
 
-_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)  # BadZipFile: a damaged .npz
+_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile)  # BadZipFile: a damaged .npz
 
 
 class Source(Protocol):
