@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,9 +36,9 @@ WORDS = re.compile(r"[^\W_]+")
 
 
 def load(n: int, queries: int) -> tuple[list[dict[str, Any]], np.ndarray, list[str], np.ndarray]:
-    corpus = [json.loads(line) for _, line in zip(range(n), open(DATA / "corpus.jsonl", encoding="utf-8"))]
+    corpus = [json.loads(line) for _, line in zip(range(n), open(DATA / "corpus.jsonl", encoding="utf-8"))]  # noqa: SIM115 (held open for the life of a process)
     vectors = np.load(DATA / "corpus.f16.npy")[:n].astype(np.float32)
-    entries = [json.loads(line) for _, line in zip(range(queries), open(DATA / "queries.jsonl", encoding="utf-8"))]
+    entries = [json.loads(line) for _, line in zip(range(queries), open(DATA / "queries.jsonl", encoding="utf-8"))]  # noqa: SIM115 (held open for the life of a process)
     # Queries: a query entry's first lemma plus the first words of its gloss (what a user would type).
     texts = [" ".join([e["lemmas"][0], *WORDS.findall(e["gloss"])[:4]]) for e in entries]
     query_vectors = np.load(DATA / "queries.f16.npy")[:queries].astype(np.float32)
@@ -143,7 +144,7 @@ def bench_http(corpus: list[dict[str, Any]], vectors: np.ndarray, texts: list[st
     work = Path(tempfile.mkdtemp(prefix="searchd-bench-"))
     (work / "searchd.yaml").write_text(CONFIG)
     port = free_port()
-    log = open(work / "server.log", "w")
+    log = open(work / "server.log", "w")  # noqa: SIM115 (held open for the life of a process)
     server = subprocess.Popen([sys.executable, "-m", "searchd", "serve", str(work / "searchd.yaml"), "--data", str(work / "data"), "--port", str(port), "--log-level", "warning"], stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
@@ -175,22 +176,22 @@ def bench_http(corpus: list[dict[str, Any]], vectors: np.ndarray, texts: list[st
 
             fields = "{ _additional { id } }"
             cases = {
-                "bm25": ("query($q: String!) { Get { Gloss(bm25: {query: $q}, limit: 10) %s } }" % fields, lambda i: {"q": texts[i]}),
-                "nearVector": ("query($v: Vector!) { Get { Gloss(nearVector: {vector: $v}, limit: 10) %s } }" % fields, lambda i: {"v": query_vectors[i].tolist()}),
-                "hybrid": ("query($q: String!, $v: Vector!) { Get { Gloss(hybrid: {query: $q, vector: $v}, limit: 10) %s } }" % fields, lambda i: {"q": texts[i], "v": query_vectors[i].tolist()}),
+                "bm25": (f"query($q: String!) {{ Get {{ Gloss(bm25: {{query: $q}}, limit: 10) {fields} }} }}", lambda i: {"q": texts[i]}),
+                "nearVector": (f"query($v: Vector!) {{ Get {{ Gloss(nearVector: {{vector: $v}}, limit: 10) {fields} }} }}", lambda i: {"v": query_vectors[i].tolist()}),
+                "hybrid": (f"query($q: String!, $v: Vector!) {{ Get {{ Gloss(hybrid: {{query: $q, vector: $v}}, limit: 10) {fields} }} }}", lambda i: {"q": texts[i], "v": query_vectors[i].tolist()}),
                 "nearVector + where rank < 500 (selective)": (
-                    'query($v: Vector!) { Get { Gloss(nearVector: {vector: $v}, limit: 10, where: {path: ["rank"], operator: LessThan, valueInt: 500}) %s } }' % fields,
+                    f'query($v: Vector!) {{ Get {{ Gloss(nearVector: {{vector: $v}}, limit: 10, where: {{path: ["rank"], operator: LessThan, valueInt: 500}}) {fields} }} }}',
                     lambda i: {"v": query_vectors[i].tolist()},
                 ),
                 "nearVector + where pos = r (adverbs)": (
-                    'query($v: Vector!) { Get { Gloss(nearVector: {vector: $v}, limit: 10, where: {path: ["pos"], operator: Equal, valueText: "r"}) %s } }' % fields,
+                    f'query($v: Vector!) {{ Get {{ Gloss(nearVector: {{vector: $v}}, limit: 10, where: {{path: ["pos"], operator: Equal, valueText: "r"}}) {fields} }} }}',
                     lambda i: {"v": query_vectors[i].tolist()},
                 ),
                 "nearVector + where pos = n (broad)": (
-                    'query($v: Vector!) { Get { Gloss(nearVector: {vector: $v}, limit: 10, where: {path: ["pos"], operator: Equal, valueText: "n"}) %s } }' % fields,
+                    f'query($v: Vector!) {{ Get {{ Gloss(nearVector: {{vector: $v}}, limit: 10, where: {{path: ["pos"], operator: Equal, valueText: "n"}}) {fields} }} }}',
                     lambda i: {"v": query_vectors[i].tolist()},
                 ),
-                "listing where rank = x (indexed filter)": ('query($r: FilterValue) { Get { Gloss(limit: 10, where: {path: ["rank"], operator: Equal, valueInt: $r}) %s } }' % fields, lambda i: {"r": i * 7}),
+                "listing where rank = x (indexed filter)": (f'query($r: FilterValue) {{ Get {{ Gloss(limit: 10, where: {{path: ["rank"], operator: Equal, valueInt: $r}}) {fields} }} }}', lambda i: {"r": i * 7}),
             }
             for name, (query, variables) in cases.items():
                 for i in range(min(20, len(texts))):  # warm-up

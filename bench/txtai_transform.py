@@ -14,5 +14,5 @@ import json
 import numpy as np
 
 
-def transform(data):  # noqa: ANN001, ANN201 - txtai calls this with a list of inputs
+def transform(data):
     return np.asarray([json.loads(x) if isinstance(x, str) else x for x in data], dtype=np.float32)

@@ -391,7 +391,7 @@ class Server:
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = log_path
-        self._log = open(log_path, "ab")
+        self._log = open(log_path, "ab")  # noqa: SIM115 (held open for the life of a process)
         full_env = {**os.environ, **THREAD_ENV, **(env or {})}
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=True)
@@ -561,7 +561,7 @@ def searchd_batches(data: Data, size: int) -> Iterator[tuple[int, bytes]]:
     for start in range(0, data.n, size):
         rows = range(start, min(start + size, data.n))
         objects = ",".join(
-            '{"class":"Gloss","id":"%s","properties":{"text":%s},"vector":%s}' % (data.uuids[r], json.dumps(data.glosses[r]), texts[r]) for r in rows
+            f'{{"class":"Gloss","id":"{data.uuids[r]}","properties":{{"text":{json.dumps(data.glosses[r])}}},"vector":{texts[r]}}}' for r in rows
         )
         yield len(rows), ('{"objects":[' + objects + "]}").encode()
 
@@ -597,17 +597,17 @@ def vector_variable_type(client: Any) -> str:
             raise RuntimeError(f"introspection failed: {answer['errors']}")
         return dict(answer["data"])
 
-    fields = ask("{ __schema { queryType { fields { name type { %s } } } } }" % TYPE_REF)["__schema"]["queryType"]["fields"]
+    fields = ask(f"{{ __schema {{ queryType {{ fields {{ name type {{ {TYPE_REF} }} }} }} }} }}")["__schema"]["queryType"]["fields"]
     get = innermost(next(f for f in fields if f["name"] == "Get")["type"])
-    classes = ask('{ __type(name: "%s") { fields { name args { name type { %s } } } } }' % (get, TYPE_REF))["__type"]["fields"]
+    classes = ask(f'{{ __type(name: "{get}") {{ fields {{ name args {{ name type {{ {TYPE_REF} }} }} }} }} }}')["__type"]["fields"]
     near = innermost(next(a for a in next(f for f in classes if f["name"] == "Gloss")["args"] if a["name"] == "nearVector")["type"])
-    inputs = ask('{ __type(name: "%s") { inputFields { name type { %s } } } }' % (near, TYPE_REF))["__type"]["inputFields"]
+    inputs = ask(f'{{ __type(name: "{near}") {{ inputFields {{ name type {{ {TYPE_REF} }} }} }} }}')["__type"]["inputFields"]
     return type_text(next(f for f in inputs if f["name"] == "vector")["type"])
 
 
 def graphql_variable_bodies(data: Data, var_type: str) -> list[bytes]:
-    query = "query Q($v: %s) { Get { Gloss(nearVector: {vector: $v}, limit: 10) { _additional { id } } } }" % var_type
-    return [('{"query": %s, "variables": {"v": %s}}' % (json.dumps(query), text)).encode() for text in data.query_text]
+    query = f"query Q($v: {var_type}) {{ Get {{ Gloss(nearVector: {{vector: $v}}, limit: 10) {{ _additional {{ id }} }} }} }}"
+    return [(f'{{"query": {json.dumps(query)}, "variables": {{"v": {text}}}}}').encode() for text in data.query_text]
 
 
 def graphql_parse_validate_ms(client: Any, bodies: Sequence[bytes], count: int = 200) -> dict[str, float]:
@@ -994,7 +994,7 @@ def section_txtai(data: Data, tmp: Path, start_ef: int) -> list[Row]:
     for s in range(0, data.n, 500):
         e = min(s + 500, data.n)
         # "text" carries the vector as JSON text: a JSON list would be taken for a list of tokens
-        adds.append(("[" + ",".join('{"id":"%s","text":"%s"}' % (data.uuids[r], data.vec_text[r]) for r in range(s, e)) + "]").encode())
+        adds.append(("[" + ",".join(f'{{"id":"{data.uuids[r]}","text":"{data.vec_text[r]}"}}' for r in range(s, e)) + "]").encode())
     urls = ["/search?" + urllib.parse.urlencode({"query": text, "limit": K}) for text in data.query_text]
     for ef in efs:
         work = Path(tempfile.mkdtemp(prefix="txtai-", dir=tmp))

@@ -214,7 +214,7 @@ def articles(write_config: Callable[..., Path], client_factory: ClientFactory) -
 
 def aggregate(client: TestClient, arguments: str = "", fields: str = ALL_FIELDS, variables: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     args = f"({arguments})" if arguments else ""
-    body = graphql(client, "{ Aggregate { Article%s { %s } } }" % (args, fields), variables)
+    body = graphql(client, f"{{ Aggregate {{ Article{args} {{ {fields} }} }} }}", variables)
     assert "errors" not in body, body["errors"]
     result: list[dict[str, Any]] = body["data"]["Aggregate"]["Article"]
     return result
@@ -363,10 +363,10 @@ def test_near_vector_with_object_limit(articles: TestClient) -> None:
     # within a filter: the 15 nearest of the matching objects
     shoes = {i for i, o in enumerate(OBJECTS) if o["properties"]["category"] == "shoes"}
     nearest_shoes = [OBJECTS[i] for i in order if i in shoes][:15]
-    [filtered] = aggregate(articles, 'nearVector: {vector: %s}, objectLimit: 15, where: {path: ["category"], operator: Equal, valueText: "shoes"}' % query.tolist())
+    [filtered] = aggregate(articles, f'nearVector: {{vector: {query.tolist()}}}, objectLimit: 15, where: {{path: ["category"], operator: Equal, valueText: "shoes"}}')
     assert_matches(filtered, reference(nearest_shoes, TOP))
     # grouped near search: groups over the nearest objects
-    grouped = aggregate(articles, "nearVector: {vector: %s}, objectLimit: 40, groupBy: [\"category\"]" % query.tolist(), "groupedBy { value } meta { count } price { mean }")
+    grouped = aggregate(articles, f"nearVector: {{vector: {query.tolist()}}}, objectLimit: 40, groupBy: [\"category\"]", "groupedBy { value } meta { count } price { mean }")
     expected = _groups([OBJECTS[i] for i in order[:40]], "category")
     assert [(g["groupedBy"]["value"], g["meta"]["count"]) for g in grouped] == [(v, len(m)) for v, m in expected]
 
@@ -374,13 +374,13 @@ def test_near_vector_with_object_limit(articles: TestClient) -> None:
 def test_near_object_and_certainty(articles: TestClient) -> None:
     distances = _cosine(VECTORS[7].astype(np.float64))
     order = np.argsort(distances, kind="stable")
-    [result] = aggregate(articles, 'nearObject: {id: "%s"}, objectLimit: 10' % IDS[7], "meta { count } quantity { sum mean }")
+    [result] = aggregate(articles, f'nearObject: {{id: "{IDS[7]}"}}, objectLimit: 10', "meta { count } quantity { sum mean }")
     want = reference([OBJECTS[i] for i in order[:10]], {})
     assert_matches(result, {"meta": {"count": 10}, "quantity": {"sum": want["quantity"]["sum"], "mean": want["quantity"]["mean"]}})
     # certainty (no objectLimit): every object within the distance
     threshold = float(np.sort(distances)[30]) + 1e-4
     within = [OBJECTS[i] for i in range(N) if distances[i] <= threshold]
-    [by_certainty] = aggregate(articles, 'nearObject: {id: "%s", certainty: %r}' % (IDS[7], 1 - threshold / 2), "meta { count }")
+    [by_certainty] = aggregate(articles, f'nearObject: {{id: "{IDS[7]}", certainty: {1 - threshold / 2!r}}}', "meta { count }")
     assert by_certainty["meta"]["count"] == len(within) == 31
 
 
@@ -409,7 +409,7 @@ QUERY_ERRORS = [
 @pytest.mark.parametrize("arguments,fields,message", QUERY_ERRORS)
 def test_bad_input_is_a_graphql_error_with_a_location(articles: TestClient, arguments: str, fields: str, message: str | None) -> None:
     args = f"({arguments})" if arguments else ""
-    body = graphql(articles, "{ Aggregate { Article%s { %s } } }" % (args, fields))
+    body = graphql(articles, f"{{ Aggregate {{ Article{args} {{ {fields} }} }} }}")
     if message is None:
         assert "errors" not in body
         return
@@ -439,11 +439,11 @@ def test_near_text_and_near_image_cover_the_same_objects_as_get(multimodal_clien
 
     searches = {
         "nearText": '{concepts: ["red circle"]}',
-        "nearImage": '{image: "%s"}' % image_b64((220, 30, 40), "circle", 96),
+        "nearImage": '{{image: "{}"}}'.format(image_b64((220, 30, 40), "circle", 96)),
     }
     for kind, near in searches.items():
-        hits = graphql(multimodal_client, "{ Get { Artwork(%s: %s, limit: 4) { title year } } }" % (kind, near))["data"]["Get"]["Artwork"]
-        body = graphql(multimodal_client, "{ Aggregate { Artwork(%s: %s, objectLimit: 4) { meta { count } title { topOccurrences(limit: 10) { value } } year { sum } } } }" % (kind, near))
+        hits = graphql(multimodal_client, f"{{ Get {{ Artwork({kind}: {near}, limit: 4) {{ title year }} }} }}")["data"]["Get"]["Artwork"]
+        body = graphql(multimodal_client, f"{{ Aggregate {{ Artwork({kind}: {near}, objectLimit: 4) {{ meta {{ count }} title {{ topOccurrences(limit: 10) {{ value }} }} year {{ sum }} }} }} }}")
         [result] = body["data"]["Aggregate"]["Artwork"]
         assert result["meta"]["count"] == 4
         assert sorted(t["value"] for t in result["title"]["topOccurrences"]) == sorted(h["title"] for h in hits)

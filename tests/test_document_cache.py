@@ -6,7 +6,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from searchd.query.document import lift_literals
-from tests.conftest import example_objects, graphql, MULTIMODAL
+from tests.conftest import MULTIMODAL, example_objects, graphql
 
 
 @pytest.mark.parametrize(
@@ -54,10 +54,10 @@ def test_unsafe_or_pointless_documents_are_left_alone(source: str) -> None:
 def test_inline_and_variable_vectors_answer_alike(multimodal_client: TestClient) -> None:
     vector = example_objects(MULTIMODAL / "objects.jsonl")[5]["vectors"]["external"]
     fields = '{ title _additional { id distance } }'
-    inline = graphql(multimodal_client, '{ Get { Artwork(nearVector: {vector: %s, targetVectors: ["external"]}, limit: 4) %s } }' % (vector, fields))
-    variable = graphql(multimodal_client, 'query($v: Vector!) { Get { Artwork(nearVector: {vector: $v, targetVectors: ["external"]}, limit: 4) %s } }' % fields, {"v": vector})
+    inline = graphql(multimodal_client, f'{{ Get {{ Artwork(nearVector: {{vector: {vector}, targetVectors: ["external"]}}, limit: 4) {fields} }} }}')
+    variable = graphql(multimodal_client, f'query($v: Vector!) {{ Get {{ Artwork(nearVector: {{vector: $v, targetVectors: ["external"]}}, limit: 4) {fields} }} }}', {"v": vector})
     assert inline == variable and len(inline["data"]["Get"]["Artwork"]) == 4
-    again = graphql(multimodal_client, '{ Get { Artwork(nearVector: {vector: %s, targetVectors: ["external"]}, limit: 4) %s } }' % (vector, fields))
+    again = graphql(multimodal_client, f'{{ Get {{ Artwork(nearVector: {{vector: {vector}, targetVectors: ["external"]}}, limit: 4) {fields} }} }}')
     assert again == inline  # served from the cached document
 
 

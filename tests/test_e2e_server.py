@@ -192,7 +192,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             port = free_port()
             stdout_path = tmp_path / f"server-{number}.stdout"
             stderr_path = tmp_path / f"server-{number}.stderr"
-            stdout, stderr = open(stdout_path, "wb"), open(stderr_path, "wb")
+            stdout, stderr = open(stdout_path, "wb"), open(stderr_path, "wb")  # noqa: SIM115 (the server process holds them)
             args = [*(command or searchd_module()), "serve", str(config), "--data", str(data)]
             args += ["--host", "127.0.0.1", "--port", str(port), *extra]
             try:
@@ -221,7 +221,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     for server in servers:
         try:
             server.stop()
-        except Exception as exc:  # stop the others anyway, then report
+        except Exception as exc:  # noqa: BLE001 (stop the others anyway, then report)
             errors.append(f"pid {server.process.pid}: {exc!r}")
     assert not errors, f"could not stop every server: {errors}"
 
@@ -253,7 +253,7 @@ class Importer(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except BaseException:  # an exception escaping a thread would be lost (or a pytest warning)
+        except BaseException:  # noqa: BLE001 (an exception escaping a thread would be lost, or a pytest warning)
             self.problems.append(traceback.format_exc())
             self.ended_by = "crash"
 

@@ -58,7 +58,7 @@ TYPES = {
     "ref": "UUID",
     "blob": "BLOB",
 }
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 OFFSETS = [UTC, dt.timezone(dt.timedelta(hours=2)), dt.timezone(-dt.timedelta(hours=5, minutes=30)), dt.timezone(dt.timedelta(hours=9))]
 BASE = dt.datetime(2024, 3, 1, tzinfo=UTC)
@@ -267,7 +267,7 @@ def literal(value: Any, key: str = "") -> str:
 
 
 def get(client: TestClient, args: str, fields: str = "_additional { id }") -> dict[str, Any]:
-    return graphql(client, "{ Get { C(%s) { %s } } }" % (args, fields))
+    return graphql(client, f"{{ Get {{ C({args}) {{ {fields} }} }} }}")
 
 
 def ids_of(body: dict[str, Any]) -> list[str]:

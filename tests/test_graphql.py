@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -88,20 +88,20 @@ def test_limit_offset_distance_and_certainty(byov: TestClient) -> None:
     threshold = all_hits[9]["_additional"]["distance"]
     within = graphql(byov, q, {"v": query, "args": threshold})["data"]["Get"]["Point"]
     assert len(within) == 10
-    paged = graphql(byov, '{ Get { Point(nearVector: {vector: %s, targetVectors: ["cosine"]}, limit: 3, offset: 2) { _additional { distance } } } }' % query)
+    paged = graphql(byov, f'{{ Get {{ Point(nearVector: {{vector: {query}, targetVectors: ["cosine"]}}, limit: 3, offset: 2) {{ _additional {{ distance }} }} }} }}')
     assert [h["_additional"]["distance"] for h in paged["data"]["Get"]["Point"]] == [h["_additional"]["distance"] for h in all_hits[2:5]]
-    certain = graphql(byov, '{ Get { Point(nearVector: {vector: %s, targetVectors: ["cosine"], certainty: %f}) { label } } }' % (query, 1 - threshold / 2))
+    certain = graphql(byov, f'{{ Get {{ Point(nearVector: {{vector: {query}, targetVectors: ["cosine"], certainty: {1 - threshold / 2:f}}}) {{ label }} }} }}')
     assert len(certain["data"]["Get"]["Point"]) == 10
-    refused = graphql(byov, '{ Get { Point(nearVector: {vector: %s, targetVectors: ["dot"], certainty: 0.5}) { label } } }' % query)
+    refused = graphql(byov, f'{{ Get {{ Point(nearVector: {{vector: {query}, targetVectors: ["dot"], certainty: 0.5}}) {{ label }} }} }}')
     assert refused["data"]["Get"]["Point"] is None
     assert "certainty" in refused["errors"][0]["message"] and "dot" in refused["errors"][0]["message"]
 
 
 def test_near_object_and_default_listing(byov: TestClient) -> None:
-    body = graphql(byov, '{ Get { Point(nearObject: {id: "%s", targetVectors: ["l2_squared"]}, limit: 2) { label _additional { distance } } } }' % IDS[5])
+    body = graphql(byov, f'{{ Get {{ Point(nearObject: {{id: "{IDS[5]}", targetVectors: ["l2_squared"]}}, limit: 2) {{ label _additional {{ distance }} }} }} }}')
     hits = body["data"]["Get"]["Point"]
     assert hits[0] == {"label": "p5", "_additional": {"distance": 0.0}}
-    beacon = graphql(byov, '{ Get { Point(nearObject: {beacon: "weaviate://localhost/Point/%s", targetVectors: ["l2_squared"]}, limit: 2) { label } } }' % IDS[5])
+    beacon = graphql(byov, f'{{ Get {{ Point(nearObject: {{beacon: "weaviate://localhost/Point/{IDS[5]}", targetVectors: ["l2_squared"]}}, limit: 2) {{ label }} }} }}')
     assert beacon["data"]["Get"]["Point"][0]["label"] == "p5"
     listing = graphql(byov, "{ Get { Point(limit: 3, offset: 1) { label rank _additional { id vectors { cosine } } } } }")
     assert [h["rank"] for h in listing["data"]["Get"]["Point"]] == [1, 2, 3]
@@ -168,11 +168,11 @@ def test_multimodal_example_near_text_and_near_image(multimodal_client: TestClie
     words = graphql(multimodal_client, '{ Get { Artwork(nearText: {concepts: ["yellow square black"], targetVectors: ["words"]}, limit: 1) { title } } }')
     assert words["data"]["Get"]["Artwork"][0]["title"] == "Yellow square on black"
     # A larger redraw of a sample picture finds the original first.
-    picture = graphql(multimodal_client, '{ Get { Artwork(nearImage: {image: "%s"}, limit: 3) { title _additional { distance } } } }' % image_b64((220, 30, 40), "circle", 96))
+    picture = graphql(multimodal_client, '{{ Get {{ Artwork(nearImage: {{image: "{}"}}, limit: 3) {{ title _additional {{ distance }} }} }} }}'.format(image_b64((220, 30, 40), "circle", 96)))
     assert picture["data"]["Get"]["Artwork"][0]["title"] == "Red circle on white"
     bad = graphql(multimodal_client, '{ Get { Artwork(nearImage: {image: "!!!"}) { title } } }')
     assert "not valid base64" in bad["errors"][0]["message"]
-    text_only = graphql(multimodal_client, '{ Get { Artwork(nearImage: {image: "%s", targetVectors: ["words"]}) { title } } }' % image_b64((0, 0, 0), "square"))
+    text_only = graphql(multimodal_client, '{{ Get {{ Artwork(nearImage: {{image: "{}", targetVectors: ["words"]}}) {{ title }} }} }}'.format(image_b64((0, 0, 0), "square")))
     assert "nearImage needs an image module" in text_only["errors"][0]["message"]
     not_image = graphql(multimodal_client, '{ Get { Artwork(nearImage: {image: "aGVsbG8="}) { title } } }')
     assert "not a decodable image" in not_image["errors"][0]["message"]
@@ -182,8 +182,7 @@ def test_additional_fields_and_vectors(multimodal_client: TestClient) -> None:
     first = example_objects(MULTIMODAL / "objects.jsonl")[0]
     body = graphql(
         multimodal_client,
-        '{ Get { Artwork(nearVector: {vector: %s, targetVectors: ["external"]}, limit: 1) { title year palette _additional { id distance certainty vector vectors { external } creationTimeUnix lastUpdateTimeUnix } } } }'
-        % first["vectors"]["external"],
+        '{{ Get {{ Artwork(nearVector: {{vector: {}, targetVectors: ["external"]}}, limit: 1) {{ title year palette _additional {{ id distance certainty vector vectors {{ external }} creationTimeUnix lastUpdateTimeUnix }} }} }} }}'.format(first["vectors"]["external"]),
     )
     hit = body["data"]["Get"]["Artwork"][0]
     assert hit["_additional"]["distance"] == pytest.approx(0.0, abs=1e-6)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from starlette.testclient import TestClient
 from searchd.query.fusion import autocut
 from tests.conftest import ClientFactory, graphql
 
-STOP = set("a an and are as at be but by for if in into is it no not of on or such that the their then there these they this to was will with".split())
+STOP = {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with"}
 
 DOCS = [
     ("Sourdough bread", "Bake the bread in a hot oven; bread needs a starter."),
@@ -92,7 +93,7 @@ def make_docs(write_config: Callable[..., Path], client_factory: ClientFactory) 
 
 
 def bm25(client: TestClient, args: str) -> list[tuple[str, float]]:
-    body = graphql(client, "{ Get { Doc(%s) { _additional { id score explainScore } } } }" % args)
+    body = graphql(client, f"{{ Get {{ Doc({args}) {{ _additional {{ id score explainScore }} }} }} }}")
     assert "errors" not in body, body
     return [(h["_additional"]["id"], float(h["_additional"]["score"])) for h in body["data"]["Get"]["Doc"]]
 
@@ -147,7 +148,7 @@ def test_bm25_errors(make_docs: Callable[..., TestClient]) -> None:
         ('bm25: {query: "x"}, nearVector: {vector: [1, 2, 3, 4]}', "only one of"),
         ('bm25: {query: "x"}, sort: [{path: ["title"]}]', "sort cannot be combined with bm25"),
     ]:
-        body = graphql(client, "{ Get { Doc(%s) { title } } }" % args)
+        body = graphql(client, f"{{ Get {{ Doc({args}) {{ title }} }} }}")
         assert message in body["errors"][0]["message"] and body["errors"][0]["locations"]
 
 
@@ -178,8 +179,7 @@ def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClie
             expected[object_id] = expected.get(object_id, 0.0) + part
     body = graphql(
         client,
-        '{ Get { Doc(hybrid: {query: "bread search", alpha: %s, vector: %s, targetVectors: ["v"], fusionType: %s}) { _additional { id score explainScore } } } }'
-        % (alpha, query_vector, fusion),
+        f'{{ Get {{ Doc(hybrid: {{query: "bread search", alpha: {alpha}, vector: {query_vector}, targetVectors: ["v"], fusionType: {fusion}}}) {{ _additional {{ id score explainScore }} }} }} }}',
     )
     hits = body["data"]["Get"]["Doc"]
     assert {h["_additional"]["id"] for h in hits} == set(expected)
@@ -194,16 +194,16 @@ def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClie
 def test_hybrid_defaults_and_gates(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     query_vector = [0.5, -0.2, 0.1, 0.9]
-    default = graphql(client, '{ Get { Doc(hybrid: {query: "bread", vector: %s, targetVectors: ["v"]}) { _additional { id score } } } }' % query_vector)
-    explicit = graphql(client, '{ Get { Doc(hybrid: {query: "bread", vector: %s, targetVectors: ["v"], alpha: 0.75, fusionType: relativeScoreFusion}) { _additional { id score } } } }' % query_vector)
+    default = graphql(client, f'{{ Get {{ Doc(hybrid: {{query: "bread", vector: {query_vector}, targetVectors: ["v"]}}) {{ _additional {{ id score }} }} }} }}')
+    explicit = graphql(client, f'{{ Get {{ Doc(hybrid: {{query: "bread", vector: {query_vector}, targetVectors: ["v"], alpha: 0.75, fusionType: relativeScoreFusion}}) {{ _additional {{ id score }} }} }} }}')
     assert default == explicit
     nearest = vector_ranking(query_vector)
     cap = nearest[2][1] + 1e-6
-    gated = graphql(client, '{ Get { Doc(hybrid: {query: "bread", vector: %s, targetVectors: ["v"], maxVectorDistance: %s}) { _additional { id } } } }' % (query_vector, cap))
+    gated = graphql(client, f'{{ Get {{ Doc(hybrid: {{query: "bread", vector: {query_vector}, targetVectors: ["v"], maxVectorDistance: {cap}}}) {{ _additional {{ id }} }} }} }}')
     assert {h["_additional"]["id"] for h in gated["data"]["Get"]["Doc"]} == {i for i, _ in nearest[:3]}
     out_of_range = graphql(client, '{ Get { Doc(hybrid: {query: "bread", alpha: 1.5}) { title } } }')
     assert "alpha should be between 0.0 and 1.0" in out_of_range["errors"][0]["message"]
-    filtered = graphql(client, '{ Get { Doc(hybrid: {query: "bread search", vector: %s, targetVectors: ["v"]}, where: {path: ["kind"], operator: Equal, valueText: "search"}) { kind } } }' % query_vector)
+    filtered = graphql(client, f'{{ Get {{ Doc(hybrid: {{query: "bread search", vector: {query_vector}, targetVectors: ["v"]}}, where: {{path: ["kind"], operator: Equal, valueText: "search"}}) {{ kind }} }} }}')
     assert {h["kind"] for h in filtered["data"]["Get"]["Doc"]} == {"search"}
 
 
@@ -223,14 +223,14 @@ def test_autocut_matches_weaviates_algorithm() -> None:
 def test_autocut_group_by_and_move(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     vector = VECTORS[0].tolist()
-    full = graphql(client, '{ Get { Doc(nearVector: {vector: %s, targetVectors: ["v"]}) { _additional { distance } } } }' % vector)["data"]["Get"]["Doc"]
+    full = graphql(client, f'{{ Get {{ Doc(nearVector: {{vector: {vector}, targetVectors: ["v"]}}) {{ _additional {{ distance }} }} }} }}')["data"]["Get"]["Doc"]
     distances = [h["_additional"]["distance"] for h in full]
-    cut = graphql(client, '{ Get { Doc(nearVector: {vector: %s, targetVectors: ["v"]}, autocut: 1) { _additional { distance } } } }' % vector)["data"]["Get"]["Doc"]
+    cut = graphql(client, f'{{ Get {{ Doc(nearVector: {{vector: {vector}, targetVectors: ["v"]}}, autocut: 1) {{ _additional {{ distance }} }} }} }}')["data"]["Get"]["Doc"]
     assert len(cut) == autocut(distances, 1)
     grouped = graphql(
         client,
-        '{ Get { Doc(nearVector: {vector: %s, targetVectors: ["v"]}, groupBy: {path: ["kind"], groups: 2, objectsPerGroup: 3}) '
-        "{ kind _additional { group { id groupedBy { path value } count minDistance maxDistance hits { title _additional { id distance } } } } } } }" % vector,
+        f'{{ Get {{ Doc(nearVector: {{vector: {vector}, targetVectors: ["v"]}}, groupBy: {{path: ["kind"], groups: 2, objectsPerGroup: 3}}) '
+        "{ kind _additional { group { id groupedBy { path value } count minDistance maxDistance hits { title _additional { id distance } } } } } } }",
     )["data"]["Get"]["Doc"]
     assert [g["_additional"]["group"]["groupedBy"]["value"] for g in grouped] == ["food", "search"] or [g["_additional"]["group"]["groupedBy"]["value"] for g in grouped] == ["search", "food"]
     for group in grouped:

@@ -40,9 +40,8 @@ from starlette.types import Receive, Scope, Send
 
 from searchd.query import document
 from searchd.query.filters import OPERATORS
-from searchd.server import create_app, open_services
+from searchd.server import create_app, open_services, routes
 from searchd.server.openapi import openapi_document
-from searchd.server import routes
 from searchd.server.routes import ROUTES
 from tests.conftest import QUICKSTART, example_objects
 
@@ -420,7 +419,7 @@ def vector_queries(draw: st.DrawFn) -> str:
     fields = draw(st.sampled_from(["title", "title _additional { distance id }", "_additional { vector }", "nope"]))
     head = draw(st.sampled_from(["", "query ", "query Q ", "query Q($l: Int) ", "# vector: [1]\n", "\n  "]))
     limit = "$l" if "$l" in head else draw(st.sampled_from(["2", "-1", "20000"]))
-    body = "{ Get { Article(%s, limit: %s) { %s } } }" % (search, limit, fields)
+    body = f"{{ Get {{ Article({search}, limit: {limit}) {{ {fields} }} }} }}"
     tail = draw(st.sampled_from(["", " # vector: [9]", " query Other { Get { Article { title } } }", ' fragment F on Article { title }']))
     return head + body + tail
 
@@ -446,7 +445,7 @@ def test_fuzz_inline_vectors_answer_as_without_lifting(quickstart: TestClient, q
 
 def test_inline_vector_with_a_wrong_shape_is_reported_where_the_client_wrote_it(quickstart: TestClient) -> None:
     for literal in ("[]", "[[1, 2], [3]]", "[99999999999999999999999]", "[[]]"):
-        query = "{ Get { Article(nearVector: {vector: %s}) { title } } }" % literal
+        query = f"{{ Get {{ Article(nearVector: {{vector: {literal}}}) {{ title }} }} }}"
         result = post_graphql(quickstart, query)
         assert result["data"] is None
         assert "__searchd" not in json.dumps(result) and "Variable" not in result["errors"][0]["message"]
@@ -665,7 +664,7 @@ def check_filter(client: TestClient, where: dict[str, Any], as_variable: bool) -
         query = "query($w: WhereInpObj) { Get { Article(where: $w, limit: 100) { _additional { id } } } }"
         result = post_graphql(client, query, {"w": where})
     else:
-        result = post_graphql(client, "{ Get { Article(where: %s, limit: 100) { _additional { id } } } }" % graphql_literal(where))
+        result = post_graphql(client, f"{{ Get {{ Article(where: {graphql_literal(where)}, limit: 100) {{ _additional {{ id }} }} }} }}")
     FUZZ["filter examples"] += 1
     try:
         expected = reference(where)

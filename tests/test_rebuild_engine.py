@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from searchd.catalog import Catalog, CompiledVector, compile_catalog
-from searchd.modules.registry import default_registry
 from searchd.index.base import build_index
+from searchd.modules.registry import default_registry
 from searchd.reload.rebuild import Progress, rebuild_vector, vector_shadow
 from searchd.server.app import Services
 from searchd.storage import StoredObject

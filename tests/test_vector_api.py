@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ def test_multivector_search_scores_by_maxsim(late: TestClient) -> None:
     assert [h["_additional"]["distance"] for h in hits] == pytest.approx(
         [naive_maxsim_distance(query, np.asarray(o["vectors"]["colbert"])) for o in expected], abs=1e-4
     )
-    literal = graphql(late, "{ Get { Passage(nearVector: {vector: %s}, limit: 1) { text _additional { vectors { colbert } } } } }" % query.tolist())
+    literal = graphql(late, f"{{ Get {{ Passage(nearVector: {{vector: {query.tolist()}}}, limit: 1) {{ text _additional {{ vectors {{ colbert }} }} }} }} }}")
     top = literal["data"]["Get"]["Passage"][0]
     assert top["text"] == expected[0]["properties"]["text"]
     assert np.allclose(top["_additional"]["vectors"]["colbert"], expected[0]["vectors"]["colbert"], atol=1e-5)
