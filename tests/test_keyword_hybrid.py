@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from searchd.query.fusion import autocut
+from searchd.query.fusion import Leg, LegHit, ScoredLeg, autocut, fused_top, ranked_fusion, relative_score_fusion
 from tests.conftest import ClientFactory, graphql
 
 STOP = {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with"}
@@ -161,7 +163,8 @@ def vector_ranking(query: list[float]) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("fusion", ["relativeScoreFusion", "rankedFusion"])
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.75, 1.0])
-def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClient], fusion: str, alpha: float) -> None:
+@pytest.mark.parametrize("explain", [True, False], ids=["explained", "fast-path"])
+def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClient], fusion: str, alpha: float, explain: bool) -> None:
     client = make_docs()
     query_vector = [0.5, -0.2, 0.1, 0.9]
     keyword = sorted(reference_bm25("bread search", {"title": 1.0, "body": 1.0}).items(), key=lambda x: -x[1])
@@ -179,16 +182,32 @@ def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClie
             expected[object_id] = expected.get(object_id, 0.0) + part
     body = graphql(
         client,
-        f'{{ Get {{ Doc(hybrid: {{query: "bread search", alpha: {alpha}, vector: {query_vector}, targetVectors: ["v"], fusionType: {fusion}}}) {{ _additional {{ id score explainScore }} }} }} }}',
+        f'{{ Get {{ Doc(hybrid: {{query: "bread search", alpha: {alpha}, vector: {query_vector}, targetVectors: ["v"], fusionType: {fusion}}}) {{ _additional {{ id score{" explainScore" if explain else ""} }} }} }} }}',
     )
     hits = body["data"]["Get"]["Doc"]
     assert {h["_additional"]["id"] for h in hits} == set(expected)
     got = {h["_additional"]["id"]: float(h["_additional"]["score"]) for h in hits}
     assert got == pytest.approx(expected, abs=1e-6)
     assert [got[h["_additional"]["id"]] for h in hits] == sorted(got.values(), reverse=True)
-    if 0 < alpha < 1:
+    if explain and 0 < alpha < 1:
         top = hits[0]["_additional"]
         assert "Hybrid (Result Set vector,hybridVector) Document " + top["id"] in top["explainScore"]
+
+
+leg_hits = st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, -0.5]) | st.floats(-3, 3)), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keyword=leg_hits, vector=leg_hits, alpha=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), ranked=st.booleans(), limit=st.integers(1, 40))
+def test_fast_fusion_equals_the_explained_fusion(keyword: list[tuple[int, float]], vector: list[tuple[int, float]], alpha: float, ranked: bool, limit: int) -> None:
+    """Hybrid without explainScore fuses in numpy (fused_top): same docs, order (ties by id) and scores as the dict-based fusion."""
+    keyword, vector = list(dict(keyword).items()), list(dict(vector).items())  # a doc appears once per leg
+    id_of = {doc: f"{(doc * 7919) % 31:08x}-0000-0000-0000-{doc:012x}" for doc in range(31)}  # ids do not sort like docs
+    legs = [Leg("keyword,bm25", 1.0 - alpha, [LegHit(id_of[d], s) for d, s in keyword]), Leg("vector,hybridVector", alpha, [LegHit(id_of[d], s) for d, s in vector])]
+    fuse = ranked_fusion if ranked else relative_score_fusion
+    expected = [(f.id, f.score) for f in fuse([leg for leg in legs if leg.weight > 0], False)[:limit]]
+    scored = [ScoredLeg(1.0 - alpha, [d for d, _ in keyword], [s for _, s in keyword]), ScoredLeg(alpha, [d for d, _ in vector], [s for _, s in vector])]
+    assert [(id_of[doc], score) for doc, score in fused_top(scored, ranked, limit, id_of)] == expected
 
 
 def test_hybrid_defaults_and_gates(make_docs: Callable[..., TestClient]) -> None:

@@ -25,7 +25,7 @@ from searchd.index.base import AllowList
 from searchd.index.bm25 import KeywordHit
 from searchd.modules.base import NO_KEYS
 from searchd.query.filters import parse_where
-from searchd.query.fusion import Leg, LegHit, ranked_fusion, relative_score_fusion
+from searchd.query.fusion import Leg, LegHit, ScoredLeg, fused_top, ranked_fusion, relative_score_fusion
 from searchd.records import StoredObject
 from searchd.where import Filter
 
@@ -289,6 +289,10 @@ async def _hybrid_vector_leg(
     return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
 
 
+def _columns(pairs: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    return [doc for doc, _ in pairs], [score for _, score in pairs]
+
+
 async def hybrid_rows(
     context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True
 ) -> list[Row]:
@@ -316,12 +320,20 @@ async def hybrid_rows(
     # Fusion ranks and explains by id (ties too, as Weaviate does): docs become ids first.
     docs = [h.id for h in keyword_result] + [h.id for h in vector_result]
     ids = dict(zip(docs, context.engine.ids(collection.name, docs)))
+    ranked = hybrid.get("fusionType") == "rankedFusion"
+    distances = {h.id: h.distance for h in vector_result}
+    if not explain:
+        found = {doc: object_id for doc, object_id in ids.items() if object_id is not None}
+        scored = [
+            ScoredLeg(1.0 - alpha, *_columns([(h.id, h.score) for h in keyword_result if h.id in found])),
+            ScoredLeg(alpha, *_columns([(h.id, 1.0 - h.distance) for h in vector_result if h.id in found])),
+        ]
+        return [Row(doc, found[doc], searched, distances.get(doc), score) for doc, score in fused_top(scored, ranked, limit, found)]
     doc_of = {object_id: doc for doc, object_id in ids.items() if object_id is not None}
     legs = [
         Leg("keyword,bm25", 1.0 - alpha, [LegHit(i, h.score, h.explain) for h in keyword_result if (i := ids[h.id]) is not None]),
         Leg(vector_name, alpha, [LegHit(i, 1.0 - h.distance) for h in vector_result if (i := ids[h.id]) is not None]),
     ]
-    fuse = ranked_fusion if hybrid.get("fusionType") == "rankedFusion" else relative_score_fusion
+    fuse = ranked_fusion if ranked else relative_score_fusion
     fused = fuse([leg for leg in legs if leg.weight > 0], explain)[:limit]
-    distances = {h.id: h.distance for h in vector_result}
     return [Row(doc_of[f.id], f.id, searched, distances.get(doc_of[f.id]), f.score, f.explain) for f in fused]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from searchd.errors import StorageError
 from searchd.records import StoredObject
@@ -346,14 +347,17 @@ class ObjectStore:
         if table is None or not len(docs):
             return [], []
         # One statement for any number of docs (a JSON array is one parameter); rows come back in doc order.
-        listed = "[" + ",".join(str(int(d)) for d in docs) + "]"
+        listed = orjson.dumps(docs.tolist() if isinstance(docs, np.ndarray) else [int(d) for d in docs])
         with self._read(bulk) as db:
             rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN (SELECT value FROM json_each(?)) ORDER BY doc", (listed,)).fetchall()
-        found = [row[0] for row in rows]
-        dims = rows[0][1] if rows else 0
-        if rows and all(row[1] == dims and len(row[2]) == 4 * dims for row in rows):
-            return found, np.frombuffer(b"".join([row[2] for row in rows]), dtype=np.float32).reshape(len(rows), dims)
-        return found, [vector_from_blob(d, data) for _, d, data in rows]
+        if not rows:
+            return [], []
+        # Column-wise checks at C speed: the exact scan of a narrow filter reads hundreds of rows per query.
+        found, widths, blobs = (list(column) for column in zip(*rows, strict=True))
+        dims = widths[0]
+        if set(widths) == {dims} and set(map(len, blobs)) == {4 * dims}:
+            return found, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dims)
+        return found, [vector_from_blob(d, data) for d, data in zip(widths, blobs, strict=True)]
 
     def doc_ids(self, collection: str) -> list[tuple[int, str]]:
         """Every (doc, id) of a collection: the engine's map between them."""
