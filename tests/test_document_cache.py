@@ -29,6 +29,16 @@ from tests.conftest import MULTIMODAL, example_objects, graphql
             'query($__searchd_text_0: String!) { Get { A(bm25: {query: $__searchd_text_0}) { x } } }',
             ["vector: [1,2]"],
         ),
+        (  # a brace inside a search text is not the document's
+            '{ Get { A(bm25: {query: "a { b"}) { x } } }',
+            'query($__searchd_text_0: String!) { Get { A(bm25: {query: $__searchd_text_0}) { x } } }',
+            ["a { b"],
+        ),
+        (  # integers beyond 64 bits stay exact integers, as GraphQL reads them (orjson would make them floats)
+            "{ Get { A(nearVector: {vector: [0.25, 123456789012345678901, -1e19, 0.00012345678901234567]}) { x } } }",
+            "query($__searchd_vector_0: Vector!) { Get { A(nearVector: {vector: $__searchd_vector_0}) { x } } }",
+            [[0.25, 123456789012345678901, -1e19, 0.00012345678901234567]],
+        ),
     ],
 )
 def test_vector_and_query_literals_are_lifted(source: str, rewritten: str, values: list[object]) -> None:

@@ -81,15 +81,28 @@ class Prepared:
         return self.document
 
 
-_LONG_INTEGER = re.compile(r"\d{19}")
+_INT64 = 2.0**63
+
+
+def _huge(value: Any) -> bool:
+    """Whether a parsed literal holds a whole number of 64 bits or more: orjson reads such an integer as a float."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):  # ragged rows, or not numbers: look element by element
+        return isinstance(value, list) and any(_huge(item) for item in value)
+    return bool(np.any((np.abs(array) >= _INT64) & (array == np.floor(array))))
 
 
 def _numbers(text: str) -> Any:
-    if _LONG_INTEGER.search(text) is None:  # orjson reads an integer beyond 64 bits as a float, json (and GraphQL) as an int
-        try:
-            return orjson.loads(text)  # several times faster than json on 384 numbers
-        except orjson.JSONDecodeError:
-            pass
+    # orjson first: several times faster than json on 384 numbers.  An integer beyond 64 bits is an int to json
+    # (and GraphQL), a float to orjson, so a literal holding one is read again by json.
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if not _huge(value):
+            return value
     try:
         return json.loads(text)
     except ValueError:
@@ -240,10 +253,9 @@ def _relocated(document: DocumentNode, lifted: _Lifted, source: Source) -> Docum
 def _top_level_blocks(source: str, spans: list[tuple[int, int, str]]) -> int:
     """How many top-level { } blocks the document has (one per operation or fragment)."""
     code, position = [], 0
-    for start, stop, kind in spans:
-        if kind == "skip":
-            code.append(source[position:start])
-            position = stop
+    for start, stop, _ in spans:  # strings, comments and vectors hold no braces of the document's own
+        code.append(source[position:start])
+        position = stop
     code.append(source[position:])
     depth = blocks = 0
     for brace in re.findall(r"[{}]", "".join(code)):
