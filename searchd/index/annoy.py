@@ -22,7 +22,7 @@ import annoy
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.index.base import ApproximateIndex, Hit
+from searchd.index.base import AllowList, ApproximateIndex, Hit, distances, top_k
 from searchd.index.flat import FlatIndex
 
 log = logging.getLogger("searchd.index")
@@ -64,9 +64,9 @@ class AnnoyIndex(ApproximateIndex):
         self._lock = threading.RLock()
         self._segments: list[Segment] = []
         self._where: dict[int, tuple[int, int]] = {}  # id → (segment number, item) for sealed items
-        self._delta = FlatIndex(spec.distance, dimensions)  # recent writes, searched exactly
-        # Every live vector, for exact scans and compaction: annoy's get_item_vector is a slow per-item call.
-        self._mirror = FlatIndex(spec.distance, dimensions)
+        # Recent writes, searched exactly.  Sealed vectors live only in their forests: a filter's exact scan reads
+        # them from the store (and a compaction from the forests), so there is no second copy of every vector.
+        self._delta = FlatIndex(spec.distance, dimensions)
         self._version: dict[int, int] = {}  # id → current version; absent: deleted
         self._clock = 0
         self._merging: threading.Thread | None = None
@@ -90,14 +90,12 @@ class AnnoyIndex(ApproximateIndex):
                 self._clock += 1
                 self._version[object_id] = self._clock
             self._delta.upsert_many(object_ids, vectors)
-            self._mirror.upsert_many(object_ids, vectors)
             self._maybe_merge()
 
     def delete(self, object_id: int) -> None:
         with self._lock:
             self._bury(object_id)
             self._delta.delete(object_id)
-            self._mirror.delete(object_id)
             self._version.pop(object_id, None)
 
     def _bury(self, object_id: int) -> None:
@@ -129,12 +127,11 @@ class AnnoyIndex(ApproximateIndex):
                 compact = len(self._segments) >= MAX_SEGMENTS or (total and dead / total > DEAD_FRACTION_TO_COMPACT)
                 delta_ids, delta_vectors = self._delta.items()
                 snapshot: list[tuple[int, int, np.ndarray]] = [(i, self._version[i], v) for i, v in zip(delta_ids, delta_vectors)]
-                if compact:
-                    live = [(segment.ids[item], segment.versions[item]) for segment in self._segments for item in range(len(segment.ids)) if item not in segment.dead]
-                    found, matrix = self._mirror.vectors([object_id for object_id, _ in live])
-                    rows = dict(zip(found, matrix))
-                    snapshot += [(object_id, version, rows[object_id]) for object_id, version in live if object_id in rows]
+                sealed = [(segment, sorted(set(range(len(segment.ids))) - segment.dead)) for segment in self._segments] if compact else []
                 replaced = len(self._segments) if compact else 0
+            # Outside the lock: a forest never changes once built, and only this thread replaces segments.
+            for segment, items in sealed:
+                snapshot += [(segment.ids[item], segment.versions[item], self._item_vector(segment, item)) for item in items]
             segment = self._build(snapshot)  # the slow part, outside the lock
             with self._lock:
                 self._install(segment, replaced)
@@ -167,6 +164,35 @@ class AnnoyIndex(ApproximateIndex):
         self._segments.append(segment)
 
     # -- reads -----------------------------------------------------------------
+
+    def _item_vector(self, segment: Segment, item: int) -> np.ndarray:
+        return np.asarray(segment.forest.get_item_vector(item), dtype=np.float32)
+
+    def _vectors(self, docs: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """The live docs' vectors, from the delta or their forest (annoy keeps each item's vector); under the lock."""
+        found, matrix = self._delta.vectors(docs)
+        recent = dict(zip(found, matrix))
+        rows: list[np.ndarray] = []
+        kept: list[int] = []
+        for doc in docs:
+            sealed = self._where.get(doc)
+            if doc in recent:
+                rows.append(recent[doc])
+            elif sealed is not None:
+                rows.append(self._item_vector(self._segments[sealed[0]], sealed[1]))
+            else:
+                continue
+            kept.append(doc)
+        return kept, np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dimensions)
+
+    def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
+        live = self._version.keys()  # only tested for membership: safe beside writers
+        found = self._exact_from_store(query, k, allowed, live)  # the store's read holds no lock of ours
+        if found is not None:
+            return found
+        with self._lock:
+            docs, matrix = self._vectors(sorted(live if allowed is None else (d for d in allowed if d in live)))
+        return top_k(docs, distances(matrix, query, self.metric), k)
 
     def _search_k(self, k: int, segment: Segment) -> int:
         """A segment's share of the search budget: the whole index costs about as much as one segment would."""
@@ -206,7 +232,6 @@ class AnnoyIndex(ApproximateIndex):
                 segments.append({"ids": segment.ids, "dead": sorted(segment.dead)})
             manifest = {"segments": segments, "delta": delta_ids}
             np.save(directory / "delta.npy", delta_vectors)
-            self._mirror.save(directory)
             (directory / "segments.json").write_text(json.dumps(manifest))
 
     @classmethod
@@ -228,9 +253,6 @@ class AnnoyIndex(ApproximateIndex):
             raise ValueError("saved annoy delta does not match its id list")
         index._delta.upsert_many(manifest["delta"], delta)
         index._version.update({object_id: 0 for object_id in manifest["delta"]})
-        index._mirror = FlatIndex.restore(spec.distance, dimensions, directory)
-        if len(index._mirror) != len(index._version):
-            raise ValueError("saved annoy vectors do not match its segments")
         return index
 
     def close(self) -> None:

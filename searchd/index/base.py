@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec, IndexType
-
-if TYPE_CHECKING:
-    from searchd.index.flat import FlatIndex
 
 # Below this many allowed ids (or 5% of the index), a filtered search is an exact scan.
 EXACT_SCAN_MAX = 4096
@@ -149,16 +147,15 @@ def top_k(ids: Sequence[int], scores: np.ndarray, k: int) -> list[Hit]:
 
 
 class ApproximateIndex(abc.ABC):
-    """Shared search logic for ANN indexes; subclasses provide the unfiltered search.
+    """Shared search logic for ANN indexes; subclasses provide the unfiltered search and the exact scan.
 
-    An exact scan (a selective filter) reads the allowed docs' vectors through the allow-list
-    (the store, for hnsw) or, for annoy, from ``_mirror``, its plain copy of every live vector:
-    the libraries' own per-item lookups are too slow for it.
+    An exact scan (a selective filter) reads the allowed docs' vectors from the store in one
+    statement, through the allow-list (``_exact_from_store``): the libraries' own per-item
+    lookups are too slow for it, and a second in-memory copy of every vector costs its size.
     """
 
     metric: Distance
     dimensions: int
-    _mirror: FlatIndex
 
     @abc.abstractmethod
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
@@ -190,8 +187,25 @@ class ApproximateIndex(abc.ABC):
                 # Widening would scan everything anyway: be exact rather than short.
                 return self._exact(q, k, allowed)
 
+    @abc.abstractmethod
     def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
-        return self._mirror.search(query, k, allowed)
+        """The k nearest of the allowed live docs (all of them without a filter), exactly."""
+
+    def _exact_from_store(self, query: np.ndarray, k: int, allowed: AllowList | None, live: AbstractSet[int]) -> list[Hit] | None:
+        """An exact scan over the allowed docs' stored vectors; None when the allow-list cannot read them as one matrix."""
+        stored = allowed.vectors() if allowed is not None else None
+        if stored is None or not isinstance(stored[1], np.ndarray) or stored[1].shape[1:] != (self.dimensions,):
+            return None
+        docs, matrix = stored[0], np.asarray(stored[1])
+        if not live >= set(docs):  # the store may be a write ahead of the index
+            keep = [i for i, d in enumerate(docs) if d in live]
+            docs, matrix = [docs[i] for i in keep], matrix[keep]
+        if not docs:
+            return []
+        if self.metric is Distance.COSINE:
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            matrix = matrix / np.where(norms > 0, norms, 1.0)
+        return top_k(docs, distances(matrix, query, self.metric), k)
 
 
 def build_index(spec: IndexSpec, dimensions: int) -> VectorIndex:

@@ -169,20 +169,9 @@ class HnswIndex(ApproximateIndex):
         return [Hit(int(label), float(d)) for label, d in zip(labels[0].tolist(), _weaviate_distance(self.metric, raw[0]).tolist())]
 
     def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
-        stored = allowed.vectors() if allowed is not None else None
-        if stored is not None and isinstance(stored[1], np.ndarray) and stored[1].shape[1:] == (self.dimensions,):
-            docs, read = stored[0], np.asarray(stored[1])
-            if self._live.issuperset(docs):
-                matrix = read
-            else:  # the store may be a write ahead of the index
-                keep = [i for i, d in enumerate(docs) if d in self._live]
-                if not keep:
-                    return []
-                docs, matrix = [docs[i] for i in keep], read[keep]
-            if self.metric is Distance.COSINE:
-                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-                matrix = matrix / np.where(norms > 0, norms, 1.0)
-            return top_k(docs, distances(matrix, query, self.metric), k)
+        found = self._exact_from_store(query, k, allowed, self._live)
+        if found is not None:
+            return found
         with self._lock.shared():
             docs = sorted(self._live if allowed is None else (d for d in allowed if d in self._live))
             if not docs:
