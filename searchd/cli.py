@@ -1,4 +1,4 @@
-"""Command line: ``searchd serve | validate | plan | apply | backup``."""
+"""Command line: ``searchd serve | validate | plan | apply | backup | schema-from-json``."""
 
 from __future__ import annotations
 
@@ -165,6 +165,46 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_from_json(args: argparse.Namespace) -> int:
+    """Print the YAML collection(s) for a Weaviate class JSON (what a client sends to POST /v1/schema)."""
+    from searchd.config.fromjson import convert, validate_text
+    from searchd.modules.registry import default_registry
+
+    dimensions: dict[str, int] = {}
+    for item in args.dimensions or []:
+        name, _, width = item.partition("=")
+        if not name or not width.isdigit() or int(width) < 1:
+            print(f"--dimensions takes NAME=N (a vector name and its width), got {item!r}", file=sys.stderr)
+            return 2
+        dimensions[name] = int(width)
+    source = "standard input" if args.file == "-" else args.file
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        body = json.loads(text)
+    except OSError as exc:
+        print(f"cannot read {source}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"{source} is not JSON ({exc}); give the class JSON a client sends to POST /v1/schema", file=sys.stderr)
+        return 1
+    conversion = convert(body, dimensions)
+    for warning in conversion.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for error in conversion.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if conversion.errors:
+        return 1
+    rendered = conversion.yaml()
+    print(rendered, end="")
+    issues = validate_text(rendered, "<schema-from-json>", default_registry())
+    for issue in issues:
+        print(issue.render(), file=sys.stderr)
+    if issues:
+        print(f"{len(issues)} error(s): fix them in the YAML above before adding it to the config", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -232,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--data", required=True, help="the data directory to copy")
     backup.add_argument("destination", help="a new or empty directory")
     backup.set_defaults(run=_backup)
+
+    from_json = commands.add_parser("schema-from-json", help="turn a Weaviate class JSON (a client's POST /v1/schema body) into the YAML collection to add to the config")
+    from_json.add_argument("file", help="a JSON file, or - for standard input; GET /v1/schema's {\"classes\": [...]} works too")
+    from_json.add_argument("--dimensions", action="append", metavar="NAME=N", help="width of a vector whose objects bring their own vectors (repeatable; the unnamed one is 'default')")
+    from_json.set_defaults(run=_schema_from_json)
     return parser
 
 

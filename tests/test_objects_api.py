@@ -48,8 +48,12 @@ def test_health_meta_and_schema(quickstart: TestClient) -> None:
     assert [c["class"] for c in classes] == ["Article"]
     article = quickstart.get("/v1/schema/Article").json()
     assert [(p["name"], p["dataType"]) for p in article["properties"]][:3] == [("title", ["text"]), ("body", ["text"]), ("tags", ["text[]"])]
-    assert article["vectorConfig"]["text"]["vectorizer"] == {"text2vec-hash": {"model": "hash-v1", "dimensions": 256, "textFields": ["title", "body"], "weights": {"title": 2, "body": 1}}}
-    assert article["vectorConfig"]["text"]["vectorIndexConfig"] == {"distance": "cosine"}
+    # Weaviate's names: a text2vec module's fields are "properties" (tests/test_schema_json.py checks the rest).
+    assert article["vectorConfig"]["text"]["vectorizer"] == {
+        "text2vec-hash": {"model": "hash-v1", "dimensions": 256, "properties": ["title", "body"], "vectorizeClassName": False, "weights": {"title": 2, "body": 1}}
+    }
+    assert article["vectorConfig"]["text"]["vectorIndexType"] == "hnsw"
+    assert article["vectorConfig"]["text"]["vectorIndexConfig"]["searchd"] == {"type": "hnsw", "distance": "cosine", "maxConnections": 16, "efConstruction": 128, "ef": 64}
     assert quickstart.get("/v1/schema/Nope").status_code == 404
 
 
@@ -249,4 +253,5 @@ def test_schema_shows_search_settings(quickstart: TestClient) -> None:
     by_name = {p["name"]: p for p in article["properties"]}
     assert by_name["tags"]["tokenization"] == "field"
     assert by_name["slug"]["indexSearchable"] is False and by_name["wordCount"]["indexFilterable"] is False
-    assert article["invertedIndexConfig"] == {"bm25": {"k1": 1.2, "b": 0.75}, "stopwords": {"preset": "en", "additions": ["how"], "removals": ["not"]}}
+    inverted = article["invertedIndexConfig"]
+    assert (inverted["bm25"], inverted["stopwords"]) == ({"k1": 1.2, "b": 0.75}, {"preset": "en", "additions": ["how"], "removals": ["not"]})

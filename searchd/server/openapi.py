@@ -60,6 +60,45 @@ OBJECT_SCHEMA: dict[str, Any] = {
         "lastUpdateTimeUnix": {"type": "integer"},
     },
 }
+OUTPUT_PARAM = {"name": "output", "in": "query", "schema": {"type": "string", "enum": ["minimal", "verbose"]}}
+SHARD: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "class", "objectCount", "vectorIndexingStatus", "vectorQueueLength", "compressed", "loaded"],
+    "properties": {
+        "name": {"type": "string"},
+        "class": {"type": "string"},
+        "node": {"type": "string"},
+        "objectCount": {"type": "integer", "minimum": 0},
+        "vectorIndexingStatus": {"enum": ["READY", "INDEXING"]},
+        "vectorQueueLength": {"type": "integer"},
+        "compressed": {"type": "boolean"},
+        "loaded": {"type": "boolean"},
+    },
+}
+NODES: dict[str, Any] = {
+    "type": "object",
+    "required": ["nodes"],
+    "properties": {
+        "nodes": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "status", "version", "gitHash", "batchStats"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "status": {"enum": ["HEALTHY"]},
+                    "version": {"type": "string"},
+                    "gitHash": {"type": "string"},
+                    "batchStats": {"type": "object", "required": ["queueLength", "ratePerSecond"]},
+                    "stats": {"type": "object", "required": ["objectCount", "shardCount"]},
+                    "shards": {"type": "array", "items": SHARD},
+                },
+            },
+        }
+    },
+}
 GRAPHQL_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["query"],
@@ -95,6 +134,11 @@ PATHS: dict[str, dict[str, Any]] = {
         "put": _read_only("Refused: the schema is the YAML config"),
         "patch": _read_only("Refused: the schema is the YAML config"),
         "delete": _read_only("Refused: the schema is the YAML config"),
+    },
+    "/v1/nodes": {"get": _op("This node: status, version; with output=verbose one shard per collection and object counts", {"200": _json(NODES, "nodes")}, 422, parameters=[OUTPUT_PARAM])},
+    "/v1/nodes/{class_name}": {
+        "parameters": [CLASS_PARAM],
+        "get": _op("This node, with only one collection's shard", {"200": _json(NODES, "nodes")}, 404, 422, parameters=[OUTPUT_PARAM]),
     },
     "/v1/objects": {
         "get": _op(

@@ -22,10 +22,12 @@ from searchd.modules.provider import header_keys
 from searchd.query.plan import execute_plan
 from searchd.query.search import QueryContext
 from searchd.query.served import CatalogGraphQL
+from searchd.server.classes import class_json, refusal_message
 from searchd.server.errors import error_response
+from searchd.server.nodes import check_output, nodes_json
 from searchd.server.observe import query_kind
 from searchd.server.openapi import openapi_document
-from searchd.server.shapes import batch_result, class_json, object_json
+from searchd.server.shapes import batch_result, object_json
 from searchd.values import normalize_uuid
 
 DEFAULT_LIST_LIMIT = 25  # Weaviate's documented default for GET /v1/objects
@@ -132,12 +134,25 @@ async def schema_class(request: Request) -> Response:
 
 
 async def schema_is_read_only(request: Request) -> Response:
-    config = _services(request).config_path
-    return error_response(
-        405,
-        f"the schema is declared in YAML and cannot be changed through {request.method} {request.url.path}; "
-        f"edit the config ({config}) instead, then validate it with 'searchd validate {config}'",
-    )
+    body = None
+    if request.method == "POST" and request.url.path == "/v1/schema":
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None  # refused either way; the message then points at schema-from-json
+    message = refusal_message(f"{request.method} {request.url.path}", _services(request).config_path, body, _catalog(request).registry)
+    return error_response(405, message)
+
+
+async def nodes(request: Request) -> Response:
+    catalog = _catalog(request)
+    verbose = check_output(request.query_params.get("output"))
+    class_name = request.path_params.get("class_name")
+    collections = [catalog.collection(class_name)] if class_name else list(catalog.collections.values())
+    services = _services(request)
+    counts = {c.name: await anyio.to_thread.run_sync(services.engine.count, c.name) for c in collections} if verbose else {}
+    indexing = frozenset(p.collection for p in list(services.config.rebuilds.values()) if p.state == "running")
+    return JSONResponse(nodes_json(collections, counts, indexing, verbose))
 
 
 # -- objects ---------------------------------------------------------------------
@@ -297,6 +312,8 @@ ROUTES = [
     Route("/v1/schema/{class_name}", schema_class, methods=["GET"]),
     Route("/v1/schema/{class_name}", schema_is_read_only, methods=["POST", "PUT", "DELETE", "PATCH"]),
     Route("/v1/schema/{class_name}/{rest:path}", schema_is_read_only, methods=["POST", "PUT", "DELETE", "PATCH"]),
+    Route("/v1/nodes", nodes, methods=["GET"]),
+    Route("/v1/nodes/{class_name}", nodes, methods=["GET"]),
     Route("/v1/objects", list_objects, methods=["GET"]),
     Route("/v1/objects", create_object, methods=["POST"]),
     # HEAD before GET: starlette's GET routes also answer HEAD, and Weaviate answers 204 here.

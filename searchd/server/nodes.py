@@ -1,0 +1,62 @@
+"""GET /v1/nodes: this one process as a Weaviate cluster of one node, one shard per collection.
+
+Clients read it for health and counts, and weaviate-client's ``batch.dynamic()`` sizes its batches
+from ``batchStats``: searchd has no batch queue (a write is indexed before it is acknowledged), so
+``queueLength`` is always 0 and ``ratePerSecond`` reports no queue draining either.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from searchd import WEAVIATE_API_VERSION, __version__
+from searchd.catalog import CompiledCollection
+from searchd.errors import InvalidInput
+
+OUTPUTS = ("minimal", "verbose")
+
+
+def node_name() -> str:
+    """The host's name, as Weaviate names a node after its host."""
+    return socket.gethostname() or "searchd"
+
+
+def check_output(raw: str | None) -> bool:
+    """Whether ``output`` asks for the verbose form (shards and stats)."""
+    output = raw or "minimal"
+    if output not in OUTPUTS:
+        raise InvalidInput(f"output must be minimal or verbose, got {output!r}", "use output=verbose for shards and object counts")
+    return output == "verbose"
+
+
+def shard_json(collection: CompiledCollection, node: str, objects: int, indexing: bool) -> dict[str, Any]:
+    return {
+        "name": collection.name,  # one shard per collection, named after it
+        "class": collection.name,
+        "node": node,
+        "objectCount": objects,
+        # INDEXING while a re-vectorization or reindex of one of its vectors runs in the background.
+        "vectorIndexingStatus": "INDEXING" if indexing else "READY",
+        "vectorQueueLength": 0,
+        "compressed": False,
+        "loaded": True,
+    }
+
+
+def nodes_json(collections: Iterable[CompiledCollection], counts: Mapping[str, int], indexing: frozenset[str], verbose: bool) -> dict[str, Any]:
+    """The body of GET /v1/nodes; ``counts`` holds each collection's objects, ``indexing`` the collections being rebuilt."""
+    name = node_name()
+    node: dict[str, Any] = {
+        "name": name,
+        "status": "HEALTHY",
+        "version": WEAVIATE_API_VERSION,
+        "gitHash": f"searchd-{__version__}",
+        "batchStats": {"queueLength": 0, "ratePerSecond": 0},
+    }
+    if verbose:
+        shards = [shard_json(c, name, counts[c.name], c.name in indexing) for c in collections]
+        node["stats"] = {"objectCount": sum(s["objectCount"] for s in shards), "shardCount": len(shards)}
+        node["shards"] = shards
+    return {"nodes": [node]}
