@@ -163,12 +163,18 @@ collections:
       pictures:
         vectorizer: {module: multi2vec-local, textFields: [text], imageFields: [image], weights: {text: 1, image: 3}}
         index: {type: flat, distance: l2-squared}
+      remote:
+        vectorizer: {module: text2vec-nvidia, model: nvidia/nv-embedqa-e5-v5, baseURL: "http://nim:secret@127.0.0.1:9/v1"}
+  - name: Plain
+    properties: [{name: text, type: TEXT}]
 """,
         encoding="utf-8",
     )
     server = start_server(config, tmp_path / "data")
     with connect(server) as weaviate_client:
         doc = weaviate_client.collections.get("Doc").config.get()
+        plain = weaviate_client.collections.get("Plain").config.get()
+    assert plain.vector_config == {} and [p.name for p in plain.properties] == ["text"]  # a collection without vectors
     words, tokens, pictures = (doc.vector_config[n] for n in ("words", "tokens", "pictures"))
     # annoy: approximate, so hnsw-shaped; the graph keys carry Weaviate's defaults (they do not apply).
     assert type(words.vector_index_config).__name__ == "_VectorIndexConfigHNSW"
@@ -186,6 +192,8 @@ collections:
     assert raw["words"]["vectorIndexConfig"]["searchd"] == {"type": "annoy", "distance": "manhattan", "trees": 8, "searchK": 100, "mergeThreshold": 1000}
     assert raw["tokens"]["vectorIndexConfig"]["searchd"] == {"type": "multivector", "distance": "dot", "maxConnections": 12, "efConstruction": 100, "ef": 50, "candidates": 40}
     assert raw["tokens"]["vectorizer"] == {"none": {"dimensions": 8}}
+    # A provider URL is shown (Weaviate shows it too), never the credentials in it.
+    assert raw["remote"]["vectorizer"] == {"text2vec-nvidia": {"model": "nvidia/nv-embedqa-e5-v5", "vectorizeClassName": False, "baseURL": "http://127.0.0.1:9/v1"}}
 
 
 def test_flat_search_cutoff_is_the_exact_scan_threshold() -> None:

@@ -22,6 +22,7 @@ Every ``vectorIndexConfig`` also carries ``searchd``: the YAML ``index`` block a
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from searchd.catalog import CompiledCollection, CompiledVector
 from searchd.config.capabilities import KnownModules
@@ -156,7 +157,15 @@ def vectorizer_json(vector: CompiledVector) -> dict[str, Any]:
         settings["lateChunking"] = True
     if spec.truncate is not None:
         settings["truncate"] = spec.truncate
+    if spec.base_url is not None:
+        settings["baseURL"] = _without_credentials(spec.base_url)
     return {spec.module: settings}
+
+
+def _without_credentials(url: str) -> str:
+    """A URL with any user:password@ left out: keys never appear in responses."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))) if parts.username and parts.hostname else url
 
 
 def class_json(collection: CompiledCollection) -> dict[str, Any]:
