@@ -213,6 +213,8 @@ def test_nodes_through_the_client(v4: tuple[Server, Any]) -> None:
     (node,) = weaviate_client.cluster.nodes(output="verbose")
     assert (node.status, node.version, node.stats.object_count, node.stats.shard_count) == ("HEALTHY", "1.30.0", 24, 1)
     assert [(s.collection, s.object_count, s.vector_indexing_status, s.loaded, s.node) for s in node.shards] == [("Artwork", 24, "READY", True, node.name)]
+    (shard,) = weaviate_client.collections.get("Artwork").config.get_shards()
+    assert (shard.name, shard.status, shard.vector_queue_size) == ("Artwork", "READY", 0)
     (minimal,) = weaviate_client.cluster.nodes()
     assert minimal.shards is None and minimal.stats is None and minimal.name == node.name
     with client(server) as http:
@@ -390,3 +392,77 @@ def test_client_create_gets_the_yaml_to_write(start_server: StartServer, tmp_pat
         assert plain.status_code == 405 and plain.json()["error"][0]["message"].endswith("; 'searchd schema-from-json FILE' turns a class JSON into the YAML to add")
         unsupported = http.post("/v1/schema", json={"class": "Geo", "properties": [{"name": "at", "dataType": ["geoCoordinates"]}]})
         assert unsupported.status_code == 405 and "class 'Geo' cannot be served as sent: Geo: property 'at' has dataType 'geoCoordinates'" in unsupported.json()["error"][0]["message"]
+
+
+def test_schema_from_json_reads_the_legacy_form_and_weaviate_names() -> None:
+    from searchd.config.fromjson import convert
+
+    legacy = {
+        "class": "Post",
+        "vectorizer": "text2vec-jinaai",
+        "moduleConfig": {"text2vec-jinaai": {"model": "jina-embeddings-v3", "vectorizeClassName": False}, "generative-openai": {}},
+        "vectorIndexType": "dynamic",
+        "vectorIndexConfig": {"distance": "dot", "ef": -1, "pq": {"enabled": True}},
+        "properties": [
+            {"name": "title", "dataType": ["string"], "moduleConfig": {"text2vec-jinaai": {"skip": False}}},
+            {"name": "secret", "dataType": ["text"], "moduleConfig": {"text2vec-jinaai": {"skip": True}}, "indexInverted": False},
+            {"name": "body", "dataType": ["text"], "textAnalyzer": {"asciiFold": True}},
+        ],
+        "replicationConfig": {"factor": 3},
+    }
+    multi = {
+        "class": "Pic",
+        "properties": [{"name": "caption", "dataType": ["text"]}, {"name": "image", "dataType": ["blob"]}],
+        "vectorConfig": {
+            "clip": {
+                "vectorizer": {"multi2vec-jinaai": {"textFields": ["caption"], "imageFields": ["image"], "weights": {"textFields": [0.3], "imageFields": [0.7]}, "dimensions": 512}},
+                "vectorIndexType": "hfresh",
+                "vectorIndexConfig": {"distance": "cosine", "searchProbe": 64},
+            }
+        },
+    }
+    conversion = convert({"classes": [legacy, multi]})
+    assert conversion.errors == []
+    assert conversion.collections == [
+        {
+            "name": "Post",
+            "properties": [
+                {"name": "title", "type": "TEXT"},
+                {"name": "secret", "type": "TEXT", "indexSearchable": False, "indexFilterable": False},
+                {"name": "body", "type": "TEXT"},
+            ],
+            "vectors": {
+                "default": {
+                    "vectorizer": {"module": "text2vec-jinaai", "model": "jina-embeddings-v3", "textFields": ["title", "body"]},
+                    "index": {"type": "hnsw", "distance": "dot"},
+                }
+            },
+        },
+        {
+            "name": "Pic",
+            "properties": [{"name": "caption", "type": "TEXT"}, {"name": "image", "type": "BLOB"}],
+            "vectors": {
+                "clip": {
+                    "vectorizer": {"module": "multi2vec-jinaai", "dimensions": 512, "textFields": ["caption"], "imageFields": ["image"], "weights": {"caption": 0.3, "image": 0.7}},
+                    "index": {"type": "hnsw", "distance": "cosine"},
+                }
+            },
+        },
+    ]
+    assert conversion.warnings == [
+        "Post: property 'body': textAnalyzer (ASCII folding, per-property stopwords) is not supported and is left out",
+        "Post: vector 'default': vectorIndexType dynamic becomes hnsw (searchd offers hnsw, annoy, flat, multivector)",
+        "Post: vector 'default': pq compression is not supported (vectors are kept as float32)",
+        "Post: replicationConfig.factor > 1: a searchd process keeps one copy (replicate the data directory or run replicas on PostgreSQL)",
+        "Post: generative-openai: generative and reranker modules are not supported and are left out",
+        "Pic: vector 'clip': vectorIndexType hfresh becomes hnsw (searchd offers hnsw, annoy, flat, multivector)",
+    ]
+
+
+def test_schema_from_json_reads_standard_input(tmp_path: Path) -> None:
+    body = json.dumps({"class": "Note", "properties": [{"name": "text", "dataType": ["text"]}], "vectorizer": "none"})
+    result = subprocess.run([*searchd_module(), "schema-from-json", "-", "--dimensions", "default=3"], input=body, capture_output=True, text=True, env=child_env(), timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout) == {
+        "collections": [{"name": "Note", "properties": [{"name": "text", "type": "TEXT"}], "vectors": {"default": {"vectorizer": {"module": "none", "dimensions": 3}, "index": {"type": "hnsw", "distance": "cosine"}}}}]
+    }

@@ -60,3 +60,8 @@ def nodes_json(collections: Iterable[CompiledCollection], counts: Mapping[str, i
         node["stats"] = {"objectCount": sum(s["objectCount"] for s in shards), "shardCount": len(shards)}
         node["shards"] = shards
     return {"nodes": [node]}
+
+
+def shard_statuses(collection: CompiledCollection, indexing: bool) -> list[dict[str, Any]]:
+    """GET /v1/schema/{class}/shards: the collection's one shard."""
+    return [{"name": collection.name, "status": "INDEXING" if indexing else "READY", "vectorQueueSize": 0}]

@@ -128,6 +128,14 @@ PATHS: dict[str, dict[str, Any]] = {
         "patch": _read_only("Refused: the schema is the YAML config"),
         "delete": _read_only("Refused: the schema is the YAML config"),
     },
+    "/v1/schema/{class_name}/shards": {
+        "parameters": [CLASS_PARAM],
+        "get": _op(
+            "The collection's one shard and its status",
+            {"200": _json({"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "required": ["name", "status", "vectorQueueSize"]}}, "shards")},
+            404,
+        ),
+    },
     "/v1/schema/{class_name}/{rest}": {
         "parameters": [CLASS_PARAM, {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}}],
         "post": _read_only("Refused: the schema is the YAML config"),

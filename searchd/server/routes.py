@@ -24,7 +24,7 @@ from searchd.query.search import QueryContext
 from searchd.query.served import CatalogGraphQL
 from searchd.server.classes import class_json, refusal_message
 from searchd.server.errors import error_response
-from searchd.server.nodes import check_output, nodes_json
+from searchd.server.nodes import check_output, nodes_json, shard_statuses
 from searchd.server.observe import query_kind
 from searchd.server.openapi import openapi_document
 from searchd.server.shapes import batch_result, object_json
@@ -151,8 +151,17 @@ async def nodes(request: Request) -> Response:
     collections = [catalog.collection(class_name)] if class_name else list(catalog.collections.values())
     services = _services(request)
     counts = {c.name: await anyio.to_thread.run_sync(services.engine.count, c.name) for c in collections} if verbose else {}
-    indexing = frozenset(p.collection for p in list(services.config.rebuilds.values()) if p.state == "running")
-    return JSONResponse(nodes_json(collections, counts, indexing, verbose))
+    return JSONResponse(nodes_json(collections, counts, _indexing(request), verbose))
+
+
+def _indexing(request: Request) -> frozenset[str]:
+    """Collections with a re-vectorization or reindex running."""
+    return frozenset(p.collection for p in list(_services(request).config.rebuilds.values()) if p.state == "running")
+
+
+async def schema_shards(request: Request) -> Response:
+    collection = _catalog(request).collection(request.path_params["class_name"])
+    return JSONResponse(shard_statuses(collection, collection.name in _indexing(request)))
 
 
 # -- objects ---------------------------------------------------------------------
@@ -311,6 +320,7 @@ ROUTES = [
     Route("/v1/schema", schema_is_read_only, methods=["POST", "PUT", "DELETE"]),
     Route("/v1/schema/{class_name}", schema_class, methods=["GET"]),
     Route("/v1/schema/{class_name}", schema_is_read_only, methods=["POST", "PUT", "DELETE", "PATCH"]),
+    Route("/v1/schema/{class_name}/shards", schema_shards, methods=["GET"]),
     Route("/v1/schema/{class_name}/{rest:path}", schema_is_read_only, methods=["POST", "PUT", "DELETE", "PATCH"]),
     Route("/v1/nodes", nodes, methods=["GET"]),
     Route("/v1/nodes/{class_name}", nodes, methods=["GET"]),
