@@ -390,6 +390,9 @@ def test_client_create_gets_the_yaml_to_write(start_server: StartServer, tmp_pat
     with client(server) as http:
         plain = http.post("/v1/schema", content=b"not json")
         assert plain.status_code == 405 and plain.json()["error"][0]["message"].endswith("; 'searchd schema-from-json FILE' turns a class JSON into the YAML to add")
+        replaced = http.put("/v1/schema/Article", json={"class": "Article", "properties": [{"name": "title", "dataType": ["text"]}]})
+        assert replaced.status_code == 405 and "To serve class 'Article' as sent, write this YAML" in replaced.json()["error"][0]["message"]
+        assert "- {name: title, type: TEXT}" in replaced.json()["error"][0]["message"]
         unsupported = http.post("/v1/schema", json={"class": "Geo", "properties": [{"name": "at", "dataType": ["geoCoordinates"]}]})
         assert unsupported.status_code == 405 and "class 'Geo' cannot be served as sent: Geo: property 'at' has dataType 'geoCoordinates'" in unsupported.json()["error"][0]["message"]
 

@@ -217,4 +217,4 @@ def refusal_message(action: str, config_path: str, body: Any, modules: KnownModu
         found = "; ".join(f"{i.path}: {i.message}" for i in issues)
         return f"{message}; class '{body['class']}' converts to YAML that is not valid yet ({found}): run 'searchd schema-from-json' on it and fix the result"
     notes = "".join(f"\n# note: {w}" for w in conversion.warnings)
-    return f"{message}. To serve class '{body['class']}', add this YAML to a file of the config (what 'searchd schema-from-json' writes):\n{rendered}{notes}"
+    return f"{message}. To serve class '{body['class']}' as sent, write this YAML in a file of the config (what 'searchd schema-from-json' writes):\n{rendered}{notes}"

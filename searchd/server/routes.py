@@ -134,12 +134,12 @@ async def schema_class(request: Request) -> Response:
 
 
 async def schema_is_read_only(request: Request) -> Response:
-    body = None
-    if request.method == "POST" and request.url.path == "/v1/schema":
+    body: Any = None
+    if request.method in ("POST", "PUT") and "rest" not in request.path_params:  # a class created or replaced
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            body = None  # refused either way; the message then points at schema-from-json
+            pass  # refused either way; the message then points at schema-from-json
     message = refusal_message(f"{request.method} {request.url.path}", _services(request).config_path, body, _catalog(request).registry)
     return error_response(405, message)
 
