@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -99,6 +100,9 @@ def _show_plan(args: argparse.Namespace) -> int | None:
         base = _load_or_report(against, environ, "the --against config ")
         if base is None:
             return 1
+        # The --against config is this config on another branch (copied out by `git show`): its relative dataDir means
+        # what it means beside the config under review, not beside the copy.
+        base = dataclasses.replace(base, base_dir=spec.base_dir)
         base_revision: str | None = revision(base)
         where = f"Config {against}: revision {base_revision}"
         plan = classify(redacted(base), redacted(spec))

@@ -261,6 +261,20 @@ def test_plan_against_another_config_needs_no_data_and_no_secrets(tmp_path: Path
     assert run.code == 1 and f"error(s) in the --against config {broken}" in run.err, run
 
 
+def test_plan_against_a_copy_of_the_same_config_sees_no_change(tmp_path: Path) -> None:
+    """The README's CI recipe: main's config copied out by `git show` to another directory; a relative dataDir is the same one."""
+    text = replaced(BASE, ("server:\n", "server:\n  dataDir: ../../data/articles\n"))
+    branch = write(tmp_path / "repo" / "config" / "searchd.yaml", text)
+    copy = write(tmp_path / "ci" / "main.yaml", text)
+    run = searchd("plan", branch, "--against", copy, cwd=tmp_path)
+    assert run.code == 0, run
+    assert plan_lines(run)[1:] == ["No changes. The applied config matches."], run
+    # A really different data directory still needs a restart, and says which.
+    moved = write(tmp_path / "repo" / "config" / "moved.yaml", replaced(text, ("../../data/articles", "../data/articles")))
+    run = searchd("plan", moved, "--against", copy, cwd=tmp_path)
+    assert plan_lines(run)[1:4] == ["", "Needs a restart (not applied live):", "  ~ server.dataDir: dataDir ../../data/articles → ../data/articles"], run
+
+
 # -- apply --------------------------------------------------------------------------------------
 
 

@@ -282,6 +282,8 @@ def test_server_socket_and_data_dir_need_a_restart_limits_do_not(load: Load) -> 
     applied = load()
     moved = classify(applied, dataclasses.replace(applied, base_dir="/elsewhere"))
     assert [c.address for c in moved.restart_required] == ["server.dataDir"]
+    # The same words naming two directories: the summary shows both directories, not "data → data".
+    assert [c.summary for c in moved.restart_required] == [f"dataDir {Path(applied.base_dir, 'data')} → {Path('/elsewhere', 'data')}"]
 
 
 def test_order_follows_proposed_collections_then_removed_ones(load: Load) -> None:

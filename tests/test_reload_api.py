@@ -277,6 +277,14 @@ def test_revectorization_reports_progress_and_ends_on_the_target_revision(
     # While it ran, the old vector settings were the applied ones; once swapped, the revision is the config's.
     assert body["revision"] != now["revision"] == revision(load_spec(config_path, default_registry()))
     assert "rebuild of Article.text (re-vectorize) done: 12 objects" in caplog.text
+    # The log names the revision being applied, not the one still serving while the rebuild runs.
+    target = now["revision"]
+    assert (
+        f"config reload (POST /v1/config/reload): applied revision {target}; rebuilding Article.text in the background"
+        f" (serving revision {body['revision']} until done)"
+    ) in caplog.messages, caplog.messages
+    assert f"config reload (POST /v1/config/reload): applied, revision {body['revision']}" not in caplog.messages
+    assert caplog.messages.index(f"serving revision {target}") > caplog.messages.index("rebuild of Article.text (re-vectorize) done: 12 objects")
     for object_id, old in before.items():
         got = client.get(f"/v1/objects/Article/{object_id}", params={"include": "vector"}).json()
         assert len(old) == 64 and len(got["vector"]) == 32 and set(got["vectors"]) == {"text"}

@@ -84,7 +84,7 @@ def _family(kind: PropertyType) -> str:
     return kind.value.lower()  # boolean, date
 
 
-def _group_label(value: Any) -> str:
+def group_label(value: Any) -> str:
     """How Weaviate's GraphQL String shows a grouped-by value (Go's FormatFloat(v, 'f', -1, 64) for numbers)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -108,7 +108,7 @@ def _groups(objects: Sequence[Mapping[str, Any]], prop: PropertySpec, limit: int
             members.setdefault(key, []).append(obj)
     # Largest group first, ties by value (one property has one type, so values compare).
     ordered = sorted(members.items(), key=lambda pair: (-len(pair[1]), pair[0]))[:limit]
-    return [Group(list(objs), {"path": [prop.name], "value": _group_label(key)}) for key, objs in ordered]
+    return [Group(list(objs), {"path": [prop.name], "value": group_label(key)}) for key, objs in ordered]
 
 
 # -- aggregations ---------------------------------------------------------------------

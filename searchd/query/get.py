@@ -10,8 +10,9 @@ import anyio.to_thread
 from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFragmentNode, SelectionSetNode
 
 from searchd.catalog import CompiledCollection
-from searchd.config.spec import Distance
+from searchd.config.spec import Distance, PropertyType
 from searchd.errors import InvalidInput, QueryError
+from searchd.query.aggregate import group_label
 from searchd.query.filters import sort_key
 from searchd.query.fusion import autocut
 from searchd.query.search import (
@@ -115,17 +116,21 @@ def _result(collection: CompiledCollection, row: Row) -> dict[str, Any]:
 def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Weaviate's groupBy: the best object of each group carries the group in _additional.group."""
     path = group_by["path"]
-    if len(path) != 1 or collection.spec.find_property(path[0]) is None:
+    prop = collection.spec.find_property(path[0]) if len(path) == 1 else None
+    if prop is None:
         raise QueryError(f"groupBy path {path!r} is not a property of '{collection.name}'", "group by one declared property")
+    numeric = prop.type is PropertyType.NUMBER
     groups: dict[str, list[Row]] = {}
     for row in rows:
         value = row.object.properties.get(path[0]) if row.object is not None else None
-        key = str(value) if value is not None else ""
-        if key not in groups and len(groups) >= group_by["groups"]:
-            continue
-        members = groups.setdefault(key, [])
-        if len(members) < group_by["objectsPerGroup"]:
-            members.append(row)
+        # As Aggregate (and Weaviate): an array puts the object in each of its values' groups; values read as GraphQL Strings.
+        values = value if isinstance(value, list) else [value]
+        for key in dict.fromkeys("" if v is None else group_label(float(v) if numeric else v) for v in values or [None]):
+            if key not in groups and len(groups) >= group_by["groups"]:
+                continue
+            members = groups.setdefault(key, [])
+            if len(members) < group_by["objectsPerGroup"]:
+                members.append(row)
     results = []
     for number, (value, members) in enumerate(groups.items()):
         distances = [m.distance for m in members if m.distance is not None]

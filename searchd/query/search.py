@@ -285,6 +285,12 @@ async def _hybrid_vector_leg(
         return ("vector,hybridVector", *await near_hits(context, collection, "nearVector", near, fetch, allowed))
     if not hybrid.get("query"):
         raise QueryError("hybrid with alpha > 0 needs a query, a vector or searches", "add query: \"...\"")
+    searched = target_vector(collection, targets)
+    if searched.vectorizer is None:
+        raise QueryError(
+            f"hybrid needs a vector for its vector side: '{searched.name}' brings its own vectors (module: none), so the query text cannot be embedded",
+            f"send hybrid: {{query: \"...\", vector: [...]}} with {searched.dimensions} numbers{' per row' if searched.is_multi else ''}, or alpha: 0 for keyword search only",
+        )
     near = {"concepts": [hybrid["query"]], "targetVectors": targets}
     return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
 

@@ -211,6 +211,13 @@ class ConfigManager:
             self._on_reload(result)
         if errors:
             log.error("config reload (%s) %s: %s", trigger, result, "; ".join(errors))
+        elif result == "applied" and plan is not None and (plan.revectorize or plan.reindex) and self.target is not None:
+            # The applied revision is what serves (old vectors until the rebuilds swap in): name the target too.
+            pending = ", ".join(f"{c}.{v}" for c, v in dict.fromkeys([*plan.revectorize, *plan.reindex]))
+            log.info(
+                "config reload (%s): applied revision %s; rebuilding %s in the background (serving revision %s until done)",
+                trigger, revision(self.target), pending, self.last["revision"],
+            )
         else:
             log.info("config reload (%s): %s, revision %s", trigger, result, self.last["revision"])
         return self.last
@@ -372,6 +379,8 @@ class ConfigManager:
                 progress.state = "done"
                 loop.call_later(RETIRED_GRACE_S, self.engine.release_retired)
                 log.info("rebuild of %s.%s (%s) done: %d objects", progress.collection, progress.target, progress.kind, progress.done)
+                if self.applied is not None and not any(k != key for k in self._tasks):
+                    log.info("serving revision %s", self.applied.revision)
             except asyncio.CancelledError:
                 progress.state = "cancelled"
                 raise

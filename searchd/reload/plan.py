@@ -212,8 +212,11 @@ class _Planner:
 
     def server(self, applied: Spec, proposed: Spec) -> None:
         diffs = _diff(applied.server, proposed.server, skip={*SERVER_LIVE, "data_dir"})
-        if _data_dir(applied.server, applied.base_dir) != _data_dir(proposed.server, proposed.base_dir):
-            diffs.append(("data_dir", applied.server.data_dir, proposed.server.data_dir))
+        before_dir, after_dir = _data_dir(applied.server, applied.base_dir), _data_dir(proposed.server, proposed.base_dir)
+        if before_dir != after_dir:
+            # The same words in two places name two directories: then show where each one is.
+            same_words = applied.server.data_dir == proposed.server.data_dir
+            diffs.append(("data_dir", before_dir if same_words else applied.server.data_dir, after_dir if same_words else proposed.server.data_dir))
         for n, before, after in diffs:
             self.restart.append(Change(ChangeKind.IN_PLACE, "update", f"server.{_camel(n)}", _describe([(n, before, after)])))
         for n in sorted(SERVER_LIVE & {f.name for f in dataclasses.fields(proposed.server)}):

@@ -163,6 +163,12 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
         "post": _op("Create an object (embedded by its collection's vectorizers)", {"200": _json(OBJECT, "stored")}, 413, 422, 502, 503, body=OBJECT),
     },
+    "/v1/objects/{id}": {
+        "parameters": [UUID_PARAM],
+        "head": _op("Whether an object exists in any collection (Weaviate's deprecated class-less form)", {"204": {"description": "exists"}}, 404, 422),
+        "get": _op("Read an object from whichever collection holds it (Weaviate's deprecated class-less form)", {"200": _json(OBJECT, "the object")}, 404, 422,
+                   parameters=[{"name": "include", "in": "query", "schema": {"type": "string", "enum": ["vector"]}}]),
+    },
     "/v1/objects/{class_name}/{id}": {
         "parameters": [CLASS_PARAM, UUID_PARAM],
         "head": _op("Whether an object exists", {"204": {"description": "exists"}}, 404, 422),

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import Catalog
-from searchd.errors import InvalidInput, PayloadTooLarge
+from searchd.errors import InvalidInput, NotFound, PayloadTooLarge
 from searchd.modules.provider import header_keys
 from searchd.query.plan import execute_plan
 from searchd.query.search import QueryContext
@@ -206,6 +206,29 @@ async def get_object(request: Request) -> Response:
     return JSONResponse(object_json(stored, include_vector, _default_vector_name(catalog, class_name)))
 
 
+def _find_anywhere(services: Any, catalog: Catalog, object_id: str) -> tuple[str, Any]:
+    """The collection holding ``object_id`` and the object: Weaviate's (deprecated) class-less lookup."""
+    normalize_uuid(object_id)  # a malformed id is a 422 before any lookup
+    for class_name in catalog.collections:
+        try:
+            return class_name, services.engine.get(catalog, class_name, object_id)
+        except NotFound:
+            continue
+    raise NotFound(f"no object with id '{object_id}' in any collection", "check the id, or name its collection: /v1/objects/{className}/{id}")
+
+
+async def get_object_without_class(request: Request) -> Response:
+    catalog = _catalog(request)
+    class_name, stored = await anyio.to_thread.run_sync(_find_anywhere, _services(request), catalog, request.path_params["id"])
+    include_vector = "vector" in request.query_params.get("include", "").split(",")
+    return JSONResponse(object_json(stored, include_vector, _default_vector_name(catalog, class_name)))
+
+
+async def head_object_without_class(request: Request) -> Response:
+    await anyio.to_thread.run_sync(_find_anywhere, _services(request), _catalog(request), request.path_params["id"])
+    return Response(status_code=204)
+
+
 async def head_object(request: Request) -> Response:
     await anyio.to_thread.run_sync(_services(request).engine.get, _catalog(request), request.path_params["class_name"], request.path_params["id"])
     return Response(status_code=204)
@@ -327,6 +350,8 @@ ROUTES = [
     Route("/v1/objects", list_objects, methods=["GET"]),
     Route("/v1/objects", create_object, methods=["POST"]),
     # HEAD before GET: starlette's GET routes also answer HEAD, and Weaviate answers 204 here.
+    Route("/v1/objects/{id}", head_object_without_class, methods=["HEAD"]),
+    Route("/v1/objects/{id}", get_object_without_class, methods=["GET"]),
     Route("/v1/objects/{class_name}/{id}", head_object, methods=["HEAD"]),
     Route("/v1/objects/{class_name}/{id}", get_object, methods=["GET"]),
     Route("/v1/objects/{class_name}/{id}", replace_object, methods=["PUT"]),
