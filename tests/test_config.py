@@ -533,6 +533,42 @@ def test_all_errors_are_reported_at_once_sorted_by_line(write_config: WriteConfi
     assert messages[6].startswith("module 'none' needs 'dimensions'")
 
 
+def test_schema_and_semantic_errors_in_one_collection_come_in_one_round(write_config: WriteConfig) -> None:
+    """A schema error in one named vector (or an unknown key) does not hide the semantic errors of the rest of its collection."""
+    config = write_config(
+        """\
+        collections:
+          - name: Art
+            descripton: typo
+            properties:
+              - {name: title, type: TEXT}
+              - {name: image, type: BLOB}
+            vectors:
+              broken:
+                vectorizer: {module: text2vec-hash, dimensions: "64"}
+                index: {type: hnws}
+              clip:
+                vectorizer:
+                  module: multi2vec-local
+                  textFields: [title]
+                  imageFields: [image]
+                  weights: {title: 0.5, caption: 0.5}
+              own:
+                vectorizer: {module: none, dimensions: 4}
+                index: {type: hnsw, distance: hamming}
+            invertedIndex: {bm25: {b: 2}}
+        """
+    )
+    assert [(i.line, i.path, i.message) for i in issues_of(config)] == [
+        (3, "collections[0].descripton", "Additional properties are not allowed ('descripton' was unexpected)"),
+        (9, "collections[0].vectors.broken.vectorizer.dimensions", "'64' is not of type 'integer'"),
+        (10, "collections[0].vectors.broken.index.type", "'hnws' is not one of ['hnsw', 'annoy', 'flat', 'multivector']"),
+        (16, "collections[0].vectors.clip.vectorizer.weights.caption", "weights names 'caption', which is not one of this vector's fields (title, image)"),
+        (19, "collections[0].vectors.own.index.distance", "a hnsw index cannot compute hamming distance"),
+        (20, "collections[0].invertedIndex.bm25.b", "2 is greater than the maximum of 1"),
+    ]
+
+
 def test_config_error_message_renders_every_issue(write_config: WriteConfig) -> None:
     config = write_config(MANY_MISTAKES)
     with pytest.raises(ConfigError) as caught:

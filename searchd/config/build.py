@@ -7,25 +7,71 @@ from pathlib import Path
 from typing import Any
 
 from searchd.config.capabilities import KnownModules
-from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents
+from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents, render_path
 from searchd.config.semantic import semantic_issues
 from searchd.config.spec import Spec, spec_from_data
-from searchd.config.validate import schema_issues
+from searchd.config.validate import schema_errors, schema_issues
 from searchd.errors import ConfigError, ConfigIssue
 
 
-def _valid_parts(data: Any, bad_paths: list[PathKey]) -> dict[str, Any]:
-    """The parts of a document that passed the schema, so they still get semantic checks.
+def _prune_point(path: PathKey) -> PathKey | None:
+    """Where a schema error inside a collection can be cut out without taking the rest of the collection with it.
 
-    Invalid collections become None (indices stay stable, since positions are keyed by them).
+    A named vector and the invertedIndex stand alone (nothing else refers to them), and an unknown key means nothing;
+    anything else (a property, the name) is referred to by the rest, so the whole collection goes.
+    """
+    if len(path) >= 4 and path[2] == "vectors":
+        return path[:4]
+    if len(path) >= 3 and path[2] == "invertedIndex":
+        return path[:3]
+    return None
+
+
+def _without(data: Any, path: PathKey) -> Any:
+    """A copy of ``data`` without the mapping key at ``path`` (the input is not changed)."""
+    head, *rest = path
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k != head} if not rest else {k: (_without(v, tuple(rest)) if k == head else v) for k, v in data.items()}
+    if isinstance(data, list) and isinstance(head, int):
+        return [(_without(v, tuple(rest)) if i == head else v) for i, v in enumerate(data)]
+    return data
+
+
+def _valid_parts(data: Any, bad_paths: list[PathKey], unknown_keys: list[PathKey]) -> tuple[dict[str, Any], list[PathKey]]:
+    """The parts of a document that passed the schema, so they still get semantic checks; and what was cut out.
+
+    Invalid collections become None (indices stay stable, since positions are keyed by them); inside a
+    collection, only an invalid named vector or invertedIndex, or an unknown key, is cut out when that leaves
+    the collection valid.
     """
     if not isinstance(data, dict) or any(len(p) == 0 for p in bad_paths):
-        return {}
+        return {}, [()]
     kept = {key: value for key, value in data.items() if not any(p == (key,) or (key != "collections" and p[0] == key) for p in bad_paths)}
+    pruned = [(key,) for key in data if key not in kept]
     if isinstance(kept.get("collections"), list):
-        bad = {p[1] for p in bad_paths if p[0] == "collections" and len(p) > 1}
-        kept["collections"] = [None if i in bad else c for i, c in enumerate(kept["collections"])]
-    return kept
+        cuts: dict[int, set[PathKey]] = {}
+        for p in bad_paths:
+            if p[0] == "collections" and len(p) > 1 and isinstance(p[1], int):
+                point = p if p in unknown_keys and len(p) >= 3 else _prune_point(p)
+                cuts.setdefault(p[1], set()).add(point if point is not None else p[:2])
+        collections = list(kept["collections"])
+        for index, points in cuts.items():
+            whole = ("collections", index) in points
+            candidate = collections[index]
+            if not whole:
+                for point in points:
+                    candidate = _without(candidate, point[2:])
+                whole = any(True for _ in schema_errors({"collections": [candidate]}))
+            collections[index] = None if whole else candidate
+            pruned.extend([("collections", index)] if whole else sorted(points, key=str))
+        kept["collections"] = collections
+    return kept, pruned
+
+
+def _related(issue_path: str, pruned: str) -> bool:
+    """Whether one rendered path lies within the other (a semantic issue about a part that was cut out)."""
+    shorter, longer = sorted((issue_path, pruned), key=len)
+    return longer == shorter or longer.startswith((shorter + ".", shorter + "["))
 
 
 def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file: str) -> tuple[dict[str, Any], Locator, list[ConfigIssue]]:
@@ -73,15 +119,21 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
     config_path = Path(path)
     documents, issues = read_documents(config_path, environ)
     checked: list[tuple[SourceDocument, dict[str, Any]]] = []
+    cut_out: list[tuple[str, str]] = []  # (file, rendered path) of parts left out of the semantic checks
     for document in documents:
         found = schema_issues(document.data, document.locator)
         issues.extend(issue for _, issue in found)
-        checked.append((document, _valid_parts(document.data, [p for p, _ in found])))
+        unknown = [p for p, issue in found if issue.message.startswith("Additional properties are not allowed")]
+        kept, pruned = _valid_parts(document.data, [p for p, _ in found], unknown)
+        checked.append((document, kept))
+        cut_out.extend((document.file, render_path(p)) for p in pruned)
     merged, locator, merge_issues = _merge(checked, str(config_path))
     issues.extend(merge_issues)
     base_dir = str(config_path if config_path.is_dir() else config_path.parent)
     spec = spec_from_data(merged, base_dir)
-    issues.extend(semantic_issues(spec, locator, modules))
+    # Every error at once: semantic checks run on what passed the schema, but say nothing about what was cut out
+    # (a vector whose `dimensions` has the wrong type must not also be told it lacks dimensions).
+    issues.extend(i for i in semantic_issues(spec, locator, modules) if not any(f == i.file and _related(i.path, p) for f, p in cut_out))
     if not spec.collections and not issues:
         issues.append(locator.issue(("collections",), "no collections are declared", "add a 'collections:' list with at least one collection"))
     if issues:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -65,6 +66,10 @@ def _located_path(error: jsonschema.ValidationError) -> PathKey:
         if len(extra) == 1:
             return (*path, extra[0])
     return path
+
+
+def schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
+    return _validator().iter_errors(data)
 
 
 def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssue]]:
