@@ -47,7 +47,7 @@ def _valid_parts(data: Any, bad_paths: list[PathKey], unknown_keys: list[PathKey
     if not isinstance(data, dict) or any(len(p) == 0 for p in bad_paths):
         return {}, [()]
     kept = {key: value for key, value in data.items() if not any(p == (key,) or (key != "collections" and p[0] == key) for p in bad_paths)}
-    pruned = [(key,) for key in data if key not in kept]
+    pruned: list[PathKey] = [(key,) for key in data if key not in kept]
     if isinstance(kept.get("collections"), list):
         cuts: dict[int, set[PathKey]] = {}
         for p in bad_paths:
