@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import watchfiles
 from starlette.testclient import TestClient
 
+from searchd.reload.manager import config_watch_filter
 from tests.conftest import ClientFactory, graphql
 
 CONFIG = """\
@@ -106,3 +108,19 @@ def test_get_object_without_its_class_is_found_in_any_collection(shop: TestClien
     }
     assert shop.head("/v1/objects/30000000-0000-4000-8000-0000000000ff").status_code == 404
     assert shop.get("/v1/objects/not-a-uuid").status_code == 422
+
+
+def test_the_config_watcher_ignores_a_data_directory_beside_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server writing its data beside its config must not wake the watcher (nor its "changes detected" log) per write."""
+    config_dir = tmp_path / "config"
+    (config_dir / "data" / "indexes").mkdir(parents=True)
+    (tmp_path / "elsewhere").symlink_to(config_dir / "data")
+    monkeypatch.chdir(tmp_path)
+    for data_dir in (Path("config/data"), tmp_path / "elsewhere", config_dir / "data"):
+        relevant = config_watch_filter(data_dir)
+        for written in ("data/store.sqlite-wal", "data/indexes/Article/text.bin", "data/embeddings.sqlite"):
+            assert not relevant(watchfiles.Change.modified, str(config_dir / written)), (data_dir, written)
+        assert relevant(watchfiles.Change.modified, str(config_dir / "searchd.yaml"))
+        assert relevant(watchfiles.Change.added, str(config_dir / "collections" / "data.yaml"))  # a name like the directory's
+        assert relevant(watchfiles.Change.added, str(config_dir / "database.yaml"))
+        assert not relevant(watchfiles.Change.modified, str(config_dir / ".git" / "index"))  # the usual noise stays filtered

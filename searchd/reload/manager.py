@@ -78,6 +78,21 @@ def with_vector(served: Spec, target: Spec, key: Key) -> Spec:
     return dataclasses.replace(served, collections=tuple(out))
 
 
+
+def config_watch_filter(data_dir: Path) -> Callable[[watchfiles.Change, str], bool]:
+    """The events worth reading the config for: not the usual noise, and nothing inside the data directory.
+
+    A data directory beside the config is written on every request; watchfiles logs "N changes detected" for each
+    batch it lets through, so these are dropped here, before it logs.
+    """
+    usual = watchfiles.DefaultFilter()
+    inside_data = tuple({str(data_dir.absolute()) + os.sep, str(data_dir.resolve()) + os.sep})
+
+    def relevant(change: watchfiles.Change, path: str) -> bool:
+        return usual(change, path) and not os.path.abspath(path).startswith(inside_data)
+
+    return relevant
+
 class ConfigManager:
     """``prepare_catalog`` is called with every catalog compiled to serve, before it does; it raises to refuse one.
 
@@ -173,12 +188,7 @@ class ConfigManager:
         path the server was given; unrelated files in the directory change nothing.
         """
         watched = self.config_path if self.config_path.is_dir() else self.config_path.parent
-        data_dir, usual = self.engine.data_dir, watchfiles.DefaultFilter()
-        inside_data = tuple({str(data_dir.absolute()) + os.sep, str(data_dir.resolve()) + os.sep})
-
-        def relevant(change: watchfiles.Change, path: str) -> bool:  # a data directory beside the config is busy
-            return usual(change, path) and not path.startswith(inside_data)
-
+        relevant = config_watch_filter(self.engine.data_dir)
         async for _ in watchfiles.awatch(watched, watch_filter=relevant, debounce=200, step=25, stop_event=self._stop):
             if await anyio.to_thread.run_sync(config_digest, self.config_path) == self._loaded:
                 continue
