@@ -174,9 +174,40 @@ def test_text2vec_nvidia_truncate_none_fails_only_the_over_long_object(nvidia: t
     assert sorted(o["properties"]["title"] for o in listed) == ["alpha", "beta", "delta"]
 
 
-def test_nvidia_open_model_needs_dimensions_and_a_wrong_length_fails_per_object(nvidia: tuple[FakeNvidia, str], write_config: WriteConfig, client_factory: ClientFactory) -> None:
+def test_llama_embedqa_gets_its_dimensions_in_the_request(nvidia: tuple[FakeNvidia, str], write_config: WriteConfig, client_factory: ClientFactory) -> None:
+    """nvidia/llama-3.2-nv-embedqa-1b-v2 has dynamic embeddings (2048 by default): `dimensions` is sent, and the strict fake takes it."""
     fake, url = nvidia
     model = "nvidia/llama-3.2-nv-embedqa-1b-v2"
+    client = serve(write_config, client_factory, {"text2vec-nvidia": {"baseURL": url}}, {
+        "name": "Doc",
+        "properties": [{"name": "title", "type": "TEXT"}],
+        "vectors": {
+            "small": {"vectorizer": {"module": "text2vec-nvidia", "model": model, "dimensions": 512}, "index": {"type": "flat"}},
+            "full": {"vectorizer": {"module": "text2vec-nvidia", "model": model}, "index": {"type": "flat"}, "default": True},
+        },
+    })
+    ids = import_ok(client, "Doc", [{"title": "matryoshka dolls"}])
+    bodies = sorted((c.body for c in nv_calls(fake)), key=lambda b: "dimensions" in b)
+    assert bodies == [
+        {"input": ["matryoshka dolls"], "model": model, "encoding_format": "float", "input_type": "passage", "truncate": "END"},
+        {"input": ["matryoshka dolls"], "model": model, "encoding_format": "float", "input_type": "passage", "truncate": "END", "dimensions": 512},
+    ]
+    vectors = stored(client, "Doc", ids[0])
+    assert np.allclose(vectors["small"], truncate_dims(text_vector("matryoshka dolls", 2048, salt="passage"), 512), atol=1e-5)
+    assert np.allclose(vectors["full"], text_vector("matryoshka dolls", 2048, salt="passage"), atol=1e-5)
+    fake.reset()
+    assert hits(near(client, "Doc", 'nearText: {concepts: ["dolls"], targetVectors: ["small"]}'), "Doc")[0]["title"] == "matryoshka dolls"
+    (call,) = nv_calls(fake)
+    assert call.body == {"input": ["dolls"], "model": model, "encoding_format": "float", "input_type": "query", "truncate": "END", "dimensions": 512}
+    with pytest.raises(ConfigError) as raised:
+        collection = {"name": "Doc", "properties": [{"name": "title", "type": "TEXT"}], "vectors": {"v": {"vectorizer": {"module": "text2vec-nvidia", "model": model, "dimensions": 500}}}}
+        load_spec(write_config(json.dumps({"collections": [collection]}), "x.yaml"), default_registry(), environ={})
+    assert f"{model} does not offer 500 dimensions; it offers 2048 or 1024 or 768 or 512 or 384" in str(raised.value)
+
+
+def test_nvidia_open_model_needs_dimensions_and_a_wrong_length_fails_per_object(nvidia: tuple[FakeNvidia, str], write_config: WriteConfig, client_factory: ClientFactory) -> None:
+    fake, url = nvidia
+    model = "nvidia/nv-embed-future-v9"  # a NIM model searchd does not know: dimensions states its length, and is not sent
     collection = {
         "name": "Doc",
         "properties": [{"name": "title", "type": "TEXT"}],

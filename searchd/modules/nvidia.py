@@ -29,6 +29,10 @@ INPUT_TYPES: Mapping[Role, str] = {"document": "passage", "query": "query"}
 
 NVCLIP = ModelInfo("nvidia/nvclip", 1024, 1024, 1024)
 EMBEDQA = ModelInfo("nvidia/nv-embedqa-e5-v5", 1024, 1024, 1024, options=frozenset({"truncate"}))
+# Dynamic embeddings: the service truncates to `dimensions` itself, so it is sent (other models reject the field).
+LLAMA_EMBEDQA = ModelInfo(
+    "nvidia/llama-3.2-nv-embedqa-1b-v2", 2048, 384, 2048, allowed_dimensions=frozenset({384, 512, 768, 1024, 2048}), options=frozenset({"truncate"}), matryoshka=True
+)
 
 
 def data_uri(b64: str) -> str:
@@ -58,8 +62,11 @@ class NvidiaVectorizer(RemoteVectorizer):
         known = module.model(self.model)
         self.input_types = module.name == "text2vec-nvidia"
         self.truncate = (spec.truncate or "END") if self.input_types else None
+        # Only to models known to take it: for an unknown model, dimensions states the length it returns.
+        self.send_dimensions = spec.dimensions if known is not None and known.matryoshka else None
         client = provider_client(module, NVIDIA, vector, settings, runtime)
-        batcher = Batcher(client, runtime.cache, namespace(module.name, self.model, truncate=self.truncate), self.send, client.settings.batch_size)
+        parameters = {"truncate": self.truncate, **({"dimensions": self.send_dimensions} if self.send_dimensions else {})}
+        batcher = Batcher(client, runtime.cache, namespace(module.name, self.model, **parameters), self.send, client.settings.batch_size)
         dimensions = spec.dimensions or (known.default_dimensions if known else 0)
         super().__init__(collection, vector, batcher, dimensions, **shape)
 
@@ -72,6 +79,8 @@ class NvidiaVectorizer(RemoteVectorizer):
         if self.input_types:
             body["input_type"] = INPUT_TYPES[role]
             body["truncate"] = self.truncate
+        if self.send_dimensions:
+            body["dimensions"] = self.send_dimensions
         key = self.batcher.client.api_key(keys)
         answer = await self.batcher.client.post("/v1/embeddings", body, {"Authorization": f"Bearer {key}"} if key else {})
         return rows(answer.get("data") if isinstance(answer, dict) else None, "embedding")
@@ -100,7 +109,7 @@ TEXT = ModuleInfo(
     title="NVIDIA NIM text embeddings (nvidia/nv-embedqa-e5-v5 or another NIM model)",
     documentation=DOCS,
     modalities=frozenset({"text"}),
-    models={EMBEDQA.name: EMBEDQA},
+    models={EMBEDQA.name: EMBEDQA, LLAMA_EMBEDQA.name: LLAMA_EMBEDQA},
     default_model=EMBEDQA.name,
     factory=_text,
     open_models=True,

@@ -49,13 +49,19 @@ class NvidiaModel:
     images: bool = False
     needs_input_type: bool = False  # asymmetric QA models: input_type or a -query/-passage name suffix
     max_tokens: int = 8192
+    dims: int = DIMS
+    dim_choices: frozenset[int] = frozenset()  # when set, the only accepted `dimensions` (Matryoshka sizes)
 
 
 NVCLIP = NvidiaModel("nvidia/nvclip", _COMMON_FIELDS | {"truncate"}, images=True)
 E5 = NvidiaModel("nvidia/nv-embedqa-e5-v5", _COMMON_FIELDS | {"input_type", "truncate"}, needs_input_type=True, max_tokens=512)
-# Any other nvidia/* name: a text model with dynamic dimensions (like llama-3.2-nv-embedqa-1b-v2).
+# Any other nvidia/* name: a text model with dynamic dimensions.
 GENERIC_FIELDS = _COMMON_FIELDS | {"input_type", "truncate", "dimensions"}
-MODELS: Mapping[str, NvidiaModel] = MappingProxyType({m.name: m for m in (NVCLIP, E5)})
+# Dynamic embeddings ("Matryoshka"): 2048 by default, or one of the smaller sizes in `dimensions`.
+LLAMA_EMBEDQA = NvidiaModel(
+    "nvidia/llama-3.2-nv-embedqa-1b-v2", GENERIC_FIELDS, needs_input_type=True, dims=2048, dim_choices=frozenset({384, 512, 768, 1024, 2048})
+)
+MODELS: Mapping[str, NvidiaModel] = MappingProxyType({m.name: m for m in (NVCLIP, E5, LLAMA_EMBEDQA)})
 
 
 def resolve_model(name: str) -> tuple[NvidiaModel, str | None] | None:
@@ -110,22 +116,22 @@ class FakeNvidia(FakeProvider):
         input_type = self._input_type(model, body, implied_type)
         truncate = self._enum(body, "truncate", ("NONE", "START", "END"), "NONE")
         encoding = self._enum(body, "encoding_format", ("float", "base64"), "float")
-        dims = self._dimensions(body)
+        dims = self._dimensions(model, body)
 
         vectors: list[Vector] = []
         used = 0
         for text in texts:
             image = self._image(text) if model.images else None
             if image is not None:
-                vectors.append(image_vector(image, DIMS))
+                vectors.append(image_vector(image, model.dims))
                 used += IMAGE_TOKENS
                 continue
             if model.images and looks_like_base64_image(text):
                 raise Reject(self.error_response(422, "Raw base64 is not supported; send images as data:image/png;base64,<data>"))
             text = self._fit(model, text, truncate)
-            vectors.append(text_vector(text, DIMS, salt=input_type or ""))
+            vectors.append(text_vector(text, model.dims, salt=input_type or ""))
             used += token_count(text)
-        if dims != DIMS:
+        if dims != model.dims:
             vectors = [truncate_dims(v, dims) for v in vectors]
         data = [{"index": i, "embedding": encode_vector(v, encoding), "object": "embedding"} for i, v in enumerate(vectors)]
         return json_response({"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": used, "total_tokens": used}})
@@ -164,10 +170,12 @@ class FakeNvidia(FakeProvider):
             raise self._unvalidated("literal_error", ("body", field), f"Input should be one of {', '.join(map(repr, allowed))}", value)
         return str(value)
 
-    def _dimensions(self, body: dict[str, Any]) -> int:
-        value = body.get("dimensions", DIMS)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= DIMS:
-            raise self._unvalidated("value_error", ("body", "dimensions"), f"dimensions must be an integer in 1..{DIMS}", value)
+    def _dimensions(self, model: NvidiaModel, body: dict[str, Any]) -> int:
+        value = body.get("dimensions", model.dims)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= model.dims:
+            raise self._unvalidated("value_error", ("body", "dimensions"), f"dimensions must be an integer in 1..{model.dims}", value)
+        if model.dim_choices and value not in model.dim_choices:
+            raise self._unvalidated("value_error", ("body", "dimensions"), f"dimensions must be one of {sorted(model.dim_choices)}", value)
         return value
 
     def _image(self, value: str) -> bytes | None:
