@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,10 @@ def graphql(client: TestClient, query: str, variables: dict[str, Any] | None = N
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def next_millisecond() -> None:
+    """Return once the wall clock shows a later millisecond than at the call (what ms timestamps tell apart)."""
+    start = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == start:
+        time.sleep(0.0002)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,24 +304,27 @@ def test_delay_looks_like_a_server_that_never_answers(jina: httpx.Client, jina_s
     jina_embed(jina, model="jina-embeddings-v3", input=["x"])  # the fault was used up
 
 
-def test_latency_and_in_flight_max(jina_server: tuple[FakeJina, str]) -> None:
+def test_hold_and_in_flight_max(jina_server: tuple[FakeJina, str]) -> None:
     fake, url = jina_server
     fake.wait_idle()  # a request an earlier test abandoned would count as in flight
     fake.reset()
-    fake.latency = 0.2
+    fake.hold(4)  # no answer until all four are in flight: side by side whatever the machine's load
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as client:
-            body = {"model": "jina-embeddings-v2-small-en", "input": ["x"]}
-            responses = await asyncio.gather(*(client.post("/v1/embeddings", json=body) for _ in range(4)))
-            return [r.status_code for r in responses]
-
-    started = time.monotonic()
-    assert asyncio.run(burst()) == [200] * 4
-    assert 0.2 <= time.monotonic() - started  # each answer waited for the latency
-    assert fake.in_flight_max == 4  # and the four waited side by side
+    assert asyncio.run(burst_of(url, 4)) == [200] * 4
+    assert fake.in_flight_max == 4
     fake.reset()
     assert fake.latency == 0.0 and fake.in_flight_max == 0
+    # One request alone is answered once the hold's timeout passes: a client that cannot reach the count fails, not hangs.
+    fake.hold(2, timeout=0.05)
+    assert asyncio.run(burst_of(url, 1)) == [200]
+    assert fake.in_flight_max == 1
+
+
+async def burst_of(url: str, n: int) -> list[int]:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        body = {"model": "jina-embeddings-v2-small-en", "input": ["x"]}
+        responses = await asyncio.gather(*(client.post("/v1/embeddings", json=body) for _ in range(n)))
+        return [r.status_code for r in responses]
 
 
 # --- NVIDIA ---------------------------------------------------------------------------------------------------
@@ -453,9 +456,13 @@ def test_weaviate_colmodernvbert(wembed: httpx.Client) -> None:
 def test_serving_shuts_down_despite_a_hanging_request() -> None:
     fake = FakeWeaviateEmbed()
     fake.fail_next(500, delay=60.0)
-    with serving(fake.app) as url:
-        assert url.startswith("http://127.0.0.1:")
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{url}/v1/embeddings/embed", json={}, timeout=0.1)
-        started = time.monotonic()
-    assert time.monotonic() - started < 3.0
+    context = serving(fake.app)
+    url = context.__enter__()
+    assert url.startswith("http://127.0.0.1:")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/v1/embeddings/embed", json={}, timeout=0.1)
+    # Leaving must not wait out the hanging request's 60 s: the exit runs where a (generous) deadline watches it.
+    leaving = threading.Thread(target=context.__exit__, args=(None, None, None), daemon=True)
+    leaving.start()
+    leaving.join(timeout=30.0)
+    assert not leaving.is_alive(), "serving() waited for a request whose client had gone"

@@ -30,7 +30,6 @@ import json
 import operator
 import random
 import re
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,7 +42,7 @@ from starlette.testclient import TestClient
 
 from searchd.query.filters import parse_where
 from searchd.server import create_app, open_services
-from tests.conftest import graphql
+from tests.conftest import graphql, next_millisecond
 
 # -- generated data --------------------------------------------------------------
 
@@ -310,7 +309,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     try:
         for start in range(0, N, 20):  # three batches, so creation times differ
             if start:
-                time.sleep(0.02)
+                next_millisecond()
             batch = [
                 {"class": "C", "id": o["id"], "properties": o["props"], **({"vector": o["vector"]} if o["vector"] is not None else {})}
                 for o in OBJECTS[start : start + 20]

@@ -350,10 +350,37 @@ def test_cache_keys_include_the_request_parameters(jina: tuple[FakeJina, str], w
     assert cache_stats(client)["hits"] == 2
 
 
+def test_two_vectors_embedding_the_same_inputs_share_one_request(jina: tuple[FakeJina, str], write_config: WriteConfig, client_factory: ClientFactory) -> None:
+    """Same module, model, parameters and inputs, embedded side by side: the second waits for the first one's request."""
+    fake, url = jina
+    config = json.loads(config_text(url))
+    v3 = {"module": "text2vec-jinaai", "model": "jina-embeddings-v3", "dimensions": 64}
+    config["collections"][0]["vectors"] = {
+        "cosine": {"vectorizer": v3, "index": {"type": "flat", "distance": "cosine"}, "default": True},
+        "dot": {"vectorizer": v3, "index": {"type": "flat", "distance": "dot"}},
+    }
+    client = client_factory(write_config(json.dumps(config)))
+    titles = ["shared one", "shared two", "shared three"]
+    assert statuses(batch(client, titles)) == ["SUCCESS"] * 3
+    (call,) = fake.requests  # one request, not one per vector
+    assert call.body["input"] == titles and call.body["dimensions"] == 64
+    want = truncate_dims(text_vector("shared two", 1024, salt="retrieval.passage"), 64)
+    vectors = client.get(f"/v1/objects/Doc/{IDS[1]}?include=vector").json()["vectors"]
+    assert np.allclose(vectors["cosine"], want, atol=1e-5) and np.allclose(vectors["dot"], want, atol=1e-5)
+    assert cache_stats(client) == {"entries": 3, "hits": 3, "misses": 3, "hitRate": 0.5}
+    # A failed flight is not shared: the waiting side asks again itself (here both fail the same way, once each after retries).
+    fake.reset()
+    fake.fail_next(401, times=2)
+    results = batch(client, ["fresh text"])
+    assert statuses(results) == ["FAILED"] and "JINAAI_APIKEY" in error_of(results[0])
+    assert len(fake.requests) == 2 and all(c.body["input"] == ["fresh text"] for c in fake.requests)
+
+
 def test_concurrency_is_bounded_by_max_concurrency(jina: tuple[FakeJina, str], write_config: WriteConfig, client_factory: ClientFactory) -> None:
     fake, url = jina
     client = start(write_config, client_factory, url, settings={"maxConcurrency": 2, "batchSize": 1})
-    fake.latency = 0.2
+    fake.hold(2)  # the first two wait for each other: they did overlap, whatever the machine's load
+    fake.latency = 0.05  # and the rest take a while, so a third sent too early would be seen in flight
     titles = [f"object {i}" for i in range(6)]
     assert statuses(batch(client, titles)) == ["SUCCESS"] * 6
     assert sorted(inputs(fake.requests)) == sorted([[t] for t in titles])

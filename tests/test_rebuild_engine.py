@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from searchd.modules.registry import default_registry
 from searchd.reload.rebuild import Progress, rebuild_vector, vector_shadow
 from searchd.server.app import Services
 from searchd.storage import StoredObject
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, next_millisecond
 
 CONFIG = """
 server: {reload: {watch: false}}
@@ -100,7 +99,7 @@ def test_a_catch_up_vector_does_not_overwrite_a_newer_write_in_the_new_index(cli
     def rewrite(body: str) -> None:
         draft = engine.draft(catalog, {**note, "properties": {"body": body}})
         assert asyncio.run(engine.embed([draft])) == [None]
-        time.sleep(0.002)  # a later millisecond: objects are versioned by updated_ms
+        next_millisecond()  # objects are versioned by updated_ms
         engine.commit([draft])
 
     # W1 is embedded before the rebuild begins and committed after: it waits for a catch-up vector.

@@ -354,7 +354,7 @@ def test_a_revectorization_keeps_the_providers_concurrent_requests_busy(
     # One request per 256-object step: only steps embedded side by side fill the 4 allowed requests.
     client, config = jina_docs(client_factory, tmp_path, url, "batchSize: 256, maxConcurrency: 4", 1024)
     fake.reset()
-    fake.latency = 0.2
+    fake.hold(4)  # answered once four are in flight: only steps embedded side by side get there
     edit(config, ("dimensions: 256", "dimensions: 128"))
     assert reload(client, 200)["result"] == "applied"
     services_of(client).config.wait_for_rebuilds()
@@ -429,8 +429,21 @@ def test_a_reload_while_a_revectorization_swaps_in_plans_against_the_swapped_spe
     assert promoting.wait(DEADLINE_S)
     # An unrelated change arrives while the swap runs; it must not plan against the spec from before the swap.
     edit(config_path, ("  reload: {watch: false}\n", "  reload: {watch: false}\n  limits: {queryLimitDefault: 7}\n"))
+    planned = threading.Event()
+    plan = services.config.plan
+
+    def noted_plan(spec: Any) -> Any:
+        planned.set()
+        return plan(spec)
+
+    monkeypatch.setattr(services.config, "plan", noted_plan)
     second = services.config.submit("POST /v1/config/reload")
-    time.sleep(0.3)  # let that reload reach its plan (without the lock it plans here, against the old spec)
+    # Wait until that reload is queued on the manager's lock, or (without the lock) has planned against the old spec.
+    lock = services.config._lock
+    deadline = time.monotonic() + DEADLINE_S
+    while not planned.is_set() and not getattr(lock, "_waiters", None) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert planned.is_set() or getattr(lock, "_waiters", None), "the second reload never reached the lock"
     release.set()
     assert second.result(timeout=DEADLINE_S)["result"] == "applied"
     services.config.wait_for_rebuilds()

@@ -8,6 +8,7 @@ losing it costs money, never data, so writes are not fsynced.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import sqlite3
 import threading
@@ -51,6 +52,9 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+        # Single flight: keys some caller is asking the provider for now, and the futures its result settles.  Futures of
+        # concurrent.futures, because callers run on different event loops (the server's, the reload manager's).
+        self._flying: dict[bytes, concurrent.futures.Future[np.ndarray | None]] = {}
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
@@ -64,6 +68,32 @@ class EmbeddingCache:
             self._hits += len(found)
             self._misses += len(set(keys)) - len(found)
         return found
+
+    def claim(self, keys: Iterable[bytes]) -> tuple[list[bytes], dict[bytes, concurrent.futures.Future[np.ndarray | None]]]:
+        """Split keys into those this caller fetches (the first to ask) and those another caller is fetching now.
+
+        The claimed keys must be handed back through :meth:`settle`, whatever happens; the futures of the others
+        give their vector, or None when that fetch failed (then ask again, with your own request's keys).
+        """
+        mine: list[bytes] = []
+        theirs: dict[bytes, concurrent.futures.Future[np.ndarray | None]] = {}
+        with self._lock:
+            for key in keys:
+                flying = self._flying.get(key)
+                if flying is not None:
+                    theirs[key] = flying
+                    self._hits += 1  # served without a provider request of its own
+                else:
+                    self._flying[key] = concurrent.futures.Future()
+                    mine.append(key)
+        return mine, theirs
+
+    def settle(self, keys: Iterable[bytes], results: Mapping[bytes, object]) -> None:
+        """End the flight of claimed keys: waiters get the vector in ``results``, or None for anything else."""
+        with self._lock:
+            futures = [(self._flying.pop(key), results.get(key)) for key in keys if key in self._flying]
+        for future, result in futures:
+            future.set_result(result if isinstance(result, np.ndarray) else None)
 
     def put_many(self, vectors: Mapping[bytes, np.ndarray] | Iterable[tuple[bytes, np.ndarray]]) -> None:
         items = vectors.items() if isinstance(vectors, Mapping) else vectors

@@ -60,8 +60,25 @@ class Batcher:
 
     async def embed(self, items: Sequence[Item], role: Role, keys: Mapping[str, str]) -> list[np.ndarray | SearchdError]:
         unique = {self._key(item, role): item for item in items}
-        found: dict[bytes, np.ndarray | SearchdError] = dict(self._cache.get_many(list(unique)))
-        missing = [(key, item) for key, item in unique.items() if key not in found]
+        # Single flight, keyed like the cache: two vectors embedding the same inputs with the same model at once
+        # (or two writes of one object) send one request; the other waits for its answer.
+        mine, theirs = self._cache.claim(unique)
+        found: dict[bytes, np.ndarray | SearchdError] = {}
+        try:
+            found.update(self._cache.get_many(mine))  # after claiming: a flight that just landed is in the cache
+            await self._fetch([(key, unique[key]) for key in mine if key not in found], role, keys, found)
+        finally:
+            self._cache.settle(mine, found)
+        for key, future in theirs.items():
+            vector = await asyncio.wrap_future(future)
+            if vector is not None:
+                found[key] = vector
+        retry = [unique[key] for key in theirs if key not in found]  # their fetch failed: ours may not (other keys, a transient error)
+        if retry:
+            found.update(zip((self._key(item, role) for item in retry), await self.embed(retry, role, keys)))
+        return [found[self._key(item, role)] for item in items]
+
+    async def _fetch(self, missing: list[tuple[bytes, Item]], role: Role, keys: Mapping[str, str], found: dict[bytes, np.ndarray | SearchdError]) -> None:
         batches: list[list[tuple[bytes, Item]]] = []
         for kind in dict.fromkeys(item.kind for _, item in missing):  # batches hold one kind; a late-chunked document goes alone
             same = [pair for pair in missing if pair[1].kind == kind]
@@ -76,7 +93,6 @@ class Batcher:
                     fresh[key] = result
         if fresh:
             self._cache.put_many(fresh)
-        return [found[self._key(item, role)] for item in items]
 
     async def _send_split(self, batch: list[tuple[bytes, Item]], role: Role, keys: Mapping[str, str]) -> list[np.ndarray | SearchdError]:
         try:

@@ -77,7 +77,7 @@ def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | 
 
 
 class FakeProvider:
-    """Base class of the fakes. Attributes tests may set directly: ``api_keys``, ``latency``."""
+    """Base class of the fakes. Attributes tests may set directly: ``api_keys``, ``latency``; ``hold()`` makes a barrier."""
 
     def __init__(self, api_keys: Iterable[str] = (DEFAULT_API_KEY,), latency: float = 0.0) -> None:
         self._default_api_keys = frozenset(api_keys)
@@ -90,6 +90,7 @@ class FakeProvider:
         self._faults: deque[_Fault] = deque()
         self._in_flight = 0
         self._in_flight_max = 0
+        self._hold: tuple[int, float] | None = None  # (requests, seconds): see hold()
         routes = [Route(path, self._endpoint(handler), methods=["POST"]) for path, handler in self.routes().items()]
         # Catch-all so that requests to a wrong path or with a wrong method are recorded too.
         routes.append(Route("/{path:path}", self._endpoint(self._not_found), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
@@ -136,6 +137,16 @@ class FakeProvider:
         with self._lock:
             self._faults.extend(_Fault(None, None, None, 0.0) for _ in range(times))
 
+    def hold(self, count: int, timeout: float = 30.0) -> None:
+        """Hold the next requests unanswered until ``count`` are in flight at once, then answer them all (a barrier).
+
+        Makes "the client sends N requests side by side" deterministic: ``in_flight_max`` then reaches ``count``
+        whatever the machine's load.  A client that never gets that far is answered after ``timeout``, so the test
+        fails on its ``in_flight_max`` assertion instead of hanging.
+        """
+        with self._lock:
+            self._hold = (count, timeout)
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until no request is being handled (one a previous test gave up on may still be sleeping)."""
         with self._idle:
@@ -147,6 +158,7 @@ class FakeProvider:
             self._requests.clear()
             self._faults.clear()
             self._in_flight_max = self._in_flight
+            self._hold = None
         self.api_keys = set(self._default_api_keys)
         self.latency = self._default_latency
 
@@ -170,7 +182,10 @@ class FakeProvider:
                 fault = self._faults.popleft() if self._faults else None
                 self._in_flight += 1
                 self._in_flight_max = max(self._in_flight_max, self._in_flight)
+                hold = self._hold
             try:
+                if hold is not None:
+                    await self._barrier(*hold)
                 if self.latency > 0 and await _sleep_unless_disconnected(request, self.latency):
                     return Response(status_code=499)  # nobody is listening any more
                 if fault is not None:
@@ -188,6 +203,15 @@ class FakeProvider:
                         self._idle.notify_all()
 
         return endpoint
+
+    async def _barrier(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._hold is None or self._in_flight >= count:
+                    self._hold = None  # reached: this request and every one waiting go on
+                    return
+            await asyncio.sleep(0.005)
 
     def _run(self, handler: Handler, call: RecordedRequest) -> Response:
         try:
