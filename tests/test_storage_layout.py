@@ -123,3 +123,28 @@ def test_new_stores_use_8_kb_pages_and_keep_vectors_off_overflow_pages(tmp_path:
     # 200 vectors of 1,536 bytes fit five to a page: the whole file stays under 1.6x their bytes
     # (a vector spilling to an overflow page, as in layout 1, takes at least twice its size).
     assert pages * 8192 <= 1.6 * 200 * 1536, pages
+
+
+def test_expression_index_names_cannot_collide(tmp_path: Path) -> None:
+    """Layout 1 named indexes prop_<collection>_<property>: A_b.c and A.b_c were both prop_A_b_c, so one lost its index.
+
+    Layout 2 names them <table>__<property>, the table being o<number> (unique per collection); a property name cannot start
+    with a digit, so a name reads back one way only.  Each property gets its own index, and filters are hinted to it.
+    """
+    from searchd.config.spec import PropertyType
+    from searchd.records import StoredObject
+    from searchd.where import Condition
+
+    with ObjectStore(tmp_path / "data") as store:
+        store.put_many([StoredObject("A_b", doc_id(i), {"c": i}, {}, 1, 1) for i in range(3)])
+        store.put_many([StoredObject("A", doc_id(10 + i), {"b_c": 10 + i}, {}, 1, 1) for i in range(3)])
+        store.index_properties("A_b", ["c"])
+        store.index_properties("A", ["b_c"])
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "objects.sqlite3")) as db:
+            tables = dict(db.execute("SELECT name, 'o' || tag FROM collections").fetchall())
+            indexes = sorted(db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%json_extract%'").fetchall())
+        assert indexes == sorted([(f"{tables['A_b']}__c", tables["A_b"]), (f"{tables['A']}__b_c", tables["A"])])
+        for collection, prop, value in (("A_b", "c", 1), ("A", "b_c", 11)):
+            where = Condition(prop, "Equal", value, PropertyType.INT)
+            assert store._hint(collection, where) == f"INDEXED BY {tables[collection]}__{prop}"  # the filter is answered by its own index
+            assert store.docs_matching(collection, where) == [2]

@@ -448,7 +448,7 @@ class ObjectStore:
     def _indexes(self, collection: str) -> list[str]:
         table = self._table(collection)
         with self._read() as db:
-            return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name LIKE ?", (table, f"{table}\\_\\_%"))] if table else []
+            return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name LIKE ? ESCAPE '\\'", (table, f"{table}\\_\\_%"))] if table else []
 
     def index_properties(self, collection: str, names: Sequence[str]) -> None:
         """Expression indexes so that listings filtered on these scalar properties do not scan the collection.
