@@ -29,11 +29,12 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 os.environ.update(THREAD_ENV)
 
 import numpy as np  # after the thread settings
+from benchdata import bench_data, default_data_dir  # bench/ is on sys.path: engine.py runs as a script
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VENV_BIN = Path(sys.executable).parent
-DEFAULT_DATA = Path(os.environ.get("SEARCHD_BENCH_DATA", "/work/shared/data/wordnet-minilm"))
+DEFAULT_DATA = default_data_dir()  # $SEARCHD_BENCH_DATA, else ../shared/data/wordnet-minilm beside the repository
 DIM = 384
 K = 10
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -120,6 +121,7 @@ def read_jsonl(path: Path, count: int) -> list[dict[str, Any]]:
 
 
 def load_dataset(directory: Path, n: int, nq: int) -> Dataset:
+    bench_data(directory)
     corpus_all = np.load(directory / "corpus.f16.npy", mmap_mode="r")
     queries_all = np.load(directory / "queries.f16.npy")
     if not 1 <= n <= len(corpus_all) or not 1 <= nq <= len(queries_all):

@@ -70,8 +70,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.benchdata import bench_data
+
 HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("SEARCHD_BENCH_DATA", "/work/shared/data/wordnet-minilm"))
 KEY = "bench-key"
 CLUSTER = "https://bench-cluster.weaviate.cloud"
 CONCURRENCY = 4  # the modules' default maxConcurrency
@@ -215,7 +216,7 @@ def texts(n: int) -> list[str]:
     """'<first lemma>: <gloss>' of the WordNet entries (unique), cycling with a suffix past the end."""
     if not _TEXTS:
         seen: dict[str, None] = {}
-        with open(DATA / "corpus.jsonl", encoding="utf-8") as handle:
+        with open(bench_data(needs=("corpus.jsonl",)) / "corpus.jsonl", encoding="utf-8") as handle:
             for line in handle:
                 entry = json.loads(line)
                 seen[f"{entry['lemmas'][0]}: {entry['gloss']}"] = None
@@ -625,6 +626,7 @@ def main() -> int:
     parser.add_argument("--md", type=Path, default=None, help="also write the table as markdown here")
     parser.add_argument("--serve-fake", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    bench_data(needs=("corpus.jsonl",))  # before any work: a missing data set is said at once
     if args.serve_fake:
         serve_fake(args.serve_fake, args.latency)
         return 0

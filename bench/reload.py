@@ -7,7 +7,7 @@
 
 A real ``python -m searchd serve`` subprocess on a config with one collection (``text`` TEXT, ``pos`` TEXT
 field-tokenized; vector ``v``: text2vec-hash, 256 dimensions, hnsw cosine with the defaults), loaded with N
-objects ("<first lemma>: <gloss>" of the WordNet entries, /work/shared/data/wordnet-minilm) over
+objects ("<first lemma>: <gloss>" of the WordNet entries, wordnet-minilm: see bench/benchdata.py) over
 ``POST /v1/batch/objects`` (batches of 500, one client).
 
 a. In-place edits through the file watcher: ``--reps`` times, the collection's description (even
@@ -46,6 +46,8 @@ import sys
 
 if sys.path and os.path.realpath(sys.path[0] or ".") == os.path.dirname(os.path.realpath(__file__)):
     del sys.path[0]
+if os.path.dirname(os.path.dirname(os.path.realpath(__file__))) not in sys.path:  # the repository root: bench.benchdata
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
 os.environ.update(THREAD_ENV)
@@ -67,9 +69,10 @@ from typing import Any
 
 import httpx
 
+from bench.benchdata import bench_data
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DATA = Path(os.environ.get("SEARCHD_BENCH_DATA", "/work/shared/data/wordnet-minilm"))
 IMPORT_BATCH = 500
 DEBOUNCE_MS, STEP_MS = 200, 25  # searchd/reload/manager.py ConfigManager._watch
 PROVIDER_BATCH, PROVIDER_CONCURRENCY = 128, 4  # phase d: modules.text2vec-jinaai batchSize / maxConcurrency
@@ -237,7 +240,7 @@ class Server:
 
 def load(n: int) -> list[dict[str, Any]]:
     out = []
-    with open(DATA / "corpus.jsonl", encoding="utf-8") as handle:
+    with open(bench_data(needs=("corpus.jsonl",)) / "corpus.jsonl", encoding="utf-8") as handle:
         for line in handle:
             e = json.loads(line)
             out.append({"class": "Gloss", "id": str(uuid.uuid5(uuid.NAMESPACE_OID, e["id"])), "properties": {"text": f"{e['lemmas'][0]}: {e['gloss']}", "pos": e["pos"]}})
@@ -397,6 +400,7 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=20.0, help="before each throughput phase, wait up to this long for other work on the machine to stop (default 20 s)")
     parser.add_argument("--out", type=Path, default=HERE / "results-reload.json")
     args = parser.parse_args()
+    bench_data(needs=("corpus.jsonl",))  # before any work: a missing data set is said at once
     if args.quick:
         args.n, args.reps = 3000, 5
     if args.provider_n is None:

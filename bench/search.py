@@ -1,6 +1,6 @@
-"""Keyword, hybrid and filter benchmarks on the WordNet glosses (../shared/data/wordnet-minilm).
+"""Keyword, hybrid and filter benchmarks on the WordNet glosses (wordnet-minilm: see bench/benchdata.py).
 
-    bench/.venv/bin/python bench/search.py [--n 60000] [--queries 500] [--quick]
+    bench/.venv/bin/python bench/search.py [--n 60000] [--queries 500] [--quick] [--data DIR]
 
 1. BM25 index time and QPS (one thread, sequential): searchd's BM25Index in-process,
    against tantivy (tantivy-py) and bm25s in the same run, plus top-10 agreement with tantivy.
@@ -29,19 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchdata import bench_data, default_data_dir  # bench/ is sys.path[0] when this runs as a script
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wordnet-minilm"
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = re.compile(r"[^\W_]+")
 
 
-def load(n: int, queries: int) -> tuple[list[dict[str, Any]], np.ndarray, list[str], np.ndarray]:
-    corpus = [json.loads(line) for _, line in zip(range(n), open(DATA / "corpus.jsonl", encoding="utf-8"))]  # noqa: SIM115 (held open for the life of a process)
-    vectors = np.load(DATA / "corpus.f16.npy")[:n].astype(np.float32)
-    entries = [json.loads(line) for _, line in zip(range(queries), open(DATA / "queries.jsonl", encoding="utf-8"))]  # noqa: SIM115 (held open for the life of a process)
+def load(data: Path, n: int, queries: int) -> tuple[list[dict[str, Any]], np.ndarray, list[str], np.ndarray]:
+    corpus = [json.loads(line) for _, line in zip(range(n), open(data / "corpus.jsonl", encoding="utf-8"))]  # noqa: SIM115 (held open for the life of a process)
+    vectors = np.load(data / "corpus.f16.npy")[:n].astype(np.float32)
+    entries = [json.loads(line) for _, line in zip(range(queries), open(data / "queries.jsonl", encoding="utf-8"))]  # noqa: SIM115 (held open for the life of a process)
     # Queries: a query entry's first lemma plus the first words of its gloss (what a user would type).
     texts = [" ".join([e["lemmas"][0], *WORDS.findall(e["gloss"])[:4]]) for e in entries]
-    query_vectors = np.load(DATA / "queries.f16.npy")[:queries].astype(np.float32)
+    query_vectors = np.load(data / "queries.f16.npy")[:queries].astype(np.float32)
     return corpus, vectors, texts, query_vectors
 
 
@@ -217,11 +217,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="5,000 documents, 100 queries")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results-search.json"))
+    parser.add_argument("--data", type=Path, default=default_data_dir(), help="the wordnet-minilm data directory (see bench/benchdata.py)")
     args = parser.parse_args()
+    data = bench_data(args.data, needs=("corpus.jsonl", "corpus.f16.npy", "queries.jsonl", "queries.f16.npy"))
     if args.quick:
         args.n, args.queries = 5000, 100
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    corpus, vectors, texts, query_vectors = load(args.n, args.queries)
+    corpus, vectors, texts, query_vectors = load(data, args.n, args.queries)
     report: dict[str, Any] = {"n": len(corpus), "queries": len(texts)}
     searchd_stats, searchd_results = bench_searchd_bm25(corpus, texts)
     report["bm25 searchd (in-process)"] = searchd_stats

@@ -30,6 +30,8 @@ import sys
 # benchmark imports nothing from bench/, so take the directory off the path.
 if sys.path and os.path.realpath(sys.path[0] or ".") == os.path.dirname(os.path.realpath(__file__)):
     del sys.path[0]
+if os.path.dirname(os.path.dirname(os.path.realpath(__file__))) not in sys.path:  # the repository root: bench.benchdata
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 # Single-threaded numerics in this process and every server it starts (set before numpy loads).
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
@@ -57,9 +59,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.benchdata import bench_data, default_data_dir
+
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-DEFAULT_DATA = Path(os.environ.get("SEARCHD_BENCH_DATA", "/work/shared/data/wordnet-minilm"))
+DEFAULT_DATA = default_data_dir()  # $SEARCHD_BENCH_DATA, else ../shared/data/wordnet-minilm beside the repository
 K = 10
 DIM = 384
 TARGET = 0.95
@@ -197,6 +201,7 @@ def vector_json(vector: np.ndarray) -> str:
 
 
 def load_data(directory: Path, n: int, nq: int) -> Data:
+    bench_data(directory)
     corpus_all = np.load(directory / "corpus.f16.npy", mmap_mode="r")
     queries_all = np.load(directory / "queries.f16.npy")
     if not 1 <= n <= len(corpus_all):
