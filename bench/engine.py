@@ -977,6 +977,7 @@ class Txtai(System):
     """txtai's API server (uvicorn txtai.api:app) with external vectors, as bench/vectors.py runs it."""
 
     name = "txtai"
+    server: Server | None = None  # set by setup(); close() runs even when setup() found txtai missing
 
     def setup(self) -> None:
         import importlib.metadata

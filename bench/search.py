@@ -62,10 +62,10 @@ def bench_searchd_bm25(corpus: list[dict[str, Any]], queries: list[str]) -> tupl
     spec = CollectionSpec("Gloss", (PropertySpec("text", PropertyType.TEXT),))
     started = time.perf_counter()
     index = BM25Index(spec)
-    for entry in corpus:
-        index.upsert(entry["id"], {"text": doc_text(entry)})
+    for doc, entry in enumerate(corpus):  # the index is keyed by the store's integer doc
+        index.upsert(doc, {"text": doc_text(entry)})
     build = time.perf_counter() - started
-    qps, results = timed(lambda q: [h.id for h in index.search(q, 10)], queries)
+    qps, results = timed(lambda q: [corpus[h.id]["id"] for h in index.search(q, 10)], queries)
     return {"index_s": build, "qps": qps}, results
 
 
