@@ -38,19 +38,26 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
     issues: list[ConfigIssue] = []
     owners: dict[PathKey, str] = {}
 
-    def take(document: SourceDocument, path: PathKey, what: str) -> bool:
+    def take(document: SourceDocument, groups: dict[PathKey, list[PathKey]], path: PathKey, what: str) -> bool:
         if path in owners:
             issues.append(document.locator.issue(path, f"{what} is already set in {owners[path]}", "set it in one file only"))
             return False
         owners[path] = document.file
-        locator.positions.update({p: pos for p, pos in document.locator.positions.items() if p[: len(path)] == path})
+        positions = document.locator.positions
+        locator.positions.update({p: positions[p] for p in groups.get(path, ())})
         return True
 
     for document, data in documents:
-        if "server" in data and take(document, ("server",), "'server'"):
+        # Positions grouped by their first step and first two steps, once: each part copies only its own (linear in the document).
+        groups: dict[PathKey, list[PathKey]] = {}
+        for p in document.locator.positions:
+            groups.setdefault(p[:1], []).append(p)
+            if len(p) > 1:
+                groups.setdefault(p[:2], []).append(p)
+        if "server" in data and take(document, groups, ("server",), "'server'"):
             merged["server"] = data["server"]
         for name, settings in data.get("modules", {}).items():
-            if take(document, ("modules", name), f"module '{name}'"):
+            if take(document, groups, ("modules", name), f"module '{name}'"):
                 merged["modules"][name] = settings
         for index, collection in enumerate(data.get("collections", [])):
             if collection is None:
@@ -58,9 +65,8 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
             new_index = len(merged["collections"])
             merged["collections"].append(collection)
             locator.aliases[("collections", new_index)] = ("collections", index)
-            for path, pos in document.locator.positions.items():
-                if path[:2] == ("collections", index):
-                    locator.positions[("collections", new_index, *path[2:])] = pos
+            for path in groups.get(("collections", index), ()):
+                locator.positions[("collections", new_index, *path[2:])] = document.locator.positions[path]
     return merged, locator, issues
 
 
