@@ -8,7 +8,7 @@ from typing import Any
 
 from searchd.config.capabilities import KnownModules
 from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents
-from searchd.config.semantic import semantic_issues
+from searchd.config.semantic import non_finite_issues, semantic_issues
 from searchd.config.spec import Spec, spec_from_data
 from searchd.config.validate import schema_issues
 from searchd.errors import ConfigError, ConfigIssue
@@ -85,6 +85,7 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
         checked.append((document, _valid_parts(document.data, [p for p, _ in found])))
     merged, locator, merge_issues = _merge(checked, str(config_path))
     issues.extend(merge_issues)
+    issues.extend(non_finite_issues(merged, locator))
     base_dir = str(config_path if config_path.is_dir() else config_path.parent)
     spec = spec_from_data(merged, base_dir)
     issues.extend(semantic_issues(spec, locator, modules))

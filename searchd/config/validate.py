@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -22,11 +23,23 @@ def config_schema() -> dict[str, Any]:
     return schema
 
 
+def _finite_number(checker: jsonschema.TypeChecker, instance: Any) -> bool:
+    """JSON has no NaN or infinity, but YAML does (.nan, .inf): a number here is a finite one."""
+    return bool(Draft202012Validator.TYPE_CHECKER.is_type(instance, "number")) and (not isinstance(instance, float) or math.isfinite(instance))
+
+
+_Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number))
+
+
 @cache
-def _validator() -> Draft202012Validator:
+def _validator() -> Any:
     schema = config_schema()
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return _Validator(schema)
+
+
+def non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _schema_of(error: jsonschema.ValidationError) -> dict[str, Any]:
@@ -83,6 +96,9 @@ def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssu
             if error.instance == "":
                 continue  # a literal secret was already reported by the loader, which blanked it
             issues.append((path, locator.issue(path, f"the value does not pass the schema's '{error.validator}' rule", "keys declared here must be at least 16 characters")))
+            continue
+        if error.validator == "type" and non_finite(error.instance):
+            issues.append((path, locator.issue(path, f"{error.instance} is not a finite number", "NaN and infinity are not allowed here; write a finite number, e.g. 1.2")))
             continue
         issues.append((path, locator.issue(path, error.message, _hint(error))))
     return issues
