@@ -219,12 +219,18 @@ def test_symlink_loops_and_dangling_links_are_named(tmp_path: Path) -> None:
     assert config_files(config) == [config / "a.yaml"]
     rendered = [i.render() for i in issues_of(config)]
     assert rendered == [
-        f"{config / 'gone.yaml'}:1:1: <root>: dangling symbolic link: {config / 'gone.yaml'} -> missing.yaml, which does not exist "
-        "(create the target, fix the link, or remove it)",
-        f"{config / 'loop.yaml'}:1:1: <root>: symbolic link loop: {config / 'loop.yaml'} -> loop.yaml never reaches a file "
-        "(point the link at a real file, or remove it)",
-        f"{config / 'sub' / 'up'}:1:1: <root>: symbolic link loop: {config / 'sub' / 'up'} leads back to {config.resolve()}, which contains it "
-        "(remove the link or point it elsewhere)",
+        (
+            f"{config / 'gone.yaml'}:1:1: <root>: dangling symbolic link: {config / 'gone.yaml'} -> missing.yaml, which does not exist "
+            "(create the target, fix the link, or remove it)"
+        ),
+        (
+            f"{config / 'loop.yaml'}:1:1: <root>: symbolic link loop: {config / 'loop.yaml'} -> loop.yaml never reaches a file "
+            "(point the link at a real file, or remove it)"
+        ),
+        (
+            f"{config / 'sub' / 'up'}:1:1: <root>: symbolic link loop: {config / 'sub' / 'up'} leads back to {config.resolve()}, which contains it "
+            "(remove the link or point it elsewhere)"
+        ),
     ]
     before = config_digest(config)
     (config / "gone.yaml").unlink()

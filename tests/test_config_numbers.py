@@ -123,7 +123,7 @@ def test_a_revectorization_that_fails_to_embed_keeps_the_old_vectors(client_fact
         response = client.post("/v1/batch/objects", json={"objects": docs})
         assert response.status_code == 200 and all(r["result"]["status"] == "SUCCESS" for r in response.json()), response.text
         old = client.get(f"/v1/objects/Doc/{docs[2]['id']}?include=vector").json()["vectors"]["text"]
-        query = "{ Get { Doc(nearVector: {vector: %s}, limit: 1) { title } } }" % json.dumps(old)
+        query = f"{{ Get {{ Doc(nearVector: {{vector: {json.dumps(old)}}}, limit: 1) {{ title }} }} }}"
         assert client.post("/v1/graphql", json={"query": query}).json()["data"]["Get"]["Doc"] == [{"title": "doc 2"}]
 
         fake.fail_next(400, times=1000)  # the provider rejects every input from now on

@@ -49,7 +49,7 @@ def scores(client: TestClient) -> dict[str, list[tuple[str, str]]]:
     """Each query's hits as (id, score as the server wrote it): equal strings mean equal floats."""
     out = {}
     for query in QUERIES:
-        body = client.post("/v1/graphql", json={"query": '{ Get { Doc(bm25: {query: "%s"}) { _additional { id score } } } }' % query}).json()
+        body = client.post("/v1/graphql", json={"query": f'{{ Get {{ Doc(bm25: {{query: "{query}"}}) {{ _additional {{ id score }} }} }} }}'}).json()
         assert not body.get("errors"), body
         out[query] = [(hit["_additional"]["id"], hit["_additional"]["score"]) for hit in body["data"]["Get"]["Doc"]]
     return out
@@ -139,7 +139,7 @@ def test_every_in_place_change_takes_effect(client_factory: ClientFactory, tmp_p
     # Search-time index settings reach the open index (its content is kept).
     change("index: {type: hnsw, ef: 64}", "index: {type: hnsw, ef: 200}")
     index = engine._indexes[("Doc", "a")].index
-    assert getattr(index, "spec").ef == 200 and len(index) == len(DOCS)
+    assert index.spec.ef == 200  # type: ignore[attr-defined] and len(index) == len(DOCS)
 
     # A new property and a new collection are served at once.
     change("      - {name: body, type: TEXT}\n", "      - {name: body, type: TEXT}\n      - {name: year, type: INT}\n")

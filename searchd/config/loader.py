@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,8 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode) and node.style is None and _ENV_REF.fullmatch(value) and result:
             # An unquoted `port: ${PORT}` should give the number, as if it had been written there.
             # Typed as YAML would type the plain scalar (resolved, not parsed: the value is data, not a document).
-            tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, result, (True, False))
+            resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
+            tag = resolve(yaml.ScalarNode, result, (True, False))
             if tag in _TYPED_TAGS:
                 resolved = self._scalar(yaml.ScalarNode(tag, result, node.start_mark, node.end_mark), path)
                 if isinstance(resolved, (int, float, bool)):
@@ -189,11 +190,11 @@ class _Builder:
 
 
 def parse_yaml(
-    text: str, file: str, environ: Mapping[str, str], limits: YamlLimits = YamlLimits()
+    text: str, file: str, environ: Mapping[str, str], limits: YamlLimits | None = None
 ) -> tuple[SourceDocument | None, list[ConfigIssue]]:
     """Parse one YAML document; return it (or None) and the issues found."""
     try:
-        node = compose(text, limits)
+        node = compose(text, limits or YamlLimits())
     except YamlRefused as exc:
         line, column = exc.mark.line + 1, exc.mark.column + 1
         return None, [ConfigIssue(file, line, column, "", exc.message, exc.hint)]

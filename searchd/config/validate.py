@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -28,7 +29,8 @@ def _finite_number(checker: jsonschema.TypeChecker, instance: Any) -> bool:
     return bool(Draft202012Validator.TYPE_CHECKER.is_type(instance, "number")) and (not isinstance(instance, float) or math.isfinite(instance))
 
 
-_Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number))
+_extend: Callable[..., Any] = jsonschema.validators.extend
+_Validator = _extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number))
 
 
 @cache

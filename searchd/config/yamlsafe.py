@@ -19,11 +19,20 @@ marks, so positions stay exact; an alias yields its anchor's node object again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent, DocumentStartEvent, MappingEndEvent, MappingStartEvent, ScalarEvent, SequenceEndEvent, SequenceStartEvent
+from yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 
 # The C parser when PyYAML was built with libyaml: ~10x faster, and its events are the same.
 _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -41,7 +50,7 @@ class YamlLimits:
 class YamlRefused(Exception):
     """A limit was crossed or the structure is unusable; ``mark`` is where (internal: the loader turns it into a ConfigIssue)."""
 
-    def __init__(self, mark: yaml.Mark, message: str, hint: str) -> None:
+    def __init__(self, mark: Any, message: str, hint: str) -> None:  # a yaml.Mark (libyaml's or PyYAML's)
         super().__init__(message)
         self.mark, self.message, self.hint = mark, message, hint
 
@@ -72,9 +81,9 @@ class _Composer:
     def __init__(self, loader: Any, limits: YamlLimits) -> None:
         self.loader = loader
         self.limits = limits
-        self.resolver = yaml.resolver.Resolver()
+        self.resolve: Callable[[type[yaml.Node], str | None, Any], str] = yaml.resolver.Resolver().resolve
         self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}  # anchor → (node, expanded size, expanded height)
-        self.open_anchors: dict[str, yaml.Mark] = {}
+        self.open_anchors: dict[str, Any] = {}  # anchor → the mark where its node starts
         self.aliases = 0
         self.copied = 0
         self.stack: list[_Open] = []
@@ -85,7 +94,7 @@ class _Composer:
     def _resolve_plain(self, value: str) -> str:
         tag = self.plain_tags.get(value)
         if tag is None:
-            tag = self.plain_tags[value] = self.resolver.resolve(yaml.ScalarNode, value, (True, False))
+            tag = self.plain_tags[value] = self.resolve(yaml.ScalarNode, value, (True, False))
         return tag
 
     def run(self) -> yaml.Node | None:
@@ -98,7 +107,7 @@ class _Composer:
             if kind is ScalarEvent:
                 tag = event.tag
                 if tag is None or tag == "!":
-                    tag = self._resolve_plain(event.value) if event.implicit[0] else self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+                    tag = self._resolve_plain(event.value) if event.implicit[0] else self.resolve(yaml.ScalarNode, event.value, event.implicit)
                 scalar = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style or None)  # libyaml: "" for plain
                 if event.anchor is not None:
                     self._check_anchor(event)
@@ -135,18 +144,18 @@ class _Composer:
         if event.anchor in self.anchors or event.anchor in self.open_anchors:
             raise YamlRefused(event.start_mark, f"duplicate anchor &{event.anchor}", "give each anchor its own name")
 
-    def _open(self, event: SequenceStartEvent | MappingStartEvent) -> None:
+    def _open(self, event: Any) -> None:  # a SequenceStartEvent or MappingStartEvent
         if len(self.stack) + 1 > self.limits.max_depth:
             raise YamlRefused(event.start_mark, f"nesting is deeper than {self.limits.max_depth} levels", "flatten the document; a config nests about 7 levels")
         kind = yaml.SequenceNode if isinstance(event, SequenceStartEvent) else yaml.MappingNode
-        tag = event.tag if event.tag not in (None, "!") else self.resolver.resolve(kind, None, event.implicit)
+        tag = event.tag if event.tag not in (None, "!") else self.resolve(kind, None, event.implicit)
         node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
         if event.anchor is not None:
             self._check_anchor(event)
             self.open_anchors[event.anchor] = event.start_mark
         self.stack.append(_Open(node, event.anchor))
 
-    def _alias(self, event: AliasEvent, depth: int) -> tuple[yaml.Node, int, int]:
+    def _alias(self, event: Any, depth: int) -> tuple[yaml.Node, int, int]:
         name = event.anchor
         if name in self.open_anchors:
             line = self.open_anchors[name].line + 1

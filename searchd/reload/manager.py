@@ -251,7 +251,7 @@ class ConfigManager:
                 return self._record(trigger, "invalid", errors=[i.render() for i in exc.issues])
             except SearchdError as exc:
                 return self._record(trigger, "invalid", errors=[str(exc)])
-            except Exception as exc:  # noqa: BLE001 (a loader bug: still shown in status, and the last good config serves)
+            except Exception as exc:  # a loader bug: still shown in status, and the last good config serves
                 log.exception("loading %s failed unexpectedly", self.config_path)
                 return self._record(trigger, "invalid", errors=[f"{self.config_path}:1:1: <root>: the config could not be loaded ({type(exc).__name__}: {exc})"])
             return await self.apply(spec, trigger)
