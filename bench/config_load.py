@@ -10,12 +10,14 @@ Shapes, each one valid config file written to a temporary directory:
 - ``collections``: many small collections of 4 properties and a vector each (dense: one event per ~8 bytes).
 
 Each file is validated with ``load_spec`` (load, schema, merge, semantic checks) in a fresh process, with
-SEARCHD_CONFIG_MAX_BYTES raised above the size; the wall time of the call is printed (best of ``--repeat``).
+SEARCHD_CONFIG_MAX_BYTES raised above the size; the wall time and the process CPU time of the call are
+printed (the run with the least CPU of ``--repeat``).  CPU time is the figure to compare on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -71,9 +73,9 @@ import json, sys, time
 from searchd.config import load_spec
 from searchd.modules import default_registry
 registry = default_registry()
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 load_spec(sys.argv[1], registry)
-print(json.dumps(time.perf_counter() - started))
+print(json.dumps([time.perf_counter() - started, time.process_time() - cpu]))
 """
 
 
@@ -85,15 +87,15 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "SEARCHD_CONFIG_MAX_BYTES": str(10**10)}
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'shape':<12} {'MB':>6} {'seconds':>8} {'MB/s':>6}")
+        print(f"{'shape':<12} {'MB':>6} {'wall s':>8} {'CPU s':>8} {'MB/CPU s':>9}")
         for shape in args.shapes:
             for size in args.sizes:
                 path = Path(tmp) / f"{shape}-{size}.yaml"
                 write(path, shape, int(size * MB))
-                runs = [float(subprocess.run([sys.executable, "-c", TIMER, str(path)], env=env, check=True, capture_output=True, text=True).stdout) for _ in range(args.repeat)]
-                best = min(runs)
+                runs = [json.loads(subprocess.run([sys.executable, "-c", TIMER, str(path)], env=env, check=True, capture_output=True, text=True).stdout) for _ in range(args.repeat)]
+                wall, cpu = min(runs, key=lambda r: r[1])
                 megabytes = path.stat().st_size / MB
-                print(f"{shape:<12} {megabytes:>6.1f} {best:>8.2f} {megabytes / best:>6.1f}")
+                print(f"{shape:<12} {megabytes:>6.1f} {wall:>8.2f} {cpu:>8.2f} {megabytes / cpu:>9.1f}", flush=True)
                 path.unlink()
 
 

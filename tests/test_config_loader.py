@@ -275,3 +275,14 @@ def test_reload_reports_loader_failures_in_status(client_factory: ClientFactory,
     assert error.startswith(str(path) + expected), error
     assert "Traceback" not in error
     assert client.get("/v1/schema/Article").status_code == 200  # the last good config keeps serving
+
+
+def test_the_size_limit_is_a_command_line_option(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from searchd.cli import main
+
+    config = write_config(BASE + "      v: {vectorizer: {module: text2vec-hash}}\n")
+    monkeypatch.setenv(MAX_BYTES_ENV, "")  # restored after the test: the option sets it for the process
+    assert main(["--config-max-bytes", "100", "validate", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert f"{config}:1:1: <root>: file is {config.stat().st_size:,} bytes, over the limit of 100" in out, out
+    assert main(["--config-max-bytes", str(config.stat().st_size), "validate", str(config)]) == 0

@@ -34,6 +34,7 @@ from yaml.events import (
     SequenceStartEvent,
 )
 
+STR_TAG = "tag:yaml.org,2002:str"
 # The C parser when PyYAML was built with libyaml: ~10x faster, and its events are the same.
 _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -61,11 +62,8 @@ class _Open:
     anchor: str | None
     size: int = 1  # nodes in the subtree once expanded
     height: int = 1  # levels in the subtree once expanded
+    sequence: bool = False  # a SequenceNode (else a MappingNode)
     key: yaml.Node | None = None  # a mapping's key waiting for its value
-
-    @property
-    def sequence(self) -> bool:
-        return isinstance(self.node, yaml.SequenceNode)
 
 
 def compose(text: str, limits: YamlLimits) -> yaml.Node | None:
@@ -90,8 +88,13 @@ class _Composer:
         self.root: yaml.Node | None = None
         self.documents = 0
         self.plain_tags: dict[str, str] = {}  # a plain scalar's tag depends on its text only
+        implicit = yaml.resolver.Resolver.yaml_implicit_resolvers
+        # The first characters an implicit tag (int, float, bool, null, merge …) can start with; None would match any.
+        self.typed_starts = frozenset(implicit) if None not in implicit else frozenset(chr(c) for c in range(0x110000))
 
     def _resolve_plain(self, value: str) -> str:
+        if value and value[0] not in self.typed_starts:  # no implicit type starts with this character: a string
+            return STR_TAG
         tag = self.plain_tags.get(value)
         if tag is None:
             tag = self.plain_tags[value] = self.resolve(yaml.ScalarNode, value, (True, False))
@@ -153,7 +156,7 @@ class _Composer:
         if event.anchor is not None:
             self._check_anchor(event)
             self.open_anchors[event.anchor] = event.start_mark
-        self.stack.append(_Open(node, event.anchor))
+        self.stack.append(_Open(node, event.anchor, sequence=kind is yaml.SequenceNode))
 
     def _alias(self, event: Any, depth: int) -> tuple[yaml.Node, int, int]:
         name = event.anchor
