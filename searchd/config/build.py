@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from searchd.config.capabilities import KnownModules
-from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents
+from searchd.config.loader import Locator, PathKey, SourceDocument, collector_paused, read_documents
 from searchd.config.semantic import non_finite_issues, semantic_issues
 from searchd.config.spec import Spec, spec_from_data
 from searchd.config.validate import schema_issues
@@ -76,7 +76,11 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
     ``modules`` is the module registry (``searchd.modules.default_registry()``), handed in
     because config/ sits below modules/; ``environ`` fills ``${ENV}`` (default: os.environ).
     """
-    config_path = Path(path)
+    with collector_paused():
+        return _load_spec(Path(path), modules, environ)
+
+
+def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None) -> Spec:
     documents, issues = read_documents(config_path, environ)
     checked: list[tuple[SourceDocument, dict[str, Any]]] = []
     for document in documents:

@@ -33,15 +33,21 @@ def non_finite_issues(data: Any, locator: Locator) -> list[ConfigIssue]:
     vector it touches, so no place may let one through, not even one the schema leaves open.
     """
     found: list[ConfigIssue] = []
-    stack: list[tuple[PathKey, Any]] = [((), data)]
-    while stack:
-        path, value = stack.pop()
+
+    def check(path: PathKey, value: Any) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             found.append(locator.issue(path, f"{value} is not a finite number", "NaN and infinity are not allowed; write a finite number"))
-        elif isinstance(value, dict):
-            stack.extend(((*path, k), v) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend(((*path, i), v) for i, v in enumerate(value))
+
+    check((), data)
+    stack: list[tuple[PathKey, Any]] = [((), data)] if isinstance(data, (dict, list)) else []
+    while stack:  # paths are built for containers only: a scalar's is made when it is reported
+        path, container = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                stack.append(((*path, key), value))
+            elif isinstance(value, float):
+                check((*path, key), value)
     return found
 
 
