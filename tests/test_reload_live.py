@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from searchd.server.app import Services
 from tests.conftest import ClientFactory
+from tests.fakes import FakeJina, serving
 
 CONFIG = """\
 server:
@@ -163,3 +164,49 @@ def test_watch_is_reported_as_needing_a_restart(client_factory: ClientFactory, t
     config.write_text(CONFIG.replace("reload: {watch: false}", "reload: {watch: true}"), encoding="utf-8")
     body = reload(client)
     assert body["plan"]["changes"] == [] and [(c["address"], c["summary"]) for c in body["plan"]["restartRequired"]] == [("server.reload.watch", "watch false → true")]
+
+
+JINA = """\
+server: {{reload: {{watch: false}}}}
+modules:
+  text2vec-jinaai: {{baseURL: "{module_url}", apiKey: "${{{key}}}", maxRetries: 0}}
+collections:
+  - name: Doc
+    properties: [{{name: title, type: TEXT}}]
+    vectors:
+      text:
+        vectorizer: {{module: text2vec-jinaai, model: jina-embeddings-v3, dimensions: 64{vector_url}}}
+        index: {{type: flat}}
+"""
+
+
+def test_module_settings_and_a_vector_endpoint_take_effect(client_factory: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """modules.* settings and a vector's baseURL are "in place": the next embedding uses the new endpoint and key."""
+    monkeypatch.setenv("KEY_A", "key-a-0123456789abcdef")
+    monkeypatch.setenv("KEY_B", "key-b-0123456789abcdef")
+    first, second = FakeJina(api_keys=["key-a-0123456789abcdef"]), FakeJina(api_keys=["key-b-0123456789abcdef"])
+    with serving(first.app) as url_a, serving(second.app) as url_b:
+        config = tmp_path / "config" / "searchd.yaml"
+        config.parent.mkdir()
+        config.write_text(JINA.format(module_url=url_a, key="KEY_A", vector_url=""), encoding="utf-8")
+        client = client_factory(config)
+
+        def write(title: str) -> None:
+            response = client.post("/v1/objects", json={"class": "Doc", "properties": {"title": title}})
+            assert response.status_code == 200, response.text
+
+        write("one")
+        assert (len(first.requests), len(second.requests)) == (1, 0)
+        # Another endpoint that only takes another key: a write succeeds only if both changes are live.
+        config.write_text(JINA.format(module_url=url_b, key="KEY_B", vector_url=""), encoding="utf-8")
+        body = reload(client)
+        assert [(c["kind"], c["address"], c["summary"]) for c in body["plan"]["changes"]] == [("in place", "modules.text2vec-jinaai", "settings changed (baseURL, apiKey)")]
+        write("two")
+        assert (len(first.requests), len(second.requests)) == (1, 1)
+        # A vector's own endpoint overrides the module's (the key stays the module's: the first fake is given it too).
+        first.api_keys.add("key-b-0123456789abcdef")
+        config.write_text(JINA.format(module_url=url_b, key="KEY_B", vector_url=f', baseURL: "{url_a}"'), encoding="utf-8")
+        body = reload(client)
+        assert [(c["kind"], c["address"]) for c in body["plan"]["changes"]] == [("in place", "Doc.vector text")] and not body["plan"]["revectorize"], body
+        write("three")
+        assert (len(first.requests), len(second.requests)) == (2, 1)
