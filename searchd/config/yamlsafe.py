@@ -89,11 +89,11 @@ class _Composer:
         self.documents = 0
         self.plain_tags: dict[str, str] = {}  # a plain scalar's tag depends on its text only
         implicit = yaml.resolver.Resolver.yaml_implicit_resolvers
-        # The first characters an implicit tag (int, float, bool, null, merge …) can start with; None would match any.
-        self.typed_starts = frozenset(implicit) if None not in implicit else frozenset(chr(c) for c in range(0x110000))
+        # The first characters an implicit tag (int, float, bool, null, merge …) can start with (a None key would match any).
+        self.typed_starts: frozenset[str] | None = None if None in implicit else frozenset(implicit)
 
     def _resolve_plain(self, value: str) -> str:
-        if value and value[0] not in self.typed_starts:  # no implicit type starts with this character: a string
+        if value and self.typed_starts is not None and value[0] not in self.typed_starts:  # no implicit type starts so: a string
             return STR_TAG
         tag = self.plain_tags.get(value)
         if tag is None:
