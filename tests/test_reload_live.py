@@ -140,7 +140,7 @@ def test_every_in_place_change_takes_effect(client_factory: ClientFactory, tmp_p
     # Search-time index settings reach the open index (its content is kept).
     change("index: {type: hnsw, ef: 64}", "index: {type: hnsw, ef: 200}")
     index = engine._indexes[("Doc", "a")].index
-    assert index.spec.ef == 200  # type: ignore[attr-defined] and len(index) == len(DOCS)
+    assert index.spec.ef == 200 and index._graph.ef == 200  # type: ignore[attr-defined]  # what hnswlib searches with and len(index) == len(DOCS)
 
     # A new property and a new collection are served at once.
     change("      - {name: body, type: TEXT}\n", "      - {name: body, type: TEXT}\n      - {name: year, type: INT}\n")
