@@ -4,6 +4,7 @@ directory used to make it log a line about its own growth, about 20 times a seco
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def test_a_log_file_in_the_config_directory_triggers_nothing(client_factory: Cli
         first = client.get("/v1/config/status").json()["lastReload"]
         logging.getLogger("searchd.test").info("the log file grows")
         # A real edit afterwards: once it is applied, the watcher has handled every event before it.
-        (config / "searchd.yaml").write_text(CONFIG.replace("description: first", "description: second"), encoding="utf-8")
+        staged = config / ".searchd.yaml.new"  # saved by rename: one event, never a half-written file under load
+        staged.write_text(CONFIG.replace("description: first", "description: second"), encoding="utf-8")
+        os.replace(staged, config / "searchd.yaml")
         deadline = time.monotonic() + DEADLINE_S
         while client.get("/v1/schema/Article").json()["description"] != "second":
             assert time.monotonic() < deadline, handler.lines
