@@ -239,6 +239,9 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="searchd", description="Declarative multimodal vector and hybrid search server.")
     parser.add_argument("--version", action="version", version=f"searchd {__version__}")
+    parser.add_argument(
+        "--config-max-bytes", type=int, metavar="N", help="refuse a config file larger than N bytes (default 8 MiB, or $SEARCHD_CONFIG_MAX_BYTES); before the command"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve a config over HTTP (Weaviate-compatible REST + GraphQL)")
@@ -286,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.config_max_bytes is not None:  # read by the loader (and each reload) from the environment, like the other settings
+        os.environ["SEARCHD_CONFIG_MAX_BYTES"] = str(args.config_max_bytes)
     logging.basicConfig(level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "log_format", "text") == "json":
         from searchd.server.observe import JsonFormatter

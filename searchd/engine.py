@@ -163,8 +163,7 @@ class Engine:
             if collection.name not in self._keyword and not rebuilding and any(p.searchable for p in collection.spec.properties):
                 self._keyword[collection.name] = open_keyword_index(source, self.data_dir, collection.spec, write_seq, self._stale)
             elif collection.name in self._keyword:  # k1, b and stopwords apply at query time: an in-place change
-                keyword, settings = self._keyword[collection.name], collection.spec.inverted_index
-                keyword.k1, keyword.b, keyword.stopwords = settings.k1, settings.b, settings.stopwords
+                self._keyword[collection.name].configure(collection.spec.inverted_index)
             for vector in collection.vectors.values():
                 key = (collection.name, vector.name)
                 serving = self._indexes.get(key)

@@ -77,7 +77,7 @@ BAD_CONFIGS = [
               - {name: title, type: TEXT
           - name: Book
         """,
-        "", 5, 9, "malformed YAML: expected ',' or '}'",
+        "", 5, 9, "expected ',' or '}'",
         id="malformed-yaml-unclosed-flow-mapping",
     ),
     pytest.param(
@@ -86,7 +86,7 @@ BAD_CONFIGS = [
           - name: Article
         \tproperties: []
         """,
-        "", 3, 1, "malformed YAML: found character '\\t'",
+        "", 3, 1, "malformed YAML: found a tab character",
         id="malformed-yaml-tab",
     ),
     # --- duplicate keys: reported at the repeated key ---

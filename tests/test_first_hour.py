@@ -10,7 +10,7 @@ import pytest
 import watchfiles
 from starlette.testclient import TestClient
 
-from searchd.reload.manager import config_watch_filter
+from searchd.reload.manager import config_events
 from tests.conftest import ClientFactory, graphql
 
 CONFIG = """\
@@ -117,7 +117,7 @@ def test_the_config_watcher_ignores_a_data_directory_beside_the_config(tmp_path:
     (tmp_path / "elsewhere").symlink_to(config_dir / "data")
     monkeypatch.chdir(tmp_path)
     for data_dir in (Path("config/data"), tmp_path / "elsewhere", config_dir / "data"):
-        relevant = config_watch_filter(data_dir)
+        relevant = config_events(config_dir, data_dir)
         for written in ("data/store.sqlite-wal", "data/indexes/Article/text.bin", "data/embeddings.sqlite"):
             assert not relevant(watchfiles.Change.modified, str(config_dir / written)), (data_dir, written)
         assert relevant(watchfiles.Change.modified, str(config_dir / "searchd.yaml"))

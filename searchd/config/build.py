@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from searchd.config.capabilities import KnownModules
-from searchd.config.loader import Locator, PathKey, SourceDocument, read_documents, render_path
-from searchd.config.semantic import semantic_issues
+from searchd.config.loader import Locator, PathKey, SourceDocument, collector_paused, read_documents, render_path
+from searchd.config.semantic import non_finite_issues, semantic_issues
 from searchd.config.spec import Spec, spec_from_data
 from searchd.config.validate import schema_errors, schema_issues
 from searchd.errors import ConfigError, ConfigIssue
@@ -84,19 +84,26 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
     issues: list[ConfigIssue] = []
     owners: dict[PathKey, str] = {}
 
-    def take(document: SourceDocument, path: PathKey, what: str) -> bool:
+    def take(document: SourceDocument, groups: dict[PathKey, list[PathKey]], path: PathKey, what: str) -> bool:
         if path in owners:
             issues.append(document.locator.issue(path, f"{what} is already set in {owners[path]}", "set it in one file only"))
             return False
         owners[path] = document.file
-        locator.positions.update({p: pos for p, pos in document.locator.positions.items() if p[: len(path)] == path})
+        positions = document.locator.positions
+        locator.positions.update({p: positions[p] for p in groups.get(path, ())})
         return True
 
     for document, data in documents:
-        if "server" in data and take(document, ("server",), "'server'"):
+        # Positions grouped by their first step and first two steps, once: each part copies only its own (linear in the document).
+        groups: dict[PathKey, list[PathKey]] = {}
+        for p in document.locator.positions:
+            groups.setdefault(p[:1], []).append(p)
+            if len(p) > 1:
+                groups.setdefault(p[:2], []).append(p)
+        if "server" in data and take(document, groups, ("server",), "'server'"):
             merged["server"] = data["server"]
         for name, settings in data.get("modules", {}).items():
-            if take(document, ("modules", name), f"module '{name}'"):
+            if take(document, groups, ("modules", name), f"module '{name}'"):
                 merged["modules"][name] = settings
         for index, collection in enumerate(data.get("collections", [])):
             if collection is None:
@@ -104,9 +111,8 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
             new_index = len(merged["collections"])
             merged["collections"].append(collection)
             locator.aliases[("collections", new_index)] = ("collections", index)
-            for path, pos in document.locator.positions.items():
-                if path[:2] == ("collections", index):
-                    locator.positions[("collections", new_index, *path[2:])] = pos
+            for path in groups.get(("collections", index), ()):
+                locator.positions[("collections", new_index, *path[2:])] = document.locator.positions[path]
     return merged, locator, issues
 
 
@@ -116,7 +122,11 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
     ``modules`` is the module registry (``searchd.modules.default_registry()``), handed in
     because config/ sits below modules/; ``environ`` fills ``${ENV}`` (default: os.environ).
     """
-    config_path = Path(path)
+    with collector_paused():
+        return _load_spec(Path(path), modules, environ)
+
+
+def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None) -> Spec:
     documents, issues = read_documents(config_path, environ)
     checked: list[tuple[SourceDocument, dict[str, Any]]] = []
     cut_out: list[tuple[str, str]] = []  # (file, rendered path) of parts left out of the semantic checks
@@ -129,6 +139,7 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
         cut_out.extend((document.file, render_path(p)) for p in pruned)
     merged, locator, merge_issues = _merge(checked, str(config_path))
     issues.extend(merge_issues)
+    issues.extend(non_finite_issues(merged, locator))
     base_dir = str(config_path if config_path.is_dir() else config_path.parent)
     spec = spec_from_data(merged, base_dir)
     # Every error at once: semantic checks run on what passed the schema, but say nothing about what was cut out

@@ -8,16 +8,21 @@ never have to be written in a file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from searchd.config.yamlsafe import YamlLimits, YamlRefused, compose
 from searchd.errors import ConfigIssue
 
 PathKey = tuple[str | int, ...]
@@ -25,6 +30,11 @@ Position = tuple[str, int, int]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 YAML_SUFFIXES = (".yaml", ".yml")
+MERGE_TAG = "tag:yaml.org,2002:merge"
+STR_TAG = "tag:yaml.org,2002:str"
+DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_BYTES_ENV = "SEARCHD_CONFIG_MAX_BYTES"
+_TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"})
 
 
 def render_path(path: PathKey) -> str:
@@ -91,17 +101,27 @@ class _Builder:
         self._scalars = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
+        # Recursion is bounded: yamlsafe.compose refused documents nested deeper than its limit, aliases included.
         self.locator.positions[path] = self._position(node)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
+            merges = [value for key, value in node.value if key.tag == MERGE_TAG]
+            # Merged keys first (an earlier mapping in `<<: [*a, *b]` wins), so explicit keys override them.
+            for source in reversed([s for value in merges for s in self._merge_sources(value, path)]):
+                result.update(self.build(source, path))
+            self.locator.positions[path] = self._position(node)
+            explicit: set[str] = set()
             for key_node, value_node in node.value:
-                key = self._scalars.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+                if key_node.tag == MERGE_TAG:
+                    continue
+                key = self._scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
                 if not isinstance(key, str):
                     self._add(key_node, path, "mapping keys must be plain strings", "quote the key or rename it")
                     continue
-                if key in result:
+                if key in explicit:
                     self._add(key_node, (*path, key), f"duplicate key '{key}'", "each key may appear once; remove or merge the repeats")
                     continue
+                explicit.add(key)
                 result[key] = self.build(value_node, (*path, key))
                 if isinstance(value_node, (yaml.MappingNode, yaml.SequenceNode)) and not value_node.flow_style:
                     # A block value starts on the next line; point at its key, where the user looks.
@@ -109,13 +129,34 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
-        value = self._scalars.construct_object(node)
+        value = self._scalar(node, path)
         if _is_secret(path) and not (isinstance(value, str) and _ENV_REF.fullmatch(value)):
             self._add(node, path, "secrets are never written in the config", f"write it as an environment reference, e.g. {path[-1]}: ${{MY_SECRET}}")
             return ""
         if isinstance(value, str):
             return self._interpolate(value, node, path)
         return value
+
+    def _merge_sources(self, value: yaml.Node, path: PathKey) -> list[yaml.MappingNode]:
+        """The mappings a merge key (``<<: *base`` or ``<<: [*a, *b]``) brings in."""
+        items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        sources = [item for item in items if isinstance(item, yaml.MappingNode)]
+        if len(sources) != len(items):
+            self._add(value, path, "a merge key '<<' takes a mapping or a list of mappings", "write <<: *anchor, where &anchor names a mapping")
+        return sources
+
+    def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        if node.tag == STR_TAG:
+            return node.value
+        construct = yaml.constructor.SafeConstructor.yaml_constructors.get(node.tag)
+        try:
+            if construct is None:
+                raise yaml.constructor.ConstructorError(None, None, f"the tag {node.tag} is not supported", node.start_mark)
+            return construct(self._scalars, node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            problem = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else str(exc)
+            self._add(node, path, f"cannot read this value: {problem}", "quote it to make it a string, or remove the tag")
+            return str(node.value)  # its text, so that checks of the rest do not report it again
 
     def _position(self, node: yaml.Node) -> Position:
         return (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -133,12 +174,18 @@ class _Builder:
                 return ""
             return self.environ[name]
 
+        if "${" not in value:  # most strings: no regex pass
+            return value
         result = _ENV_REF.sub(replace, value)
         if isinstance(node, yaml.ScalarNode) and node.style is None and _ENV_REF.fullmatch(value) and result:
             # An unquoted `port: ${PORT}` should give the number, as if it had been written there.
-            resolved = yaml.safe_load(result)
-            if isinstance(resolved, (int, float, bool)):
-                return resolved
+            # Typed as YAML would type the plain scalar (resolved, not parsed: the value is data, not a document).
+            resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
+            tag = resolve(yaml.ScalarNode, result, (True, False))
+            if tag in _TYPED_TAGS:
+                resolved = self._scalar(yaml.ScalarNode(tag, result, node.start_mark, node.end_mark), path)
+                if isinstance(resolved, (int, float, bool)):
+                    return resolved
         return result
 
     def _add(self, node: yaml.Node, path: PathKey, message: str, hint: str) -> None:
@@ -146,10 +193,15 @@ class _Builder:
         self.issues.append(ConfigIssue(self.file, mark.line + 1, mark.column + 1, render_path(path), message, hint))
 
 
-def parse_yaml(text: str, file: str, environ: Mapping[str, str]) -> tuple[SourceDocument | None, list[ConfigIssue]]:
+def parse_yaml(
+    text: str, file: str, environ: Mapping[str, str], limits: YamlLimits | None = None
+) -> tuple[SourceDocument | None, list[ConfigIssue]]:
     """Parse one YAML document; return it (or None) and the issues found."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose(text, limits or YamlLimits())
+    except YamlRefused as exc:
+        line, column = exc.mark.line + 1, exc.mark.column + 1
+        return None, [ConfigIssue(file, line, column, "", exc.message, exc.hint)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -164,48 +216,152 @@ def parse_yaml(text: str, file: str, environ: Mapping[str, str]) -> tuple[Source
     return SourceDocument(file, data, builder.locator), builder.issues
 
 
-def config_files(path: Path) -> list[Path]:
-    """The YAML files a config path stands for: the file itself, or a directory's files, sorted.
+def _file_issue(path: Path, message: str, hint: str) -> ConfigIssue:
+    return ConfigIssue(str(path), 1, 1, "", message, hint)
+
+
+def _broken_link(entry: Path) -> ConfigIssue | None:
+    """The error for a symbolic link that leads nowhere, when it looks like a config file (or is one we cannot tell)."""
+    try:
+        target = os.readlink(entry)
+    except OSError:
+        target = "?"
+    if entry.suffix not in YAML_SUFFIXES and Path(target).suffix not in YAML_SUFFIXES:
+        return None  # not a config file, whatever it points at
+    try:
+        entry.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _file_issue(entry, f"symbolic link loop: {entry} -> {target} never reaches a file", "point the link at a real file, or remove it")
+    return _file_issue(entry, f"dangling symbolic link: {entry} -> {target}, which does not exist", "create the target, fix the link, or remove it")
+
+
+def scan_config(path: Path) -> tuple[list[Path], list[ConfigIssue]]:
+    """The YAML files a config path stands for (the file itself, or a directory's files, sorted) and what is wrong with the directory.
 
     Hidden files and directories are skipped: editor backups, ``.git``, and the
-    ``..data`` / ``..<timestamp>`` copies of a Kubernetes ConfigMap volume.
+    ``..data`` / ``..<timestamp>`` copies of a Kubernetes ConfigMap volume.  Links are
+    followed; a link that looks like a config file but leads nowhere (dangling, or a
+    loop), and a directory link back to a directory being read, are errors naming it.
     """
-    if path.is_dir():
-        found = (p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
-        return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(path).parts))
-    return [path]
+    if not path.is_dir():
+        return [path], []
+    files: list[Path] = []
+    issues: list[ConfigIssue] = []
+
+    def walk(directory: Path, ancestors: frozenset[Path]) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            issues.append(_file_issue(directory, f"cannot list this directory: {exc.strerror}", "check its permissions"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            child = Path(entry.path)
+            try:
+                mode = child.stat().st_mode
+            except OSError:
+                broken = _broken_link(child) if entry.is_symlink() else None
+                if broken is not None:
+                    issues.append(broken)
+                continue
+            if stat.S_ISDIR(mode):
+                real = child.resolve()
+                if real in ancestors:
+                    issues.append(_file_issue(child, f"symbolic link loop: {child} leads back to {real}, which contains it", "remove the link or point it elsewhere"))
+                    continue
+                walk(child, ancestors | {real})
+            elif stat.S_ISREG(mode) and child.suffix in YAML_SUFFIXES:
+                files.append(child)
+
+    walk(path, frozenset({path.resolve()}))
+    return sorted(files), issues
+
+
+def config_files(path: Path) -> list[Path]:
+    """The YAML files a config path stands for (see ``scan_config``)."""
+    return scan_config(path)[0]
 
 
 def config_digest(path: Path) -> str:
     """A hash of what the config files hold now (through symlinks): a reload is due when it changes."""
     digest = hashlib.sha256()
-    for file in config_files(path) if path.exists() else []:
+    files, issues = scan_config(path) if path.exists() else ([], [])
+    for issue in issues:
+        digest.update(issue.render().encode() + b"\0")
+    for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
         try:
-            digest.update(file.read_bytes())
+            with open(file, "rb") as source:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(chunk)
         except OSError as exc:  # unreadable now: a reload reports it
             digest.update(f"unreadable: {exc.errno}".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 
 
+def max_file_bytes(environ: Mapping[str, str]) -> int | ConfigIssue:
+    """The size limit of one config file: ``SEARCHD_CONFIG_MAX_BYTES``, else 8 MiB."""
+    raw = environ.get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_FILE_BYTES
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return ConfigIssue(MAX_BYTES_ENV, 1, 1, "", f"{MAX_BYTES_ENV}={raw!r} is not a number of bytes", "set it to a positive whole number, e.g. 8388608 for 8 MiB")
+
+
+def _read_text(file: Path, limit: int) -> str | ConfigIssue:
+    hint = f"config files are limited to {limit:,} bytes; split the config into several files in a directory, or raise {MAX_BYTES_ENV}"
+    try:
+        if file.stat().st_size > limit:  # refused before reading a byte
+            return _file_issue(file, f"file is {file.stat().st_size:,} bytes, over the limit of {limit:,}", hint)
+        with open(file, "rb") as source:
+            data = source.read(limit + 1)  # a file that grows while read (or a FIFO) is bounded too
+        if len(data) > limit:
+            return _file_issue(file, f"file is over the limit of {limit:,} bytes", hint)
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _file_issue(file, f"cannot read file: {exc}", "check the file's permissions and encoding (UTF-8)")
+
+
 def read_documents(path: Path, environ: Mapping[str, str] | None = None) -> tuple[list[SourceDocument], list[ConfigIssue]]:
     env = os.environ if environ is None else environ
     if not path.exists():
         return [], [ConfigIssue(str(path), 1, 1, "", "config path does not exist", "pass a YAML file or a directory of them")]
-    files = config_files(path)
-    if not files:
+    limit = max_file_bytes(env)
+    if isinstance(limit, ConfigIssue):
+        return [], [limit]
+    files, issues = scan_config(path)
+    if not files and not issues:
         return [], [ConfigIssue(str(path), 1, 1, "", "no .yaml or .yml files in this directory", "add a config file")]
     documents: list[SourceDocument] = []
-    issues: list[ConfigIssue] = []
-    for file in files:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            issues.append(ConfigIssue(str(file), 1, 1, "", f"cannot read file: {exc}", "check the file's permissions and encoding (UTF-8)"))
-            continue
-        document, found = parse_yaml(text, str(file), env)
-        issues.extend(found)
-        if document is not None:
-            documents.append(document)
+    with collector_paused():
+        for file in files:
+            text = _read_text(file, limit)
+            if isinstance(text, ConfigIssue):
+                issues.append(text)
+                continue
+            document, found = parse_yaml(text, str(file), env)
+            issues.extend(found)
+            if document is not None:
+                documents.append(document)
     return documents, issues
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a config load.
+
+    Loading allocates objects by the million for a large file and keeps most of them: the
+    collector would rescan the growing heap again and again (half the time of a load).
+    What the stages build holds no reference cycles, so nothing waits for the collector.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from typing import Any
 
 from searchd.config.capabilities import KnownModules, ModuleCapabilities
 from searchd.config.loader import Locator, PathKey
@@ -22,6 +24,31 @@ DISTANCES_BY_INDEX = {
 
 def semantic_issues(spec: Spec, locator: Locator, registry: KnownModules) -> list[ConfigIssue]:
     return list(_check_spec(spec, locator, registry))
+
+
+def non_finite_issues(data: Any, locator: Locator) -> list[ConfigIssue]:
+    """Every NaN or infinity left in the data, wherever it is (the schema refuses them where it expects a number).
+
+    A second line of defence: a non-finite weight, k1 or limit poisons every score or
+    vector it touches, so no place may let one through, not even one the schema leaves open.
+    """
+    found: list[ConfigIssue] = []
+
+    def check(path: PathKey, value: Any) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append(locator.issue(path, f"{value} is not a finite number", "NaN and infinity are not allowed; write a finite number"))
+
+    check((), data)
+    stack: list[tuple[PathKey, Any]] = [((), data)] if isinstance(data, (dict, list)) else []
+    while stack:  # paths are built for containers only: a scalar's is made when it is reported
+        path, container = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                stack.append(((*path, key), value))
+            elif isinstance(value, float):
+                check((*path, key), value)
+    return found
 
 
 def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from searchd.config.spec import CollectionSpec, Tokenization
+from searchd.config.spec import CollectionSpec, InvertedIndexSpec, Tokenization
 from searchd.index.base import AllowList
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -361,6 +361,15 @@ class BM25Index:
 
     def __len__(self) -> int:
         return self._count
+
+    def configure(self, settings: InvertedIndexSpec) -> None:
+        """Take a reload's k1, b and stopwords, under the lock: a search runs wholly with the old ones or the new ones.
+
+        The postings do not depend on them (stopwords are dropped from queries, not from documents, as in Weaviate,
+        so document lengths count every token either way): scores after this equal those of a fresh start.
+        """
+        with self._lock:
+            self.k1, self.b, self.stopwords = settings.k1, settings.b, settings.stopwords
 
     def __contains__(self, doc: object) -> bool:
         return isinstance(doc, (int, np.integer)) and 0 <= int(doc) < self._size and bool(self._live[doc])

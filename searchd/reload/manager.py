@@ -31,7 +31,7 @@ import watchfiles
 
 from searchd.catalog import Catalog, compile_catalog
 from searchd.config import load_spec
-from searchd.config.loader import config_digest
+from searchd.config.loader import YAML_SUFFIXES, config_digest
 from searchd.config.revision import redacted, revision
 from searchd.config.spec import CollectionSpec, NamedVectorSpec, Spec
 from searchd.engine import RETIRED_GRACE_S, Engine, staging_name
@@ -78,20 +78,31 @@ def with_vector(served: Spec, target: Spec, key: Key) -> Spec:
     return dataclasses.replace(served, collections=tuple(out))
 
 
+def config_events(config_path: Path, data_dir: Path) -> Callable[[watchfiles.Change, str], bool]:
+    """The watcher's filter: only events that can change what the config files hold.
 
-def config_watch_filter(data_dir: Path) -> Callable[[watchfiles.Change, str], bool]:
-    """The events worth reading the config for: not the usual noise, and nothing inside the data directory.
-
-    A data directory beside the config is written on every request; watchfiles logs "N changes detected" for each
-    batch it lets through, so these are dropped here, before it logs.
+    That is a YAML file (or, for a single-file config, that file), or a hidden entry
+    starting with ``..`` (a Kubernetes ConfigMap swaps its ``..data`` link and
+    ``..<timestamp>`` directory).  Anything else in the directory (a server log, the
+    data directory, editor swap files) is ignored, so it cannot trigger anything at all;
+    what passes is still compared by content digest before a reload.
     """
     usual = watchfiles.DefaultFilter()
+    single = None if config_path.is_dir() else {os.path.abspath(config_path), os.path.realpath(config_path)}
     inside_data = tuple({str(data_dir.absolute()) + os.sep, str(data_dir.resolve()) + os.sep})
 
     def relevant(change: watchfiles.Change, path: str) -> bool:
-        return usual(change, path) and not os.path.abspath(path).startswith(inside_data)
+        path = os.path.abspath(path)
+        if path.startswith(inside_data) or not usual(change, path):
+            return False
+        name = os.path.basename(path)
+        if single is not None:
+            return path in single or name.startswith("..")
+        # A directory added or removed (a rename of one holding YAML files) has no suffix; a growing log file is only modified.
+        return name.endswith(YAML_SUFFIXES) or name.startswith("..") or change is not watchfiles.Change.modified
 
     return relevant
+
 
 class ConfigManager:
     """``prepare_catalog`` is called with every catalog compiled to serve, before it does; it raises to refuse one.
@@ -188,7 +199,10 @@ class ConfigManager:
         path the server was given; unrelated files in the directory change nothing.
         """
         watched = self.config_path if self.config_path.is_dir() else self.config_path.parent
-        relevant = config_watch_filter(self.engine.data_dir)
+        relevant = config_events(self.config_path, self.engine.data_dir)
+        # watchfiles logs each batch of changes at INFO: a log file written inside the config directory would log
+        # about its own growth forever.  Only config files pass the filter now, and our own lines say what a change did.
+        logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
         async for _ in watchfiles.awatch(watched, watch_filter=relevant, debounce=200, step=25, stop_event=self._stop):
             if await anyio.to_thread.run_sync(config_digest, self.config_path) == self._loaded:
                 continue
@@ -245,6 +259,9 @@ class ConfigManager:
                 return self._record(trigger, "invalid", errors=[i.render() for i in exc.issues])
             except SearchdError as exc:
                 return self._record(trigger, "invalid", errors=[str(exc)])
+            except Exception as exc:  # a loader bug: still shown in status, and the last good config serves
+                log.exception("loading %s failed unexpectedly", self.config_path)
+                return self._record(trigger, "invalid", errors=[f"{self.config_path}:1:1: <root>: the config could not be loaded ({type(exc).__name__}: {exc})"])
             return await self.apply(spec, trigger)
 
     def plan(self, spec: Spec) -> Plan:

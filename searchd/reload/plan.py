@@ -20,6 +20,8 @@ from searchd.config.spec import INDEX_SEARCH_TIME, VECTORIZER_IN_PLACE, Collecti
 
 # Server fields read on every request; the others (socket, data directory) are bound at start.
 SERVER_LIVE = frozenset({"limits", "reload", "auth"})
+# Settings inside those that are read once, at start: the watcher is started (or not) with the server.
+SERVER_BOUND_AT_START = frozenset({("reload", "watch")})
 
 ALLOW_HINT = "pass --allow-destructive to `searchd apply`, or set server.reload.allowDestructive: true in the config"
 
@@ -222,6 +224,10 @@ class _Planner:
         for n in sorted(SERVER_LIVE & {f.name for f in dataclasses.fields(proposed.server)}):
             before, after = getattr(applied.server, n), getattr(proposed.server, n)
             diffs = _diff(before, after) if dataclasses.is_dataclass(after) else [(n, before, after)] if before != after else []
+            for name, old, new in diffs:
+                if (n, name) in SERVER_BOUND_AT_START:
+                    self.restart.append(Change(ChangeKind.IN_PLACE, "update", f"server.{_camel(n)}.{_camel(name)}", _describe([(name, old, new)])))
+            diffs = [d for d in diffs if (n, d[0]) not in SERVER_BOUND_AT_START]
             if diffs:
                 self.add(ChangeKind.IN_PLACE, "update", f"server.{_camel(n)}", _describe(diffs))
 

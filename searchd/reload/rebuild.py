@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 
 from searchd.catalog import CompiledVector
 from searchd.config.revision import canonical
@@ -117,6 +118,12 @@ async def rebuild_vector(
         progress.done = progress.total
 
 
+class RebuildIncomplete(SearchdError):
+    """A re-vectorization embedded some objects but not all: it is not promoted."""
+
+    code = "rebuild_incomplete"
+
+
 @dataclass
 class _Revectorization:
     """Embeds every stored object for ``target`` in id order, STEPS_IN_FLIGHT steps at a time (the provider client bounds its requests)."""
@@ -126,6 +133,7 @@ class _Revectorization:
     target: CompiledVector
     progress: Progress
     index: VectorIndex
+    last_error: str = ""
 
     async def run(self) -> bool:
         """Whether the index must still be filled from the store: vectors were staged before this run (it resumes one).
@@ -150,6 +158,13 @@ class _Revectorization:
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
             raise first from None
+        if self.progress.failed:
+            # Promoting now would drop the failed objects' vectors (the old ones go with the old settings): the old index keeps
+            # serving, what is staged is kept, and the next reload (or start) embeds only what is missing.
+            raise RebuildIncomplete(
+                f"{self.progress.failed} object(s) could not be embedded, so the old vectors keep serving; the last error: {self.last_error}",
+                "fix the config or those objects, then reload: the objects already embedded are not embedded again",
+            )
         return resumed
 
     async def _step(self, rows: list[tuple[str, int]], slots: anyio.Semaphore) -> None:
@@ -165,8 +180,10 @@ class _Revectorization:
             for (object_id, updated), result in zip(todo, results):
                 if isinstance(result, ProviderUnavailable):
                     raise result  # the provider is down: stop, keep what is staged, resume later
+                result = _finite(object_id, result)
                 if isinstance(result, SearchdError):
                     progress.failed += 1
+                    self.last_error = str(result)
                     progress.error = f"{progress.failed} object(s) could not be embedded; the last: {result}"
                 elif result is not None:
                     ready.append((object_id, updated, result))
@@ -181,6 +198,13 @@ class _Revectorization:
             slots.release()
 
 
+def _finite(object_id: str, result: Any) -> Any:
+    """An embedding, or an error when it holds NaN or infinity (a vector like that matches nothing and breaks the index)."""
+    if isinstance(result, np.ndarray) and not np.isfinite(result).all():
+        return SearchdError(f"object {object_id} was embedded as a vector with NaN or infinite values", "check the vectorizer's weights and the object's fields")
+    return result
+
+
 async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> None:
     """Embed objects that were written while the rebuild began but embedded just before it."""
     assert target.vectorizer is not None
@@ -190,6 +214,7 @@ async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> N
     results = await target.vectorizer.embed_objects([o.properties for o in present])
     rows = []
     for obj, result in zip(present, results):
+        result = _finite(obj.id, result)
         if isinstance(result, SearchdError):
             raise result
         rows.append((obj.id, obj.updated_ms, result))

@@ -1,0 +1,288 @@
+"""The YAML loader's limits (issue #13): merge keys work; aliases, nesting and file size are bounded;
+broken links in a config directory are named; every failure is a located issue, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from searchd.config import load_spec
+from searchd.config.loader import MAX_BYTES_ENV, config_digest, config_files, parse_yaml
+from searchd.config.yamlsafe import YamlLimits
+from searchd.errors import ConfigError, ConfigIssue
+from searchd.modules import default_registry
+from tests.conftest import ClientFactory
+
+WriteConfig = Callable[..., Path]
+
+BASE = """\
+collections:
+  - name: Article
+    properties:
+      - {name: title, type: TEXT}
+      - {name: body, type: TEXT}
+    vectors:
+"""
+
+
+def issues_of(path: Path, environ: Mapping[str, str] | None = None) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path, default_registry(), environ={} if environ is None else environ)
+    return caught.value.issues
+
+
+def only_issue(path: Path, environ: Mapping[str, str] | None = None) -> ConfigIssue:
+    issues = issues_of(path, environ)
+    assert len(issues) == 1, "\n".join(i.render() for i in issues)
+    return issues[0]
+
+
+# -- merge keys ----------------------------------------------------------------------------
+
+
+def test_merge_keys_in_a_valid_config(write_config: WriteConfig) -> None:
+    config = write_config(
+        """\
+        collections:
+          - name: Article
+            properties:
+              - {name: title, type: TEXT}
+              - {name: body, type: TEXT}
+            vectors:
+              a:
+                vectorizer: &hash {module: text2vec-hash, dimensions: 64, textFields: [title]}
+                index: &flat
+                  type: flat
+                  distance: cosine
+              b:
+                vectorizer:
+                  <<: *hash
+                  dimensions: 32
+                  textFields: [body]
+                index:
+                  <<: *flat
+                  distance: dot
+        """
+    )
+    spec = load_spec(config, default_registry(), environ={})
+    (article,) = spec.collections
+    a, b = article.find_vector("a"), article.find_vector("b")
+    assert a is not None and b is not None
+    assert (a.vectorizer.module, a.vectorizer.dimensions, a.vectorizer.text_fields) == ("text2vec-hash", 64, ("title",))
+    assert (b.vectorizer.module, b.vectorizer.dimensions, b.vectorizer.text_fields) == ("text2vec-hash", 32, ("body",))
+    assert (a.index.type, a.index.distance.value, b.index.type, b.index.distance.value) == ("flat", "cosine", "flat", "dot")
+
+
+def test_merge_key_list_earlier_mapping_wins_and_errors_point_at_the_source(write_config: WriteConfig) -> None:
+    config = write_config(
+        BASE
+        + """\
+      a:
+        vectorizer: &first {module: text2vec-hash, dimensions: 0}
+      b:
+        vectorizer: &second {module: text2vec-hash, dimensions: 16, textFields: [body]}
+      c:
+        vectorizer:
+          <<: [*second, *first]
+"""
+    )
+    issues = issues_of(config)
+    # dimensions 0 is invalid in 'a' (line 8) and nowhere else: 'c' takes 16 from *second, which comes first.
+    assert [(i.path, i.line, i.column) for i in issues] == [("collections[0].vectors.a.vectorizer.dimensions", 8, 64)], [i.render() for i in issues]
+
+
+def test_merge_key_of_a_scalar_is_a_located_error(write_config: WriteConfig) -> None:
+    config = write_config(BASE + "      a:\n        vectorizer: {<<: [plain], module: text2vec-hash}\n")
+    issue = only_issue(config)
+    assert (issue.line, issue.column) == (8, 26), issue.render()
+    assert "merge key '<<' takes a mapping or a list of mappings" in issue.message
+
+
+# -- aliases, recursion, depth ---------------------------------------------------------------
+
+
+def billion_laughs() -> str:
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    return "\n".join(lines) + "\ncollections: *a9\n"
+
+
+def test_billion_laughs_is_refused_before_it_expands(write_config: WriteConfig) -> None:
+    config = write_config(billion_laughs())
+    tracemalloc.start()
+    try:
+        issue = only_issue(config)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Level 6 holds 10^5 copies of level 0 and more: the sum of the copies crosses 100,000 on line 6.
+    assert (issue.line, issue.path) == (6, ""), issue.render()
+    assert issue.message.startswith("aliases expand to more than 100000 nodes (alias *a4 alone copies 11111)"), issue.message
+    assert peak < 20 * 1024 * 1024, f"loading a refused billion-laughs file peaked at {peak:,} bytes"
+
+
+def test_alias_count_is_limited() -> None:
+    limits = YamlLimits(max_aliases=5)
+    document, issues = parse_yaml("a: &x 1\nb: [*x, *x, *x, *x, *x, *x]\n", "f.yaml", {}, limits)
+    assert document is None
+    assert [i.render() for i in issues] == ["f.yaml:2:25: <root>: more than 5 aliases (write the repeated values out, or share fewer of them)"]
+    document, issues = parse_yaml("a: &x 1\nb: [*x, *x, *x, *x, *x]\n", "f.yaml", {}, limits)
+    assert document is not None and document.data == {"a": 1, "b": [1, 1, 1, 1, 1]} and not issues
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        pytest.param("a: &a [1, *a]\n", 1, 11, id="sequence-contains-itself"),
+        pytest.param("a: &a\n  b: *a\n", 2, 6, id="mapping-contains-itself"),
+        pytest.param("a: &a\n  b:\n    c: [*a]\n", 3, 9, id="nested-deeper"),
+    ],
+)
+def test_recursive_alias_is_a_located_error(write_config: WriteConfig, text: str, line: int, column: int) -> None:
+    issue = only_issue(write_config(text))
+    assert (issue.line, issue.column) == (line, column), issue.render()
+    assert issue.message == "recursive alias *a: the node anchored &a on line 1 would contain itself"
+
+
+def test_undefined_and_duplicate_anchors_are_located(write_config: WriteConfig) -> None:
+    assert only_issue(write_config("a: [*nope]\n")).render().endswith(":1:5: <root>: alias *nope names no anchor (define &nope before this alias)")
+    assert only_issue(write_config("a: &x 1\nb: &x 2\n")).render().endswith(":2:4: <root>: duplicate anchor &x (give each anchor its own name)")
+
+
+@pytest.mark.parametrize("flow", [True, False], ids=["flow", "block"])
+def test_deep_nesting_is_refused_at_the_limit(write_config: WriteConfig, flow: bool) -> None:
+    depth = 500 if flow else 200
+    text = "[" * depth + "]" * depth + "\n" if flow else "".join("  " * i + f"k{i}:\n" for i in range(depth)) + "  " * depth + "end\n"
+    issue = only_issue(write_config(text))
+    # The 65th level opens at column 65 (flow) or on the 64th key's line (block): nothing deeper was read.
+    assert (issue.line, issue.column) == ((1, 65) if flow else (65, 129)), issue.render()
+    assert issue.message == "nesting is deeper than 64 levels"
+
+
+def test_depth_counts_what_an_alias_brings(write_config: WriteConfig) -> None:
+    deep = "[" * 40 + "]" * 40
+    issue = only_issue(write_config(f"a: &deep {deep}\nb: {'[' * 30}*deep{']' * 30}\n"))
+    assert (issue.line, issue.column, issue.message) == (2, 34, "alias *deep nests deeper than 64 levels"), issue.render()
+
+
+def test_unsupported_tags_and_values_are_located(write_config: WriteConfig) -> None:
+    config = write_config(BASE + "      v:\n        vectorizer: {module: !!python/name:os.system text2vec-hash}\n")
+    issue = only_issue(config)
+    assert (issue.line, issue.column) == (8, 30), issue.render()
+    assert issue.message == "cannot read this value: the tag tag:yaml.org,2002:python/name:os.system is not supported"
+    config = write_config(BASE + "      v: {vectorizer: {module: text2vec-hash}}\n    description: !!int 'eighty'\n")
+    issue = only_issue(config)
+    assert (issue.line, issue.column, issue.path) == (8, 18, "collections[0].description"), issue.render()
+    assert issue.message == "cannot read this value: invalid literal for int() with base 10: 'eighty'"
+
+
+# -- file size -------------------------------------------------------------------------------
+
+
+def test_file_over_the_size_limit_is_refused_without_reading(write_config: WriteConfig) -> None:
+    config = write_config(BASE + "      v: {vectorizer: {module: text2vec-hash}}\n" + "# padding\n" * 300)
+    size = config.stat().st_size
+    assert load_spec(config, default_registry(), environ={MAX_BYTES_ENV: str(size)}).collections[0].name == "Article"
+    issue = only_issue(config, {MAX_BYTES_ENV: str(size - 1)})
+    assert issue.render() == (
+        f"{config}:1:1: <root>: file is {size:,} bytes, over the limit of {size - 1:,} "
+        f"(config files are limited to {size - 1:,} bytes; split the config into several files in a directory, or raise {MAX_BYTES_ENV})"
+    )
+    issue = only_issue(config, {MAX_BYTES_ENV: "8MB"})
+    assert issue.message == f"{MAX_BYTES_ENV}='8MB' is not a number of bytes"
+
+
+def test_default_size_limit_is_8_mib(write_config: WriteConfig) -> None:
+    config = write_config("")
+    with config.open("wb") as out:  # a sparse file: its size is what counts, nothing is read
+        out.truncate(8 * 1024 * 1024 + 1)
+    assert only_issue(config).message == "file is 8,388,609 bytes, over the limit of 8,388,608"
+
+
+# -- symbolic links in a config directory ----------------------------------------------------
+
+
+def test_symlink_loops_and_dangling_links_are_named(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    (config / "sub").mkdir(parents=True)
+    (config / "a.yaml").write_text(BASE + "      v: {vectorizer: {module: text2vec-hash}}\n", encoding="utf-8")
+    os.symlink("loop.yaml", config / "loop.yaml")
+    os.symlink("missing.yaml", config / "gone.yaml")
+    os.symlink("..", config / "sub" / "up")
+    os.symlink("nowhere", config / "notes")  # not a config file, whatever it was: ignored
+    os.symlink("missing.yaml", config / ".hidden.yaml")  # hidden: ignored, like every hidden file
+    assert config_files(config) == [config / "a.yaml"]
+    rendered = [i.render() for i in issues_of(config)]
+    assert rendered == [
+        (
+            f"{config / 'gone.yaml'}:1:1: <root>: dangling symbolic link: {config / 'gone.yaml'} -> missing.yaml, which does not exist "
+            "(create the target, fix the link, or remove it)"
+        ),
+        (
+            f"{config / 'loop.yaml'}:1:1: <root>: symbolic link loop: {config / 'loop.yaml'} -> loop.yaml never reaches a file "
+            "(point the link at a real file, or remove it)"
+        ),
+        (
+            f"{config / 'sub' / 'up'}:1:1: <root>: symbolic link loop: {config / 'sub' / 'up'} leads back to {config.resolve()}, which contains it "
+            "(remove the link or point it elsewhere)"
+        ),
+    ]
+    before = config_digest(config)
+    (config / "gone.yaml").unlink()
+    assert config_digest(config) != before  # a broken link that goes away is a change worth a reload
+
+
+# -- on reload: every failure is in /v1/config/status ----------------------------------------
+
+
+RELOAD_CONFIG = """\
+server:
+  reload: {watch: false}
+collections:
+  - name: Article
+    properties:
+      - {name: title, type: TEXT}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(billion_laughs(), ":6:", id="billion-laughs"),
+        pytest.param("a: &a [*a]\n", ":1:8: <root>: recursive alias *a", id="recursive-alias"),
+        pytest.param("[" * 500 + "]" * 500, ":1:65: <root>: nesting is deeper than 64 levels", id="deep"),
+        pytest.param("[" * 100_000 + "]" * 100_000, ":1:1001: <root>: malformed YAML: exceeded maximum nesting depth", id="deeper-than-libyaml"),
+        pytest.param(RELOAD_CONFIG + "    description: !!binary notbase64\n", ":7:18: collections[0].description: cannot read this value", id="bad-tag-value"),
+    ],
+)
+def test_reload_reports_loader_failures_in_status(client_factory: ClientFactory, tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config" / "searchd.yaml"
+    path.parent.mkdir()
+    path.write_text(RELOAD_CONFIG, encoding="utf-8")
+    client: TestClient = client_factory(path)
+    revision = client.get("/v1/config/status").json()["revision"]
+    path.write_text(text, encoding="utf-8")
+    response = client.post("/v1/config/reload")
+    assert response.status_code == 422, response.text
+    status = client.get("/v1/config/status").json()
+    assert status["lastReload"]["result"] == "invalid" and status["revision"] == revision
+    (error,) = status["lastReload"]["errors"]
+    assert error.startswith(str(path) + expected), error
+    assert "Traceback" not in error
+    assert client.get("/v1/schema/Article").status_code == 200  # the last good config keeps serving
+
+
+def test_the_size_limit_is_a_command_line_option(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from searchd.cli import main
+
+    config = write_config(BASE + "      v: {vectorizer: {module: text2vec-hash}}\n")
+    monkeypatch.setenv(MAX_BYTES_ENV, "")  # restored after the test: the option sets it for the process
+    assert main(["--config-max-bytes", "100", "validate", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert f"{config}:1:1: <root>: file is {config.stat().st_size:,} bytes, over the limit of 100" in out, out
+    assert main(["--config-max-bytes", str(config.stat().st_size), "validate", str(config)]) == 0
