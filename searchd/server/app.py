@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from starlette.middleware import Middleware
 from searchd.catalog import CatalogHolder, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import Spec
-from searchd.engine import Engine, ObjectStore, default_data_dir, open_store
+from searchd.engine import Engine, ObjectStore, default_data_dir, open_store, storage_error
 from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
@@ -77,7 +78,12 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     directory = resolve_data_dir(spec, data_dir)
     store = open_store(directory)
     metrics = Metrics()
-    runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ), on_provider_call=metrics.observe_provider)
+    try:
+        cache = EmbeddingCache(directory)
+    except (OSError, sqlite3.Error) as exc:  # a full disk shows here first when the object store still opens
+        store.close()
+        raise storage_error(exc, directory) from exc
+    runtime = ModuleRuntime(HttpPool(), cache, dict(os.environ), on_provider_call=metrics.observe_provider)
     graphql = ServedGraphQL()
     try:
         applied, plan = plan_against_applied(directory, spec, store.count, store.property_count)

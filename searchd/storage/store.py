@@ -36,6 +36,7 @@ import orjson
 
 from searchd.errors import StorageError
 from searchd.records import StoredObject
+from searchd.storage.failures import full_disk, storage_error
 from searchd.storage.migrate import LAYOUT, migrate
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
 from searchd.where import Filter, SortKey, epoch_seconds, like
@@ -87,7 +88,7 @@ class ObjectStore:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(data_dir / "LOCK", "w")  # noqa: SIM115 (held open for the store's life: it is the lock)
         except OSError as exc:
-            raise StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
+            raise full_disk(data_dir, exc) or StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -103,7 +104,10 @@ class ObjectStore:
         self._tags: dict[str, int] = {}
         self._vector_tags: dict[tuple[str, str], int] = {}
         try:
-            self._db = _connect(self.path)
+            try:
+                self._db = _connect(self.path)
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
             with self._guard() as db:
                 fresh = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
                 if fresh:
@@ -146,7 +150,7 @@ class ObjectStore:
             try:
                 yield self._db
             except sqlite3.Error as exc:
-                raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
+                raise storage_error(exc, self.path) from exc
 
     @contextmanager
     def _read(self, bulk: bool = False) -> Iterator[sqlite3.Connection]:
@@ -158,20 +162,23 @@ class ObjectStore:
         slot = "bulk" if bulk else "db"
         db = getattr(self._readers, slot, None)
         if db is None:
-            db = _connect(self.path)
-            # Small per-thread caches; reads go through a shared memory map of the file instead (an exact scan of
-            # 600 vectors: 2.1 ms mapped, 4.3 ms through read calls). Mapped pages a read touched count in VmRSS
-            # as file pages (RssFile), which the OS can drop at any time.
-            db.execute(f"PRAGMA cache_size=-{_READER_CACHE_KB}")
-            if not bulk:
-                db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            try:
+                db = _connect(self.path)
+                # Small per-thread caches; reads go through a shared memory map of the file instead (an exact scan of
+                # 600 vectors: 2.1 ms mapped, 4.3 ms through read calls). Mapped pages a read touched count in VmRSS
+                # as file pages (RssFile), which the OS can drop at any time.
+                db.execute(f"PRAGMA cache_size=-{_READER_CACHE_KB}")
+                if not bulk:
+                    db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            except sqlite3.Error as exc:  # e.g. no file descriptor left for this thread's connection
+                raise storage_error(exc, self.path) from exc
             setattr(self._readers, slot, db)
             with self._lock:
                 self._reader_list.append(db)
         try:
             yield db
         except sqlite3.Error as exc:
-            raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
+            raise storage_error(exc, self.path) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
