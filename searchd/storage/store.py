@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -72,6 +73,27 @@ def vector_from_blob(dims: int, data: bytes) -> np.ndarray:
 
 def _blob(vector: np.ndarray) -> tuple[int, bytes]:
     return int(vector.shape[-1]), np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_readable(v) for v in value]
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    return value
+
+
+def _properties(text: str) -> dict[str, Any]:
+    """Stored properties; a lone surrogate (stored before they were refused) reads as U+FFFD instead of failing every response."""
+    properties: dict[str, Any] = json.loads(text)
+    # An escape of a surrogate is mostly half of a valid pair (emoji); only then is the walk needed.
+    return _readable(properties) if _SURROGATE_ESCAPE.search(text) else properties
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -510,7 +532,7 @@ class ObjectStore:
             return
         for rows in self._pages(table, "doc, properties"):
             for doc, properties in rows:
-                yield doc, json.loads(properties)
+                yield doc, _properties(properties)
 
     def iter_objects(self, collection: str) -> Iterator[StoredObject]:
         """Every object of a collection, without vectors, in doc order: what the doc table is built from."""
@@ -651,7 +673,7 @@ class ObjectStore:
                         chunk = docs[start : start + _CHUNK]
                         for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
                             found.setdefault(doc, {})[name] = vector_from_blob(dims, data)
-        return [StoredObject(collection, object_id, json.loads(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in rows]
+        return [StoredObject(collection, object_id, _properties(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in rows]
 
 
 def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, str], int]]:
