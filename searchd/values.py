@@ -51,7 +51,7 @@ def _type_error(name: str, expected: str, value: Any) -> InvalidInput:
 def _preview(value: Any) -> str:
     # reprlib bounds depth and length: a value nested a thousand levels deep is shown as [[...]], not a RecursionError.
     shown = reprlib.Repr()
-    shown.maxlevel, shown.maxstring, shown.maxother, shown.maxlist, shown.maxdict = 2, 40, 40, 4, 4
+    shown.maxlevel, shown.maxstring, shown.maxother, shown.maxlist, shown.maxdict = 2, 56, 56, 4, 4
     text = shown.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
