@@ -14,6 +14,7 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 
 from searchd.catalog import CatalogHolder, compile_catalog
 from searchd.config import load_spec
@@ -28,7 +29,7 @@ from searchd.query.served import ServedGraphQL
 from searchd.reload.applied import plan_against_applied
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.server.auth import Authentication
-from searchd.server.errors import http_error_handler, searchd_error_handler, unexpected_error_handler
+from searchd.server.errors import client_gone_handler, http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
 from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.routes import ROUTES
@@ -125,6 +126,7 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={
             SearchdError: searchd_error_handler,
             HTTPException: http_error_handler,
+            ClientDisconnect: client_gone_handler,
             Exception: unexpected_error_handler,
         },
         lifespan=lifespan,

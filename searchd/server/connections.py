@@ -23,6 +23,7 @@ import asyncio
 import errno
 import logging
 import math
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ log = logging.getLogger("searchd.connections")
 FILES_RESERVED = 256  # for the data files, per-thread SQLite readers, index files and provider connections
 MAX_DEFAULT_CONNECTIONS = 10_000
 MIN_DEFAULT_CONNECTIONS = 64
+FD_CHECK_INTERVAL_S = 1.0
+FD_HEADROOM = 8  # this close to the limit, an accept or a file open is about to fail
 LOG_INTERVAL_S = 10.0  # at most one line per kind of trouble in this time
 _OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -122,17 +125,41 @@ class ConnectionGuard:
             f"{self.limit} connections are open (server.connections.maxConnections): new ones get 503 and are closed"
         )
 
+    def exhausted(self, what: str) -> None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.out_of_files.event(
+            f"out of file descriptors ({what}, open-file limit {soft}): new connections are being dropped; "
+            "raise the limit (ulimit -n, systemd LimitNOFILE=) or lower server.connections.maxConnections"
+        )
+
     def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The event loop's error handler: accept() failing for want of file descriptors is one line, not a traceback."""
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in _OUT_OF_FILES:
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            self.out_of_files.event(
-                f"out of file descriptors ({errno.errorcode.get(exc.errno or 0, '?')}, open-file limit {soft}): new connections "
-                "are being dropped; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower server.connections.maxConnections"
-            )
+            self.exhausted(errno.errorcode.get(exc.errno or 0, "EMFILE"))
             return
         loop.default_exception_handler(context)
+
+    async def watch_files(self) -> None:
+        """Say when the process has (nearly) every file descriptor open.
+
+        uvloop drops connections it cannot accept without telling anyone (libuv closes them
+        with a spare descriptor), so the count of open descriptors is what shows it.
+        """
+        listing = next((d for d in ("/proc/self/fd", "/dev/fd") if os.path.isdir(d)), None)
+        if listing is None:
+            return
+        while True:
+            await asyncio.sleep(FD_CHECK_INTERVAL_S)
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            if soft == resource.RLIM_INFINITY:
+                continue
+            try:
+                open_now = len(await asyncio.to_thread(os.listdir, listing))
+            except OSError:  # listing needs a descriptor too
+                open_now = soft
+            if open_now >= soft - FD_HEADROOM:
+                self.exhausted(f"{open_now} open")
 
     def protocol(self) -> type[asyncio.Protocol]:
         guard = self
@@ -225,7 +252,11 @@ def serve(app: ASGIApp, host: str, port: int, settings: ConnectionsSpec, log_lev
 
     async def run() -> None:
         asyncio.get_running_loop().set_exception_handler(guard.loop_exception)
-        await server.serve()
+        watcher = asyncio.create_task(guard.watch_files())
+        try:
+            await server.serve()
+        finally:
+            watcher.cancel()
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(run())
