@@ -82,22 +82,6 @@ def read_until_eof(sock: socket.socket) -> bytes:
     return received
 
 
-def probe_until_ok(server: Server) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    last = "no attempt"
-    with httpx.Client(base_url=server.url, timeout=5.0, trust_env=False) as http:
-        while time.monotonic() < deadline:
-            try:
-                response = http.get("/v1/meta")
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(0.05)
-    pytest.fail(f"the server did not answer within {DEADLINE_S}s (last: {last})\n{server.logs()}")
-
-
 def wait_for_log(server: Server, needle: str) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not log_lines(server, needle):
@@ -122,7 +106,7 @@ def test_connections_over_the_limit_get_503_and_the_server_answers_after(launch:
     finally:
         for sock in held:
             sock.close()
-    probe_until_ok(server)
+    wait_ready(server)  # answers again
     refusals = log_lines(server, "server.connections.maxConnections")
     assert 1 <= len(refusals) <= 3, refusals
     assert "20 connections are open (server.connections.maxConnections): new ones get 503 and are closed" in refusals[0]
@@ -144,7 +128,7 @@ def test_running_out_of_file_descriptors_is_logged_once_and_survived(launch: Lau
     finally:
         for sock in held:
             sock.close()
-    probe_until_ok(server)
+    wait_ready(server)  # answers again
     logs = server.logs()
     assert "Traceback" not in logs, logs
     exhausted = log_lines(server, "out of file descriptors")
@@ -210,7 +194,7 @@ def test_slow_headers_get_408_and_slow_bodies_are_dropped(launch: Launch) -> Non
     with slow_body:
         slow_body.sendall(b"POST /v1/objects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
         assert read_until_eof(slow_body) == b""
-    probe_until_ok(server)
+    wait_ready(server)  # answers again
     with httpx.Client(base_url=server.url, timeout=DEADLINE_S, trust_env=False) as http:
         assert http.get("/v1/objects", params={"class": "Article"}).json()["objects"] == []
     assert "Traceback" not in server.logs()
