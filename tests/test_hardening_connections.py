@@ -239,6 +239,6 @@ def test_a_restart_on_a_full_disk_says_so(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == "exit status 1", done.stderr
-    assert lines[-2].startswith(f"not starting: the disk holding {mount}/data is full ("), done.stderr
+    assert lines[-2].startswith(f"not starting: the object store cannot write: the disk holding {mount}/data is full ("), done.stderr
     assert lines[-2].endswith(f"(free space on that disk (see `df -h {mount}/data`) or move the data directory to a larger disk and pass --data; nothing was written)")
     assert "Traceback" not in done.stderr

