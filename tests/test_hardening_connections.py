@@ -242,3 +242,14 @@ def test_a_restart_on_a_full_disk_says_so(tmp_path: Path) -> None:
     assert lines[-2].startswith(f"not starting: the object store cannot write: the disk holding {mount}/data is full ("), done.stderr
     assert lines[-2].endswith(f"(free space on that disk (see `df -h {mount}/data`) or move the data directory to a larger disk and pass --data; nothing was written)")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("extra", [b"Expect: 100-continue\r\nContent-Length: 5000000", b"Content-Length: 5000000000"], ids=["expect-100-continue", "beyond-the-drain-bound"])
+def test_a_body_that_is_not_worth_reading_is_refused_at_once(launch: Launch, extra: bytes) -> None:
+    """A client waiting for 100 Continue, or declaring more than would be discarded, gets the 413 before it sends the body."""
+    server = launch("{}")
+    with connect(server) as sock:
+        sock.sendall(b"POST /v1/batch/objects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + extra + b"\r\n\r\n")
+        answer = read_until_eof(sock)  # closed after the answer: the unread body cannot be followed by another request
+    assert answer.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n"), answer[:200]
+    assert b"\r\nconnection: close\r\n" in answer.lower()

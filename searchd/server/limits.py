@@ -60,7 +60,9 @@ class BodySizeLimit:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            drained = headers.get(b"expect", b"").lower() != b"100-continue" and await _drain(receive, True)
+            # Not worth reading: a body the client has not sent (100-continue), or one larger than we would discard.
+            worth = headers.get(b"expect", b"").lower() != b"100-continue" and int(declared) <= DRAIN_BYTES
+            drained = worth and await _drain(receive, True)
             await _refuse(send, limit, close=not drained)
             return
         received = 0
