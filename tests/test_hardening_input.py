@@ -300,3 +300,10 @@ def test_example_object_ids_are_canonical() -> None:
         for obj in example_objects(path):
             if "id" in obj:
                 assert str(uuid.UUID(obj["id"])) == obj["id"].lower(), (path, obj["id"])
+
+
+def test_a_deeply_nested_schema_body_is_still_answered_405(quickstart: TestClient) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    response = post_raw(quickstart, "/v1/schema", sub('{"class": "Article", "properties": @}', deep).encode())
+    assert response.status_code == 405
+    assert message(response).startswith("the schema is declared in YAML and cannot be changed through POST /v1/schema")
