@@ -212,7 +212,7 @@ async def get_object_without_class(request: Request) -> Response:
     catalog = _catalog(request)
     class_name, stored = await anyio.to_thread.run_sync(_find_anywhere, _services(request), catalog, request.path_params["id"])
     include_vector = "vector" in request.query_params.get("include", "").split(",")
-    return JSONResponse(object_json(stored, include_vector, _default_vector_name(catalog, class_name)))
+    return JSONResponse(object_json(stored, include_vector, catalog.collections.get(class_name)))
 
 
 async def head_object_without_class(request: Request) -> Response:
