@@ -13,6 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from searchd.errors import SearchdError
+
 if TYPE_CHECKING:
     from searchd.engine import Engine
 
@@ -46,6 +48,7 @@ class Checkpoints:
         self._saved_seq = 0
         self._saved_at = time.monotonic()
         self._seen_seq = self._trimmed_seq = -1
+        self._last_error: str | None = None
 
     def saved(self, seq: int) -> None:
         self._saved_seq, self._saved_at = seq, time.monotonic()
@@ -78,5 +81,11 @@ class Checkpoints:
                     release_free_memory()
                     self._trimmed_seq = write_seq
                 self._seen_seq = write_seq
+            except SearchdError as exc:  # a known cause (a full disk, no file descriptor left): one line while it lasts, not a traceback a second
+                if str(exc) != self._last_error:
+                    log.error("saving the indexes failed; will try again: %s", exc)
+                self._last_error = str(exc)
             except Exception:  # the store is the truth: a failed save only means a longer replay after a crash
                 log.exception("saving the indexes failed; will try again")
+            else:
+                self._last_error = None

@@ -210,9 +210,8 @@ def _schema_from_json(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from searchd.server import create_app, open_services
+    from searchd.server.connections import serve
 
     try:
         services = open_services(args.config, args.data)
@@ -231,8 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = services.holder.current.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
-    # searchd logs its own access line (with request id and key name), so uvicorn's is off.
-    uvicorn.run(create_app(services), host=host, port=port, log_level=args.log_level, access_log=False, log_config=None)
+    serve(create_app(services), host, port, server.connections, args.log_level)
     return 0
 
 

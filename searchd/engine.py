@@ -40,6 +40,7 @@ from searchd.index.table import DocTable
 from searchd.modules.base import NO_KEYS
 from searchd.records import StoredObject
 from searchd.storage.backup import BackupResult, backup
+from searchd.storage.failures import storage_error
 from searchd.storage.store import ObjectStore, default_data_dir, peek_counts
 from searchd.values import check_properties, normalize_uuid
 from searchd.where import Filter, SortKey
@@ -47,7 +48,7 @@ from searchd.where import Filter, SortKey
 log = logging.getLogger("searchd")
 
 # What the edges use of the data directory, through the engine core (they never import storage).
-__all__ = ["BackupResult", "Engine", "ObjectStore", "StoredObject", "backup", "default_data_dir", "open_store", "peek_counts"]
+__all__ = ["BackupResult", "Engine", "ObjectStore", "StoredObject", "backup", "default_data_dir", "open_store", "peek_counts", "storage_error"]
 
 
 def open_store(data_dir: Path) -> ObjectStore:

@@ -6,9 +6,12 @@ import base64
 import binascii
 import datetime as dt
 import math
-import uuid
+import re
+import reprlib
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from searchd.catalog import CompiledCollection
 from searchd.config.spec import PropertyType
@@ -18,13 +21,24 @@ from searchd.modules.features import decode_image
 INT64 = 2**63
 
 
+# Weaviate's form only: Python's uuid.UUID also takes {braces}, urn:uuid: and 32 bare hex digits.
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def normalize_uuid(value: Any, what: str = "id") -> str:
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise InvalidInput(f"{what} {value!r} is not a valid UUID", "use the canonical form, e.g. 8a3a2f5e-7c1d-4b6e-9f0a-2d4c6e8b1a3f")
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value.lower()
+    raise InvalidInput(f"{what} {_preview(value)} is not a valid UUID", "use the canonical 8-4-4-4-12 hex form, e.g. 8a3a2f5e-7c1d-4b6e-9f0a-2d4c6e8b1a3f")
+
+
+def vector_json(collection: CompiledCollection | None, name: str, array: np.ndarray) -> list[Any]:
+    """A stored vector as JSON: a multi-vector is always a matrix, even with one row (it is stored flat)."""
+    vector = collection.vectors.get(name) if collection is not None else None
+    if vector is not None and vector.is_multi and array.ndim == 1:
+        array = array.reshape(1, -1)
+    shown: list[Any] = array.tolist()
+    return shown
 
 
 def _type_error(name: str, expected: str, value: Any) -> InvalidInput:
@@ -35,19 +49,33 @@ def _type_error(name: str, expected: str, value: Any) -> InvalidInput:
 
 
 def _preview(value: Any) -> str:
-    text = repr(value)
+    # reprlib bounds depth and length: a value nested a thousand levels deep is shown as [[...]], not a RecursionError.
+    shown = reprlib.Repr()
+    shown.maxlevel, shown.maxstring, shown.maxother, shown.maxlist, shown.maxdict = 2, 56, 56, 4, 4
+    text = shown.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_text(name: str, value: str) -> str:
+    """Refuse a lone UTF-16 surrogate: it cannot be stored as UTF-8, nor rendered in a response."""
+    found = _LONE_SURROGATE.search(value)
+    if found is not None:
+        raise InvalidInput(
+            f"property '{name}' holds a lone UTF-16 surrogate (\\u{ord(found.group()):04x}) at character {found.start()}, which is not valid Unicode",
+            "send valid Unicode: a character outside the Basic Multilingual Plane is a pair of escapes (e.g. \\ud83d\\ude00), never half of one",
+        )
+    return value
 
 
 def _check_value(name: str, kind: PropertyType, value: Any, is_image: bool) -> Any:
     if kind is PropertyType.TEXT:
         if not isinstance(value, str):
             raise _type_error(name, "a string (TEXT)", value)
-        return value
+        return _check_text(name, value)
     if kind is PropertyType.TEXT_ARRAY:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _type_error(name, "a list of strings (TEXT[])", value)
-        return value
+        return [_check_text(name, v) for v in value]
     if kind is PropertyType.INT:
         # JSON has one number type: 3.0 is accepted as 3, 3.5 is not.
         if isinstance(value, float) and value.is_integer():

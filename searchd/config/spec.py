@@ -55,6 +55,16 @@ class LimitsSpec:
 
 
 @dataclass(frozen=True)
+class ConnectionsSpec:
+    """HTTP connection hygiene, bound at start; see searchd.server.connections."""
+
+    max_connections: int | None = None  # None: derived from the open-file limit at start
+    idle_timeout: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class ReloadSpec:
     watch: bool = True  # apply config file changes as they are saved
     allow_destructive: bool = False  # apply changes that drop stored data (removed collections, properties, vectors; changed types)
@@ -88,6 +98,7 @@ class ServerSpec:
     port: int = 8080
     data_dir: str | None = None
     limits: LimitsSpec = LimitsSpec()
+    connections: ConnectionsSpec = ConnectionsSpec()
     reload: ReloadSpec = ReloadSpec()
     auth: AuthSpec = AuthSpec()
 
@@ -271,6 +282,16 @@ def _inverted_index_spec(data: Mapping[str, Any]) -> InvertedIndexSpec:
     )
 
 
+def _connections_spec(data: Mapping[str, Any]) -> ConnectionsSpec:
+    defaults = ConnectionsSpec()
+    return ConnectionsSpec(
+        max_connections=data.get("maxConnections"),
+        idle_timeout=float(data.get("idleTimeout", defaults.idle_timeout)),
+        header_timeout=float(data.get("headerTimeout", defaults.header_timeout)),
+        body_timeout=float(data.get("bodyTimeout", defaults.body_timeout)),
+    )
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
@@ -325,6 +346,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                 max_batch_objects=limits.get("maxBatchObjects", 10_000),
                 max_query_depth=limits.get("maxQueryDepth", 30),
             ),
+            connections=_connections_spec(server.get("connections", {})),
             reload=ReloadSpec(
                 watch=server.get("reload", {}).get("watch", True),
                 allow_destructive=server.get("reload", {}).get("allowDestructive", False),

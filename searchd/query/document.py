@@ -107,9 +107,11 @@ def _numbers(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         pass
+    except RecursionError:  # nested deeper than any vector: the GraphQL parser refuses it with its own message
+        return None
     try:  # GraphQL lets whitespace separate list items: [1 2 3]
         return json.loads(re.sub(r"(?<=[\d.])\s+(?=[-+\d.])", ",", text))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -26,7 +26,7 @@ from searchd.query.search import (
     parse_filter,
     read_objects,
 )
-from searchd.values import normalize_uuid
+from searchd.values import normalize_uuid, vector_json
 from searchd.where import Filter
 
 __all__ = ["QueryContext", "resolve_get"]
@@ -93,8 +93,8 @@ def additional_fields(collection: CompiledCollection, row: Row) -> dict[str, Any
         "id": row.id,
         "creationTimeUnix": str(obj.created_ms) if obj is not None else None,
         "lastUpdateTimeUnix": str(obj.updated_ms) if obj is not None else None,
-        "vectors": lambda _info: {name: vec.tolist() for name, vec in vectors.items()},
-        "vector": lambda _info: vectors[shown.name].tolist() if shown is not None and shown.name in vectors else None,
+        "vectors": lambda _info: {name: vector_json(collection, name, vec) for name, vec in vectors.items()},
+        "vector": lambda _info: vector_json(collection, shown.name, vectors[shown.name]) if shown is not None and shown.name in vectors else None,
         "distance": row.distance,
         "certainty": None,
         "score": None if row.score is None else f"{row.score:.9g}",

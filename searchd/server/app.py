@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,12 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 
 from searchd.catalog import CatalogHolder, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import Spec
-from searchd.engine import Engine, ObjectStore, default_data_dir, open_store
+from searchd.engine import Engine, ObjectStore, default_data_dir, open_store, storage_error
 from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
@@ -27,7 +29,7 @@ from searchd.query.served import ServedGraphQL
 from searchd.reload.applied import plan_against_applied
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.server.auth import Authentication
-from searchd.server.errors import http_error_handler, searchd_error_handler, unexpected_error_handler
+from searchd.server.errors import client_gone_handler, http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
 from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.routes import ROUTES
@@ -77,7 +79,12 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     directory = resolve_data_dir(spec, data_dir)
     store = open_store(directory)
     metrics = Metrics()
-    runtime = ModuleRuntime(HttpPool(), EmbeddingCache(directory), dict(os.environ), on_provider_call=metrics.observe_provider)
+    try:
+        cache = EmbeddingCache(directory)
+    except (OSError, sqlite3.Error) as exc:  # a full disk shows here first when the object store still opens
+        store.close()
+        raise storage_error(exc, directory, "the embedding cache") from exc
+    runtime = ModuleRuntime(HttpPool(), cache, dict(os.environ), on_provider_call=metrics.observe_provider)
     graphql = ServedGraphQL()
     try:
         applied, plan = plan_against_applied(directory, spec, store.count, store.property_count)
@@ -119,6 +126,7 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={
             SearchdError: searchd_error_handler,
             HTTPException: http_error_handler,
+            ClientDisconnect: client_gone_handler,
             Exception: unexpected_error_handler,
         },
         lifespan=lifespan,

@@ -71,6 +71,11 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message)
 
 
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    """The client closed its connection mid-body (or was dropped for sending too slowly): nothing to answer, nothing to log but the access line."""
+    return Response(status_code=499)  # nginx's "client closed request"; the response goes nowhere
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     request_id = _request_id(request)
     log.exception("unexpected error on %s %s", request.method, request.url.path, extra={"request_id": request_id})

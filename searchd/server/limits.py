@@ -17,11 +17,35 @@ def too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-class BodySizeLimit:
-    """Rejects a declared Content-Length over the limit at once; a streamed body when it crosses it.
+DRAIN_BYTES = 1 << 30  # read and discard at most this much of a refused body before answering
 
-    The streamed case raises PayloadTooLarge inside the route, so the usual error
-    handler answers 413 and nothing of the request is acted on.
+
+async def _drain(receive: Receive, more_body: bool) -> bool:
+    """Read and discard the rest of a refused body; whether it all arrived within DRAIN_BYTES.
+
+    A client that sends its whole body before reading (most do) sees a 413 sent early only
+    if the server reads what it sends: closing with data unread resets the connection,
+    and the client gets a broken pipe instead of the answer.
+    """
+    discarded = 0
+    while more_body:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False  # the client went away
+        discarded += len(message.get("body", b""))
+        more_body = bool(message.get("more_body", False))
+        if discarded > DRAIN_BYTES:
+            return False
+    return True
+
+
+class BodySizeLimit:
+    """Refuses a body over the limit with 413: a declared Content-Length at once, a streamed one when it crosses it.
+
+    Nothing of the request is acted on.  The rest of the body is read and discarded
+    (up to DRAIN_BYTES) before the answer, so a client that does not read early
+    responses gets the 413 rather than a broken pipe; a client that sent
+    ``Expect: 100-continue`` has not sent its body, and is answered at once.
     """
 
     def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
@@ -33,11 +57,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit()
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            body = json.dumps({"error": [{"message": str(too_large(limit))}]}).encode()
-            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            # Not worth reading: a body the client has not sent (100-continue), or one larger than we would discard.
+            worth = headers.get(b"expect", b"").lower() != b"100-continue" and int(declared) <= DRAIN_BYTES
+            drained = worth and await _drain(receive, True)
+            await _refuse(send, limit, close=not drained)
             return
         received = 0
 
@@ -47,7 +73,17 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    await _drain(receive, bool(message.get("more_body", False)))
                     raise too_large(limit)
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+async def _refuse(send: Send, limit: int, close: bool) -> None:
+    body = json.dumps({"error": [{"message": str(too_large(limit))}]}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the body was not read: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

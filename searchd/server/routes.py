@@ -22,6 +22,7 @@ from searchd.modules.provider import header_keys
 from searchd.query.plan import execute_plan
 from searchd.query.search import QueryContext
 from searchd.query.served import CatalogGraphQL
+from searchd.server.bodies import parse_json
 from searchd.server.classes import class_json, refusal_message
 from searchd.server.errors import error_response
 from searchd.server.nodes import check_output, nodes_json, shard_statuses
@@ -44,18 +45,8 @@ def _catalog(request: Request) -> Catalog:
 
 
 async def _json(request: Request) -> Any:
-    body = await request.body()
-    try:
-        # orjson: five times faster than json on a batch of vectors, and strict (no NaN, no invalid UTF-8 or lone surrogates).
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request body is not valid JSON ({exc})", "send a JSON document with Content-Type: application/json") from exc
-
-
-def _default_vector_name(catalog: Catalog, class_name: str) -> str | None:
-    collection = catalog.collections.get(class_name)
-    default = collection.default_vector if collection else None
-    return default.name if default else None
+    # orjson: five times faster than json on a batch of vectors, and strict (no NaN, no invalid UTF-8 or lone surrogates).
+    return parse_json(await request.body())
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -137,8 +128,8 @@ async def schema_is_read_only(request: Request) -> Response:
     body: Any = None
     if request.method in ("POST", "PUT") and "rest" not in request.path_params:  # a class created or replaced
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
+            body = parse_json(await request.body())  # depth-limited: the refusal walks the body
+        except InvalidInput:
             pass  # refused either way; the message then points at schema-from-json
     message = refusal_message(f"{request.method} {request.url.path}", _services(request).config_path, body, _catalog(request).registry)
     return error_response(405, message)
@@ -186,7 +177,7 @@ async def list_objects(request: Request) -> Response:
         after = normalize_uuid(after, "after")
     include_vector = "vector" in request.query_params.get("include", "").split(",")
     objects = await anyio.to_thread.run_sync(_services(request).engine.list_objects, class_name, limit, offset, after)
-    body = [object_json(o, include_vector, _default_vector_name(catalog, o.collection)) for o in objects]
+    body = [object_json(o, include_vector, catalog.collections.get(o.collection)) for o in objects]
     return JSONResponse({"objects": body, "totalResults": len(body), "deprecations": None})
 
 
@@ -195,7 +186,7 @@ async def create_object(request: Request) -> Response:
     engine = _services(request).engine
     draft = engine.draft(catalog, await _json(request))
     stored = await engine.write(draft, require_new=True, keys=header_keys(request.headers))
-    return JSONResponse(object_json(stored, True, _default_vector_name(catalog, stored.collection)))
+    return JSONResponse(object_json(stored, True, catalog.collections.get(stored.collection)))
 
 
 async def get_object(request: Request) -> Response:
@@ -203,7 +194,7 @@ async def get_object(request: Request) -> Response:
     class_name, object_id = request.path_params["class_name"], request.path_params["id"]
     stored = await anyio.to_thread.run_sync(_services(request).engine.get, catalog, class_name, object_id)
     include_vector = "vector" in request.query_params.get("include", "").split(",")
-    return JSONResponse(object_json(stored, include_vector, _default_vector_name(catalog, class_name)))
+    return JSONResponse(object_json(stored, include_vector, catalog.collections.get(class_name)))
 
 
 def _find_anywhere(services: Any, catalog: Catalog, object_id: str) -> tuple[str, Any]:
@@ -221,7 +212,7 @@ async def get_object_without_class(request: Request) -> Response:
     catalog = _catalog(request)
     class_name, stored = await anyio.to_thread.run_sync(_find_anywhere, _services(request), catalog, request.path_params["id"])
     include_vector = "vector" in request.query_params.get("include", "").split(",")
-    return JSONResponse(object_json(stored, include_vector, _default_vector_name(catalog, class_name)))
+    return JSONResponse(object_json(stored, include_vector, catalog.collections.get(class_name)))
 
 
 async def head_object_without_class(request: Request) -> Response:
@@ -241,7 +232,7 @@ async def replace_object(request: Request) -> Response:
     catalog.collection(class_name)
     draft = engine.draft(catalog, await _json(request), class_name, object_id)
     stored = await engine.write(draft, keys=header_keys(request.headers))
-    return JSONResponse(object_json(stored, True, _default_vector_name(catalog, class_name)))
+    return JSONResponse(object_json(stored, True, catalog.collections.get(class_name)))
 
 
 async def patch_object(request: Request) -> Response:
@@ -268,7 +259,7 @@ async def batch_objects(request: Request) -> Response:
         raise PayloadTooLarge(f"the batch has {len(objects)} objects, more than the limit of {most}", "split it into smaller batches, or raise server.limits.maxBatchObjects")
     outcomes = await _services(request).engine.batch(catalog, objects, header_keys(request.headers))
     return JSONResponse(
-        [batch_result(payload, outcome, _default_vector_name(catalog, payload["class"] if isinstance(payload, dict) and isinstance(payload.get("class"), str) else "")) for payload, outcome in zip(objects, outcomes)]
+        [batch_result(payload, outcome, catalog.collections.get(payload["class"] if isinstance(payload, dict) and isinstance(payload.get("class"), str) else "")) for payload, outcome in zip(objects, outcomes)]
     )
 
 

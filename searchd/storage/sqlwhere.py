@@ -7,6 +7,7 @@ Expressions refer to the collection's table as ``objects``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from searchd.where import COMPARISONS, ID_PATHS, TIME_PATHS, Condition, Filter, 
 
 _SQL_COMPARE = {"Equal": "=", "NotEqual": "!=", "GreaterThan": ">", "GreaterThanEqual": ">=", "LessThan": "<", "LessThanEqual": "<="}
 # Operators an expression index on the property answers (not NotEqual: it includes missing values).
+_LONG_LIST = 64  # longer value lists travel as one JSON parameter
 _INDEXABLE = (*COMPARISONS[:1], *COMPARISONS[2:], "ContainsAny")
 
 
@@ -39,11 +41,22 @@ def _array_sql(condition: Condition) -> tuple[str, list[Any]]:
         return (clause if op == "Equal" else f"NOT {clause}"), [value]
     if op in _SQL_COMPARE:
         return f"EXISTS ({each} WHERE value {_SQL_COMPARE[op]} ?)", [value]
-    marks = ",".join("?" * len(value))
+    marks, values = _in_list(value)
     if op == "ContainsAll":
-        return f"(SELECT COUNT(DISTINCT value) FROM json_each(objects.properties, '$.{path}') WHERE value IN ({marks})) = ?", [*value, len(set(value))]
+        return f"(SELECT COUNT(DISTINCT value) FROM json_each(objects.properties, '$.{path}') WHERE value IN ({marks})) = ?", [*values, len(set(value))]
     clause = f"EXISTS ({each} WHERE value IN ({marks}))"
-    return (clause if op == "ContainsAny" else f"NOT {clause}"), list(value)
+    return (clause if op == "ContainsAny" else f"NOT {clause}"), values
+
+
+def _in_list(values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The inside of ``IN (...)``: one parameter per value, or one JSON array for a long list.
+
+    Each bound parameter counts against SQLite's limit per statement (32,766); a JSON array
+    read by json_each is one parameter however long it is.
+    """
+    if len(values) <= _LONG_LIST:
+        return ",".join("?" * len(values)), list(values)
+    return "SELECT value FROM json_each(?)", [json.dumps(list(values))]
 
 
 def _leaf_sql(condition: Condition) -> tuple[str, list[Any]]:
@@ -59,11 +72,11 @@ def _leaf_sql(condition: Condition) -> tuple[str, list[Any]]:
         return f"({column} IS NULL OR {column} != ?)", [value]
     if op in _SQL_COMPARE:
         return f"{column} {_SQL_COMPARE[op]} ?", [value]
-    marks = ",".join("?" * len(value))
+    marks, values = _in_list(value)
     if op == "ContainsAny":
-        return f"{column} IN ({marks})", list(value)
+        return f"{column} IN ({marks})", values
     if op == "ContainsNone":
-        return f"({column} IS NULL OR {column} NOT IN ({marks}))", list(value)
+        return f"({column} IS NULL OR {column} NOT IN ({marks}))", values
     # ContainsAll on a single value: it must equal every listed value.
     return " AND ".join([f"{column} = ?"] * len(value)), list(value)
 
@@ -78,8 +91,19 @@ def to_sql(where: Filter) -> tuple[str, list[Any]]:
         # SQL is three-valued: a comparison on a missing property is NULL, and NOT NULL is still NULL.
         # Treating unknown as false first makes Not the complement of its operand, as users expect.
         return f"NOT COALESCE(({parts[0][0]}), 0)", params
-    joiner = " AND " if where.operator == "And" else " OR "
-    return "(" + joiner.join(f"({sql})" for sql, _ in parts) + ")", params
+    return _balanced([sql for sql, _ in parts], " AND " if where.operator == "And" else " OR "), params
+
+
+def _balanced(sqls: Sequence[str], joiner: str) -> str:
+    """``(a OR b OR c OR d)`` as ``((a OR b) OR (c OR d))``.
+
+    SQLite parses a flat chain into a tree as deep as it is long and refuses one deeper than
+    1,000 ("Expression tree is too large"); halving keeps a filter of n operands log2(n) deep.
+    """
+    if len(sqls) == 1:
+        return f"({sqls[0]})"
+    middle = len(sqls) // 2
+    return f"({_balanced(sqls[:middle], joiner)}{joiner}{_balanced(sqls[middle:], joiner)})"
 
 
 def indexed_property(where: Filter, indexed: Sequence[str]) -> str | None:

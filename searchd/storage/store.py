@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -36,6 +37,7 @@ import orjson
 
 from searchd.errors import StorageError
 from searchd.records import StoredObject
+from searchd.storage.failures import full_disk, storage_error
 from searchd.storage.migrate import LAYOUT, migrate
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
 from searchd.where import Filter, SortKey, epoch_seconds, like
@@ -73,6 +75,27 @@ def _blob(vector: np.ndarray) -> tuple[int, bytes]:
     return int(vector.shape[-1]), np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_readable(v) for v in value]
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    return value
+
+
+def _properties(text: str) -> dict[str, Any]:
+    """Stored properties; a lone surrogate (stored before they were refused) reads as U+FFFD instead of failing every response."""
+    properties: dict[str, Any] = json.loads(text)
+    # An escape of a surrogate is mostly half of a valid pair (emoji); only then is the walk needed.
+    return _readable(properties) if _SURROGATE_ESCAPE.search(text) else properties
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     # Filters call these from SQL (values always arrive as bound parameters).
@@ -87,7 +110,7 @@ class ObjectStore:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(data_dir / "LOCK", "w")  # noqa: SIM115 (held open for the store's life: it is the lock)
         except OSError as exc:
-            raise StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
+            raise full_disk(data_dir, exc) or StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -103,7 +126,10 @@ class ObjectStore:
         self._tags: dict[str, int] = {}
         self._vector_tags: dict[tuple[str, str], int] = {}
         try:
-            self._db = _connect(self.path)
+            try:
+                self._db = _connect(self.path)
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
             with self._guard() as db:
                 fresh = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
                 if fresh:
@@ -146,7 +172,7 @@ class ObjectStore:
             try:
                 yield self._db
             except sqlite3.Error as exc:
-                raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
+                raise storage_error(exc, self.path) from exc
 
     @contextmanager
     def _read(self, bulk: bool = False) -> Iterator[sqlite3.Connection]:
@@ -158,20 +184,23 @@ class ObjectStore:
         slot = "bulk" if bulk else "db"
         db = getattr(self._readers, slot, None)
         if db is None:
-            db = _connect(self.path)
-            # Small per-thread caches; reads go through a shared memory map of the file instead (an exact scan of
-            # 600 vectors: 2.1 ms mapped, 4.3 ms through read calls). Mapped pages a read touched count in VmRSS
-            # as file pages (RssFile), which the OS can drop at any time.
-            db.execute(f"PRAGMA cache_size=-{_READER_CACHE_KB}")
-            if not bulk:
-                db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            try:
+                db = _connect(self.path)
+                # Small per-thread caches; reads go through a shared memory map of the file instead (an exact scan of
+                # 600 vectors: 2.1 ms mapped, 4.3 ms through read calls). Mapped pages a read touched count in VmRSS
+                # as file pages (RssFile), which the OS can drop at any time.
+                db.execute(f"PRAGMA cache_size=-{_READER_CACHE_KB}")
+                if not bulk:
+                    db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            except sqlite3.Error as exc:  # e.g. no file descriptor left for this thread's connection
+                raise storage_error(exc, self.path) from exc
             setattr(self._readers, slot, db)
             with self._lock:
                 self._reader_list.append(db)
         try:
             yield db
         except sqlite3.Error as exc:
-            raise StorageError(f"object store error: {exc}", "check free disk space and the data directory's permissions") from exc
+            raise storage_error(exc, self.path) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -503,7 +532,7 @@ class ObjectStore:
             return
         for rows in self._pages(table, "doc, properties"):
             for doc, properties in rows:
-                yield doc, json.loads(properties)
+                yield doc, _properties(properties)
 
     def iter_objects(self, collection: str) -> Iterator[StoredObject]:
         """Every object of a collection, without vectors, in doc order: what the doc table is built from."""
@@ -644,7 +673,7 @@ class ObjectStore:
                         chunk = docs[start : start + _CHUNK]
                         for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
                             found.setdefault(doc, {})[name] = vector_from_blob(dims, data)
-        return [StoredObject(collection, object_id, json.loads(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in rows]
+        return [StoredObject(collection, object_id, _properties(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in rows]
 
 
 def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, str], int]]:
