@@ -83,6 +83,12 @@ class AuthSpec:
 
 
 @dataclass(frozen=True)
+class GrpcSpec:
+    enabled: bool = True
+    port: int = 50051  # Weaviate's default
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -90,6 +96,7 @@ class ServerSpec:
     limits: LimitsSpec = LimitsSpec()
     reload: ReloadSpec = ReloadSpec()
     auth: AuthSpec = AuthSpec()
+    grpc: GrpcSpec = GrpcSpec()
 
 
 class Tokenization(enum.Enum):
@@ -332,6 +339,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
             auth=AuthSpec(
                 tuple(ApiKeySpec(k["name"], k["key"], Role(k.get("role", "read"))) for k in server.get("auth", {}).get("apiKeys", []))
             ),
+            grpc=GrpcSpec(enabled=server.get("grpc", {}).get("enabled", True), port=server.get("grpc", {}).get("port", 50051)),
         ),
         modules=_frozen({name: _frozen(settings) for name, settings in data.get("modules", {}).items()}),
         collections=collections,
