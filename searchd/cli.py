@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
     serve.add_argument("--host", help="interface to listen on (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port or 8080)")
-    serve.add_argument("--grpc-port", type=int, help="port for Weaviate's gRPC API (default: server.grpc.port or 50051)")
+    serve.add_argument("--grpc-port", type=int, help="port for Weaviate's gRPC API (default: server.grpc.port or 50051; 0: any free port, logged)")
     serve.add_argument("--load", action="append", metavar="FILE.jsonl", help="import objects from a JSONL file before serving (repeatable; upserts)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line, with request ids")

@@ -92,7 +92,7 @@ def near_vector_input(message: Any, what: str = "near_vector") -> tuple[np.ndarr
             raise QueryError(f"{what} holds {len(message.vectors)} vectors; searching with several at once is not supported", "send one vector")
         entry = message.vectors[0]
         return typed_vector(entry, what), targets or ([entry.name] if entry.name else [])
-    if len(message.vector_for_targets):
+    if len(getattr(message, "vector_for_targets", ())):  # NearVector only (Hybrid has vectors and vector_bytes)
         if len(message.vector_for_targets) > 1:
             raise QueryError(f"{what} names {len(message.vector_for_targets)} target vectors; searching several at once is not supported", "search one target vector")
         entry = message.vector_for_targets[0]
@@ -104,7 +104,7 @@ def near_vector_input(message: Any, what: str = "near_vector") -> tuple[np.ndarr
         return single_vector(message.vector_bytes, what), targets
     if len(message.vector):
         return np.asarray(message.vector, dtype=np.float32), targets
-    if len(message.vector_per_target):
+    if len(getattr(message, "vector_per_target", ())):
         if len(message.vector_per_target) > 1:
             raise QueryError(f"{what} names several target vectors; searching several at once is not supported", "search one target vector")
         ((name, data),) = message.vector_per_target.items()
