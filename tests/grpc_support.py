@@ -103,15 +103,20 @@ def write_config(directory: Path, auth: str = "") -> Path:
 
 
 @contextmanager
-def running(base: Path, auth: str = "", env: dict[str, str] | None = None) -> Iterator[tuple[Server, int]]:
-    """Start a server on the config (with the data loaded); yield it and its gRPC port; stop it."""
-    config = write_config(base / "config", auth)
+def running(base: Path, auth: str = "", env: dict[str, str] | None = None, config_yaml: str | None = None) -> Iterator[tuple[Server, int]]:
+    """Start a server on the test config (with its data loaded) or on ``config_yaml``; yield it and its gRPC port; stop it."""
+    if config_yaml is None:
+        config = write_config(base / "config", auth)
+        load = ["--load", str(base / "objects.jsonl")]
+    else:
+        config, load = base / "searchd.yaml", []
+        config.write_text(config_yaml, encoding="utf-8")
     for attempt in range(3):
         port, grpc_port = free_port(), free_port()
         out, err = base / f"server-{attempt}.stdout", base / f"server-{attempt}.stderr"
         files = [open(out, "wb"), open(err, "wb")]  # noqa: SIM115 (the server process holds them)
         args = [*searchd_module(), "serve", str(config), "--data", str(base / f"data-{attempt}"), "--host", "127.0.0.1"]
-        args += ["--port", str(port), "--grpc-port", str(grpc_port), "--load", str(base / "objects.jsonl")]
+        args += ["--port", str(port), "--grpc-port", str(grpc_port), *load]
         process = subprocess.Popen(args, stdout=files[0], stderr=files[1], stdin=subprocess.DEVNULL, cwd=base, env={**child_env(), **(env or {})})
         server = Server(process, port, out, err, files)
         try:

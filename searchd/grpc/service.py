@@ -58,7 +58,8 @@ CODE_BY_ERROR: tuple[tuple[type[SearchdError], grpc.StatusCode], ...] = (
     (StorageError, grpc.StatusCode.UNAVAILABLE),
     (ConfigChanged, grpc.StatusCode.UNAVAILABLE),
     (ProviderUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (ProviderError, grpc.StatusCode.UNAVAILABLE),
+    # A provider that refused the request (its key, its input) refuses it again: not UNAVAILABLE, which clients retry.
+    (ProviderError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 SERVICE = "weaviate.v1.Weaviate"
 HEALTH = "grpc.health.v1.Health"
@@ -142,7 +143,7 @@ class WeaviateService:
                 code, message = exc.code, str(exc)
             except SearchdError as exc:
                 code, message = code_of(exc), str(exc)
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.FAILED_PRECONDITION):
                     log.error("%s failed: %s", method, exc)
             except Exception as exc:
                 log.exception("unexpected error in %s", method)
