@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from weaviate.proto.v1 import base_pb2, base_search_pb2, batch_delete_pb2, batch_pb2, search_get_pb2, weaviate_pb2_grpc
+from weaviate.proto.v1 import base_pb2, base_search_pb2, batch_delete_pb2, batch_pb2, generative_pb2, search_get_pb2, weaviate_pb2_grpc
 
 from tests.grpc_support import connect, get, graphql_error, running, weaviate
 from tests.test_e2e_server import Server
@@ -129,7 +129,12 @@ def test_unsupported_requests_say_so(stub: Any) -> None:
     geo = base_pb2.Filters(operator=base_pb2.Filters.OPERATOR_WITHIN_GEO_RANGE, target=base_pb2.FilterTarget(property="title"))
     assert failure(stub.Search, search_get_pb2.SearchRequest(collection="Article", filters=geo))[1].startswith("filter operator OPERATOR_WITHIN_GEO_RANGE is not supported")
     audio = failure(stub.Search, search_get_pb2.SearchRequest(collection="Article", near_audio=base_search_pb2.NearAudioSearch(audio="AAAA")))
-    assert audio == (grpc.StatusCode.INVALID_ARGUMENT, "near_audio is not supported: searchd has no audio vectorizer (search with near_text, near_image, near_vector or near_object)")
+    assert audio == (grpc.StatusCode.UNIMPLEMENTED, "near_audio is not supported: searchd has no audio vectorizer (search with near_text, near_image, near_vector or near_object)")
+    generative = search_get_pb2.SearchRequest(collection="Article", generative=generative_pb2.GenerativeSearch(single_response_prompt="Summarise {title}"))
+    assert failure(stub.Search, generative) == (
+        grpc.StatusCode.UNIMPLEMENTED,
+        "generative search (RAG) is not supported: searchd has no generative modules (query without generate, and pass the results to your model yourself)",
+    )
     references = failure(stub.BatchReferences, batch_pb2.BatchReferencesRequest(references=[batch_pb2.BatchReference(name="x")]))
     assert references[0] == grpc.StatusCode.UNIMPLEMENTED and "BatchReferences is not supported" in references[1]
 

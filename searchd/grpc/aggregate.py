@@ -13,7 +13,7 @@ from searchd.config.spec import PropertyType
 from searchd.errors import QueryError
 from searchd.grpc.codec import where_of
 from searchd.grpc.protocol import Protocol
-from searchd.grpc.search import near_image_argument, near_object_argument, near_text_argument, near_vector_argument
+from searchd.grpc.search import Unsupported, near_image_argument, near_object_argument, near_text_argument, near_vector_argument
 from searchd.query.aggregate import DEFAULT_TOP_OCCURRENCES, Group, aggregatable, aggregate_groups
 from searchd.query.search import QueryContext
 
@@ -54,7 +54,7 @@ def aggregate_arguments(collection: CompiledCollection, request: Any) -> dict[st
         name, convert = converters[search]
         args[name] = convert(getattr(request, search))
     elif search is not None:
-        raise QueryError(f"aggregating over a {search} search is not supported", "aggregate over near_vector, near_text, near_image or near_object, or with filters")
+        raise Unsupported(f"aggregating over a {search} search is not supported", "aggregate over near_vector, near_text, near_image or near_object, or with filters")
     return args
 
 

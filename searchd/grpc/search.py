@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf import unknown_fields
+
 from searchd.catalog import CompiledCollection
 from searchd.config.spec import Distance, PropertySpec
 from searchd.errors import QueryError
@@ -19,7 +21,16 @@ from searchd.query.get import Shown, get_rows, grouped_rows
 from searchd.query.search import QueryContext, Row
 
 _UNSUPPORTED_NEAR = ("near_audio", "near_video", "near_depth", "near_thermal", "near_imu")
+# SearchRequest fields left out of searchd's .proto files, which a client may still send.
+_LEFT_OUT = {
+    60: ("generative search (RAG) is not supported: searchd has no generative modules", "query without generate, and pass the results to your model yourself"),
+    62: ("boosts are not supported", "query without boost"),
+}
 _FUSION = {1: "rankedFusion", 2: "relativeScoreFusion"}
+
+
+class Unsupported(QueryError):
+    """A request for something searchd does not do at all (answered UNIMPLEMENTED, not INVALID_ARGUMENT)."""
 
 
 def _distances(message: Any) -> dict[str, Any]:
@@ -33,7 +44,7 @@ def _distances(message: Any) -> dict[str, Any]:
 
 def _no_selection(message: Any, what: str) -> None:
     if message.HasField("selection"):
-        raise QueryError(f"{what}: diversity selection (MMR) is not supported", "remove the diversity selection")
+        raise Unsupported(f"{what}: diversity selection (MMR) is not supported", "remove the diversity selection")
 
 
 def _targets(message: Any) -> dict[str, Any]:
@@ -121,11 +132,16 @@ def hybrid_argument(message: Any) -> dict[str, Any]:
 
 def search_arguments(collection: CompiledCollection, request: Any) -> dict[str, Any]:
     """The GraphQL ``Get`` arguments a SearchRequest stands for."""
+    unknown = unknown_fields.UnknownFieldSet(request)
+    for position in range(len(unknown)):
+        number = unknown[position].field_number
+        if number in _LEFT_OUT:
+            raise Unsupported(*_LEFT_OUT[number])
     for name in _UNSUPPORTED_NEAR:
         if request.HasField(name):
-            raise QueryError(f"{name} is not supported: searchd has no {name[5:]} vectorizer", "search with near_text, near_image, near_vector or near_object")
+            raise Unsupported(f"{name} is not supported: searchd has no {name[5:]} vectorizer", "search with near_text, near_image, near_vector or near_object")
     if request.HasField("rerank"):
-        raise QueryError("rerank is not supported: searchd has no reranker modules", "remove rerank from the query")
+        raise Unsupported("rerank is not supported: searchd has no reranker modules", "remove rerank from the query")
     if request.tenant:
         raise QueryError(f"collection '{collection.name}' has no tenants (multi-tenancy is not supported)", "leave the tenant out")
     args: dict[str, Any] = {}

@@ -37,7 +37,7 @@ from searchd.errors import (
 from searchd.grpc.aggregate import run_aggregate
 from searchd.grpc.batch import batch_delete, batch_objects
 from searchd.grpc.protocol import Protocol, load_protocol
-from searchd.grpc.search import run_search
+from searchd.grpc.search import Unsupported, run_search
 from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
 from searchd.server.app import Services
@@ -48,6 +48,7 @@ from searchd.server.observe import LATENCY_BUCKETS
 log = logging.getLogger("searchd.grpc")
 
 CODE_BY_ERROR: tuple[tuple[type[SearchdError], grpc.StatusCode], ...] = (
+    (Unsupported, grpc.StatusCode.UNIMPLEMENTED),
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
     (QueryError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
