@@ -159,3 +159,24 @@ def get(http: httpx.Client, collection: str, arguments: str, fields: str = "_add
     """The rows of ``{ Get { collection(arguments) { fields } } }``."""
     rows: list[dict[str, Any]] = graphql(http, f"{{ Get {{ {collection}({arguments}) {{ {fields} }} }} }}")["Get"][collection]
     return rows
+
+
+def module_fixtures(label: str) -> tuple[Any, Any, Any]:
+    """The ``server``, ``client`` (v4, default checks) and ``http`` fixtures of a test module, one server for the module."""
+
+    @pytest.fixture(scope="module", name="server")
+    def server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
+        with running(tmp_path_factory.mktemp(label)) as started:
+            yield started
+
+    @pytest.fixture(scope="module", name="client")
+    def client_fixture(server: tuple[Server, int]) -> Iterator[Any]:
+        with connect(*server) as connected:
+            yield connected
+
+    @pytest.fixture(scope="module", name="http")
+    def http_fixture(server: tuple[Server, int]) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=server[0].url, timeout=30, trust_env=False) as connected:
+            yield connected
+
+    return server_fixture, client_fixture, http_fixture

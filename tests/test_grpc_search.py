@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -14,26 +13,10 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, GroupBy, HybridFusion, HybridVector, MetadataQuery, Metrics, Move, Sort
 from weaviate.proto.v1 import health_weaviate_pb2
 
-from tests.grpc_support import article_id, connect, get, graphql, running, weaviate
+from tests.grpc_support import article_id, get, graphql, module_fixtures, weaviate
 from tests.test_e2e_server import Server
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
-    with running(tmp_path_factory.mktemp("grpc-search")) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def client(server: tuple[Server, int]) -> Iterator[Any]:
-    with connect(*server) as connected:
-        yield connected
-
-
-@pytest.fixture(scope="module")
-def http(server: tuple[Server, int]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server[0].url, timeout=30, trust_env=False) as connected:
-        yield connected
+server, client, http = module_fixtures("grpc-search")
 
 
 def ids(result: Any) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,8 +10,7 @@ import pytest
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter
 
-from tests.grpc_support import connect, get, running, weaviate
-from tests.test_e2e_server import Server
+from tests.grpc_support import get, module_fixtures, weaviate
 
 NEEDS_COMPLETE_SCHEMA = pytest.mark.xfail(
     raises=KeyError,
@@ -21,22 +19,7 @@ NEEDS_COMPLETE_SCHEMA = pytest.mark.xfail(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
-    with running(tmp_path_factory.mktemp("grpc-writes")) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def client(server: tuple[Server, int]) -> Iterator[Any]:
-    with connect(*server) as connected:
-        yield connected
-
-
-@pytest.fixture(scope="module")
-def http(server: tuple[Server, int]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server[0].url, timeout=30, trust_env=False) as connected:
-        yield connected
+server, client, http = module_fixtures("grpc-writes")
 
 
 def stored_titles(http: httpx.Client, collection: str) -> dict[str, Any]:

@@ -20,20 +20,7 @@ from prometheus_client import Histogram
 
 from searchd.catalog import Catalog
 from searchd.config.spec import Role
-from searchd.errors import (
-    AlreadyExists,
-    ConfigChanged,
-    ConfigError,
-    ConfigRefused,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-    ProviderError,
-    ProviderUnavailable,
-    QueryError,
-    SearchdError,
-    StorageError,
-)
+from searchd.errors import SearchdError
 from searchd.grpc.aggregate import run_aggregate
 from searchd.grpc.batch import batch_delete, batch_objects
 from searchd.grpc.protocol import Protocol, load_protocol
@@ -42,33 +29,31 @@ from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
 from searchd.server.app import Services
 from searchd.server.auth import find_key
+from searchd.server.errors import status_of
 from searchd.server.limits import too_large
 from searchd.server.observe import LATENCY_BUCKETS
 
 log = logging.getLogger("searchd.grpc")
 
-CODE_BY_ERROR: tuple[tuple[type[SearchdError], grpc.StatusCode], ...] = (
-    (Unsupported, grpc.StatusCode.UNIMPLEMENTED),
-    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
-    (QueryError, grpc.StatusCode.INVALID_ARGUMENT),
-    (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
-    (ConfigRefused, grpc.StatusCode.FAILED_PRECONDITION),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (StorageError, grpc.StatusCode.UNAVAILABLE),
-    (ConfigChanged, grpc.StatusCode.UNAVAILABLE),
-    (ProviderUnavailable, grpc.StatusCode.UNAVAILABLE),
+# gRPC codes by the HTTP status the HTTP edge answers the same error with (searchd.server.errors holds the one table).
+CODE_BY_STATUS = {
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,  # a config refused as destructive
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
     # A provider that refused the request (its key, its input) refuses it again: not UNAVAILABLE, which clients retry.
-    (ProviderError, grpc.StatusCode.FAILED_PRECONDITION),
-)
+    502: grpc.StatusCode.FAILED_PRECONDITION,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 SERVICE = "weaviate.v1.Weaviate"
 HEALTH = "grpc.health.v1.Health"
-SERVING, SERVICE_UNKNOWN = 1, 3
+SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus
 
 
 def code_of(exc: SearchdError) -> grpc.StatusCode:
-    return next((code for kind, code in CODE_BY_ERROR if isinstance(exc, kind)), grpc.StatusCode.INTERNAL)
+    if isinstance(exc, Unsupported):
+        return grpc.StatusCode.UNIMPLEMENTED
+    return CODE_BY_STATUS.get(status_of(exc), grpc.StatusCode.INTERNAL)
 
 
 @dataclass(frozen=True)
