@@ -49,12 +49,16 @@ async def batch_objects(protocol: Protocol, engine: Engine, catalog: Catalog, re
     check_batch_size(catalog, len(request.objects))
     payloads: list[Any] = []
     failed: dict[int, SearchdError] = {}
-    for index, obj in enumerate(request.objects):
-        try:
-            payloads.append(object_payload(obj))
-        except SearchdError as exc:
-            failed[index] = exc
-            payloads.append(None)
+
+    def decode() -> None:
+        for index, obj in enumerate(request.objects):
+            try:
+                payloads.append(object_payload(obj))
+            except SearchdError as exc:
+                failed[index] = exc
+                payloads.append(None)
+
+    await anyio.to_thread.run_sync(decode)  # thousands of objects take milliseconds to decode: off the event loop
     good = [(i, p) for i, p in enumerate(payloads) if p is not None]
     outcomes = await engine.batch(catalog, [p for _, p in good], keys)
     for (index, _), outcome in zip(good, outcomes):
