@@ -140,6 +140,10 @@ def test_near_vector_default_and_named_vectors(client: Any, http: httpx.Client) 
     rows = get(http, "Artwork", f"nearVector: {{vector: {default}}}, limit: 4", "_additional { id distance certainty }")
     assert ids(near_default) == graphql_ids(rows)
     assert [o.metadata.certainty for o in near_default.objects] == pytest.approx([r["_additional"]["certainty"] for r in rows], abs=1e-6)
+    by_name = artwork.query.near_vector({"external": external}, target_vector="external", limit=5)  # sent as vector_for_targets
+    assert ids(by_name) == ids(result)
+    hybrid = artwork.query.hybrid("red", vector=external, target_vector="external", alpha=0.5, limit=5)
+    assert ids(hybrid) == graphql_ids(get(http, "Artwork", f'hybrid: {{query: "red", vector: {external}, targetVectors: ["external"], alpha: 0.5}}, limit: 5'))
     within = artwork.query.near_vector(default, distance=0.2, limit=50)
     assert ids(within) == graphql_ids(get(http, "Artwork", f"nearVector: {{vector: {default}, distance: 0.2}}, limit: 50"))
 
