@@ -193,9 +193,8 @@ class WeaviateService:
         health_reply = p.message("grpc.health.v1.HealthCheckResponse")
 
         async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            # Open, as /v1/.well-known/ready is: the clients check it before they authenticate anything.
-            if request.service not in ("", SERVICE, HEALTH):
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service '{request.service}'; this server serves {SERVICE}")
+            # Open, as /v1/.well-known/ready is: the clients check it before they authenticate anything.  The service
+            # name is not checked, as Weaviate does not: the TypeScript client sends the method's path in it.
             return health_reply(status=SERVING)
 
         health = {
