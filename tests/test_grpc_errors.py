@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,7 +15,7 @@ import pytest
 from weaviate.proto.v1 import base_pb2, base_search_pb2, batch_delete_pb2, batch_pb2, generative_pb2, search_get_pb2, weaviate_pb2_grpc
 
 from tests.grpc_support import connect, get, graphql_error, running, weaviate
-from tests.test_e2e_server import Server
+from tests.test_e2e_server import Server, child_env, free_port, searchd_module
 
 ADMIN, READER = "grpc-admin-key-0001", "grpc-read-key-0002"
 AUTH = """\
@@ -163,3 +166,17 @@ def test_metrics_count_calls_per_method_and_code(stub: Any, http: httpx.Client) 
     text = http.get("/metrics").text
     assert 'searchd_grpc_request_duration_seconds_count{code="OK",method="Search"}' in text
     assert 'searchd_grpc_request_duration_seconds_count{code="NOT_FOUND",method="Search"}' in text
+
+
+def test_a_grpc_port_in_use_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "searchd.yaml"
+    config.write_text("collections:\n  - name: Doc\n    properties:\n      - {name: title, type: TEXT}\n", encoding="utf-8")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [*searchd_module(), "serve", str(config), "--data", str(tmp_path / "data"), "--port", str(free_port()), "--grpc-port", str(port)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=child_env(), check=False)
+    assert done.returncode != 0
+    assert f"gRPC cannot listen on 127.0.0.1:{port}: address already in use or not available" in done.stderr
+    assert "set server.grpc.port, or --grpc-port" in done.stderr
