@@ -27,6 +27,7 @@ from searchd.config.spec import (
     AuthSpec,
     CollectionSpec,
     Distance,
+    GrpcSpec,
     IndexSpec,
     InvertedIndexSpec,
     LimitsSpec,
@@ -78,6 +79,7 @@ EVERYTHING = Spec(
         limits=LimitsSpec(max_body_bytes=1, query_limit_default=2, query_limit_max=3, max_batch_objects=4, max_query_depth=5),
         reload=ReloadSpec(watch=False, allow_destructive=True),
         auth=AuthSpec((ApiKeySpec("deploy", "key-admin-0123456789", Role.ADMIN), ApiKeySpec("web", "key-read-0123456789"))),
+        grpc=GrpcSpec(enabled=False, port=50052),
     ),
     modules=MappingProxyType(
         {

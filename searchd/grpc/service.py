@@ -31,7 +31,7 @@ from searchd.server.app import Services
 from searchd.server.auth import find_key
 from searchd.server.errors import status_of
 from searchd.server.limits import too_large
-from searchd.server.observe import LATENCY_BUCKETS
+from searchd.server.observe import LATENCY_BUCKETS, access_log
 
 log = logging.getLogger("searchd.grpc")
 
@@ -119,11 +119,11 @@ class WeaviateService:
             code = grpc.StatusCode.OK
             catalog = self.services.holder.current  # the whole call runs on this snapshot
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            key_name: str | None = None
             try:
                 key_name = authorize(catalog, metadata, role, f"{SERVICE}/{method}")
                 if isinstance(request, Oversized):
                     raise too_large(catalog.spec.server.limits.max_body_bytes)
-                log.debug("%s by %s", method, key_name or "anonymous")
                 return await handler(Call(catalog, self.services, header_keys(metadata)), request)
             except Abort as exc:
                 code, message = exc.code, str(exc)
@@ -135,7 +135,13 @@ class WeaviateService:
                 log.exception("unexpected error in %s", method)
                 code, message = grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has the details"
             finally:
-                self.latency.labels(method, code.name).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self.latency.labels(method, code.name).observe(elapsed)
+                path = f"/{SERVICE}/{method}"
+                access_log.info(
+                    "gRPC %s %s %.1fms", path, code.name, elapsed * 1000,
+                    extra={"method": "gRPC", "path": path, "status": code.name, "duration_ms": round(elapsed * 1000, 2), "key": key_name},
+                )
             await context.abort(code, message)
 
         return call
