@@ -180,3 +180,14 @@ def test_a_grpc_port_in_use_stops_the_start_with_a_clear_message(tmp_path: Path)
     assert done.returncode != 0
     assert f"gRPC cannot listen on 127.0.0.1:{port}: address already in use or not available" in done.stderr
     assert "set server.grpc.port, or --grpc-port" in done.stderr
+
+
+def test_grpc_can_be_turned_off(tmp_path: Path) -> None:
+    config = "server:\n  grpc: {enabled: false}\ncollections:\n  - name: Doc\n    properties:\n      - {name: title, type: TEXT}\n"
+    with running(tmp_path, config_yaml=config) as (server, grpc_port):
+        assert httpx.get(f"{server.url}/v1/.well-known/ready", timeout=30).status_code == 200
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel, pytest.raises(grpc.RpcError) as caught:
+            weaviate_pb2_grpc.WeaviateStub(channel).Search(search_get_pb2.SearchRequest(collection="Doc"), timeout=10)
+        error: Any = caught.value
+        assert error.code() == grpc.StatusCode.UNAVAILABLE  # nothing listens on the port it would have taken
+        assert "gRPC" not in server.logs()
