@@ -8,7 +8,7 @@ implementation of every check and every search.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -186,25 +186,24 @@ def batch_properties(properties: Any) -> dict[str, Any]:
     return values
 
 
+_VALUE_FIELDS: dict[PropertyType, tuple[str, Callable[[Any], Any]]] = {
+    PropertyType.TEXT: ("text_value", str),
+    PropertyType.INT: ("int_value", int),
+    PropertyType.NUMBER: ("number_value", float),
+    PropertyType.BOOLEAN: ("bool_value", bool),
+    PropertyType.DATE: ("date_value", str),  # RFC 3339, as stored
+    PropertyType.UUID: ("uuid_value", str),
+    PropertyType.BLOB: ("blob_value", str),  # base64, as stored
+}
+
+
 def set_value(target: Any, prop: PropertySpec, value: Any) -> None:
     """Fill a ``weaviate.v1.Value`` with a stored property value, typed as the clients decode it."""
-    kind = prop.type
-    if kind is PropertyType.TEXT_ARRAY:
+    if prop.type is PropertyType.TEXT_ARRAY:
         target.list_value.text_values.values.extend(value)
-    elif kind is PropertyType.INT:
-        target.int_value = int(value)
-    elif kind is PropertyType.NUMBER:
-        target.number_value = float(value)
-    elif kind is PropertyType.BOOLEAN:
-        target.bool_value = bool(value)
-    elif kind is PropertyType.DATE:
-        target.date_value = str(value)
-    elif kind is PropertyType.UUID:
-        target.uuid_value = str(value)
-    elif kind is PropertyType.BLOB:
-        target.blob_value = str(value)
-    else:
-        target.text_value = str(value)
+        return
+    field, convert = _VALUE_FIELDS[prop.type]
+    setattr(target, field, convert(value))
 
 
 def uuid_bytes(object_id: str) -> bytes:
