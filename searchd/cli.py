@@ -230,7 +230,13 @@ def _serve(args: argparse.Namespace) -> int:
     server = services.holder.current.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
-    serve(create_app(services), host, port, server.connections, args.log_level)
+    companions = []
+    if server.grpc.enabled:
+        from searchd.grpc.service import grpc_server
+
+        grpc_port = args.grpc_port if args.grpc_port is not None else server.grpc.port
+        companions.append(lambda s: grpc_server(s, host, grpc_port))
+    serve(create_app(services, companions), host, port, server.connections, args.log_level)
     return 0
 
 
@@ -247,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
     serve.add_argument("--host", help="interface to listen on (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port or 8080)")
+    serve.add_argument("--grpc-port", type=int, help="port for Weaviate's gRPC API (default: server.grpc.port or 50051; 0: any free port, logged)")
     serve.add_argument("--load", action="append", metavar="FILE.jsonl", help="import objects from a JSONL file before serving (repeatable; upserts)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line, with request ids")

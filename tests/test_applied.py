@@ -28,6 +28,7 @@ from searchd.config.spec import (
     CollectionSpec,
     ConnectionsSpec,
     Distance,
+    GrpcSpec,
     IndexSpec,
     InvertedIndexSpec,
     LimitsSpec,
@@ -80,6 +81,7 @@ EVERYTHING = Spec(
         connections=ConnectionsSpec(max_connections=6, idle_timeout=7.5, header_timeout=8.5, body_timeout=9.5),
         reload=ReloadSpec(watch=False, allow_destructive=True),
         auth=AuthSpec((ApiKeySpec("deploy", "key-admin-0123456789", Role.ADMIN), ApiKeySpec("web", "key-read-0123456789"))),
+        grpc=GrpcSpec(enabled=False, port=50052),
     ),
     modules=MappingProxyType(
         {

@@ -70,7 +70,7 @@ def start(config: Path, data: Path, logs: Path) -> Server:
         port = free_port()
         # Closed by Server.stop(), like tests.test_e2e_server's servers.
         stdout, stderr = open(logs / f"serve-{port}.stdout", "wb"), open(logs / f"serve-{port}.stderr", "wb")  # noqa: SIM115
-        args = [*searchd_module(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
+        args = [*searchd_module(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0"]
         process = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=logs, env=child_env())
         server = Server(process, port, logs / f"serve-{port}.stdout", logs / f"serve-{port}.stderr", [stdout, stderr])
         try:
@@ -332,7 +332,7 @@ def test_apply_invalid_config_exits_1(copied: Path, stopped: Stopped, tmp_path: 
 
 def test_serve_on_a_destructive_config_exits_nonzero_with_the_refusal(copied: Path, stopped: Stopped, tmp_path: Path) -> None:
     config = write(tmp_path / "c" / "searchd.yaml", replaced(BASE, REMOVE_YEAR))
-    args = ["serve", config, "--data", copied, "--host", "127.0.0.1", "--port", str(free_port())]
+    args = ["serve", config, "--data", copied, "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port", "0"]
     process = subprocess.Popen(
         [*searchd_module(), *map(str, args)],
         stdout=subprocess.PIPE,

@@ -194,7 +194,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             stderr_path = tmp_path / f"server-{number}.stderr"
             stdout, stderr = open(stdout_path, "wb"), open(stderr_path, "wb")  # noqa: SIM115 (the server process holds them)
             args = [*(command or searchd_module()), "serve", str(config), "--data", str(data)]
-            args += ["--host", "127.0.0.1", "--port", str(port), *extra]
+            args += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", *extra]
             try:
                 process = subprocess.Popen(
                     args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd or tmp_path, env=child_env()
@@ -410,7 +410,7 @@ def test_second_server_on_same_data_dir_is_refused(tmp_path: Path, start_server:
         response = http.post("/v1/batch/objects", json={"objects": article_batch(0, 3)})
         assert response.status_code == 200, f"{response.text}\n{first.logs()}"
 
-    args = [*searchd_module(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(free_port())]
+    args = [*searchd_module(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port", "0"]
     second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path, env=child_env())
     try:
         stdout, stderr = second.communicate(timeout=30)
@@ -522,7 +522,7 @@ def test_serve_refuses_invalid_config(tmp_path: Path, case: str) -> None:
     lines = text.splitlines()
     expected_lines = {next(n for n, line in enumerate(lines, 1) if marker in line) for marker in markers}
 
-    args = [*searchd_script(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(free_port())]
+    args = [*searchd_script(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port", "0"]
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path, env=child_env()
     )

@@ -93,6 +93,12 @@ class AuthSpec:
 
 
 @dataclass(frozen=True)
+class GrpcSpec:
+    enabled: bool = True
+    port: int = 50051  # Weaviate's default
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -101,6 +107,7 @@ class ServerSpec:
     connections: ConnectionsSpec = ConnectionsSpec()
     reload: ReloadSpec = ReloadSpec()
     auth: AuthSpec = AuthSpec()
+    grpc: GrpcSpec = GrpcSpec()
 
 
 class Tokenization(enum.Enum):
@@ -354,6 +361,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
             auth=AuthSpec(
                 tuple(ApiKeySpec(k["name"], k["key"], Role(k.get("role", "read"))) for k in server.get("auth", {}).get("apiKeys", []))
             ),
+            grpc=GrpcSpec(enabled=server.get("grpc", {}).get("enabled", True), port=server.get("grpc", {}).get("port", 50051)),
         ),
         modules=_frozen({name: _frozen(settings) for name, settings in data.get("modules", {}).items()}),
         collections=collections,

@@ -274,7 +274,7 @@ def build_aggregate_field(catalog: Catalog, types: SharedTypes) -> GraphQLField:
 def _resolver(class_name: str) -> Callable[..., Any]:
     async def resolve(_root: Any, info: GraphQLResolveInfo[QueryContext], **args: Any) -> list[Group]:
         try:
-            return await _run(info.context, class_name, args)
+            return await aggregate_groups(info.context, class_name, args)
         except (InvalidInput, NotFound) as exc:  # a bad id or an unknown target vector: a query error here
             raise QueryError(exc.problem, exc.hint) from exc
 
@@ -311,7 +311,8 @@ def _near_argument(args: Mapping[str, Any], object_limit: int | None) -> str | N
     return given[0] if given else None
 
 
-async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[Group]:
+async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[Group]:
+    """The groups an Aggregate covers (one without groupBy), as GraphQL arguments describe them."""
     catalog = context.catalog
     collection = catalog.collection(class_name)
     engine = context.engine

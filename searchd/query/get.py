@@ -113,8 +113,8 @@ def _result(collection: CompiledCollection, row: Row) -> dict[str, Any]:
     return result
 
 
-def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Weaviate's groupBy: the best object of each group carries the group in _additional.group."""
+def group_rows(collection: CompiledCollection, rows: list[Row], group_by: Mapping[str, Any]) -> list[tuple[str, list[Row]]]:
+    """Weaviate's groupBy: the rows split by the property's value (as text), at most ``groups`` groups of ``objectsPerGroup``."""
     path = group_by["path"]
     prop = collection.spec.find_property(path[0]) if len(path) == 1 else None
     if prop is None:
@@ -131,8 +131,13 @@ def _grouped(collection: CompiledCollection, rows: list[Row], group_by: Mapping[
             members = groups.setdefault(key, [])
             if len(members) < group_by["objectsPerGroup"]:
                 members.append(row)
+    return list(groups.items())
+
+
+def _grouped(collection: CompiledCollection, groups: list[tuple[str, list[Row]]], path: list[str]) -> list[dict[str, Any]]:
+    """The best object of each group carries the group in _additional.group."""
     results = []
-    for number, (value, members) in enumerate(groups.items()):
+    for number, (value, members) in enumerate(groups):
         distances = [m.distance for m in members if m.distance is not None]
         first = _result(collection, members[0])
         first["_additional"]["group"] = {
@@ -191,17 +196,22 @@ async def _search(
     return await near_rows(context, collection, search, args[search], fetch, allowed)
 
 
-async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], show: Shown) -> list[dict[str, Any]]:
-    collection = context.catalog.collection(class_name)
-    group_by = args.get("groupBy")
-    if group_by is None:
-        return [_result(collection, row) for row in await get_rows(context, collection, args, show)]
+async def grouped_rows(context: QueryContext, collection: CompiledCollection, args: Mapping[str, Any], show: Shown) -> list[tuple[str, list[Row]]]:
+    """The groups a Get with groupBy returns: (the value grouped by, its rows with their objects)."""
+    group_by = args["groupBy"]
     limit, offset = _limits(context, args)
     search = _check_mix(args)
     assert search is not None  # _check_mix: groupBy needs a search
     fetch = max(limit + offset, group_by["groups"] * group_by["objectsPerGroup"] * 4, 100)
     rows = await _search(context, collection, search, args, fetch, parse_filter(collection, args.get("where")), show.explain)
-    return _grouped(collection, await read_objects(context, collection, rows, show.vectors), group_by)
+    return group_rows(collection, await read_objects(context, collection, rows, show.vectors), group_by)
+
+
+async def _run(context: QueryContext, class_name: str, args: Mapping[str, Any], show: Shown) -> list[dict[str, Any]]:
+    collection = context.catalog.collection(class_name)
+    if args.get("groupBy") is None:
+        return [_result(collection, row) for row in await get_rows(context, collection, args, show)]
+    return _grouped(collection, await grouped_rows(context, collection, args, show), args["groupBy"]["path"])
 
 
 def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:

@@ -6,9 +6,10 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -109,10 +110,18 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
     return services
 
 
-def create_app(services: Services) -> Starlette:
+Companion = Callable[[Services], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def create_app(services: Services, companions: Sequence[Companion] = ()) -> Starlette:
+    """The app; ``companions`` run on its event loop from start-up to shutdown (the CLI's gRPC server is one)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            for companion in companions:
+                await stack.enter_async_context(companion(services))
+            yield
         await services.runtime.pool.aclose()
         await anyio.to_thread.run_sync(services.close)
 

@@ -80,6 +80,8 @@ async def meta(request: Request) -> Response:
             "hostname": str(request.base_url).rstrip("/"),
             "version": WEAVIATE_API_VERSION,
             "searchdVersion": __version__,
+            # The largest gRPC message (as the largest HTTP body); the v4 clients size their channel by it.
+            "grpcMaxMessageSize": catalog.spec.server.limits.max_body_bytes,
             "modules": {name: module.meta() for name, module in catalog.modules_in_use().items()},
             "embeddingCache": _services(request).runtime.cache.stats().as_dict(),
         }
