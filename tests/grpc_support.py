@@ -135,10 +135,19 @@ def running(base: Path, auth: str = "", env: dict[str, str] | None = None, confi
 
 
 def connect(server: Server, grpc_port: int, **options: Any) -> Any:
-    """The v4 client, with its default start-up checks."""
-    return weaviate.connect_to_custom(
-        http_host="127.0.0.1", http_port=server.port, http_secure=False, grpc_host="127.0.0.1", grpc_port=grpc_port, grpc_secure=False, **options
-    )
+    """The v4 client, with its default start-up checks.
+
+    One of those checks asks pypi.org for the newest client version (best effort: the client ignores a failure).
+    Tests stay on loopback, so https goes through a proxy at a closed local port while it connects.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            patch.setenv(name, "http://127.0.0.1:9")
+        for name in ("NO_PROXY", "no_proxy"):
+            patch.setenv(name, "127.0.0.1,localhost")
+        return weaviate.connect_to_custom(
+            http_host="127.0.0.1", http_port=server.port, http_secure=False, grpc_host="127.0.0.1", grpc_port=grpc_port, grpc_secure=False, **options
+        )
 
 
 def graphql(http: httpx.Client, query: str) -> dict[str, Any]:

@@ -131,6 +131,8 @@ CHANGES: dict[str, tuple[Any, Any]] = {
     "server.connections.idleTimeout": (5, 30),
     "server.connections.headerTimeout": (10, 2),
     "server.connections.bodyTimeout": (60, 600),
+    "server.grpc.enabled": (True, False),
+    "server.grpc.port": (50051, 50052),
     "server.reload.watch": (True, False),
     "server.reload.allowDestructive": (False, True),
     "server.auth.apiKeys[].name": ("reader", "ci"),
