@@ -1,23 +1,28 @@
-"""Command line: ``searchd serve | validate | plan | apply | backup | schema-from-json``."""
+"""Command line: ``searchd serve | validate | plan | apply | import | backup | schema-from-json``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TextIO
 
 from searchd import __version__
 from searchd.errors import ConfigError, SearchdError
 
 if TYPE_CHECKING:
     from searchd.config.spec import Spec
+    from searchd.importer import ObjectFile, Snapshot, Summary
+    from searchd.server import Services
+    from searchd.server.readiness import Readiness
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -46,17 +51,73 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_objects(services: object, path: Path) -> None:
-    """Import a JSONL file of Weaviate objects (upserts: safe to repeat)."""
-    from searchd.server import Services
+def _import_files(
+    services: Services, files: Sequence[ObjectFile], rejects: IO[bytes] | None = None, terminal: TextIO | None = None, listener: Callable[[Snapshot], None] | None = None, stop: threading.Event | None = None
+) -> Summary:
+    """Import files of Weaviate objects through the engine (upserts; objects stored unchanged are skipped)."""
+    from searchd.importer import Importer
 
-    assert isinstance(services, Services)
-    payloads = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    outcomes = asyncio.run(services.engine.batch(services.holder.current, payloads))
-    failed = [o for o in outcomes if isinstance(o, SearchdError)]
-    for error in failed:
-        logging.getLogger("searchd").error("import of %s: %s", path, error)
-    logging.getLogger("searchd").info("imported %d object(s) from %s (%d failed)", len(outcomes) - len(failed), path, len(failed))
+    async def run() -> Summary:
+        try:
+            return await Importer(services.engine, rejects, terminal, listener, stop=stop).run(files)
+        finally:
+            await services.runtime.pool.aclose()  # this loop's provider connections
+
+    summary = asyncio.run(run())
+    names = ", ".join(f.name for f in files)
+    log = logging.getLogger("searchd.import")
+    (log.warning if summary.failed else log.info)("imported %s: %s", names, summary.describe())
+    return summary
+
+
+def _load_then_serve(paths: Sequence[str]) -> Callable[[Services, Readiness, threading.Event], None]:
+    """What a start does after opening the indexes: import the --load files, reporting to readiness."""
+    from searchd.importer import open_files
+
+    files = open_files(paths)  # a missing file stops the start before the port opens
+
+    def load(services: Services, readiness: Readiness, stop: threading.Event) -> None:
+        for file in files:
+            phase = f"loading {file.name}"
+
+            def report(snapshot: Snapshot, phase: str = phase) -> None:
+                readiness.report(phase, snapshot.done, None, snapshot.fraction)
+
+            readiness.report(phase, 0, None, 0.0)
+            _import_files(services, [file], listener=report, stop=stop)
+
+    return load
+
+
+def _import(args: argparse.Namespace) -> int:
+    """Import files into a stopped server's data directory."""
+    from searchd.importer import open_files
+    from searchd.server import open_services
+
+    try:
+        files = open_files(args.files)
+    except SearchdError as exc:
+        print(f"nothing imported: {exc}", file=sys.stderr)
+        return 2
+    try:
+        services = open_services(args.config, args.data, watch=False)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"nothing imported: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 2
+    except SearchdError as exc:
+        print(f"nothing imported: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with contextlib.ExitStack() as stack:
+            rejects = stack.enter_context(open(args.rejects, "wb")) if args.rejects else None
+            terminal = sys.stderr if sys.stderr.isatty() and not args.no_progress else None
+            summary = _import_files(services, files, rejects, terminal)
+    finally:
+        services.close()
+    print(f"{summary.describe()}{f'; failed objects written to {args.rejects}' if args.rejects and summary.failed else ''}")
+    return 1 if summary.failed else 0
 
 
 class _UnsetAsPlaceholder(dict[str, str]):
@@ -208,10 +269,12 @@ def _schema_from_json(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from searchd.server import create_app, open_services
+    from searchd.server import create_app
+    from searchd.server.app import Startup, begin_services
 
     try:
-        services = open_services(args.config, args.data)
+        then = _load_then_serve(args.load) if args.load else None
+        opening = begin_services(args.config, args.data)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue.render(), file=sys.stderr)
@@ -220,16 +283,24 @@ def _serve(args: argparse.Namespace) -> int:
     except SearchdError as exc:
         print(f"not starting: {exc}", file=sys.stderr)
         return 1
-    for path in args.load or []:
-        _load_objects(services, Path(path))
-    # SIGHUP re-reads the config, as daemons do; the outcome is logged and in GET /v1/config/status.
-    signal.signal(signal.SIGHUP, lambda signum, frame: services.config.submit("SIGHUP"))
-    server = services.holder.current.spec.server
+    # The port opens now; indexes and --load files follow on a thread, with progress in /v1/.well-known/ready.
+    startup = Startup(opening, then)
+    startup.on_failure = lambda: os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down; the exit code says it failed
+
+    def reload_on_hup(signum: int, frame: object) -> None:
+        # SIGHUP re-reads the config, as daemons do; the outcome is logged and in GET /v1/config/status.
+        if startup.services is None:
+            logging.getLogger("searchd").warning("SIGHUP ignored: the server is still starting")
+        else:
+            startup.services.config.submit("SIGHUP")
+
+    signal.signal(signal.SIGHUP, reload_on_hup)
+    server = opening.catalog.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
     # searchd logs its own access line (with request id and key name), so uvicorn's is off.
-    uvicorn.run(create_app(services), host=host, port=port, log_level=args.log_level, access_log=False, log_config=None)
-    return 0
+    uvicorn.run(create_app(startup), host=host, port=port, log_level=args.log_level, access_log=False, log_config=None)
+    return 1 if startup.error is not None else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
     serve.add_argument("--host", help="interface to listen on (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port or 8080)")
-    serve.add_argument("--load", action="append", metavar="FILE.jsonl", help="import objects from a JSONL file before serving (repeatable; upserts)")
+    serve.add_argument(
+        "--load", action="append", metavar="FILE", help="import objects from a JSONL or JSON array file while not ready yet (repeatable; upserts, unchanged objects skipped)"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line, with request ids")
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
@@ -267,6 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--allow-destructive", action="store_true", help="apply changes that drop stored data")
     apply.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     apply.set_defaults(run=_apply)
+
+    importing = commands.add_parser("import", help="import JSONL or JSON array files of objects into a data directory (server stopped)")
+    importing.add_argument("files", nargs="+", metavar="FILE", help="JSONL (one object per line) or a JSON array of objects, in Weaviate's object shape")
+    importing.add_argument("--config", required=True, help="the config the data directory is served with (a YAML file or a directory of them)")
+    importing.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    importing.add_argument("--rejects", metavar="FILE", help="write each object that failed to FILE (JSONL), to fix and import again")
+    importing.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar, even on a terminal")
+    importing.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    importing.set_defaults(run=_import)
 
     backup = commands.add_parser("backup", help="copy a data directory consistently, even while a server uses it")
     backup.add_argument("--data", required=True, help="the data directory to copy")
