@@ -51,6 +51,16 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_error(exc: SearchdError, outcome: str, config: str) -> None:
+    """A config's every issue with its line, or the error; then what did not happen ("not starting")."""
+    if isinstance(exc, ConfigError):
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"{outcome}: {len(exc.issues)} error(s) in {config}", file=sys.stderr)
+    else:
+        print(f"{outcome}: {exc}", file=sys.stderr)
+
+
 def _import_files(
     services: Services, files: Sequence[ObjectFile], rejects: IO[bytes] | None = None, terminal: TextIO | None = None, listener: Callable[[Snapshot], None] | None = None, stop: threading.Event | None = None
 ) -> Summary:
@@ -78,6 +88,8 @@ def _load_then_serve(paths: Sequence[str]) -> Callable[[Services, Readiness, thr
 
     def load(services: Services, readiness: Readiness, stop: threading.Event) -> None:
         for file in files:
+            if stop.is_set():  # the server is shutting down
+                return
             phase = f"loading {file.name}"
 
             def report(snapshot: Snapshot, phase: str = phase) -> None:
@@ -101,13 +113,8 @@ def _import(args: argparse.Namespace) -> int:
         return 2
     try:
         services = open_services(args.config, args.data, watch=False)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.render(), file=sys.stderr)
-        print(f"nothing imported: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
-        return 2
     except SearchdError as exc:
-        print(f"nothing imported: {exc}", file=sys.stderr)
+        _print_error(exc, "nothing imported", args.config)
         return 2
     try:
         with contextlib.ExitStack() as stack:
@@ -193,13 +200,8 @@ def _apply(args: argparse.Namespace) -> int:
         return refused
     try:
         services = open_services(args.config, args.data, allow_destructive=args.allow_destructive, watch=False)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.render(), file=sys.stderr)
-        print(f"not applied: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
-        return 1
     except SearchdError as exc:
-        print(f"not applied: {exc}", file=sys.stderr)
+        _print_error(exc, "not applied", args.config)
         return 2 if exc.code == "config_refused" else 1
     try:
         services.config.wait_for_rebuilds()
@@ -275,13 +277,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         then = _load_then_serve(args.load) if args.load else None
         opening = begin_services(args.config, args.data)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.render(), file=sys.stderr)
-        print(f"not starting: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
-        return 1
     except SearchdError as exc:
-        print(f"not starting: {exc}", file=sys.stderr)
+        _print_error(exc, "not starting", args.config)
         return 1
     # The port opens now; indexes and --load files follow on a thread, with progress in /v1/.well-known/ready.
     startup = Startup(opening, then)

@@ -183,3 +183,17 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog: pytest.
         lines.update(200, 3, 500)
         lines.update(400, 3, 1000, final=True)
     assert [r.getMessage() for r in caplog.records] == ["import: 50%, 200 object(s), 20/s, ETA 0:10, 3 failed", "import: 100%, 400 object(s), 40/s, ETA 0:00, 3 failed"]
+
+
+def test_jsonl_lines_are_exact_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "values.jsonl"
+    source.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\r\n  {"b": "\\u00e9 x"}\n{"c": \n[]')  # a BOM, CRLF, a blank line, no final newline
+    for size in (1, 2, 5, 1 << 20):
+        monkeypatch.setattr(reader_module, "CHUNK_BYTES", size)
+        records = list(ObjectFile(source))
+        assert [(r.line, r.payload, r.error) for r in records] == [
+            (1, {"a": 1}, None),
+            (3, {"b": "é x"}, None),
+            (4, None, "not valid JSON: unexpected end of data (column 6)"),
+            (5, [], None),
+        ], size

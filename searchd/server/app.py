@@ -231,6 +231,7 @@ def create_app(services: Services | Startup) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     if startup is None:
         app.state.services = services
         app.state.readiness = Readiness()

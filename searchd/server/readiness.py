@@ -33,10 +33,6 @@ class Readiness:
         self._fraction: float | None = None
         self._phase_started = self._logged = clock()
 
-    @property
-    def is_ready(self) -> bool:
-        return self._ready
-
     def report(self, phase: str, done: int, total: int | None = None, fraction: float | None = None) -> None:
         """Progress of ``phase``: ``done`` of ``total`` (objects), or ``fraction`` of the input read when the total is not known."""
         now = self._clock()

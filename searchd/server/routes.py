@@ -106,7 +106,7 @@ async def openapi(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    registry = _services(request).metrics.registry
+    registry = request.app.state.metrics.registry  # answered while starting too: a long load is worth watching
     body = await anyio.to_thread.run_sync(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
