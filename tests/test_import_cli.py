@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +201,32 @@ def test_jsonl_lines_are_exact_across_chunk_boundaries(tmp_path: Path, monkeypat
             (4, None, "not valid JSON: unexpected end of data (column 6)"),
             (5, [], None),
         ], size
+
+
+def test_a_terminal_gets_the_progress_bar(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "objects.jsonl", OBJECTS)
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "searchd", "import", str(source), "--config", str(QUICKSTART), "--data", str(tmp_path / "data"), "--log-level", "warning"],
+            stderr=follower, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120, check=False,
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal has no writer left
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    shown = b"".join(chunks).decode()
+    assert process.returncode == 0 and process.stdout.decode().strip() == "8 stored, 0 already stored unchanged, 0 failed"
+    assert shown.startswith("\r[########################] 100%, 8 object(s), "), shown
+    assert shown.endswith("/s, ETA 0:00\x1b[K\r\n"), shown  # the terminal turns "\n" into "\r\n"

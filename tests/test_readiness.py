@@ -210,3 +210,20 @@ def test_a_provider_connection_error_names_the_host_and_port_but_no_secret(tmp_p
         "(try again later, or raise modules.text2vec-jinaai.maxRetries / timeoutSeconds)"
     )
     assert secret not in response.text
+
+
+def test_a_start_that_fails_after_the_port_opened_says_why_and_stops(tmp_path: Path) -> None:
+    stopped = threading.Event()
+
+    def fail(services: Services, readiness: Readiness, stopping: threading.Event) -> None:
+        raise RuntimeError("the disk went away")
+
+    http, startup = start_app(QUICKSTART, tmp_path / "data", fail)
+    startup.on_failure = stopped.set  # `searchd serve` sends itself SIGTERM here, and exits 1
+    with http:
+        assert stopped.wait(DEADLINE_S)
+        response = http.get("/v1/.well-known/ready")
+        assert response.status_code == 503
+        assert response.json()["error"] == "the disk went away"
+        assert http.post("/v1/graphql", json=COUNT_QUERY).status_code == 503
+    assert isinstance(startup.error, RuntimeError)
