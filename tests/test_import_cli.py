@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from searchd.cli import main
 from searchd.importer import ObjectFile
@@ -230,3 +232,26 @@ def test_a_terminal_gets_the_progress_bar(tmp_path: Path) -> None:
     assert process.returncode == 0 and process.stdout.decode().strip() == "8 stored, 0 already stored unchanged, 0 failed"
     assert shown.startswith("\r[########################] 100%, 8 object(s), "), shown
     assert shown.endswith("/s, ETA 0:00\x1b[K\r\n"), shown  # the terminal turns "\n" into "\r\n"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='ab"\\,[]{}\n é', max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(JSON_VALUES, max_size=6), indent=st.sampled_from([None, 0, 2]), chunk=st.integers(1, 40))
+def test_the_array_scanner_agrees_with_json_on_any_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: list[Any], indent: int | None, chunk: int) -> None:
+    pieces = [json.dumps(v, indent=indent, ensure_ascii=False) for v in values]
+    text, lines = "[\n", []
+    for position, piece in enumerate(pieces):
+        lines.append(text.count("\n") + 1)
+        text += piece + (",\n" if position + 1 < len(pieces) else "\n")
+    text += "]"
+    source = tmp_path / "values.json"
+    source.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(reader_module, "CHUNK_BYTES", chunk)
+    records = list(ObjectFile(source))
+    assert [(r.line, r.payload, r.error) for r in records] == [(line, value, None) for line, value in zip(lines, values)]

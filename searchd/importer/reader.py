@@ -22,10 +22,12 @@ from searchd.errors import InvalidInput
 CHUNK_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
-_OUTSIDE = re.compile(rb'["\[\]{},\n]')  # what changes the scanner's state outside a string
-_INSIDE = re.compile(rb'["\\\n]')  # … and inside one
-_QUOTE, _BACKSLASH, _NEWLINE, _COMMA = 0x22, 0x5C, 0x0A, 0x2C
-_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
+_TOP = re.compile(rb'["\[\]{},]')  # what matters in an element, outside strings: nesting, and commas at its top
+_NESTED = re.compile(rb'["\[\]{}]')  # … deeper in it, where commas do not end it
+_INSIDE = re.compile(rb'["\\]')  # … and in a string
+_STRING_REST = re.compile(rb'(?:[^"\\]++|\\.)*+"', re.DOTALL)  # a string's rest, through its closing quote
+_QUOTE, _BACKSLASH, _NEWLINE, _COMMA, _BEGIN, _END = 0x22, 0x5C, 0x0A, 0x2C, 0x5B, 0x5D
+_OPEN = frozenset(b"[{")
 
 
 @dataclass(frozen=True)
@@ -85,22 +87,20 @@ class ObjectFile:
         self.position = self.size
 
     def _lines(self, stream: IO[bytes], head: bytes) -> Iterator[Record]:
-        pending = head  # the first chunk was read to tell the format; lines continue from it
-
         def lines() -> Iterator[bytes]:
-            nonlocal pending
+            buffer, at = head, 0  # the first chunk was read to tell the format; lines continue from it
             while True:
-                cut = pending.find(b"\n")
-                if cut >= 0:
-                    line, pending = pending[: cut + 1], pending[cut + 1 :]
-                    yield line
+                cut = buffer.find(b"\n", at)
+                if cut >= 0:  # an index into the chunk, not a slice of the rest: a chunk holds thousands of lines
+                    yield buffer[at : cut + 1]
+                    at = cut + 1
                     continue
                 more = stream.read(CHUNK_BYTES)
                 if not more:
-                    if pending:
-                        yield pending
+                    if at < len(buffer):
+                        yield buffer[at:]
                     return
-                pending += more
+                buffer, at = buffer[at:] + more, 0
 
         for number, line in enumerate(lines(), 1):
             self.position += len(line)
@@ -111,46 +111,57 @@ class ObjectFile:
                 yield decode(self.name, number, text.rstrip(), len(line) - len(text) + 1)
 
     def _array(self, stream: IO[bytes], head: bytes) -> Iterator[Record]:
-        """The elements of a top-level JSON array, cut at the commas that are outside strings and nesting."""
+        """The elements of a top-level JSON array, cut at the commas that are outside strings and nesting.
+
+        Python looks only at brackets, quotes and top-level commas: a whole string is skipped by one
+        regular-expression match, and an element's lines are counted once, by ``bytes.count``.
+        """
         line, depth, in_string, escaped = 1, 0, False, False
         offset = line_start = start_column = 0  # bytes before the chunk; where the current line starts
         state = "before"  # before '[' → first (an element or ']') → inside → next (after ',') … → after ']'
         parts: list[bytes] = []
-        start = 0
+        start = taken = 0  # the element's first line; where its part in this chunk begins
         chunk = head
+
+        def take(stop: int) -> None:
+            """The element's bytes in this chunk up to ``stop`` are read: keep them and count their lines."""
+            nonlocal line, line_start
+            parts.append(chunk[taken:stop])
+            newlines = chunk.count(b"\n", taken, stop)
+            if newlines:
+                line, line_start = line + newlines, offset + chunk.rfind(b"\n", taken, stop) + 1
+
         while chunk:
             self.position += len(chunk)
-            pos, end = 0, len(chunk)
+            pos, end, taken = 0, len(chunk), 0
             while pos < end:
                 if state == "inside":
                     if escaped:  # the byte after a backslash never ends a string
-                        parts.append(chunk[pos : pos + 1])
                         escaped, pos = False, pos + 1
                         continue
-                    found = (_INSIDE if in_string else _OUTSIDE).search(chunk, pos)
+                    if in_string:  # a string that began in an earlier chunk
+                        found = _INSIDE.search(chunk, pos)
+                        if found is None:
+                            break
+                        pos = found.end()
+                        escaped = in_string = chunk[found.start()] == _BACKSLASH
+                        continue
+                    found = (_TOP if depth == 0 else _NESTED).search(chunk, pos)
                     if found is None:
-                        parts.append(chunk[pos:])
                         break
                     at = found.start()
                     byte = chunk[at]
-                    if byte == _NEWLINE:
-                        line, line_start = line + 1, offset + at + 1
-                    elif in_string:
-                        escaped = byte == _BACKSLASH
-                        in_string = byte != _QUOTE
-                    elif byte == _QUOTE:
-                        in_string = True
-                    elif byte in _OPEN:
-                        depth += 1
-                    elif depth == 0 and (byte == _COMMA or byte == ord("]")):
-                        parts.append(chunk[pos:at])
+                    if byte == _QUOTE:
+                        rest = _STRING_REST.match(chunk, at + 1)
+                        in_string = rest is None  # it goes on in the next chunk
+                        pos = rest.end() if rest is not None else at + 1
+                    elif depth == 0 and (byte == _COMMA or byte == _END):
+                        take(at)
                         yield decode(self.name, start, b"".join(parts).rstrip(), start_column)
                         state, pos = ("next" if byte == _COMMA else "after"), at + 1
-                        continue
-                    elif byte in _CLOSE:
-                        depth = max(0, depth - 1)  # an unbalanced '}' is left to the element's decoder to report
-                    parts.append(chunk[pos : at + 1])
-                    pos = at + 1
+                    else:
+                        depth = depth + 1 if byte in _OPEN else max(0, depth - 1)  # an unbalanced '}' is left to the decoder
+                        pos = at + 1
                     continue
                 byte = chunk[pos]
                 if byte in _WHITESPACE:
@@ -158,18 +169,20 @@ class ObjectFile:
                         line, line_start = line + 1, offset + pos + 1
                     pos += 1
                 elif state == "before":
-                    if byte != ord("["):
+                    if byte != _BEGIN:
                         raise FileError(self.name, line, "a JSON array file must start with '['", "write one JSON array of objects, or one object per line (JSONL)")
                     state, pos = "first", pos + 1
                 elif state == "after":
                     raise FileError(self.name, line, "text after the end of the JSON array", "remove it, or put every object inside the array")
-                elif byte == ord("]"):
+                elif byte == _END:
                     if state == "next":
                         raise FileError(self.name, line, "a comma before ']' (JSON allows no trailing comma)", "remove the last comma")
                     state, pos = "after", pos + 1
                 else:
-                    state, start, parts, depth = "inside", line, [], 0
+                    state, start, parts, depth, taken = "inside", line, [], 0, pos
                     start_column = offset + pos - line_start + 1
+            if state == "inside":
+                take(end)
             offset += len(chunk)
             chunk = stream.read(CHUNK_BYTES)
         if state != "after":
