@@ -46,7 +46,7 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Told of every batch (``update``); draws or logs at most every so often, and tells ``listener`` each time."""
+    """Told of every batch (``update``); tells ``listener`` each time, else draws or logs at most every so often."""
 
     def __init__(
         self,
@@ -71,6 +71,8 @@ class Progress:
         self.last = Snapshot(done, failed, fraction, done / elapsed, eta)
         if self._listener is not None:
             self._listener(self.last)
+        if self._terminal is None and self._listener is not None:
+            return  # the listener shows it (serve --load: the readiness, in its body and the log)
         interval = DRAW_EVERY_S if self._terminal is not None else LOG_EVERY_S
         if final or now - self._shown >= interval:
             self._shown = now
