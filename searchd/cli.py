@@ -65,15 +65,34 @@ def _import_files(
     services: Services, files: Sequence[ObjectFile], rejects: IO[bytes] | None = None, terminal: TextIO | None = None, listener: Callable[[Snapshot], None] | None = None, stop: threading.Event | None = None
 ) -> Summary:
     """Import files of Weaviate objects through the engine (upserts; objects stored unchanged are skipped)."""
-    from searchd.importer import Importer
+    from searchd.importer import EngineTarget, Importer
 
     async def run() -> Summary:
         try:
-            return await Importer(services.engine, rejects, terminal, listener, stop=stop).run(files)
+            return await Importer(EngineTarget(services.engine), rejects, terminal, listener, stop=stop).run(files)
         finally:
             await services.runtime.pool.aclose()  # this loop's provider connections
 
-    summary = asyncio.run(run())
+    return _logged(files, asyncio.run(run()))
+
+
+def _import_over_http(url: str, files: Sequence[ObjectFile], rejects: IO[bytes] | None, terminal: TextIO | None) -> Summary:
+    """Import files into a running server through its batch API."""
+    import httpx
+
+    from searchd.importer import Importer
+    from searchd.importer.remote import HttpTarget
+
+    async def run() -> Summary:
+        async with httpx.AsyncClient() as client:
+            target = HttpTarget(url, os.environ.get("SEARCHD_API_KEY"), client)
+            await target.check_ready()
+            return await Importer(target, rejects, terminal).run(files)
+
+    return _logged(files, asyncio.run(run()))
+
+
+def _logged(files: Sequence[ObjectFile], summary: Summary) -> Summary:
     names = ", ".join(f.name for f in files)
     log = logging.getLogger("searchd.import")
     (log.warning if summary.failed else log.info)("imported %s: %s", names, summary.describe())
@@ -102,27 +121,37 @@ def _load_then_serve(paths: Sequence[str]) -> Callable[[Services, Readiness, thr
 
 
 def _import(args: argparse.Namespace) -> int:
-    """Import files into a stopped server's data directory."""
+    """Import files into a stopped server's data directory (--config), or through a running server (--url)."""
     from searchd.importer import open_files
     from searchd.server import open_services
 
+    if bool(args.config) == bool(args.url) or (args.url and args.data):
+        print("nothing imported: give --config (and --data) to write into a stopped server's data directory, or --url to import through a running server", file=sys.stderr)
+        return 2
     try:
         files = open_files(args.files)
     except SearchdError as exc:
         print(f"nothing imported: {exc}", file=sys.stderr)
         return 2
-    try:
-        services = open_services(args.config, args.data, watch=False)
-    except SearchdError as exc:
-        _print_error(exc, "nothing imported", args.config)
-        return 2
-    try:
-        with contextlib.ExitStack() as stack:
-            rejects = stack.enter_context(open(args.rejects, "wb")) if args.rejects else None
-            terminal = sys.stderr if sys.stderr.isatty() and not args.no_progress else None
-            summary = _import_files(services, files, rejects, terminal)
-    finally:
-        services.close()
+    terminal = sys.stderr if sys.stderr.isatty() and not args.no_progress else None
+    with contextlib.ExitStack() as stack:
+        rejects = stack.enter_context(open(args.rejects, "wb")) if args.rejects else None
+        if args.url:
+            try:
+                summary = _import_over_http(args.url, files, rejects, terminal)
+            except SearchdError as exc:
+                print(f"import stopped: {exc}", file=sys.stderr)
+                return 2
+        else:
+            try:
+                services = open_services(args.config, args.data, watch=False)
+            except SearchdError as exc:
+                _print_error(exc, "nothing imported", args.config)
+                return 2
+            try:
+                summary = _import_files(services, files, rejects, terminal)
+            finally:
+                services.close()
     print(f"{summary.describe()}{f'; failed objects written to {args.rejects}' if args.rejects and summary.failed else ''}")
     return 1 if summary.failed else 0
 
@@ -338,10 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     apply.set_defaults(run=_apply)
 
-    importing = commands.add_parser("import", help="import JSONL or JSON array files of objects into a data directory (server stopped)")
+    importing = commands.add_parser("import", help="import JSONL or JSON array files of objects into a data directory (server stopped) or through a running server")
     importing.add_argument("files", nargs="+", metavar="FILE", help="JSONL (one object per line) or a JSON array of objects, in Weaviate's object shape")
-    importing.add_argument("--config", required=True, help="the config the data directory is served with (a YAML file or a directory of them)")
+    importing.add_argument("--config", help="the config the data directory is served with (a YAML file or a directory of them)")
     importing.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    importing.add_argument(
+        "--url", help="import through a running server instead (e.g. http://127.0.0.1:8080): its batch API, with $SEARCHD_API_KEY as the bearer key if set"
+    )
     importing.add_argument("--rejects", metavar="FILE", help="write each object that failed to FILE (JSONL), to fix and import again")
     importing.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar, even on a terminal")
     importing.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -10,9 +10,12 @@ import os
 import pty
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +25,8 @@ from searchd.importer import ObjectFile
 from searchd.importer import reader as reader_module
 from searchd.importer.progress import Progress
 from tests.conftest import QUICKSTART, ClientFactory, example_objects
+from tests.test_e2e_server import StartServer, client
+from tests.test_e2e_server import start_server as start_server  # noqa: PLC0414  (re-exported: the fixture, used by name)
 
 OBJECTS = example_objects(QUICKSTART.parent / "objects.jsonl")
 VECTORS_CONFIG = """\
@@ -255,3 +260,48 @@ def test_the_array_scanner_agrees_with_json_on_any_document(tmp_path: Path, monk
     monkeypatch.setattr(reader_module, "CHUNK_BYTES", chunk)
     records = list(ObjectFile(source))
     assert [(r.line, r.payload, r.error) for r in records] == [(line, value, None) for line, value in zip(lines, values)]
+
+
+def test_import_through_a_running_server_reports_like_the_offline_import(
+    tmp_path: Path, start_server: StartServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    pipe = tmp_path / "held.jsonl"
+    os.mkfifo(pipe)  # holds the server in "not ready" until this test writes it
+    server = start_server(QUICKSTART, tmp_path / "data", "--load", str(pipe), ready=False)
+    bad = {**OBJECTS[1], "properties": {**OBJECTS[1]["properties"], "rating": "high"}}
+    source = write_jsonl(tmp_path / "objects.jsonl", [OBJECTS[0], bad, *OBJECTS[2:]])
+    with client(server) as http:
+
+        def starting() -> bool:
+            try:
+                return http.get("/v1/.well-known/ready").json()["phase"].startswith("loading")
+            except httpx.TransportError:
+                return False
+
+        wait_until(starting)
+        code, out, err = run(capsys, source, "--url", server.url)
+        assert (code, out, err) == (2, "", f"import stopped: the server at {server.url} is not ready (loading {pipe}) (wait until GET /v1/.well-known/ready answers 200, then import)")
+        with pipe.open("w", encoding="utf-8"):
+            pass  # an empty load: the server becomes ready
+        wait_until(lambda: http.get("/v1/.well-known/ready").status_code == 200)
+        rejects = tmp_path / "rejects.jsonl"
+        code, out, _ = run(capsys, source, "--url", server.url, "--rejects", rejects)
+        assert (code, out) == (1, f"7 stored, 0 already stored unchanged, 1 failed; failed objects written to {rejects}")
+        assert errors(caplog) == [f"{source}:2: id {bad['id']}: property 'rating' expects a finite number (NUMBER), got str 'high' (send the value with the type declared in the config)"]
+        assert [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()] == [bad]
+        count = http.post("/v1/graphql", json={"query": "{ Aggregate { Article { meta { count } } } }"}).json()
+        assert count == {"data": {"Aggregate": {"Article": [{"meta": {"count": 7}}]}}}
+
+
+def test_import_needs_either_a_config_or_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_jsonl(tmp_path / "objects.jsonl", OBJECTS)
+    message = "nothing imported: give --config (and --data) to write into a stopped server's data directory, or --url to import through a running server"
+    assert run(capsys, source) == (2, "", message)
+    assert run(capsys, source, "--config", QUICKSTART, "--url", "http://127.0.0.1:9") == (2, "", message)
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30.0
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -2,6 +2,6 @@
 
 from searchd.importer.progress import Snapshot
 from searchd.importer.reader import ObjectFile, Record
-from searchd.importer.run import Importer, Summary, open_files
+from searchd.importer.run import EngineTarget, Importer, Summary, Target, open_files
 
-__all__ = ["Importer", "ObjectFile", "Record", "Snapshot", "Summary", "open_files"]
+__all__ = ["EngineTarget", "Importer", "ObjectFile", "Record", "Snapshot", "Summary", "Target", "open_files"]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, Any, Protocol, TextIO
 
 import anyio.to_thread
 import orjson
@@ -59,27 +59,65 @@ class Summary:
         return f"{self.stored:,} stored, {self.skipped:,} already stored unchanged, {self.failed:,} failed"
 
 
-def _given_id(payload: Any) -> str | None:
+def given_id(payload: Any) -> str | None:
     value = payload.get("id") if isinstance(payload, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+STORED, SKIPPED = "stored", "skipped"
+Outcome = str | SearchdError  # STORED, SKIPPED (already stored unchanged), or why the object failed
+
+
+class Target(Protocol):
+    """Where imported objects go: a data directory through the engine, or a running server over HTTP."""
+
+    async def put(self, payloads: Sequence[Any]) -> list[Outcome]:
+        """One outcome per payload, in order."""
+        ...
+
+
+class EngineTarget:
+    """The engine core of an open data directory: each object is checked, skipped when stored unchanged, embedded and stored."""
+
+    def __init__(self, engine: Engine, resume: bool = True) -> None:
+        self.engine = engine
+        self.resume = resume
+
+    async def put(self, payloads: Sequence[Any]) -> list[Outcome]:
+        catalog = self.engine.holder.current
+        outcomes: list[Outcome] = [SKIPPED] * len(payloads)
+        drafts: list[tuple[int, Draft]] = []
+
+        def check() -> list[bool]:
+            for position, payload in enumerate(payloads):
+                try:
+                    drafts.append((position, self.engine.draft(catalog, payload)))
+                except SearchdError as exc:
+                    outcomes[position] = exc
+            return self.engine.unchanged([d for _, d in drafts]) if self.resume else [False] * len(drafts)
+
+        unchanged = await anyio.to_thread.run_sync(check)  # decoding images and reading the store: off the event loop
+        todo = [pair for pair, same in zip(drafts, unchanged) if not same]
+        results = await self.engine.store_drafts([d for _, d in todo])
+        for (position, _), result in zip(todo, results):
+            outcomes[position] = result if isinstance(result, SearchdError) else STORED
+        return outcomes
 
 
 class Importer:
     def __init__(
         self,
-        engine: Engine,
+        target: Target,
         rejects: IO[bytes] | None = None,
         terminal: TextIO | None = None,
         listener: Callable[[Snapshot], None] | None = None,
-        resume: bool = True,
         stop: threading.Event | None = None,
         batch_objects: int = BATCH_OBJECTS,
     ) -> None:
-        self.engine = engine
+        self.target = target
         self.rejects = rejects
         self.terminal = terminal  # a TTY for the progress bar; None: log lines
         self.listener = listener
-        self.resume = resume
         self.stop = stop or threading.Event()
         self.batch_objects = batch_objects
         self.summary = Summary()
@@ -125,28 +163,15 @@ class Importer:
             self.rejects.write(line + b"\n")
 
     async def _store(self, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        catalog = self.engine.holder.current
-        drafts: list[tuple[Record, Draft]] = []
-
-        def check() -> list[bool]:
-            for record in records:
-                if record.error is not None:
-                    self._fail(record, None, record.error)
-                    continue
-                try:
-                    drafts.append((record, self.engine.draft(catalog, record.payload)))
-                except SearchdError as exc:
-                    self._fail(record, _given_id(record.payload), str(exc))
-            return self.engine.unchanged([d for _, d in drafts]) if self.resume else [False] * len(drafts)
-
-        unchanged = await anyio.to_thread.run_sync(check)  # decoding images and reading the store: off the event loop
-        todo = [pair for pair, same in zip(drafts, unchanged) if not same]
-        self.summary.skipped += len(drafts) - len(todo)
-        results = await self.engine.store_drafts([d for _, d in todo])
-        for (record, _), result in zip(todo, results):
-            if isinstance(result, SearchdError):
-                self._fail(record, _given_id(record.payload), str(result))
+        readable = [r.payload for r in records if r.error is None]
+        outcomes = iter(await self.target.put(readable) if readable else [])
+        for record in records:  # reported in the file's order
+            outcome = record.error if record.error is not None else next(outcomes)
+            if isinstance(outcome, SearchdError):
+                self._fail(record, given_id(record.payload), str(outcome))
+            elif record.error is not None:
+                self._fail(record, None, record.error)
+            elif outcome == SKIPPED:
+                self.summary.skipped += 1
             else:
                 self.summary.stored += 1
