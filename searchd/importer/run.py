@@ -1,7 +1,8 @@
-"""Importing files of Weaviate objects through the engine core: check → skip if stored unchanged → embed → store.
+"""Importing files of Weaviate objects, in batches, into a target: the engine core (check → skip if stored unchanged →
+embed → store) or a running server (``searchd.importer.remote``).
 
-The same code serves ``searchd import`` (a stopped server's data directory) and
-``searchd serve --load`` (while the server answers ``ready: false``).  Each bad
+The same code serves ``searchd import`` (a stopped server's data directory, or
+``--url``) and ``searchd serve --load`` (while the server answers ``ready: false``).  Each bad
 object fails alone, reported as ``file:line: id …: reason`` and, when asked,
 copied to a reject file that can be fixed and imported again.
 """
