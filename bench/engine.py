@@ -545,7 +545,7 @@ class Searchd(System):
 
     def serve_argv(self, work: Path, port: int) -> list[str]:
         config, data = str(work / "searchd.yaml"), str(work / "data")
-        return [*self.argv, "serve", config, "--data", data, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+        return [*self.argv, "serve", config, "--data", data, "--port", str(port), "--grpc-port", "0", "--no-access-log", "--log-level", "warning"]
 
     def start(self, work: Path) -> tuple[Server, str]:
         port = free_port()

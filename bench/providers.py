@@ -434,7 +434,7 @@ def http_import(case: Case, fake: FakeProcess, batch: int, n: int, latency: floa
     server_log = open(directory / "server.log", "w")  # noqa: SIM115 - closed in the finally below
     env = {**os.environ, **THREAD_ENV, **case.env}
     server = subprocess.Popen(
-        [sys.executable, "-m", "searchd", "serve", str(directory / "searchd.yaml"), "--data", str(directory / "data"), "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "searchd", "serve", str(directory / "searchd.yaml"), "--data", str(directory / "data"), "--port", str(port), "--grpc-port", "0", "--log-level", "warning"],
         stdout=server_log,
         stderr=server_log,
         env=env,

@@ -205,7 +205,7 @@ class Server:
         self.log_path = config_path.parent / f"server-{self.port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "searchd", "serve", str(config_path), "--data", str(data), "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "searchd", "serve", str(config_path), "--data", str(data), "--port", str(self.port), "--grpc-port", "0", "--log-level", "warning"],
             stdout=self._log,
             stderr=self._log,
             env={**os.environ, **THREAD_ENV, **(env or {})},

@@ -145,7 +145,7 @@ def bench_http(corpus: list[dict[str, Any]], vectors: np.ndarray, texts: list[st
     (work / "searchd.yaml").write_text(CONFIG)
     port = free_port()
     log = open(work / "server.log", "w")  # noqa: SIM115 (held open for the life of a process)
-    server = subprocess.Popen([sys.executable, "-m", "searchd", "serve", str(work / "searchd.yaml"), "--data", str(work / "data"), "--port", str(port), "--log-level", "warning"], stdout=log, stderr=log)
+    server = subprocess.Popen([sys.executable, "-m", "searchd", "serve", str(work / "searchd.yaml"), "--data", str(work / "data"), "--port", str(port), "--grpc-port", "0", "--log-level", "warning"], stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
     try:

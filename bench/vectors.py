@@ -645,7 +645,7 @@ def section_http(data: Data, plans: list[tuple[str, dict[str, Any]]], tmp: Path)
         data_dir = work / "data"
         server: Server | None = None
         try:
-            argv = [*searchd_argv(), "serve", str(config), "--data", str(data_dir), "--log-level", "warning"]
+            argv = [*searchd_argv(), "serve", str(config), "--data", str(data_dir), "--grpc-port", "0", "--log-level", "warning"]
 
             def start() -> tuple[Server, str, float]:
                 port = free_port()

@@ -1,24 +1,29 @@
-"""Command line: ``searchd serve | validate | plan | apply | backup | schema-from-json``."""
+"""Command line: ``searchd serve | validate | plan | apply | import | backup | schema-from-json``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TextIO
 
 from searchd import __version__
 from searchd.errors import ConfigError, SearchdError
 
 if TYPE_CHECKING:
     from searchd.config.spec import Spec
+    from searchd.importer import ObjectFile, Snapshot, Summary
+    from searchd.server import Services
+    from searchd.server.readiness import Readiness
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -47,17 +52,109 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_objects(services: object, path: Path) -> None:
-    """Import a JSONL file of Weaviate objects (upserts: safe to repeat)."""
-    from searchd.server import Services
+def _print_error(exc: SearchdError, outcome: str, config: str) -> None:
+    """A config's every issue with its line, or the error; then what did not happen ("not starting")."""
+    if isinstance(exc, ConfigError):
+        for issue in exc.issues:
+            print(issue.render(), file=sys.stderr)
+        print(f"{outcome}: {len(exc.issues)} error(s) in {config}", file=sys.stderr)
+    else:
+        print(f"{outcome}: {exc}", file=sys.stderr)
 
-    assert isinstance(services, Services)
-    payloads = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    outcomes = asyncio.run(services.engine.batch(services.holder.current, payloads))
-    failed = [o for o in outcomes if isinstance(o, SearchdError)]
-    for error in failed:
-        logging.getLogger("searchd").error("import of %s: %s", path, error)
-    logging.getLogger("searchd").info("imported %d object(s) from %s (%d failed)", len(outcomes) - len(failed), path, len(failed))
+
+def _import_files(
+    services: Services, files: Sequence[ObjectFile], rejects: IO[bytes] | None = None, terminal: TextIO | None = None, listener: Callable[[Snapshot], None] | None = None, stop: threading.Event | None = None
+) -> Summary:
+    """Import files of Weaviate objects through the engine (upserts; objects stored unchanged are skipped)."""
+    from searchd.importer import EngineTarget, Importer
+
+    async def run() -> Summary:
+        try:
+            return await Importer(EngineTarget(services.engine), rejects, terminal, listener, stop=stop).run(files)
+        finally:
+            await services.runtime.pool.aclose()  # this loop's provider connections
+
+    return _logged(files, asyncio.run(run()))
+
+
+def _import_over_http(url: str, files: Sequence[ObjectFile], rejects: IO[bytes] | None, terminal: TextIO | None) -> Summary:
+    """Import files into a running server through its batch API."""
+    import httpx
+
+    from searchd.importer import Importer
+    from searchd.importer.remote import HttpTarget
+
+    async def run() -> Summary:
+        async with httpx.AsyncClient() as client:
+            target = HttpTarget(url, os.environ.get("SEARCHD_API_KEY"), client)
+            await target.check_ready()
+            return await Importer(target, rejects, terminal).run(files)
+
+    return _logged(files, asyncio.run(run()))
+
+
+def _logged(files: Sequence[ObjectFile], summary: Summary) -> Summary:
+    names = ", ".join(f.name for f in files)
+    log = logging.getLogger("searchd.import")
+    (log.warning if summary.failed else log.info)("imported %s: %s", names, summary.describe())
+    return summary
+
+
+def _load_then_serve(paths: Sequence[str]) -> Callable[[Services, Readiness, threading.Event], None]:
+    """What a start does after opening the indexes: import the --load files, reporting to readiness."""
+    from searchd.importer import open_files
+
+    files = open_files(paths)  # a missing file stops the start before the port opens
+
+    def load(services: Services, readiness: Readiness, stop: threading.Event) -> None:
+        for file in files:
+            if stop.is_set():  # the server is shutting down
+                return
+            phase = f"loading {file.name}"
+
+            def report(snapshot: Snapshot, phase: str = phase) -> None:
+                readiness.report(phase, snapshot.done, None, snapshot.fraction)
+
+            readiness.report(phase, 0, None, 0.0)
+            _import_files(services, [file], listener=report, stop=stop)
+
+    return load
+
+
+def _import(args: argparse.Namespace) -> int:
+    """Import files into a stopped server's data directory (--config), or through a running server (--url)."""
+    from searchd.importer import open_files
+    from searchd.server import open_services
+
+    if bool(args.config) == bool(args.url) or (args.url and args.data):
+        print("nothing imported: give --config (and --data) to write into a stopped server's data directory, or --url to import through a running server", file=sys.stderr)
+        return 2
+    try:
+        files = open_files(args.files)
+    except SearchdError as exc:
+        print(f"nothing imported: {exc}", file=sys.stderr)
+        return 2
+    terminal = sys.stderr if sys.stderr.isatty() and not args.no_progress else None
+    with contextlib.ExitStack() as stack:
+        rejects = stack.enter_context(open(args.rejects, "wb")) if args.rejects else None
+        if args.url:
+            try:
+                summary = _import_over_http(args.url, files, rejects, terminal)
+            except SearchdError as exc:
+                print(f"import stopped: {exc}", file=sys.stderr)
+                return 2
+        else:
+            try:
+                services = open_services(args.config, args.data, watch=False)
+            except SearchdError as exc:
+                _print_error(exc, "nothing imported", args.config)
+                return 2
+            try:
+                summary = _import_files(services, files, rejects, terminal)
+            finally:
+                services.close()
+    print(f"{summary.describe()}{f'; failed objects written to {args.rejects}' if args.rejects and summary.failed else ''}")
+    return 1 if summary.failed else 0
 
 
 class _UnsetAsPlaceholder(dict[str, str]):
@@ -136,13 +233,8 @@ def _apply(args: argparse.Namespace) -> int:
         return refused
     try:
         services = open_services(args.config, args.data, allow_destructive=args.allow_destructive, watch=False)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.render(), file=sys.stderr)
-        print(f"not applied: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
-        return 1
     except SearchdError as exc:
-        print(f"not applied: {exc}", file=sys.stderr)
+        _print_error(exc, "not applied", args.config)
         return 2 if exc.code == "config_refused" else 1
     try:
         services.config.wait_for_rebuilds()
@@ -210,24 +302,29 @@ def _schema_from_json(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from searchd.server import create_app, open_services
+    from searchd.server import create_app
+    from searchd.server.app import Startup, begin_services
     from searchd.server.connections import serve
 
     try:
-        services = open_services(args.config, args.data)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.render(), file=sys.stderr)
-        print(f"not starting: {len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
-        return 1
+        then = _load_then_serve(args.load) if args.load else None
+        opening = begin_services(args.config, args.data)
     except SearchdError as exc:
-        print(f"not starting: {exc}", file=sys.stderr)
+        _print_error(exc, "not starting", args.config)
         return 1
-    for path in args.load or []:
-        _load_objects(services, Path(path))
-    # SIGHUP re-reads the config, as daemons do; the outcome is logged and in GET /v1/config/status.
-    signal.signal(signal.SIGHUP, lambda signum, frame: services.config.submit("SIGHUP"))
-    server = services.holder.current.spec.server
+    # The port opens now; indexes and --load files follow on a thread, with progress in /v1/.well-known/ready.
+    startup = Startup(opening, then)
+    startup.on_failure = lambda: os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down; the exit code says it failed
+
+    def reload_on_hup(signum: int, frame: object) -> None:
+        # SIGHUP re-reads the config, as daemons do; the outcome is logged and in GET /v1/config/status.
+        if startup.services is None:
+            logging.getLogger("searchd").warning("SIGHUP ignored: the server is still starting")
+        else:
+            startup.services.config.submit("SIGHUP")
+
+    signal.signal(signal.SIGHUP, reload_on_hup)
+    server = opening.catalog.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
     companions = []
@@ -235,9 +332,9 @@ def _serve(args: argparse.Namespace) -> int:
         from searchd.grpc.service import grpc_server
 
         grpc_port = args.grpc_port if args.grpc_port is not None else server.grpc.port
-        companions.append(lambda s: grpc_server(s, host, grpc_port))
-    serve(create_app(services, companions), host, port, server.connections, args.log_level)
-    return 0
+        companions.append(lambda served: grpc_server(served, host, grpc_port))
+    serve(create_app(startup, companions), host, port, server.connections, args.log_level)
+    return 1 if startup.error is not None else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port or 8080)")
     serve.add_argument("--grpc-port", type=int, help="port for Weaviate's gRPC API (default: server.grpc.port or 50051; 0: any free port, logged)")
-    serve.add_argument("--load", action="append", metavar="FILE.jsonl", help="import objects from a JSONL file before serving (repeatable; upserts)")
+    serve.add_argument(
+        "--load", action="append", metavar="FILE", help="import objects from a JSONL or JSON array file while not ready yet (repeatable; upserts, unchanged objects skipped)"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line, with request ids")
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
@@ -279,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--allow-destructive", action="store_true", help="apply changes that drop stored data")
     apply.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     apply.set_defaults(run=_apply)
+
+    importing = commands.add_parser("import", help="import JSONL or JSON array files of objects into a data directory (server stopped) or through a running server")
+    importing.add_argument("files", nargs="+", metavar="FILE", help="JSONL (one object per line) or a JSON array of objects, in Weaviate's object shape")
+    importing.add_argument("--config", help="the config the data directory is served with (a YAML file or a directory of them)")
+    importing.add_argument("--data", help="data directory (default: server.dataDir, else $SEARCHD_DATA or ./searchd-data)")
+    importing.add_argument(
+        "--url", help="import through a running server instead (e.g. http://127.0.0.1:8080): its batch API, with $SEARCHD_API_KEY as the bearer key if set"
+    )
+    importing.add_argument("--rejects", metavar="FILE", help="write each object that failed to FILE (JSONL), to fix and import again")
+    importing.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar, even on a terminal")
+    importing.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    importing.set_defaults(run=_import)
 
     backup = commands.add_parser("backup", help="copy a data directory consistently, even while a server uses it")
     backup.add_argument("--data", required=True, help="the data directory to copy")

@@ -11,6 +11,7 @@ import numpy as np
 
 from searchd.catalog import Catalog, CompiledCollection, CompiledVector
 from searchd.errors import InvalidInput, NotFound
+from searchd.records import StoredObject
 from searchd.values import check_properties, normalize_uuid
 
 
@@ -48,6 +49,26 @@ def draft_object(catalog: Catalog, payload: Any, class_name: str | None = None, 
     the_id = normalize_uuid(raw_id) if raw_id else str(uuid.uuid4())
     properties = check_properties(collection, payload.get("properties"))
     return Draft(collection, the_id, properties, supplied_vectors(collection, payload))
+
+
+def stored_unchanged(draft: Draft, stored: StoredObject) -> bool:
+    """Whether storing ``draft`` would leave ``stored`` as it is (a resumed import skips it).
+
+    Vectors a vectorizer makes are unchanged when the properties are and one is stored
+    (a config change re-vectorizes stored objects by itself); every other vector must
+    be stored exactly as sent, and none stored that was not sent.
+    """
+    if stored.properties != draft.properties:
+        return False
+    for name, vector in draft.collection.vectors.items():
+        have = stored.vectors.get(name)
+        sent = draft.vectors.get(name)
+        if sent is not None:
+            if have is None or have.shape != sent.shape or not np.array_equal(have, sent):
+                return False
+        elif (have is None) if vector.vectorizer is not None else (have is not None):
+            return False
+    return True
 
 
 def check_vector(vector: CompiledVector, value: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.checkpoints import CHECKPOINT_CHANGES, Checkpoints, release_free_memory
 from searchd.config.spec import IndexSpec
-from searchd.drafts import Draft, draft_object, supplied_vectors
+from searchd.drafts import Draft, draft_object, stored_unchanged, supplied_vectors
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
 from searchd.index.base import AllowList, VectorReader
@@ -126,8 +126,51 @@ class StoreSource:
         return self.store.changes_since(seq, self.collection)
 
 
+# Told how opening the indexes at start-up goes: (phase, done, total); the server's readiness shows it.
+ProgressReport = Callable[[str, int, int | None], None]
+_REPORT_EVERY = 1000  # objects between reports: a report takes a lock, an object takes microseconds
+
+
+@dataclass
+class _Steps:
+    """Progress over the indexes opened at start-up, in objects: each index (and doc table) counts its collection's objects."""
+
+    report: ProgressReport
+    total: int
+    done: int = 0
+    base: int = 0  # where the current step began
+    reported: int = 0
+
+    def tick(self, count: int) -> None:
+        self.done = min(self.done + count, self.total)
+        if self.done - self.reported >= _REPORT_EVERY:
+            self.reported = self.done
+            self.report("opening indexes", self.done, self.total)
+
+    def step(self, size: int) -> None:
+        """One index is open: however much of it was read (a saved index is read in bulk), its share is done."""
+        self.base = self.done = min(self.base + size, self.total)
+        self.reported = self.done
+        self.report("opening indexes", self.done, self.total)
+
+
+@dataclass(frozen=True)
+class _CountedSource(StoreSource):
+    steps: _Steps
+
+    def vectors(self, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        for batch in super().vectors(name, docs):
+            self.steps.tick(len(batch[0]))
+            yield batch
+
+    def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        for row in super().properties(docs):
+            self.steps.tick(1)
+            yield row
+
+
 class Engine:
-    def __init__(self, holder: CatalogHolder, store: ObjectStore, data_dir: Path) -> None:
+    def __init__(self, holder: CatalogHolder, store: ObjectStore, data_dir: Path, progress: ProgressReport | None = None) -> None:
         self.holder = holder
         self.store = store
         self.data_dir = data_dir
@@ -142,42 +185,51 @@ class Engine:
         self._checkpoint = Checkpoints(self)
         self._shadows: dict[tuple[str, str], Shadow] = {}
         self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
-        self.open_indexes(holder.current)
+        self.open_indexes(holder.current, progress)
         release_free_memory()  # loading and catching up built transient arrays
         # What is saved is as current as the store, unless opening had much to catch up on: then save soon.
         self._checkpoint.saved(-1 if sum(self._stale) >= CHECKPOINT_CHANGES else store.write_seq())
 
     # -- indexes ---------------------------------------------------------------
 
-    def open_indexes(self, catalog: Catalog) -> None:
+    def open_indexes(self, catalog: Catalog, progress: ProgressReport | None = None) -> None:
         """Load each saved index that is still current, or rebuild it from the store.
 
         An index already open keeps its content but takes the catalog's search-time
         settings (ef, candidates …): changing those is an in-place change.
         """
         write_seq = self.store.write_seq()
+        counts = {name: self.store.count(name) for name in catalog.collections} if progress else {}
+        steps = _Steps(progress, sum(n * (2 + len(catalog.collections[c].vectors)) for c, n in counts.items())) if progress else None
         for collection in catalog.collections.values():
             self.store.index_properties(collection.name, [p.name for p in collection.spec.properties if p.filterable and not p.type.value.endswith("[]")])
-            self._open_table(collection)
-            source = self.source(collection.name)
+            self._open_table(collection, steps)
+            source = self.source(collection.name) if steps is None else _CountedSource(self.store, collection.name, steps)
+            size = counts.get(collection.name, 0)
+            if steps is not None:
+                steps.step(size)
             rebuilding = (collection.name, "") in self._shadows
             if collection.name not in self._keyword and not rebuilding and any(p.searchable for p in collection.spec.properties):
                 self._keyword[collection.name] = open_keyword_index(source, self.data_dir, collection.spec, write_seq, self._stale)
             elif collection.name in self._keyword:  # k1, b and stopwords apply at query time: an in-place change
                 self._keyword[collection.name].configure(collection.spec.inverted_index)
+            if steps is not None:
+                steps.step(size)
             for vector in collection.vectors.values():
                 key = (collection.name, vector.name)
                 serving = self._indexes.get(key)
                 if serving is None or not serving.vector.same_space(vector):
                     index = open_index(source, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions, write_seq, self._stale)
                     self._indexes[key] = Serving(index, vector)
+                    if steps is not None:
+                        steps.step(size)
                     continue
                 if isinstance(getattr(serving.index, "spec", None), IndexSpec):
                     # Only the ANN indexes read settings at search time (flat has none): duck-typed on purpose.
                     setattr(serving.index, "spec", vector.spec.index)  # noqa: B010
                 self._indexes[key] = Serving(serving.index, vector)
 
-    def _open_table(self, collection: CompiledCollection) -> None:
+    def _open_table(self, collection: CompiledCollection, steps: _Steps | None = None) -> None:
         """The collection's doc table, built from the store when new or when its filterable properties changed."""
         columns = tuple((p.name, p.type) for p in collection.spec.properties if p.filterable)
         current = self._tables.get(collection.name)
@@ -186,6 +238,8 @@ class Engine:
         table = DocTable(collection.spec)
         for obj in self.store.iter_objects(collection.name):
             table.put(obj.doc, obj.id, obj.properties, obj.created_ms, obj.updated_ms)
+            if steps is not None:
+                steps.tick(1)
         self._tables[collection.name] = table
 
     def source(self, collection: str) -> StoreSource:
@@ -244,6 +298,14 @@ class Engine:
     def draft(self, catalog: Catalog, payload: Any, class_name: str | None = None, object_id: str | None = None) -> Draft:
         """Check one object payload (Weaviate's object JSON) without touching storage."""
         return draft_object(catalog, payload, class_name, object_id)
+
+    def unchanged(self, drafts: Sequence[Draft]) -> list[bool]:
+        """Which drafts are stored already exactly as they are: one read per collection (a resumed import skips those)."""
+        wanted: dict[str, list[str]] = {}
+        for d in drafts:
+            wanted.setdefault(d.collection.name, []).append(d.id)
+        stored = {(name, found.id): found for name, ids in wanted.items() for found in self.store.get_many(name, ids).values()}
+        return [(obj := stored.get((d.collection.name, d.id))) is not None and stored_unchanged(d, _public(obj)) for d in drafts]
 
     async def embed(self, drafts: Sequence[Draft], keys: Mapping[str, str] = NO_KEYS) -> list[SearchdError | None]:
         """Fill in missing vectors from the vectorizers, batched per named vector; one error slot per draft."""

@@ -9,6 +9,7 @@
     ├── PayloadTooLarge     a request body is larger than the configured limit
     ├── QueryError          a GraphQL query cannot be answered as written
     ├── StorageError        the data directory cannot be read or written
+    ├── NotReady            the server is still starting (loading objects, opening indexes)
     └── ProviderError       an embedding provider refused a request (bad key, bad input)
         ├── ProviderRejectedInput  … because of what one request held (splitting the batch may help)
         └── ProviderUnavailable    … or did not answer in time, after every retry
@@ -95,6 +96,12 @@ class QueryError(SearchdError):
 
 class StorageError(SearchdError):
     code = "storage"
+
+
+class NotReady(SearchdError):
+    """The server answers before its indexes are open or its --load files are in: data requests wait for readiness."""
+
+    code = "not_ready"
 
 
 class ProviderError(SearchdError):

@@ -454,7 +454,7 @@ def test_serve_with_load_imports_example_and_answers_curl_query(tmp_path: Path, 
         cwd=ROOT,
     )
     logs = server.logs
-    assert f"imported {expected} object(s) from examples/multimodal/objects.jsonl (0 failed)" in logs(), logs()
+    assert f"imported examples/multimodal/objects.jsonl: {expected} stored, 0 already stored unchanged, 0 failed" in logs(), logs()
 
     with client(server) as http:
         # What `curl -X POST -H 'Content-Type: application/json' -d '{"query": ...}'` sends.

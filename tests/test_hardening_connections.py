@@ -57,7 +57,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
             if open_files is not None:  # soft and hard: the server cannot raise it
                 resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
-        args = [*searchd_module(), "serve", str(config), "--data", str(tmp_path / f"data{number}"), "--host", "127.0.0.1", "--port", str(port)]
+        args = [*searchd_module(), "serve", str(config), "--data", str(tmp_path / f"data{number}"), "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0"]
         process = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=child_env(), preexec_fn=limit_files)  # noqa: PLW1509 (setrlimit only)
         server = Server(process, port, stdout_path, stderr_path, [stdout, stderr])
         servers.append(server)
@@ -149,7 +149,7 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(launch: Launch, tm
     stderr_path = tmp_path / "raised.stderr"
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
-            [*searchd_module(), "serve", str(config), "--data", str(tmp_path / "raised-data"), "--port", str(port)],
+            [*searchd_module(), "serve", str(config), "--data", str(tmp_path / "raised-data"), "--port", str(port), "--grpc-port", "0"],
             stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL, env=child_env(),
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)),  # noqa: PLW1509 (setrlimit only)
         )
@@ -232,7 +232,7 @@ def test_a_restart_on_a_full_disk_says_so(tmp_path: Path) -> None:
         mount -t tmpfs -o size=4m tmpfs {mount}
         {searchd} apply {config} --data {mount}/data >/dev/null 2>&1 || {{ echo "apply failed"; exit 3; }}
         dd if=/dev/zero of={mount}/fill bs=64k >/dev/null 2>&1
-        {searchd} serve {config} --data {mount}/data --host 127.0.0.1 --port {free_port()}
+        {searchd} serve {config} --data {mount}/data --host 127.0.0.1 --port {free_port()} --grpc-port 0
         echo "exit status $?" >&2
     """)
     done = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, text=True, env=child_env(), timeout=120, check=False)

@@ -27,7 +27,7 @@ from searchd.grpc.protocol import Protocol, load_protocol
 from searchd.grpc.search import Unsupported, run_search
 from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
-from searchd.server.app import Services
+from searchd.server.app import Served, Services
 from searchd.server.auth import find_key
 from searchd.server.errors import status_of
 from searchd.server.limits import too_large
@@ -47,7 +47,7 @@ CODE_BY_STATUS = {
 }
 SERVICE = "weaviate.v1.Weaviate"
 HEALTH = "grpc.health.v1.Health"
-SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus
+SERVING, NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus
 
 
 def code_of(exc: SearchdError) -> grpc.StatusCode:
@@ -106,25 +106,34 @@ Handler = Callable[[Call, Any], Awaitable[Any]]
 class WeaviateService:
     """The handlers, bound to one Services and one compiled protocol."""
 
-    def __init__(self, services: Services, protocol: Protocol) -> None:
-        self.services = services
+    def __init__(self, served: Served, protocol: Protocol) -> None:
+        self.served = served
         self.protocol = protocol
         self.latency = Histogram(
-            "searchd_grpc_request_duration_seconds", "gRPC calls by method and status code", ["method", "code"], registry=services.metrics.registry, buckets=LATENCY_BUCKETS
+            "searchd_grpc_request_duration_seconds", "gRPC calls by method and status code", ["method", "code"], registry=served.metrics.registry, buckets=LATENCY_BUCKETS
         )
+
+    def _open(self) -> Services:
+        """The open services; UNAVAILABLE (which clients retry) while the server starts, as HTTP answers 503."""
+        services = self.served.current()
+        if services is None:
+            phase = self.served.readiness.as_json()["phase"]
+            raise Abort(grpc.StatusCode.UNAVAILABLE, f"the server is not ready yet: {phase} (GET /v1/.well-known/ready shows its progress)")
+        return services
 
     def _wrap(self, method: str, role: Role, handler: Handler) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
-            catalog = self.services.holder.current  # the whole call runs on this snapshot
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
             key_name: str | None = None
             try:
+                services = self._open()
+                catalog = services.holder.current  # the whole call runs on this snapshot
                 key_name = authorize(catalog, metadata, role, f"{SERVICE}/{method}")
                 if isinstance(request, Oversized):
                     raise too_large(catalog.spec.server.limits.max_body_bytes)
-                return await handler(Call(catalog, self.services, header_keys(metadata)), request)
+                return await handler(Call(catalog, services, header_keys(metadata)), request)
             except Abort as exc:
                 code, message = exc.code, str(exc)
             except SearchdError as exc:
@@ -159,10 +168,10 @@ class WeaviateService:
         return reply
 
     async def batch_objects(self, call: Call, request: Any) -> Any:
-        return await batch_objects(self.protocol, self.services.engine, call.catalog, request, call.keys)
+        return await batch_objects(self.protocol, call.services.engine, call.catalog, request, call.keys)
 
     async def batch_delete(self, call: Call, request: Any) -> Any:
-        return await batch_delete(self.protocol, self.services.engine, call.catalog, request)
+        return await batch_delete(self.protocol, call.services.engine, call.catalog, request)
 
     async def batch_references(self, call: Call, request: Any) -> Any:
         raise Abort(
@@ -176,7 +185,7 @@ class WeaviateService:
 
     def _decoder(self, message: type[Any]) -> Callable[[bytes], Any]:
         def decode(data: bytes) -> Any:
-            if len(data) > self.services.holder.current.spec.server.limits.max_body_bytes:
+            if len(data) > self.served.spec().server.limits.max_body_bytes:
                 return Oversized(len(data))  # refused in the handler, with the HTTP edge's message
             return message.FromString(data)
 
@@ -201,7 +210,7 @@ class WeaviateService:
         async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             # Open, as /v1/.well-known/ready is: the clients check it before they authenticate anything.  The service
             # name is not checked, as Weaviate does not: the TypeScript client sends the method's path in it.
-            return health_reply(status=SERVING)
+            return health_reply(status=SERVING if self.served.current() is not None else NOT_SERVING)
 
         health = {
             "Check": grpc.unary_unary_rpc_method_handler(
@@ -212,9 +221,9 @@ class WeaviateService:
 
 
 @contextlib.asynccontextmanager
-async def grpc_server(services: Services, host: str, port: int) -> AsyncIterator[int]:
+async def grpc_server(served: Served, host: str, port: int) -> AsyncIterator[int]:
     """Serve gRPC on host:port while the context is open (on the running event loop, beside the HTTP server)."""
-    limit = services.holder.current.spec.server.limits.max_body_bytes
+    limit = served.spec().server.limits.max_body_bytes
     server = grpc.aio.server(
         options=[
             # Not shared with another process: grpc's default SO_REUSEPORT would let a second server bind the same port.
@@ -225,7 +234,7 @@ async def grpc_server(services: Services, host: str, port: int) -> AsyncIterator
             ("grpc.max_send_message_length", -1),
         ]
     )
-    service = WeaviateService(services, load_protocol())
+    service = WeaviateService(served, load_protocol())
     server.add_generic_rpc_handlers(service.handlers())
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

@@ -12,7 +12,7 @@ import numpy as np
 from searchd.config.spec import CollectionSpec, NamedVectorSpec
 from searchd.errors import SearchdError
 from searchd.modules.cache import EmbeddingCache
-from searchd.modules.provider import HttpPool
+from searchd.modules.provider import HttpPool, Provider
 
 Modality = Literal["text", "image"]
 Vector = np.ndarray  # float32, shape (dimensions,)
@@ -94,6 +94,7 @@ class ModuleInfo:
     open_models: bool = False  # any model name the provider serves (dimensions then required)
     object_modalities: frozenset[Modality] | None = None  # what objects may hold, when narrower than modalities
     query_modalities: frozenset[Modality] | None = None  # what queries may be, when narrower
+    provider: Provider | None = None  # a remote provider: where its API key may come from
 
     @property
     def embeds(self) -> frozenset[Modality]:

@@ -189,6 +189,7 @@ def _colbert(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapp
 
 
 TEXT = ModuleInfo(
+    provider=JINA,
     name="text2vec-jinaai",
     title="Jina AI text embeddings (jina-embeddings-v2, v3, v4)",
     documentation=DOCS,
@@ -198,6 +199,7 @@ TEXT = ModuleInfo(
     factory=_text,
 )
 MULTI = ModuleInfo(
+    provider=JINA,
     name="multi2vec-jinaai",
     title="Jina AI CLIP text + image embeddings (jina-clip-v2, v1)",
     documentation=DOCS,
@@ -207,6 +209,7 @@ MULTI = ModuleInfo(
     factory=_clip,
 )
 MULTI_MULTI = ModuleInfo(
+    provider=JINA,
     name="multi2multivec-jinaai",
     title="Jina AI multi-vector text + image embeddings (jina-embeddings-v4)",
     documentation=DOCS,
@@ -217,6 +220,7 @@ MULTI_MULTI = ModuleInfo(
     multi_vector=True,
 )
 TEXT_MULTI = ModuleInfo(
+    provider=JINA,
     name="text2multivec-jinaai",
     title="Jina AI ColBERT late-interaction text embeddings (jina-colbert-v2)",
     documentation=DOCS,

@@ -95,6 +95,7 @@ def _text(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapping
 
 
 MULTI = ModuleInfo(
+    provider=NVIDIA,
     name="multi2vec-nvidia",
     title="NVIDIA NIM multimodal embeddings (nvidia/nvclip or another NIM model)",
     documentation=DOCS,
@@ -105,6 +106,7 @@ MULTI = ModuleInfo(
     open_models=True,
 )
 TEXT = ModuleInfo(
+    provider=NVIDIA,
     name="text2vec-nvidia",
     title="NVIDIA NIM text embeddings (nvidia/nv-embedqa-e5-v5 or another NIM model)",
     documentation=DOCS,

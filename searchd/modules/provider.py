@@ -143,6 +143,13 @@ def error_detail(response: httpx.Response) -> str:
     return json.dumps(body)[:300]
 
 
+def endpoint(base_url: str) -> str:
+    """The host and port a URL points at, for errors: never its path, query or user info (which may hold a secret)."""
+    url = httpx.URL(base_url)
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return f"{url.host}:{port}" if port else url.host
+
+
 def redact(text: str, headers: Mapping[str, str]) -> str:
     """``text`` without the credentials sent in ``headers`` (some providers quote a bad key back)."""
     for name, value in headers.items():
@@ -206,9 +213,9 @@ class ProviderClient:
                 try:
                     response = await client.post(url, json=body, headers=sent, timeout=self.settings.timeout_s)
                 except httpx.TimeoutException:
-                    last_problem = f"no answer within {self.settings.timeout_s:g} s"
+                    last_problem = f"no answer within {self.settings.timeout_s:g} s from {endpoint(self.settings.base_url)}"
                 except httpx.TransportError as exc:
-                    last_problem = f"could not connect to {self.settings.base_url} ({type(exc).__name__})"
+                    last_problem = f"could not connect to {endpoint(self.settings.base_url)} ({type(exc).__name__})"
                 else:
                     if response.status_code == 200:
                         try:

@@ -82,6 +82,7 @@ def _images(collection: CollectionSpec, vector: NamedVectorSpec, settings: Mappi
 
 
 TEXT = ModuleInfo(
+    provider=TEXT_SERVICE,
     name="text2vec-weaviate",
     title="Weaviate Embeddings text models (Snowflake Arctic)",
     documentation=DOCS,
@@ -91,6 +92,7 @@ TEXT = ModuleInfo(
     factory=_text,
 )
 MULTI_MULTI = ModuleInfo(
+    provider=IMAGE_SERVICE,
     name="multi2multivec-weaviate",
     title="Weaviate Embeddings late-interaction document images (ModernVBERT/colmodernvbert)",
     documentation=DOCS,

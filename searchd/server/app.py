@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,17 +14,19 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
-from searchd.catalog import CatalogHolder, compile_catalog
+from searchd.catalog import Catalog, CatalogHolder, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import Spec
-from searchd.engine import Engine, ObjectStore, default_data_dir, open_store, storage_error
+from searchd.engine import Engine, ObjectStore, ProgressReport, default_data_dir, open_store, storage_error
 from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
+from searchd.modules.keys import missing_key_warnings
 from searchd.modules.provider import HttpPool
 from searchd.modules.registry import default_registry
 from searchd.query.served import ServedGraphQL
@@ -33,6 +36,7 @@ from searchd.server.auth import Authentication
 from searchd.server.errors import client_gone_handler, http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit
 from searchd.server.observe import Metrics, RequestObserver
+from searchd.server.readiness import Readiness
 from searchd.server.routes import ROUTES
 
 log = logging.getLogger("searchd")
@@ -69,11 +73,31 @@ def resolve_data_dir(spec: Spec, data_dir: str | Path | None) -> Path:
     return default_data_dir()
 
 
-def open_services(config_path: str | Path, data_dir: str | Path | None = None, allow_destructive: bool = False, watch: bool | None = None) -> Services:
-    """Start on a config: the same plan → apply path as a reload, against the spec applied last time.
+@dataclass
+class Opening:
+    """The quick part of a start done: the config checked and compiled, the store open; the indexes not yet."""
 
-    A config whose changes would drop data is refused here (the server does not start)
-    unless destructive changes are allowed.  Re-vectorizations resume in the background.
+    config_path: str
+    directory: Path
+    store: ObjectStore
+    runtime: ModuleRuntime
+    metrics: Metrics
+    graphql: ServedGraphQL
+    catalog: Catalog
+    allow_destructive: bool
+    watch: bool
+
+    def close(self) -> None:
+        try:
+            self.runtime.cache.close()
+        finally:
+            self.store.close()
+
+
+def begin_services(config_path: str | Path, data_dir: str | Path | None = None, allow_destructive: bool = False, watch: bool | None = None) -> Opening:
+    """Check the config against the data directory (refusing a change that would drop data, unless allowed) and compile it.
+
+    Quick: a bad or refused config stops a start before its port opens.
     """
     registry = default_registry()
     spec = load_spec(config_path, registry)
@@ -94,43 +118,145 @@ def open_services(config_path: str | Path, data_dir: str | Path | None = None, a
         served = served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})
         catalog = compile_catalog(served, registry, runtime)
         graphql.prepare(catalog)
-        holder = CatalogHolder(catalog)
-        engine = Engine(holder, store, directory)
-        engine.start_checkpoints()
-        manager = ConfigManager(Path(config_path), engine, runtime, allow_destructive, on_reload=metrics.observe_reload, prepare_catalog=graphql.prepare)
-        manager.start(watch=spec.server.reload.watch if watch is None else watch)
-        manager.submit("start").result()
     except BaseException:
         runtime.cache.close()
         store.close()
         raise
-    log.info("serving %d collection(s) from %s with data in %s", len(catalog.collections), config_path, directory)
-    services = Services(str(config_path), holder, store, engine, runtime, manager, metrics, graphql)
-    metrics.watch(services)
+    for warning in missing_key_warnings(catalog.modules_in_use(), spec.modules, runtime.environ):
+        log.warning("%s", warning)
+    return Opening(str(config_path), directory, store, runtime, metrics, graphql, catalog, allow_destructive, spec.server.reload.watch if watch is None else watch)
+
+
+def finish_services(opening: Opening, progress: ProgressReport | None = None) -> Services:
+    """Open (or rebuild) the indexes and apply the config: the slow part of a start, told to ``progress``."""
+    try:
+        holder = CatalogHolder(opening.catalog)
+        engine = Engine(holder, opening.store, opening.directory, progress)
+        engine.start_checkpoints()
+        if progress is not None:
+            progress("applying the config", 0, None)
+        graphql = opening.graphql
+        manager = ConfigManager(Path(opening.config_path), engine, opening.runtime, opening.allow_destructive, on_reload=opening.metrics.observe_reload, prepare_catalog=graphql.prepare)
+        manager.start(watch=opening.watch)
+        manager.submit("start").result()
+    except BaseException:
+        opening.close()
+        raise
+    log.info("serving %d collection(s) from %s with data in %s", len(holder.current.collections), opening.config_path, opening.directory)
+    services = Services(opening.config_path, holder, opening.store, engine, opening.runtime, manager, opening.metrics, graphql)
+    opening.metrics.watch(services)
     return services
 
 
-Companion = Callable[[Services], contextlib.AbstractAsyncContextManager[Any]]
+def open_services(config_path: str | Path, data_dir: str | Path | None = None, allow_destructive: bool = False, watch: bool | None = None) -> Services:
+    """Start on a config: the same plan → apply path as a reload, against the spec applied last time.
+
+    A config whose changes would drop data is refused here (the server does not start)
+    unless destructive changes are allowed.  Re-vectorizations resume in the background.
+    """
+    return finish_services(begin_services(config_path, data_dir, allow_destructive, watch))
 
 
-def create_app(services: Services, companions: Sequence[Companion] = ()) -> Starlette:
-    """The app; ``companions`` run on its event loop from start-up to shutdown (the CLI's gRPC server is one)."""
+class Startup:
+    """A start whose slow part (indexes, then ``then``: the --load files) runs on a thread while the port is open.
+
+    ``then`` is given the services, the readiness to report to and an event set when
+    the server shuts down; data requests are answered once it returns.
+    """
+
+    def __init__(self, opening: Opening, then: Callable[[Services, Readiness, threading.Event], None] | None = None) -> None:
+        self.opening = opening
+        self.then = then
+        self.readiness = Readiness()
+        self.stopping = threading.Event()
+        self.services: Services | None = None
+        self.error: BaseException | None = None
+        self.on_failure: Callable[[], None] = lambda: None
+        self._thread: threading.Thread | None = None
+
+    def begin(self, state: State) -> None:
+        def run() -> None:
+            try:
+                self.services = finish_services(self.opening, self.readiness.report)
+                if self.then is not None:
+                    self.then(self.services, self.readiness, self.stopping)
+            except BaseException as exc:  # the server cannot serve: say why, and stop it
+                self.error = exc
+                self.readiness.failed(str(exc))
+                if isinstance(exc, SearchdError):
+                    log.error("start-up failed: %s", exc)
+                else:
+                    log.exception("start-up failed")
+                self.on_failure()
+                return
+            if not self.stopping.is_set():
+                state.services = self.services
+                self.readiness.set_ready()
+
+        self._thread = threading.Thread(target=run, name="searchd-startup", daemon=True)
+        self._thread.start()
+
+    def end(self) -> Services | None:
+        """Stop loading (after the batch in hand) and wait for the thread; the services to close, if it opened them."""
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.services
+
+
+@dataclass(frozen=True)
+class Served:
+    """What an edge beside HTTP (the gRPC server) serves from: the open services (None until start-up is done),
+    the spec that holds meanwhile, the metrics and the readiness."""
+
+    current: Callable[[], Services | None]
+    spec: Callable[[], Spec]
+    metrics: Metrics
+    readiness: Readiness
+
+
+Companion = Callable[[Served], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def create_app(services: Services | Startup, companions: Sequence[Companion] = ()) -> Starlette:
+    """An app on open services, or on a ``Startup`` it runs when it starts (answering 503 "not ready" until it is done).
+
+    ``companions`` run on its event loop from start-up to shutdown (the CLI's gRPC server is one); they open their
+    ports at once, as HTTP does, and answer "not ready" until the services are open.
+    """
+    startup = services if isinstance(services, Startup) else None
+    metrics = services.opening.metrics if isinstance(services, Startup) else services.metrics
+    starting_spec = services.opening.catalog.spec if isinstance(services, Startup) else services.holder.current.spec
+
+    def current() -> Services | None:
+        opened: Services | None = getattr(app.state, "services", None)
+        return opened
+
+    def spec() -> Spec:
+        # Until the services are open, auth and limits come from the config the start checked.
+        opened = current()
+        return opened.holder.current.spec if opened is not None else starting_spec
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            served = Served(current, spec, metrics, app.state.readiness)
             for companion in companions:
-                await stack.enter_async_context(companion(services))
+                await stack.enter_async_context(companion(served))
+            if startup is not None:
+                startup.begin(app.state)
             yield
-        await services.runtime.pool.aclose()
-        await anyio.to_thread.run_sync(services.close)
+        opened = await anyio.to_thread.run_sync(startup.end) if startup is not None else app.state.services
+        if opened is not None:
+            await opened.runtime.pool.aclose()
+            await anyio.to_thread.run_sync(opened.close)
 
     app = Starlette(
         routes=ROUTES,
         middleware=[
-            Middleware(RequestObserver, metrics=lambda: services.metrics),
-            Middleware(Authentication, auth=lambda: services.holder.current.spec.server.auth),
-            Middleware(BodySizeLimit, limit=lambda: services.holder.current.spec.server.limits.max_body_bytes),
+            Middleware(RequestObserver, metrics=lambda: metrics),
+            Middleware(Authentication, auth=lambda: spec().server.auth),
+            Middleware(BodySizeLimit, limit=lambda: spec().server.limits.max_body_bytes),
         ],
         exception_handlers={
             SearchdError: searchd_error_handler,
@@ -140,5 +266,11 @@ def create_app(services: Services, companions: Sequence[Companion] = ()) -> Star
         },
         lifespan=lifespan,
     )
-    app.state.services = services
+    app.state.metrics = metrics
+    if startup is None:
+        app.state.services = services
+        app.state.readiness = Readiness()
+        app.state.readiness.set_ready()
+    else:
+        app.state.readiness = startup.readiness
     return app

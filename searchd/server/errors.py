@@ -15,6 +15,7 @@ from searchd.errors import (
     ConfigRefused,
     InvalidInput,
     NotFound,
+    NotReady,
     PayloadTooLarge,
     ProviderError,
     ProviderUnavailable,
@@ -34,6 +35,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SearchdError], int], ...] = (
     (NotFound, 404),
     (PayloadTooLarge, 413),
     (StorageError, 503),
+    (NotReady, 503),
     (ConfigChanged, 503),
     (ProviderUnavailable, 503),
     (ProviderError, 502),
@@ -55,7 +57,7 @@ def error_response(status: int, message: str) -> JSONResponse:
 async def searchd_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SearchdError)
     status = status_of(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, NotReady):  # not ready is expected during a start, and logged as progress
         log.error("%s %s failed: %s", request.method, request.url.path, exc, extra={"request_id": _request_id(request)})
     return error_response(status, str(exc))
 

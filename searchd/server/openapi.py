@@ -30,7 +30,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: "the body or batch is over a limit",
         422: "the request is invalid; the message says how to fix it",
         502: "an embedding provider refused",
-        503: "storage or an embedding provider is unavailable",
+        503: "storage or an embedding provider is unavailable, or the server is still starting",
     }
     return {str(s): _json(ERROR, meaning[s]) for s in statuses}
 
@@ -106,9 +106,28 @@ GRAPHQL_BODY: dict[str, Any] = {
 }
 GRAPHQL_RESULT: dict[str, Any] = {"type": "object", "properties": {"data": {}, "errors": {"type": "array", "items": {"type": "object"}}}}
 
+READINESS: dict[str, Any] = {
+    "type": "object",
+    "required": ["ready", "phase", "done", "total", "rate", "etaSeconds"],
+    "properties": {
+        "ready": {"type": "boolean"},
+        "phase": {"type": "string"},
+        "done": {"type": "integer"},
+        "total": {"type": ["integer", "null"]},
+        "rate": {"type": "number", "description": "per second, since the phase began"},
+        "etaSeconds": {"type": ["number", "null"]},
+        "error": {"type": "string", "description": "why the start failed (the server then stops)"},
+    },
+}
+
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/.well-known/live": {"get": {"summary": "Liveness (never needs a key)", "responses": {"200": {"description": "alive"}}}},
-    "/v1/.well-known/ready": {"get": {"summary": "Readiness (never needs a key)", "responses": {"200": {"description": "ready"}}}},
+    "/v1/.well-known/ready": {
+        "get": {
+            "summary": "Readiness (never needs a key): 503 while the start opens indexes or loads --load files, with its progress",
+            "responses": {"200": _json(READINESS, "ready"), "503": _json(READINESS, "not ready yet: the phase and its progress")},
+        }
+    },
     "/v1/meta": {"get": _op("Server version, modules in use, embedding cache figures", {"200": _json({"type": "object"}, "meta")})},
     "/v1/openapi.json": {"get": _op("This description", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},
     "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}})},

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import Catalog
-from searchd.errors import InvalidInput, NotFound, PayloadTooLarge
+from searchd.errors import InvalidInput, NotFound, NotReady, PayloadTooLarge
 from searchd.modules.provider import header_keys
 from searchd.query.plan import execute_plan
 from searchd.query.search import QueryContext
@@ -35,7 +35,11 @@ DEFAULT_LIST_LIMIT = 25  # Weaviate's documented default for GET /v1/objects
 
 
 def _services(request: Request) -> Any:
-    return request.app.state.services
+    services = getattr(request.app.state, "services", None)
+    if services is None:  # still opening indexes or loading --load files: answers now would be partial
+        progress = request.app.state.readiness.as_json()
+        raise NotReady(f"the server is not ready yet: {progress['phase']}", "wait until GET /v1/.well-known/ready answers 200")
+    return services
 
 
 def _catalog(request: Request) -> Catalog:
@@ -70,7 +74,9 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    return Response(status_code=200)
+    """200 once the indexes are open and the --load files are in; until then 503 with the start-up's progress."""
+    progress = request.app.state.readiness.as_json()
+    return JSONResponse(progress, status_code=200 if progress["ready"] else 503)
 
 
 async def meta(request: Request) -> Response:
@@ -93,7 +99,7 @@ async def openapi(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    registry = _services(request).metrics.registry
+    registry = request.app.state.metrics.registry  # answered while starting too: a long load is worth watching
     body = await anyio.to_thread.run_sync(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
