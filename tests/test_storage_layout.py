@@ -148,3 +148,34 @@ def test_expression_index_names_cannot_collide(tmp_path: Path) -> None:
             where = Condition(prop, "Equal", value, PropertyType.INT)
             assert store._hint(collection, where) == f"INDEXED BY {tables[collection]}__{prop}"  # the filter is answered by its own index
             assert store.docs_matching(collection, where) == [2]
+
+
+def test_readers_see_a_table_only_once_its_creation_is_committed(tmp_path: Path) -> None:
+    """A re-vectorization's first staged write creates its table in a transaction while the rebuild's reader looks
+    the table up: until the commit, that reader finds no table (and no rows), not a "no such table" error."""
+    import threading
+
+    from searchd.records import StoredObject
+
+    created, proceed = threading.Event(), threading.Event()
+    with ObjectStore(tmp_path / "data") as store:
+        store.put_many([StoredObject("Doc", doc_id(1), {"n": 1}, {"v": np.ones(4, np.float32)})])
+
+        def create_staging_table() -> None:
+            with store._transaction() as db:
+                store._vector_table_for_write(db, "Doc", "staged")
+                created.set()
+                assert proceed.wait(30)
+
+        writer = threading.Thread(target=create_staging_table)
+        writer.start()
+        try:
+            assert created.wait(30)
+            assert store.has_vectors("Doc", "staged") is False
+            assert store.ids_with_vector("Doc", "staged", [doc_id(1)]) == set()
+            assert store.vector_matrix("Doc", "staged", [1]) == ([], [])
+        finally:
+            proceed.set()
+            writer.join()
+        assert store._vector_table("Doc", "staged") is not None  # committed: now every reader sees it
+        assert store.has_vectors("Doc", "staged") is False

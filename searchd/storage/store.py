@@ -125,6 +125,8 @@ class ObjectStore:
         self._reader_list: list[sqlite3.Connection] = []
         self._tags: dict[str, int] = {}
         self._vector_tags: dict[tuple[str, str], int] = {}
+        self._published: tuple[dict[str, int], dict[tuple[str, str], int]] = ({}, {})
+        self._writer: int | None = None  # the thread inside a write transaction
         try:
             try:
                 self._db = _connect(self.path)
@@ -140,8 +142,7 @@ class ObjectStore:
                 db.execute("PRAGMA analysis_limit=1000")  # approximate statistics, gathered in milliseconds
                 db.executescript(_SCHEMA)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('layout', ?)", (str(LAYOUT),))
-                self._tags = dict(db.execute("SELECT name, tag FROM collections").fetchall())
-                self._vector_tags = {(c, n): t for c, n, t in db.execute("SELECT collection, name, tag FROM vector_tables")}
+                self._reload_tags(db)
         except BaseException:
             if hasattr(self, "_db"):
                 self._db.close()
@@ -206,6 +207,7 @@ class ObjectStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._guard() as db:
             db.execute("BEGIN IMMEDIATE")
+            self._writer = threading.get_ident()
             try:
                 yield db
             except BaseException:
@@ -213,11 +215,24 @@ class ObjectStore:
                     db.execute("ROLLBACK")
                 self._reload_tags(db)
                 raise
+            finally:
+                self._writer = None
             db.execute("COMMIT")
+            self._publish_tags()
 
     def _reload_tags(self, db: sqlite3.Connection) -> None:
         self._tags = dict(db.execute("SELECT name, tag FROM collections").fetchall())
         self._vector_tags = {(c, n): t for c, n, t in db.execute("SELECT collection, name, tag FROM vector_tables")}
+        self._publish_tags()
+
+    def _publish_tags(self) -> None:
+        # Readers see a table once its creation is committed: another connection would find no such table before
+        # that (a re-vectorization's first staged write creates its table while the rebuild reads it).
+        self._published = (dict(self._tags), dict(self._vector_tags))
+
+    def _views(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """The table registry this thread may use: the write transaction's own (with what it created), or the committed one."""
+        return (self._tags, self._vector_tags) if self._writer == threading.get_ident() else self._published
 
     # -- tables ------------------------------------------------------------------
 
@@ -228,7 +243,7 @@ class ObjectStore:
         return tag
 
     def _table(self, collection: str) -> str | None:
-        tag = self._tags.get(collection)
+        tag = self._views()[0].get(collection)
         return None if tag is None else f"o{tag}"
 
     def _table_for_write(self, db: sqlite3.Connection, collection: str) -> str:
@@ -240,7 +255,7 @@ class ObjectStore:
         return f"o{self._tags[collection]}"
 
     def _vector_table(self, collection: str, name: str) -> str | None:
-        tag = self._vector_tags.get((collection, name))
+        tag = self._views()[1].get((collection, name))
         return None if tag is None else f"v{tag}"
 
     def _vector_table_for_write(self, db: sqlite3.Connection, collection: str, name: str) -> str:
@@ -252,7 +267,7 @@ class ObjectStore:
         return f"v{self._vector_tags[(collection, name)]}"
 
     def _vector_tables(self, collection: str) -> dict[str, str]:
-        return {n: f"v{t}" for (c, n), t in self._vector_tags.items() if c == collection}
+        return {n: f"v{t}" for (c, n), t in self._views()[1].items() if c == collection}
 
     def analyze(self) -> None:
         """Refresh the planner's statistics, so it picks a filter's index only when the filter is selective."""
@@ -419,7 +434,7 @@ class ObjectStore:
         vectors: bool = True,
     ) -> list[StoredObject]:
         """Objects ordered by ``order``, then id; ``after`` is an exclusive id cursor within one collection."""
-        names = [collection] if collection is not None else sorted(self._tags)
+        names = [collection] if collection is not None else sorted(self._views()[0])
         found: list[StoredObject] = []
         skip = offset
         for name in names:  # without a collection: collections in name order, each in id order
