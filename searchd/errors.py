@@ -8,6 +8,10 @@
     ├── AlreadyExists       an object with that id is already stored
     ├── PayloadTooLarge     a request body is larger than the configured limit
     ├── QueryError          a GraphQL query cannot be answered as written
+    ├── LimitExceeded       a request is over a server.limits setting (cost, searches, filter size …); refused before any work
+    ├── RateLimited         an API key made more requests than its rate allows (carries retry_after)
+    ├── Overloaded          no query slot came free in time (carries retry_after)
+    ├── QueryTimeout        a query ran past server.limits.queryTimeout and was cancelled
     ├── StorageError        the data directory cannot be read or written
     ├── NotReady            the server is still starting (loading objects, opening indexes)
     └── ProviderError       an embedding provider refused a request (bad key, bad input)
@@ -92,6 +96,32 @@ class PayloadTooLarge(SearchdError):
 
 class QueryError(SearchdError):
     code = "invalid_query"
+
+
+class LimitExceeded(SearchdError):
+    """The message names the measured amount, the limit and its setting: 'this query has 120 searches; the limit is 100 (server.limits.maxSearchesPerQuery)'."""
+
+    code = "limit_exceeded"
+
+
+class RateLimited(SearchdError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, hint: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class Overloaded(SearchdError):
+    code = "overloaded"
+
+    def __init__(self, message: str, hint: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class QueryTimeout(SearchdError):
+    code = "query_timeout"
 
 
 class StorageError(SearchdError):

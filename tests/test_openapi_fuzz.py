@@ -16,10 +16,12 @@ The modules' ``FUZZ`` counter records how many requests/examples ran (asserted a
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import operator as operator_module
 import re
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -44,6 +46,7 @@ from searchd.server import create_app, open_services, routes
 from searchd.server.openapi import openapi_document
 from searchd.server.routes import ROUTES
 from tests.conftest import QUICKSTART, example_objects
+from tests.engine_calls import counted
 
 OBJECTS = example_objects(QUICKSTART.parent / "objects.jsonl")
 IDS = [o["id"] for o in OBJECTS]
@@ -290,9 +293,10 @@ def post_graphql(client: TestClient, query: str, variables: Any = None) -> dict[
     response = client.post("/v1/graphql", json=body)
     FUZZ["graphql requests"] += 1
     assert response.status_code < 500, (query, response.text)
-    if not query.strip():
+    if not query.strip() or response.status_code == 422:
         assert response.status_code == 422
         assert_error_body(response)
+        assert not query.strip() or "(server.limits." in response.json()["error"][0]["message"], response.text  # over a limit (issue #13)
         return {}
     assert response.status_code == 200, (query, response.text)
     result: dict[str, Any] = response.json()
@@ -371,6 +375,9 @@ def test_fuzz_graphql_schema_valid_queries(quickstart: TestClient, graphql_schem
     def run(query: str) -> None:
         result = post_graphql(quickstart, query)
         FUZZ["graphql examples"] += 1
+        if not result:
+            outcomes["over a limit"] += 1  # 422 naming a server.limits setting (post_graphql checked it), e.g. objectLimit: 600000
+            return
         # Executed: an answer, or errors from resolvers (they carry a path); else refused by validation.
         outcomes["executed" if result.get("data") is not None else "refused"] += 1
         if "errors" not in result:
@@ -705,10 +712,117 @@ def test_fuzz_where_filters_with_any_json(quickstart: TestClient, where: Any) ->
     FUZZ["filter examples"] += 1
 
 
+# -- expensive documents (issue #13): refused before any engine work, while the server answers ------
+
+
+QUICKSTART_VECTOR = [0.05] * 256
+SEARCH_ARGUMENTS = ["nearVector: {vector: $v}", 'bm25: {query: "bread"}', 'hybrid: {query: "bread", alpha: 0.5}', 'nearText: {concepts: ["bread"]}', "limit: 2", "limit: 1, offset: 1"]
+ROW_FIELDS = ["title", "body", "tags", "_additional { id }", "wordCount rating"]
+
+
+def _class_queries(draw: st.DrawFn, n: int, prefix: str) -> str:
+    """n aliased Get class queries, cycling through a few drawn shapes (search argument and fields)."""
+    shapes = draw(st.lists(st.tuples(st.sampled_from(SEARCH_ARGUMENTS), st.lists(st.sampled_from(ROW_FIELDS), min_size=1, max_size=3)), min_size=1, max_size=4))
+    return " ".join(f"{prefix}{i}: Article({shapes[i % len(shapes)][0]}) {{ {' '.join(shapes[i % len(shapes)][1])} }}" for i in range(n))
+
+
+def _operation(body: str) -> str:
+    return ("query($v: Vector!) " if "$v" in body else "query ") + body
+
+
+@st.composite
+def expensive_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any], set[str]]:
+    """A document over a default limit: (query, variables, the settings that may refuse it).
+
+    Aliases, fragments (spread by several Gets, through chains of fragments and inline fragments),
+    aggregates, filter operands and depth (as literals and as variables), and many fields of many rows.
+    """
+    kind = draw(st.sampled_from(["aliases", "fragments", "operands", "depth", "fields"]))
+    variables: dict[str, Any] = {"v": QUICKSTART_VECTOR}
+    if kind == "aliases":
+        n = draw(st.integers(101, 1500))
+        aggregates = draw(st.integers(0, n // 2))
+        aggregate = " ".join(f"x{i}: Article {{ meta {{ count }} }}" for i in range(aggregates))
+        query = _operation("{ Get { " + _class_queries(draw, n - aggregates, "a") + " }" + (f" Aggregate {{ {aggregate} }}" if aggregate else "") + " }")
+        return query, variables, {"maxSearchesPerQuery", "maxQueryTokens"}
+    if kind == "fragments":
+        gets = draw(st.integers(2, 12))
+        per_get = draw(st.integers(100 // gets + 1, 100))
+        chain = draw(st.integers(0, 5))  # fragments that only spread the next one
+        inner = "fragment F0 on GetObjectsObj { " + _class_queries(draw, per_get, "c") + " }"
+        links = " ".join(f"fragment F{i + 1} on GetObjectsObj {{ ...F{i} ...F{i} }}" for i in range(chain))
+        spread = f"...F{chain}" if draw(st.booleans()) else f"... on GetObjectsObj {{ ...F{chain} }}"
+        body = "{ " + " ".join(f"g{j}: Get {{ {spread} }}" for j in range(gets)) + " }"
+        return _operation(f"{body} {inner} {links}"), variables, {"maxSearchesPerQuery"}
+    if kind == "operands":
+        n = draw(st.integers(501, 1200))
+        leaf = draw(st.sampled_from([{"path": ["title"], "operator": "Equal", "valueText": "x"}, {"path": ["wordCount"], "operator": "GreaterThan", "valueInt": 5}]))
+        where: dict[str, Any] = draw(
+            st.sampled_from([{"operator": "Or", "operands": [leaf] * n}, {"operator": "And", "operands": [leaf] * n}, {"path": ["tags"], "operator": "ContainsAny", "valueText": ["t"] * n}])
+        )
+    else:
+        if kind == "fields":
+            limit = draw(st.integers(2_000, 10_000))
+            fields = 500_000 // limit + draw(st.integers(1, 20))
+            shown = " ".join(f"f{i}: title" for i in range(fields))
+            return f"{{ Get {{ Article(limit: {limit}) {{ {shown} }} }} }}", {}, {"maxQueryCost"}
+        where = {"path": ["title"], "operator": "Equal", "valueText": "x"}
+        for _ in range(draw(st.integers(10, 120))):
+            where = {"operator": draw(st.sampled_from(["And", "Or", "Not"])), "operands": [where]}
+    setting = "maxFilterOperands" if kind == "operands" else "maxFilterDepth"
+    root = draw(st.sampled_from(["Get", "Aggregate"]))
+    fields = "title" if root == "Get" else "meta { count }"
+    if draw(st.booleans()):
+        return f"query($w: WhereInpObj) {{ {root} {{ Article(where: $w) {{ {fields} }} }} }}", {"w": where}, {setting}
+    return f"{{ {root} {{ Article(where: {graphql_literal(where)}) {{ {fields} }} }} }}", {}, {setting}
+
+
+@given(case=expensive_documents())
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+def test_fuzz_expensive_documents_are_refused_before_any_work(quickstart: TestClient, case: tuple[str, dict[str, Any], set[str]]) -> None:
+    query, variables, settings_named = case
+    with counted(quickstart) as calls:
+        response = quickstart.post("/v1/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 422, (query[:300], response.text)
+    assert_error_body(response)
+    message = response.json()["error"][0]["message"]
+    assert any(f"(server.limits.{setting})" in message for setting in settings_named), message
+    assert sum(calls.values()) == 0, dict(calls)  # refused before a single search, listing or filter ran
+    FUZZ["expensive documents refused"] += 1
+
+
+def test_probes_answer_and_expensive_documents_are_refused_while_a_heavy_query_runs(quickstart: TestClient) -> None:
+    """A query at the searches limit is held inside the engine: probes and refusals do not wait for it."""
+    release, entered = threading.Event(), threading.Event()
+
+    def hold(name: str, args: tuple[Any, ...]) -> None:
+        entered.set()
+        assert release.wait(30)
+
+    heavy = _operation("{ Get { " + " ".join(f"a{i}: Article(nearVector: {{vector: $v}}, limit: 5) {{ title }}" for i in range(100)) + " } }")
+    expensive = _operation("{ Get { " + " ".join(f"a{i}: Article(nearVector: {{vector: $v}}) {{ title }}" for i in range(10_000)) + " } }")
+    with counted(quickstart, hold) as calls, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(quickstart.post, "/v1/graphql", json={"query": heavy, "variables": {"v": QUICKSTART_VECTOR}})
+        assert entered.wait(30)
+        for _ in range(20):
+            assert quickstart.get("/v1/.well-known/live").status_code == 200
+            assert quickstart.get("/v1/.well-known/ready").status_code == 200
+        started = calls["search_hits"]
+        refused = quickstart.post("/v1/graphql", json={"query": expensive, "variables": {"v": QUICKSTART_VECTOR}})
+        assert refused.status_code == 422 and "(server.limits.maxQueryTokens)" in refused.json()["error"][0]["message"]
+        assert not running.done() and calls["search_hits"] == started  # the heavy query is still held, and the refusal ran no search
+        release.set()
+        response = running.result()
+    assert response.status_code == 200 and len(response.json()["data"]["Get"]) == 100
+    assert calls["search_hits"] == 100
+
+
 def test_fuzz_counts() -> None:
     """Runs last in this module (pytest keeps file order): how much fuzzing the module did."""
     print(f"\nfuzz counts: {dict(FUZZ)}")
     if FUZZ["rest requests"]:
         assert FUZZ["rest requests"] >= 200
+    if FUZZ["expensive documents refused"]:
+        assert FUZZ["expensive documents refused"] >= 50
     if FUZZ["filter examples"]:
         assert FUZZ["filters compared"] >= 40 and FUZZ["filters refused"] >= 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -46,12 +47,48 @@ class Distance(enum.Enum):
 
 
 @dataclass(frozen=True)
+class RateSpec:
+    """A token bucket: ``requests_per_second`` on average, up to ``burst`` at once (None: the rate, rounded up)."""
+
+    requests_per_second: float | None = None  # None: not limited
+    burst: int | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else max(1, math.ceil(self.requests_per_second or 1))
+
+
+@dataclass(frozen=True)
+class RateLimitSpec:
+    """Per-API-key request rates (each key has its own bucket; without keys, all requests share one)."""
+
+    requests_per_second: float | None = None  # keys not named in ``keys``; None: not limited
+    burst: int | None = None
+    keys: Mapping[str, RateSpec] = field(default_factory=lambda: MappingProxyType({}))  # by the key's name
+
+    def of(self, key_name: str) -> RateSpec | None:
+        """The rate of a key, or None when it is not limited."""
+        rate = self.keys.get(key_name, RateSpec(self.requests_per_second, self.burst))
+        return rate if rate.requests_per_second is not None else None
+
+
+@dataclass(frozen=True)
 class LimitsSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     query_limit_default: int = DEFAULT_QUERY_LIMIT
     query_limit_max: int = MAX_QUERY_RESULTS
     max_batch_objects: int = 10_000
     max_query_depth: int = 30
+    # The query cost model (searchd/query/cost.py) and the admission of queries (searchd/server/limits.py).
+    max_query_tokens: int = 20_000
+    max_query_cost: int = 500_000
+    max_searches_per_query: int = 100
+    max_filter_operands: int = 500
+    max_filter_depth: int = 10
+    max_concurrent_queries: int = 8
+    queue_timeout: float = 10.0  # seconds a query waits for a slot
+    query_timeout: float = 30.0  # seconds a query may run
+    rate_limit: RateLimitSpec = RateLimitSpec()
 
 
 @dataclass(frozen=True)
@@ -299,6 +336,11 @@ def _connections_spec(data: Mapping[str, Any]) -> ConnectionsSpec:
     )
 
 
+def _rate_limit_spec(data: Mapping[str, Any]) -> RateLimitSpec:
+    keys = {name: RateSpec(rate.get("requestsPerSecond"), rate.get("burst")) for name, rate in data.get("keys", {}).items()}
+    return RateLimitSpec(data.get("requestsPerSecond"), data.get("burst"), MappingProxyType(keys))
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
@@ -352,6 +394,15 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                 query_limit_max=limits.get("queryLimitMax", MAX_QUERY_RESULTS),
                 max_batch_objects=limits.get("maxBatchObjects", 10_000),
                 max_query_depth=limits.get("maxQueryDepth", 30),
+                max_query_tokens=limits.get("maxQueryTokens", LimitsSpec.max_query_tokens),
+                max_query_cost=limits.get("maxQueryCost", LimitsSpec.max_query_cost),
+                max_searches_per_query=limits.get("maxSearchesPerQuery", LimitsSpec.max_searches_per_query),
+                max_filter_operands=limits.get("maxFilterOperands", LimitsSpec.max_filter_operands),
+                max_filter_depth=limits.get("maxFilterDepth", LimitsSpec.max_filter_depth),
+                max_concurrent_queries=limits.get("maxConcurrentQueries", LimitsSpec.max_concurrent_queries),
+                queue_timeout=limits.get("queueTimeout", LimitsSpec.queue_timeout),
+                query_timeout=limits.get("queryTimeout", LimitsSpec.query_timeout),
+                rate_limit=_rate_limit_spec(limits.get("rateLimit", {})),
             ),
             connections=_connections_spec(server.get("connections", {})),
             reload=ReloadSpec(

@@ -274,7 +274,8 @@ def build_aggregate_field(catalog: Catalog, types: SharedTypes) -> GraphQLField:
 def _resolver(class_name: str) -> Callable[..., Any]:
     async def resolve(_root: Any, info: GraphQLResolveInfo[QueryContext], **args: Any) -> list[Group]:
         try:
-            return await aggregate_groups(info.context, class_name, args)
+            async with info.context.searching():
+                return await aggregate_groups(info.context, class_name, args)
         except (InvalidInput, NotFound) as exc:  # a bad id or an unknown target vector: a query error here
             raise QueryError(exc.problem, exc.hint) from exc
 

@@ -20,6 +20,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ from graphql import (
 )
 from graphql.language import get_location
 
+from searchd.config.spec import LimitsSpec
+from searchd.query.cost import Cost, Estimate, check_tokens, estimate
 from searchd.query.plan import GetPlan, compile_get
 
 # Places that matter when lifting vectors: the starts of strings, comments and `vector: [`.
@@ -65,6 +68,7 @@ class Prepared:
     plan: GetPlan | None = None  # the compiled plan of a plain Get (``document`` is then the cached one, not relocated)
     lifted: _Lifted | None = None
     source: str = ""
+    estimate: Estimate | None = None  # what the document costs, before its variables are known (searchd.query.cost)
 
     def locate(self, node: Node) -> list[dict[str, int]]:
         """Where a node of ``document`` is in the client's text, as GraphQL error locations."""
@@ -327,39 +331,59 @@ def selection_depth(document: DocumentNode) -> int:
     return max((depth(d.selection_set) for d in document.definitions if isinstance(d, OperationDefinitionNode)), default=0)
 
 
-class DocumentCache:
-    """A bounded LRU of validated documents for one schema."""
+_Validated = tuple[DocumentNode | None, list[GraphQLError], GetPlan | None, Estimate | None]
 
-    def __init__(self, schema: GraphQLSchema, size: int = 512, max_depth: int = 30) -> None:
+
+class DocumentCache:
+    """A bounded LRU of validated documents for one schema, with what each costs.
+
+    A document over a limit of ``limits`` (searchd.query.cost) raises LimitExceeded, before it is
+    parsed (too many tokens) or before it is validated (too many searches, fields or filter operands).
+    ``floors`` holds each collection's least candidates per vector search (its index's ef or candidates).
+    """
+
+    def __init__(
+        self, schema: GraphQLSchema, size: int = 512, max_depth: int | None = None, limits: LimitsSpec | None = None, floors: Mapping[str, int] | None = None
+    ) -> None:
         self.schema = schema
         self.size = size
-        self.max_depth = max_depth
-        self._documents: OrderedDict[str, tuple[DocumentNode, GetPlan | None]] = OrderedDict()
+        self.limits = limits or LimitsSpec()
+        self.max_depth = self.limits.max_query_depth if max_depth is None else max_depth
+        self.floors = floors or {}
+        self._documents: OrderedDict[str, tuple[DocumentNode, GetPlan | None, Estimate]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _validated(self, source: str) -> tuple[DocumentNode | None, list[GraphQLError], GetPlan | None]:
+    def _validated(self, source: str) -> _Validated:
         with self._lock:
             cached = self._documents.get(source)
             if cached is not None:
                 self._documents.move_to_end(source)
-                return cached[0], [], cached[1]
+                return cached[0], [], cached[1], cached[2]
+        check_tokens(source, self.limits)
         try:
             document = parse(source, no_location=False)
         except GraphQLSyntaxError as error:
-            return None, [error], None
+            return None, [error], None, None
         depth = selection_depth(document)
         if depth > self.max_depth:
             message = f"the query nests {depth} levels deep, above the maximum of {self.max_depth} (raise server.limits.maxQueryDepth, or flatten the query)"
-            return None, [GraphQLError(message)], None
+            return None, [GraphQLError(message)], None, None
+        cost = estimate(document, self.limits)  # before validation, which can take quadratic time in the number of fields
         errors = validate(self.schema, document)
         if errors:
-            return None, errors, None
+            return None, errors, None, None
         plan = compile_get(self.schema, document)
         with self._lock:
-            self._documents[source] = (document, plan)
+            self._documents[source] = (document, plan, cost)
             if len(self._documents) > self.size:
                 self._documents.popitem(last=False)
-        return document, [], plan
+        return document, [], plan, cost
+
+    def cost(self, prepared: Prepared, variables: Mapping[str, object], operation_name: str | None) -> Cost:
+        """What running the prepared document with these variables costs (checked by the caller, summed over a batch)."""
+        if prepared.estimate is None:
+            return Cost()
+        return prepared.estimate.cost(variables, operation_name, self.limits, self.floors)
 
     def prepare(self, source: str) -> Prepared:
         lifted = _lift(source) if "vector" in source or "query" in source else None
@@ -368,10 +392,10 @@ class DocumentCache:
         arrays = {name: _as_vector(value) if name.startswith(_PREFIX) else value for name, value in lifted.values.items()} if lifted is not None else {}
         if lifted is not None and all(a is not None for a in arrays.values()):
             # The Vector scalar and the search take the arrays as they are: the numbers are read once.
-            document, errors, plan = self._validated(lifted.text)
+            document, errors, plan, cost = self._validated(lifted.text)
             if document is not None and plan is not None:  # no relocated copy: the plan locates its own errors
-                return Prepared(document, [], arrays, plan, lifted, source)
+                return Prepared(document, [], arrays, plan, lifted, source, cost)
             if document is not None:
-                return Prepared(_relocated(document, lifted, Source(source)), [], arrays)
-        document, errors, plan = self._validated(source)
-        return Prepared(document, errors, {}, plan, None, source)
+                return Prepared(_relocated(document, lifted, Source(source)), [], arrays, estimate=cost)
+        document, errors, plan, cost = self._validated(source)
+        return Prepared(document, errors, {}, plan, None, source, cost)

@@ -218,7 +218,8 @@ def resolve_get(class_name: str) -> Callable[..., Awaitable[list[dict[str, Any]]
     async def resolve(_root: Any, info: GraphQLResolveInfo[Any], **args: Any) -> list[dict[str, Any]]:
         context: QueryContext = info.context
         try:
-            return await _run(context, class_name, args, shown(info))
+            async with context.searching():
+                return await _run(context, class_name, args, shown(info))
         except InvalidInput as exc:  # e.g. a malformed id: a query error in GraphQL terms
             raise QueryError(exc.problem, exc.hint) from exc
 

@@ -160,7 +160,8 @@ def _rendered(plan: ClassPlan, rows: list[Row], context: QueryContext) -> list[d
 async def _class_result(plan: ClassPlan, context: QueryContext, args: dict[str, Any]) -> list[dict[str, Any]]:
     collection = context.catalog.collection(plan.class_name)
     try:
-        rows = await get_rows(context, collection, args, plan.shown)
+        async with context.searching():
+            rows = await get_rows(context, collection, args, plan.shown)
     except InvalidInput as exc:  # e.g. a malformed id: a query error in GraphQL terms (as the resolver says)
         raise QueryError(exc.problem, exc.hint) from exc
     return _rendered(plan, rows, context)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ import anyio.to_thread
 import numpy as np
 
 from searchd.config.spec import Distance
-from searchd.errors import QueryError
+from searchd.errors import QueryError, QueryTimeout
 from searchd.index import Hit
 from searchd.index.base import AllowList
 from searchd.index.bm25 import KeywordHit
@@ -36,6 +38,14 @@ if TYPE_CHECKING:
 NEAR_ARGUMENTS = ("nearVector", "nearObject", "nearText", "nearImage")
 HYBRID_MIN_CANDIDATES = 100  # each leg fetches at least this many (QUERY_HYBRID_MAXIMUM_RESULTS)
 DEFAULT_ALPHA = 0.75
+# One request's collection queries (aliases) run at most this many at once, so one request cannot take every worker thread.
+PARALLEL_SEARCHES = 4
+
+
+def timed_out(timeout: float) -> QueryTimeout:
+    return QueryTimeout(
+        f"the query ran longer than {timeout:g} s and was cancelled (server.limits.queryTimeout)", "ask for less (fewer searches, smaller limits), or raise server.limits.queryTimeout"
+    )
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,16 @@ class QueryContext:
     catalog: Catalog
     engine: Engine
     keys: Mapping[str, str] = field(default_factory=lambda: NO_KEYS)  # the request's provider headers (X-JinaAI-Api-Key, ...)
+    deadline: float | None = None  # time.monotonic() after which no further collection query starts
+    _parallel: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PARALLEL_SEARCHES), repr=False, compare=False)
+
+    @contextlib.asynccontextmanager
+    async def searching(self) -> AsyncIterator[None]:
+        """Around each collection query: waits for one of the request's parallel turns, and starts nothing past the deadline."""
+        async with self._parallel:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise timed_out(self.catalog.spec.server.limits.query_timeout)
+            yield
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from graphql import GraphQLSchema
 
+from searchd.config.spec import IndexSpec, IndexType
 from searchd.query.document import DocumentCache
 from searchd.query.schema import build_graphql_schema
 
@@ -28,12 +29,29 @@ class CatalogGraphQL:
     documents: DocumentCache  # queries already validated against this schema
 
 
+def _candidates(index: IndexSpec) -> int:
+    """The least candidates one search of this index looks at, whatever its limit (the cost model's floor)."""
+    kind = index.kind
+    if kind is IndexType.HNSW:
+        return index.ef
+    if kind is IndexType.MULTIVECTOR:
+        return max(index.ef, index.candidates)
+    if kind is IndexType.ANNOY:
+        return index.search_k
+    return 0  # flat: an exact scan, as many candidates as the limit asks for
+
+
+def search_floors(catalog: Catalog) -> dict[str, int]:
+    """Each collection's largest least-candidates over its vectors."""
+    return {name: max((_candidates(v.spec.index) for v in c.vectors.values()), default=0) for name, c in catalog.collections.items()}
+
+
 def build_catalog_graphql(catalog: Catalog) -> CatalogGraphQL | None:
     """None for a catalog without collections (there is nothing to query); raises what graphql-core raises for a bad schema."""
     schema = build_graphql_schema(catalog)
     if schema is None:
         return None
-    return CatalogGraphQL(schema, DocumentCache(schema, max_depth=catalog.spec.server.limits.max_query_depth))
+    return CatalogGraphQL(schema, DocumentCache(schema, limits=catalog.spec.server.limits, floors=search_floors(catalog)))
 
 
 class ServedGraphQL:

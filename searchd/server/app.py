@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from searchd.reload.applied import plan_against_applied
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.server.auth import Authentication
 from searchd.server.errors import client_gone_handler, http_error_handler, searchd_error_handler, unexpected_error_handler
-from searchd.server.limits import BodySizeLimit
+from searchd.server.limits import BodySizeLimit, QueryGate, RateLimit
 from searchd.server.observe import Metrics, RequestObserver
 from searchd.server.readiness import Readiness
 from searchd.server.routes import ROUTES
@@ -54,6 +54,7 @@ class Services:
     config: ConfigManager
     metrics: Metrics
     graphql: ServedGraphQL  # each served catalog's GraphQL schema, built before the catalog serves
+    queries: QueryGate = field(default_factory=QueryGate)  # how many GraphQL requests run at once, and for how long
 
     def close(self) -> None:
         try:
@@ -256,6 +257,7 @@ def create_app(services: Services | Startup, companions: Sequence[Companion] = (
         middleware=[
             Middleware(RequestObserver, metrics=lambda: metrics),
             Middleware(Authentication, auth=lambda: spec().server.auth),
+            Middleware(RateLimit, limits=lambda: spec().server.limits.rate_limit),
             Middleware(BodySizeLimit, limit=lambda: spec().server.limits.max_body_bytes),
         ],
         exception_handlers={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,12 +15,16 @@ from searchd.errors import (
     ConfigError,
     ConfigRefused,
     InvalidInput,
+    LimitExceeded,
     NotFound,
     NotReady,
+    Overloaded,
     PayloadTooLarge,
     ProviderError,
     ProviderUnavailable,
     QueryError,
+    QueryTimeout,
+    RateLimited,
     SearchdError,
     StorageError,
 )
@@ -29,6 +34,10 @@ log = logging.getLogger("searchd.server")
 STATUS_BY_ERROR: tuple[tuple[type[SearchdError], int], ...] = (
     (InvalidInput, 422),
     (QueryError, 422),
+    (LimitExceeded, 422),
+    (RateLimited, 429),
+    (Overloaded, 503),
+    (QueryTimeout, 503),
     (ConfigError, 422),
     (ConfigRefused, 409),
     (AlreadyExists, 422),
@@ -57,9 +66,13 @@ def error_response(status: int, message: str) -> JSONResponse:
 async def searchd_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SearchdError)
     status = status_of(exc)
-    if status >= 500 and not isinstance(exc, NotReady):  # not ready is expected during a start, and logged as progress
+    # Not ready is expected during a start (logged as progress); shedding load is expected, and logging each refusal would add to it.
+    if status >= 500 and not isinstance(exc, (NotReady, Overloaded)):
         log.error("%s %s failed: %s", request.method, request.url.path, exc, extra={"request_id": _request_id(request)})
-    return error_response(status, str(exc))
+    response = error_response(status, str(exc))
+    if isinstance(exc, (RateLimited, Overloaded)):
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

@@ -28,15 +28,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
         405: "the schema is the YAML config",
         409: "the config change is refused",
         413: "the body or batch is over a limit",
-        422: "the request is invalid; the message says how to fix it",
+        422: "the request is invalid or over a server.limits setting; the message says how to fix it",
+        429: "more requests than the API key's rate allows (server.limits.rateLimit); see Retry-After",
         502: "an embedding provider refused",
-        503: "storage or an embedding provider is unavailable, or the server is still starting",
+        503: "storage or an embedding provider is unavailable, the server is still starting, or (GraphQL) no query slot came free in time or the query ran past server.limits.queryTimeout",
     }
     return {str(s): _json(ERROR, meaning[s]) for s in statuses}
 
 
 def _op(summary: str, ok: dict[str, Any], *errors: int, body: dict[str, Any] | None = None, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(401, 403, *errors)}}
+    operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(401, 403, 429, *errors)}}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if parameters:
@@ -205,9 +206,9 @@ PATHS: dict[str, dict[str, Any]] = {
             body={"type": "object", "required": ["objects"], "properties": {"objects": {"type": "array", "items": OBJECT}}},
         )
     },
-    "/v1/graphql": {"post": _op("A GraphQL query (Get, Aggregate); errors come back in `errors`", {"200": _json(GRAPHQL_RESULT, "result")}, 413, 422, body=GRAPHQL_BODY)},
+    "/v1/graphql": {"post": _op("A GraphQL query (Get, Aggregate); errors come back in `errors`", {"200": _json(GRAPHQL_RESULT, "result")}, 413, 422, 503, body=GRAPHQL_BODY)},
     "/v1/graphql/batch": {
-        "post": _op("Several GraphQL queries", {"200": _json({"type": "array", "items": GRAPHQL_RESULT}, "results")}, 413, 422, body={"type": "array", "items": GRAPHQL_BODY})
+        "post": _op("Several GraphQL queries", {"200": _json({"type": "array", "items": GRAPHQL_RESULT}, "results")}, 413, 422, 503, body={"type": "array", "items": GRAPHQL_BODY})
     },
 }
 

@@ -19,6 +19,8 @@ from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import Catalog
 from searchd.errors import InvalidInput, NotFound, NotReady, PayloadTooLarge
 from searchd.modules.provider import header_keys
+from searchd.query.cost import check_body
+from searchd.query.document import Prepared
 from searchd.query.plan import execute_plan
 from searchd.query.search import QueryContext
 from searchd.query.served import CatalogGraphQL
@@ -32,6 +34,7 @@ from searchd.server.shapes import batch_result, object_json
 from searchd.values import normalize_uuid
 
 DEFAULT_LIST_LIMIT = 25  # Weaviate's documented default for GET /v1/objects
+INLINE_PREPARE_CHARS = 16_384  # longer GraphQL documents are parsed in a worker thread
 
 
 def _services(request: Request) -> Any:
@@ -286,20 +289,26 @@ def graphql_for(request: Request, catalog: Catalog) -> CatalogGraphQL:
     return found
 
 
-async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[str, Any]:
+async def _prepare_graphql(request: Request, catalog: Catalog, body: Any) -> tuple[Prepared, dict[str, Any], Any]:
+    """The parsed and validated document, the variables it runs with, and the operation named (LimitExceeded when over a limit)."""
     if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
         raise InvalidInput("the GraphQL request needs a non-empty 'query' string", "send {\"query\": \"{ Get { ... } }\"}")
     variables = body.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", "send \"variables\": {\"name\": value}")
-    graphql = graphql_for(request, catalog)
-    prepared = graphql.documents.prepare(body["query"])
+    documents = graphql_for(request, catalog).documents
+    query = body["query"]
+    # A long document not seen before is parsed in a worker thread, so the event loop keeps answering meanwhile.
+    prepared = documents.prepare(query) if len(query) <= INLINE_PREPARE_CHARS else await anyio.to_thread.run_sync(documents.prepare, query)
+    return prepared, {**(variables or {}), **prepared.variables}, body.get("operationName")
+
+
+async def _execute_graphql(request: Request, catalog: Catalog, prepared: Prepared, inputs: dict[str, Any], operation: Any, deadline: float) -> dict[str, Any]:
     if prepared.document is None:
         return {"data": None, "errors": [error.formatted for error in prepared.errors]}
+    graphql = graphql_for(request, catalog)
     started = time.perf_counter()
-    context = QueryContext(catalog, _services(request).engine, header_keys(request.headers))
-    inputs = {**(variables or {}), **prepared.variables}
-    operation = body.get("operationName")
+    context = QueryContext(catalog, _services(request).engine, header_keys(request.headers), deadline)
     plan = prepared.plan
     formatted = None
     if plan is not None and operation in (None, plan.operation.name.value if plan.operation.name else None):
@@ -317,17 +326,41 @@ async def _run_graphql(request: Request, catalog: Catalog, body: Any) -> dict[st
     return formatted
 
 
+async def _run_graphql(request: Request, catalog: Catalog, bodies: list[Any]) -> list[dict[str, Any]]:
+    """Run GraphQL queries (one, or a batch) in one query slot: each is costed first, and one over a limit refuses them all before any runs.
+
+    The queries of a batch run one after the other, so each is held to the limits on its own and the
+    batch as a whole to server.limits.queryTimeout.
+    """
+    limits = catalog.spec.server.limits
+
+    async def work(deadline: float) -> list[dict[str, Any]]:
+        items = [await _prepare_graphql(request, catalog, body) for body in bodies]
+        documents = graphql_for(request, catalog).documents
+        for prepared, inputs, operation in items:
+            documents.cost(prepared, inputs, operation).check(limits)
+        return [await _execute_graphql(request, catalog, *item, deadline) for item in items]
+
+    results: list[dict[str, Any]] = await _services(request).queries.run(limits, work)
+    return results
+
+
+async def _graphql_json(request: Request, catalog: Catalog) -> Any:
+    check_body(await request.body(), catalog.spec.server.limits)  # before the JSON parser meets fifty thousand objects
+    return await _json(request)
+
+
 async def graphql_query(request: Request) -> Response:
     catalog = _catalog(request)
-    return _json_response(await _run_graphql(request, catalog, await _json(request)))
+    return _json_response((await _run_graphql(request, catalog, [await _graphql_json(request, catalog)]))[0])
 
 
 async def graphql_batch(request: Request) -> Response:
     catalog = _catalog(request)
-    body = await _json(request)
+    body = await _graphql_json(request, catalog)
     if not isinstance(body, list):
         raise InvalidInput("a GraphQL batch is a JSON array of {query, variables} objects", "send [{\"query\": ...}, ...]")
-    return _json_response([await _run_graphql(request, catalog, item) for item in body])
+    return _json_response(await _run_graphql(request, catalog, body))
 
 
 ROUTES = [
