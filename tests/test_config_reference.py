@@ -130,7 +130,7 @@ CHANGES: dict[str, tuple[Any, Any]] = {
     "server.limits.maxQueryTokens": (20000, 500),
     "server.limits.maxQueryCost": (500000, 1000),
     "server.limits.maxSearchesPerQuery": (100, 5),
-    "server.limits.maxFilterOperands": (500, 50),
+    "server.limits.maxFilterOperands": (2000, 50),
     "server.limits.maxFilterDepth": (10, 3),
     "server.limits.maxConcurrentQueries": (8, 2),
     "server.limits.queueTimeout": (10, 1),

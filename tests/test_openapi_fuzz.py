@@ -755,7 +755,7 @@ def expensive_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any], set[str]]
         body = "{ " + " ".join(f"g{j}: Get {{ {spread} }}" for j in range(gets)) + " }"
         return _operation(f"{body} {inner} {links}"), variables, {"maxSearchesPerQuery"}
     if kind == "operands":
-        n = draw(st.integers(501, 1200))
+        n = draw(st.integers(2001, 4000))
         leaf = draw(st.sampled_from([{"path": ["title"], "operator": "Equal", "valueText": "x"}, {"path": ["wordCount"], "operator": "GreaterThan", "valueInt": 5}]))
         where: dict[str, Any] = draw(
             st.sampled_from([{"operator": "Or", "operands": [leaf] * n}, {"operator": "And", "operands": [leaf] * n}, {"path": ["tags"], "operator": "ContainsAny", "valueText": ["t"] * n}])
@@ -766,15 +766,17 @@ def expensive_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any], set[str]]
             fields = 500_000 // limit + draw(st.integers(1, 20))
             shown = " ".join(f"f{i}: title" for i in range(fields))
             return f"{{ Get {{ Article(limit: {limit}) {{ {shown} }} }} }}", {}, {"maxQueryCost"}
+        as_variable = draw(st.booleans())
         where = {"path": ["title"], "operator": "Equal", "valueText": "x"}
-        for _ in range(draw(st.integers(10, 120))):
+        # As a variable, at most 30 levels: deeper JSON meets the body's depth limit (64) before the filter is looked at.
+        for _ in range(draw(st.integers(10, 29 if as_variable else 120))):
             where = {"operator": draw(st.sampled_from(["And", "Or", "Not"])), "operands": [where]}
     setting = "maxFilterOperands" if kind == "operands" else "maxFilterDepth"
     root = draw(st.sampled_from(["Get", "Aggregate"]))
     fields = "title" if root == "Get" else "meta { count }"
-    if draw(st.booleans()):
+    if as_variable if kind == "depth" else draw(st.booleans()):
         return f"query($w: WhereInpObj) {{ {root} {{ Article(where: $w) {{ {fields} }} }} }}", {"w": where}, {setting}
-    return f"{{ {root} {{ Article(where: {graphql_literal(where)}) {{ {fields} }} }} }}", {}, {setting}
+    return f"{{ {root} {{ Article(where: {graphql_literal(where)}) {{ {fields} }} }} }}", {}, {setting, "maxQueryTokens"}
 
 
 @given(case=expensive_documents())

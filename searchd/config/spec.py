@@ -83,7 +83,7 @@ class LimitsSpec:
     max_query_tokens: int = 20_000
     max_query_cost: int = 500_000
     max_searches_per_query: int = 100
-    max_filter_operands: int = 500
+    max_filter_operands: int = 2_000
     max_filter_depth: int = 10
     max_concurrent_queries: int = 8
     queue_timeout: float = 10.0  # seconds a query waits for a slot
