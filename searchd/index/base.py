@@ -197,7 +197,7 @@ class ApproximateIndex(abc.ABC):
         if stored is None or not isinstance(stored[1], np.ndarray) or stored[1].shape[1:] != (self.dimensions,):
             return None
         docs, matrix = stored[0], np.asarray(stored[1])
-        if not live >= set(docs):  # the store may be a write ahead of the index
+        if not (live.issuperset(docs) if isinstance(live, set) else live >= set(docs)):  # the store may be a write ahead of the index
             keep = [i for i, d in enumerate(docs) if d in live]
             docs, matrix = [docs[i] for i in keep], matrix[keep]
         if not docs:
