@@ -67,6 +67,9 @@ def test_inline_and_variable_vectors_answer_alike(multimodal_client: TestClient)
     inline = graphql(multimodal_client, f'{{ Get {{ Artwork(nearVector: {{vector: {vector}, targetVectors: ["external"]}}, limit: 4) {fields} }} }}')
     variable = graphql(multimodal_client, f'query($v: Vector!) {{ Get {{ Artwork(nearVector: {{vector: $v, targetVectors: ["external"]}}, limit: 4) {fields} }} }}', {"v": vector})
     assert inline == variable and len(inline["data"]["Get"]["Artwork"]) == 4
+    for declared in ("[Float]", "[Float!]!", "[Float]!"):  # as Weaviate's schema types a vector: what its clients declare
+        weaviate_typed = f'query($v: {declared}) {{ Get {{ Artwork(nearVector: {{vector: $v, targetVectors: ["external"]}}, limit: 4) {fields} }} }}'
+        assert graphql(multimodal_client, weaviate_typed, {"v": vector}) == inline, declared
     again = graphql(multimodal_client, f'{{ Get {{ Artwork(nearVector: {{vector: {vector}, targetVectors: ["external"]}}, limit: 4) {fields} }} }}')
     assert again == inline  # served from the cached document
 

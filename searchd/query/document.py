@@ -34,11 +34,17 @@ from graphql import (
     GraphQLSchema,
     GraphQLSyntaxError,
     InlineFragmentNode,
+    ListTypeNode,
     Location,
+    NamedTypeNode,
+    NameNode,
     Node,
+    NonNullTypeNode,
     OperationDefinitionNode,
     SelectionSetNode,
     Source,
+    TypeNode,
+    VariableDefinitionNode,
     parse,
     validate,
 )
@@ -230,6 +236,39 @@ def _as_vector(value: Any) -> np.ndarray | None:
     return array if array.dtype.kind in "iuf" and array.ndim in (1, 2) and array.size > 0 else None
 
 
+def _float_list(node: TypeNode) -> bool:
+    """Whether a variable's type is [Float] or [[Float]] (any nullability): how Weaviate's schema types a vector."""
+    depth = 0
+    while True:
+        if isinstance(node, NonNullTypeNode):
+            node = node.type
+        elif isinstance(node, ListTypeNode):
+            node, depth = node.type, depth + 1
+        else:
+            return isinstance(node, NamedTypeNode) and node.name.value == "Float" and depth in (1, 2)
+
+
+def _vectors_as_weaviate_types_them(document: DocumentNode) -> DocumentNode:
+    """The document with each ``[Float]`` variable declared as searchd's ``Vector`` scalar, so that
+    ``query($v: [Float]!) {... nearVector: {vector: $v}}`` validates as it does against Weaviate (whose schema types
+    a vector ``[Float]``; a vector is the only list of numbers a query takes)."""
+
+    def as_vector(variable: VariableDefinitionNode) -> VariableDefinitionNode:
+        if not _float_list(variable.type):
+            return variable
+        # Non-null, as the search arguments take it: a null vector is refused when the variables are coerced.
+        named = NamedTypeNode(name=NameNode(value="Vector"), loc=variable.type.loc)
+        return dataclasses.replace(variable, type=NonNullTypeNode(type=named, loc=variable.type.loc))
+
+    definitions = [
+        dataclasses.replace(d, variable_definitions=tuple(as_vector(v) for v in d.variable_definitions))
+        if isinstance(d, OperationDefinitionNode) and d.variable_definitions and any(_float_list(v.type) for v in d.variable_definitions)
+        else d
+        for d in document.definitions
+    ]
+    return document if all(a is b for a, b in zip(definitions, document.definitions)) else dataclasses.replace(document, definitions=tuple(definitions))
+
+
 def _relocated(document: DocumentNode, lifted: _Lifted, source: Source) -> DocumentNode:
     """A copy of a cached lifted document whose locations are in the client's text, so errors point where they wrote.
 
@@ -369,6 +408,7 @@ class DocumentCache:
             message = f"the query nests {depth} levels deep, above the maximum of {self.max_depth} (raise server.limits.maxQueryDepth, or flatten the query)"
             return None, [GraphQLError(message)], None, None
         cost = estimate(document, self.limits)  # before validation, which can take quadratic time in the number of fields
+        document = _vectors_as_weaviate_types_them(document)
         errors = validate(self.schema, document)
         if errors:
             return None, errors, None, None
