@@ -12,7 +12,16 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from weaviate.proto.v1 import base_pb2, base_search_pb2, batch_delete_pb2, batch_pb2, generative_pb2, search_get_pb2, weaviate_pb2_grpc
+from weaviate.proto.v1 import (
+    aggregate_pb2,
+    base_pb2,
+    base_search_pb2,
+    batch_delete_pb2,
+    batch_pb2,
+    generative_pb2,
+    search_get_pb2,
+    weaviate_pb2_grpc,
+)
 
 from tests.grpc_support import connect, get, graphql_error, running, weaviate
 from tests.test_e2e_server import Server, child_env, free_port, searchd_module
@@ -191,3 +200,19 @@ def test_grpc_can_be_turned_off(tmp_path: Path) -> None:
         error: Any = caught.value
         assert error.code() == grpc.StatusCode.UNAVAILABLE  # nothing listens on the port it would have taken
         assert "gRPC" not in server.logs()
+
+
+def test_filter_limits_are_the_graphql_limits(stub: Any, http: httpx.Client) -> None:
+    """A gRPC filter over server.limits.maxFilterOperands is refused as its GraphQL twin is (RESOURCE_EXHAUSTED: a limit said no)."""
+    before = snapshot(http)
+    condition = base_pb2.Filters(operator=base_pb2.Filters.OPERATOR_EQUAL, target=base_pb2.FilterTarget(property="wordCount"), value_int=3)
+    wide = base_pb2.Filters(operator=base_pb2.Filters.OPERATOR_OR, filters=[condition] * 2001)
+    code, message = failure(stub.Search, search_get_pb2.SearchRequest(collection="Article", filters=wide))
+    where = {"operator": "Or", "operands": [{"path": ["wordCount"], "operator": "Equal", "valueInt": 3}] * 2001}
+    twin = http.post("/v1/graphql", json={"query": "query($w: WhereInpObj) { Get { Article(where: $w) { title } } }", "variables": {"w": where}})
+    assert (twin.status_code, code) == (422, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    http_message = twin.json()["error"][0]["message"]
+    assert message == http_message and "(server.limits.maxFilterOperands)" in message
+    aggregate = aggregate_pb2.AggregateRequest(collection="Article", objects_count=True, filters=wide)
+    assert failure(stub.Aggregate, aggregate) == (code, message)
+    assert snapshot(http) == before

@@ -15,6 +15,7 @@ from searchd.grpc.codec import where_of
 from searchd.grpc.protocol import Protocol
 from searchd.grpc.search import Unsupported, near_image_argument, near_object_argument, near_text_argument, near_vector_argument
 from searchd.query.aggregate import DEFAULT_TOP_OCCURRENCES, Group, aggregatable, aggregate_groups
+from searchd.query.cost import check_filter
 from searchd.query.search import QueryContext
 
 _FAMILY = {
@@ -124,6 +125,7 @@ def _aggregations(collection: CompiledCollection, group: Group, request: Any, in
 async def run_aggregate(protocol: Protocol, context: QueryContext, request: Any) -> Any:
     collection = context.catalog.collection(request.collection)
     args = aggregate_arguments(collection, request)
+    check_filter(args.get("where"), context.catalog.spec.server.limits)  # operands and depth, as for GraphQL
     groups = await aggregate_groups(context, collection.name, args)
     reply = protocol.AggregateReply()
     if not request.HasField("group_by"):

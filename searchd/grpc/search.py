@@ -17,6 +17,7 @@ from searchd.config.spec import Distance, PropertySpec
 from searchd.errors import QueryError
 from searchd.grpc.codec import near_vector_input, set_value, target_names, uuid_bytes, vector_bytes, wanted_properties, where_of
 from searchd.grpc.protocol import Protocol
+from searchd.query.cost import check_filter
 from searchd.query.get import Shown, get_rows, grouped_rows
 from searchd.query.search import QueryContext, Row
 
@@ -233,6 +234,7 @@ async def run_search(protocol: Protocol, context: QueryContext, request: Any) ->
     """The SearchReply for a request, computed as its GraphQL twin would be."""
     collection = context.catalog.collection(request.collection)
     args = search_arguments(collection, request)
+    check_filter(args.get("where"), context.catalog.spec.server.limits)  # operands and depth, as for GraphQL
     reply = Reply(protocol, collection, request)
     answer = protocol.SearchReply()
     if args.get("groupBy") is None:

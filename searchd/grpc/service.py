@@ -9,6 +9,7 @@ and maps searchd's errors to status codes in one table, with the HTTP messages.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from prometheus_client import Histogram
 
 from searchd.catalog import Catalog
 from searchd.config.spec import Role
-from searchd.errors import SearchdError
+from searchd.errors import LimitExceeded, RateLimited, SearchdError
 from searchd.grpc.aggregate import run_aggregate
 from searchd.grpc.batch import batch_delete, batch_objects
 from searchd.grpc.protocol import Protocol, load_protocol
@@ -53,6 +54,8 @@ SERVING, NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus
 def code_of(exc: SearchdError) -> grpc.StatusCode:
     if isinstance(exc, Unsupported):
         return grpc.StatusCode.UNIMPLEMENTED
+    if isinstance(exc, (LimitExceeded, RateLimited)):  # 422 / 429 over HTTP: a server.limits setting said no
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     return CODE_BY_STATUS.get(status_of(exc), grpc.StatusCode.INTERNAL)
 
 
@@ -155,17 +158,22 @@ class WeaviateService:
 
         return call
 
-    async def search(self, call: Call, request: Any) -> Any:
+    async def _admitted(self, call: Call, run: Callable[[QueryContext], Awaitable[Any]]) -> Any:
+        """A query in one of the HTTP edge's query slots, under server.limits.queryTimeout (as a GraphQL request runs)."""
         started = time.perf_counter()
-        reply = await run_search(self.protocol, call.context, request)
+
+        async def work(deadline: float) -> Any:
+            return await run(dataclasses.replace(call.context, deadline=deadline))
+
+        reply = await call.services.queries.run(call.catalog.spec.server.limits, work)
         reply.took = time.perf_counter() - started
         return reply
 
+    async def search(self, call: Call, request: Any) -> Any:
+        return await self._admitted(call, lambda context: run_search(self.protocol, context, request))
+
     async def aggregate(self, call: Call, request: Any) -> Any:
-        started = time.perf_counter()
-        reply = await run_aggregate(self.protocol, call.context, request)
-        reply.took = time.perf_counter() - started
-        return reply
+        return await self._admitted(call, lambda context: run_aggregate(self.protocol, context, request))
 
     async def batch_objects(self, call: Call, request: Any) -> Any:
         return await batch_objects(self.protocol, call.services.engine, call.catalog, request, call.keys)
