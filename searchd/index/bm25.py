@@ -49,7 +49,6 @@ import json
 import math
 import re
 import threading
-import zlib
 from array import array
 from bisect import bisect_right
 from collections import Counter
@@ -62,6 +61,7 @@ import numpy as np
 
 from searchd.config.spec import CollectionSpec, InvertedIndexSpec, Tokenization
 from searchd.index.base import AllowList
+from searchd.index.bm25_files import checked_array, checksum, header_count, load_arrays, read_property
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ALNUM = re.compile(r"[\W_]+", re.UNICODE)
@@ -537,7 +537,7 @@ class BM25Index:
                 "version": FORMAT_VERSION,
                 "size": self._size,
                 "count": self._count,
-                "crc32": _checksum(arrays),
+                "crc32": checksum(arrays),
                 "properties": described,
             }
             with open(directory / ARRAYS_FILE, "wb") as out:
@@ -560,13 +560,13 @@ class BM25Index:
         expected = [(name, prop.tokenization.value) for name, prop in index.properties.items()]
         if saved != expected:
             raise ValueError(f"saved BM25 index covers {saved}, the collection's searchable properties are {expected}")
-        size, count = _count(header, "size", MAX_DOC + 1), _count(header, "count", MAX_DOC + 1)
-        arrays = _load_arrays(directory / ARRAYS_FILE)
-        if header.get("crc32") != _checksum(arrays):
+        size, count = header_count(header, "size", MAX_DOC + 1), header_count(header, "count", MAX_DOC + 1)
+        arrays = load_arrays(directory / ARRAYS_FILE)
+        if header.get("crc32") != checksum(arrays):
             raise ValueError(f"{directory / ARRAYS_FILE} does not match its header's checksum (damaged, or from another save)")
-        live = _array(arrays, "live", np.int32, count)
+        live = checked_array(arrays, "live", np.int32, count)
         for i in range(len(expected)):
-            _array(arrays, f"p{i}_lengths", np.int32, size)  # checked before allocating anything for ``size`` docs
+            checked_array(arrays, f"p{i}_lengths", np.int32, size)  # checked before allocating anything for ``size`` docs
         if len(live) and (live[0] < 0 or live[-1] >= size or np.any(np.diff(live) <= 0)):
             raise ValueError("saved BM25 index lists live docs out of order or out of range")
         if size:
@@ -580,69 +580,10 @@ class BM25Index:
         return index
 
 
-def _count(mapping: Mapping[str, Any], key: str, most: int = 2**62) -> int:
-    value = mapping.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
-        raise ValueError(f"saved BM25 header has a bad {key!r}: {value!r}")
-    return value
-
-
-def _checksum(arrays: Mapping[str, np.ndarray]) -> int:
-    """CRC-32 over every array's name and bytes: ties the header to the arrays of the same save."""
-    crc = 0
-    for name in sorted(arrays):
-        crc = zlib.crc32(np.ascontiguousarray(arrays[name]).data, zlib.crc32(name.encode(), crc))
-    return crc
-
-
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with open(path, "rb") as source, np.lib.npyio.NpzFile(source, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError):
-        raise
-    except Exception as exc:
-        # A damaged zip surfaces as BadZipFile, EOFError, KeyError, an unsupported-compression error,
-        # RuntimeError ("encrypted") or a decompressor's own error: all mean "rebuild it" here.
-        raise ValueError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from exc
-
-
-def _array(arrays: Mapping[str, np.ndarray], name: str, dtype: type[np.generic], length: int | None) -> np.ndarray:
-    value = arrays.get(name)
-    if value is None:
-        raise ValueError(f"saved BM25 index lacks the array {name!r}")
-    if value.dtype != np.dtype(dtype) or value.ndim != 1 or (length is not None and len(value) != length):
-        raise ValueError(f"saved BM25 array {name!r} is {value.dtype}{list(value.shape)}, expected {np.dtype(dtype)}[{length if length is not None else 'n'}]")
-    return value
-
-
 def _restore_property(prop: _Property, arrays: Mapping[str, np.ndarray], prefix: str, about: Mapping[str, Any], size: int) -> None:
-    terms, postings, documents, total_length = (_count(about, key) for key in ("terms", "postings", "documents", "totalLength"))
-    text = _array(arrays, prefix + "terms", np.uint8, None).tobytes().decode("utf-8", "surrogatepass")
-    ends = _array(arrays, prefix + "term_ends", np.int64, terms)
-    offsets = _array(arrays, prefix + "offsets", np.int64, terms + 1)
-    docs = _array(arrays, prefix + "docs", np.int32, postings)
-    freqs = _array(arrays, prefix + "freqs", np.int32, postings)
-    lengths = _array(arrays, prefix + "lengths", np.int32, size)
-    if terms and (ends[0] < 0 or np.any(np.diff(ends) < 0) or ends[-1] != len(text)) or (not terms and text):
-        raise ValueError(f"saved BM25 vocabulary of {about.get('name')!r} does not match its term boundaries")
-    if offsets[0] != 0 or offsets[-1] != postings or np.any(np.diff(offsets) < 0):
-        raise ValueError(f"saved BM25 postings of {about.get('name')!r} do not match their offsets")
-    if postings and (docs.min() < 0 or docs.max() >= size or freqs.min() < 1):
-        raise ValueError(f"saved BM25 postings of {about.get('name')!r} hold docs out of range or frequencies below 1")
-    if size and lengths.min() < 0:
-        raise ValueError(f"saved BM25 lengths of {about.get('name')!r} are negative")
-    # Every doc's frequencies add up to its length: this catches most damage to docs, freqs and lengths at once.
-    if not np.array_equal(np.bincount(docs, weights=freqs, minlength=size), lengths):
-        raise ValueError(f"saved BM25 postings of {about.get('name')!r} do not add up to the saved lengths")
-    if int(np.count_nonzero(lengths)) != documents or int(lengths.sum(dtype=np.int64)) != total_length:
-        raise ValueError(f"saved BM25 lengths of {about.get('name')!r} do not match the header's counts")
-    bounds = [0, *ends.tolist()]
-    vocab = {text[bounds[t] : bounds[t + 1]]: t for t in range(terms)}
-    if len(vocab) != terms:
-        raise ValueError(f"saved BM25 vocabulary of {about.get('name')!r} repeats a term")
-    prop.vocab = vocab
-    prop.offsets, prop.docs, prop.freqs = offsets, docs, freqs
-    prop.lengths[:size] = lengths
-    prop.slot[:size][lengths > 0] = BASE
-    prop.documents, prop.total_length = documents, total_length
+    saved = read_property(arrays, prefix, about, size)
+    prop.vocab = saved.vocab
+    prop.offsets, prop.docs, prop.freqs = saved.offsets, saved.docs, saved.freqs
+    prop.lengths[:size] = saved.lengths
+    prop.slot[:size][saved.lengths > 0] = BASE
+    prop.documents, prop.total_length = saved.documents, saved.total_length
