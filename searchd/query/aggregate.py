@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 import numpy as np
 from graphql import (
     GraphQLArgument,
@@ -337,9 +336,9 @@ async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping
         objects = [obj.properties for obj in found]
     else:
         bound = cap * SCAN_FACTOR
-        total = await anyio.to_thread.run_sync(engine.count, collection.name, where)
+        total = await engine.offload(engine.count, collection.name, where)
         if total <= bound:  # read at most bound + 1, so that writes since the count cannot go unnoticed
-            stored = await anyio.to_thread.run_sync(lambda: engine.list_objects(collection.name, limit=bound + 1, where=where, vectors=False))
+            stored = await engine.offload(engine.list_objects, collection.name, limit=bound + 1, where=where, vectors=False)
             objects = [obj.properties for obj in stored]
             total = len(objects)
         if total > bound:

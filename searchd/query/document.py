@@ -125,11 +125,36 @@ def _numbers(text: str) -> Any:
         return None
 
 
-def _code_spans(source: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) of strings/comments ("skip"), of vector list literals ("vector") and of `query: "..."` strings ("text")."""
+def _flat_vector(text: str) -> np.ndarray | None:
+    """A ``[n, n, ...]`` literal read at once, when it is a JSON array of numbers that orjson reads exactly; else None."""
+    try:
+        array = np.asarray(orjson.loads(text))
+    except (orjson.JSONDecodeError, ValueError, TypeError, OverflowError):
+        return None
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iuf":
+        return None
+    if array.dtype.kind == "f" and np.abs(array).max() >= _INT64 and _huge(array):
+        return None  # a whole number of 64 bits or more, which orjson made a float: read as GraphQL does, below
+    return array
+
+
+def _code_spans(source: str, vectors: dict[int, np.ndarray] | None = None) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of strings/comments ("skip"), of vector list literals ("vector") and of `query: "..."` strings ("text").
+
+    A flat vector that reads as JSON numbers is put in ``vectors`` (by its start) as it is found, so it is parsed once.
+    """
     spans: list[tuple[int, int, str]] = []
     position = 0
     while (mark := _MARKS.search(source, position)) is not None:
+        if vectors is not None and mark.group(0) not in _ENDS:
+            # The fast way: a flat list up to the first "]" that is all JSON numbers spans exactly what the
+            # character-class scan below finds, in a fraction of its time.
+            close = source.find("]", mark.end()) + 1
+            if close and not source[mark.end() + 1 : close].lstrip().startswith("[") and (array := _flat_vector(source[mark.end() : close])) is not None:
+                spans.append((mark.end(), close, "vector"))
+                vectors[mark.end()] = array
+                position = close
+                continue
         token = mark.group(0)
         if token in _ENDS:
             closed = _ENDS[token].match(source, mark.end())
@@ -154,7 +179,7 @@ def _code_spans(source: str) -> list[tuple[int, int, str]]:
 def lift_literals(source: str) -> tuple[str, dict[str, Any]] | None:
     """Replace inline ``vector: [...]`` and ``query: "..."`` literals with variables; None when there is nothing to lift or it is unsafe."""
     lifted = _lift(source)
-    return None if lifted is None else (lifted.text, lifted.values)
+    return None if lifted is None else (lifted.text, {name: value.tolist() if isinstance(value, np.ndarray) else value for name, value in lifted.values.items()})
 
 
 @dataclass(frozen=True)
@@ -190,7 +215,8 @@ def _text(literal: str) -> str | None:
 
 
 def _lift(source: str) -> _Lifted | None:
-    spans = _code_spans(source)
+    read: dict[int, np.ndarray] = {}
+    spans = _code_spans(source, read)
     if not any(kind in ("vector", "text") for _, _, kind in spans):
         return None
     lifted: dict[str, Any] = {}
@@ -200,7 +226,7 @@ def _lift(source: str) -> _Lifted | None:
     for start, stop, kind in spans:
         if kind == "skip":
             continue
-        value = _numbers(source[start:stop]) if kind == "vector" else _text(source[start:stop])
+        value = (read[start] if start in read else _numbers(source[start:stop])) if kind == "vector" else _text(source[start:stop])
         if value is None:
             continue  # not plain numbers (or text): leave it to the GraphQL parser
         name = f"{_PREFIX if kind == 'vector' else _TEXT_PREFIX}{len(lifted)}"

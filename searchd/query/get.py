@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFragmentNode, SelectionSetNode
 
 from searchd.catalog import CompiledCollection
@@ -176,7 +175,7 @@ async def get_rows(context: QueryContext, collection: CompiledCollection, args: 
     if search is None:
         order = [sort_key(collection, s["path"], s.get("order") == "desc") for s in args.get("sort") or []]
         after = normalize_uuid(args["after"], "after") if args.get("after") else None
-        objects = await anyio.to_thread.run_sync(lambda: context.engine.list_objects(collection.name, limit, offset, after, where, order, show.vectors))
+        objects = await context.engine.offload(context.engine.list_objects, collection.name, limit, offset, after, where, order, show.vectors)
         return [Row(obj.doc, obj.id, object=obj) for obj in objects]
     rows = await _search(context, collection, search, args, limit + offset, where, show.explain)
     rows = rows[offset : offset + limit]

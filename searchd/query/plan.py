@@ -176,7 +176,14 @@ async def execute_plan(plan: GetPlan, context: QueryContext, inputs: Mapping[str
         arguments = [get_argument_values(c.definition, c.node, variables) for c in plan.classes]
     except GraphQLError:
         return None
-    results = await asyncio.gather(*(_class_result(c, context, a) for c, a in zip(plan.classes, arguments)), return_exceptions=True)
+    results: list[list[dict[str, Any]] | BaseException]
+    if len(plan.classes) == 1:  # the common case: no task per class
+        try:
+            results = [await _class_result(plan.classes[0], context, arguments[0])]
+        except SearchdError as exc:
+            results = [exc]
+    else:
+        results = await asyncio.gather(*(_class_result(c, context, a) for c, a in zip(plan.classes, arguments)), return_exceptions=True)
     data: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     for class_plan, result in zip(plan.classes, results):

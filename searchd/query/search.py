@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 import numpy as np
 
 from searchd.config.spec import Distance
@@ -95,7 +94,7 @@ async def read_objects(context: QueryContext, collection: CompiledCollection, ro
     """Read the rows' objects (in a worker thread); rows whose object was deleted meanwhile are dropped."""
     if not rows:
         return rows
-    objects = await anyio.to_thread.run_sync(context.engine.objects, collection.name, [r.doc for r in rows], vectors)
+    objects = await context.engine.offload(context.engine.objects, collection.name, [r.doc for r in rows], vectors)
     for row in rows:
         row.object = objects.get(row.doc)
     return [r for r in rows if r.object is not None]
@@ -111,7 +110,7 @@ def parse_filter(collection: CompiledCollection, where: Any) -> Filter | None:
 async def allowed_docs(context: QueryContext, collection: CompiledCollection, where: Filter | None) -> AllowList | None:
     if where is None:
         return None
-    return await anyio.to_thread.run_sync(context.engine.allowed, collection.name, where)
+    return await context.engine.offload(context.engine.allowed, collection.name, where)
 
 
 # -- vector search ----------------------------------------------------------------
@@ -153,7 +152,7 @@ def _object_id(reference: Mapping[str, Any], what: str) -> str:
 
 
 async def _stored_vector(context: QueryContext, collection: CompiledCollection, vector: CompiledVector, reference: Mapping[str, Any], what: str) -> np.ndarray:
-    stored = await anyio.to_thread.run_sync(context.engine.get, context.catalog, collection.name, _object_id(reference, what))
+    stored = await context.engine.offload(context.engine.get, context.catalog, collection.name, _object_id(reference, what))
     if vector.name not in stored.vectors:
         raise QueryError(f"object '{stored.id}' has no '{vector.name}' vector", "choose a target vector the object has")
     return stored.vectors[vector.name]
@@ -216,7 +215,7 @@ async def near_hits(context: QueryContext, collection: CompiledCollection, kind:
     vector = target_vector(collection, near.get("targetVectors"))
     threshold = max_distance(vector, near)
     query = await query_vector(context, collection, vector, kind, near)
-    return vector, await anyio.to_thread.run_sync(context.engine.search_hits, collection, vector, query, limit, 0, threshold, allowed)
+    return vector, await context.engine.offload(context.engine.search_hits, collection, vector, query, limit, 0, threshold, allowed)
 
 
 async def near_rows(context: QueryContext, collection: CompiledCollection, kind: str, near: Mapping[str, Any], limit: int, allowed: AllowList | None) -> list[Row]:
@@ -279,7 +278,7 @@ def keyword_hits(
 
 
 async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True) -> list[Row]:
-    hits = await anyio.to_thread.run_sync(keyword_hits, context, collection, bm25["query"], limit, bm25.get("properties"), bm25.get("searchOperator"), allowed, explain)
+    hits = await context.engine.offload(keyword_hits, context, collection, bm25["query"], limit, bm25.get("properties"), bm25.get("searchOperator"), allowed, explain)
     return rows_of(context, collection, [(h.id, None, h.score, h.explain) for h in hits])
 
 
@@ -331,7 +330,7 @@ async def hybrid_rows(
     async def keyword() -> list[KeywordHit]:
         if alpha >= 1.0 or not query:
             return []
-        return await anyio.to_thread.run_sync(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain)
+        return await context.engine.offload(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain)
 
     async def vector() -> tuple[str, CompiledVector | None, list[Hit]]:
         return ("vector,hybridVector", None, []) if alpha <= 0.0 else await _hybrid_vector_leg(context, collection, hybrid, fetch, allowed)

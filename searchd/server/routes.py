@@ -364,6 +364,9 @@ async def graphql_batch(request: Request) -> Response:
 
 
 ROUTES = [
+    # The router tries routes in order (a regex each): the query routes come first.
+    Route("/v1/graphql", graphql_query, methods=["POST"]),
+    Route("/v1/graphql/batch", graphql_batch, methods=["POST"]),
     Route("/v1/.well-known/live", live, methods=["GET"]),
     Route("/v1/.well-known/ready", ready, methods=["GET"]),
     Route("/v1/meta", meta, methods=["GET"]),
@@ -390,6 +393,4 @@ ROUTES = [
     Route("/v1/objects/{class_name}/{id}", patch_object, methods=["PATCH"]),
     Route("/v1/objects/{class_name}/{id}", delete_object, methods=["DELETE"]),
     Route("/v1/batch/objects", batch_objects, methods=["POST"]),
-    Route("/v1/graphql", graphql_query, methods=["POST"]),
-    Route("/v1/graphql/batch", graphql_batch, methods=["POST"]),
 ]
