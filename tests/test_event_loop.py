@@ -85,7 +85,8 @@ QUERY = f"{{ Get {{ Doc(nearVector: {{vector: {VECTORS[5].tolist()}}}, limit: 3)
     "owner,name,query",
     [
         (Engine, "search_hits", QUERY),
-        (Engine, "allowed", QUERY.replace("limit: 3", 'limit: 3, where: {path: ["n"], operator: LessThan, valueInt: 30}')),
+        # A text pattern goes to a worker (a small numeric filter is answered on the loop: see the test below).
+        (Engine, "allowed", QUERY.replace("limit: 3", 'limit: 3, where: {path: ["title"], operator: Like, valueText: "bread*"}')),
         (Engine, "objects", QUERY),
         (ObjectStore, "list_objects", "{ Get { Doc(limit: 5) { title } } }"),
         (Engine, "keyword_index", '{ Get { Doc(bm25: {query: "bread"}, limit: 3) { title } } }'),
@@ -120,3 +121,25 @@ def test_a_rest_read_waiting_on_the_store_leaves_probes_answered(client: TestCli
     reached, release = held(monkeypatch, ObjectStore, "list_objects")
     response = probe_while_held(client, pool, reached, release, lambda: client.get("/v1/objects?class=Doc&limit=3"))
     assert response.status_code == 200 and len(response.json()["objects"]) == 3
+
+
+def test_a_small_numeric_filter_is_answered_on_the_loop_with_the_same_docs(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two comparisons on an INT column cost less than a worker hop: Engine.allowed (the worker's way) is not called."""
+    where = 'where: {operator: And, operands: [{path: ["n"], operator: GreaterThanEqual, valueInt: 10}, {path: ["n"], operator: LessThan, valueInt: 14}]}'
+    query = f"{{ Get {{ Doc({where}, nearVector: {{vector: {VECTORS[0].tolist()}}}, limit: 10) {{ n }} }} }}"
+    expected = sorted(row["n"] for row in client.post("/v1/graphql", json={"query": query}).json()["data"]["Get"]["Doc"])
+    assert expected == [10, 11, 12, 13]
+
+    calls: list[str] = []
+    allowed = Engine.allowed
+
+    def recorded(self: Engine, collection: str, where: Any) -> Any:
+        calls.append(collection)
+        return allowed(self, collection, where)
+
+    monkeypatch.setattr(Engine, "allowed", recorded)
+    assert sorted(row["n"] for row in client.post("/v1/graphql", json={"query": query}).json()["data"]["Get"]["Doc"]) == expected
+    assert calls == []
+    text = query.replace(where, 'where: {path: ["title"], operator: Equal, valueText: "bread number 3"}')
+    assert [row["n"] for row in client.post("/v1/graphql", json={"query": text}).json()["data"]["Get"]["Doc"]] == [3]
+    assert calls == ["Doc"]  # text goes the worker's way

@@ -203,8 +203,9 @@ class ApproximateIndex(abc.ABC):
         if not docs:
             return []
         if self.metric is Distance.COSINE:
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            matrix = matrix / np.where(norms > 0, norms, 1.0)
+            # Scale the dot products, not the rows: the same distances without a normalised copy of the matrix.
+            norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+            return top_k(docs, np.asarray(1.0 - (matrix @ query) / np.where(norms > 0, norms, 1.0), dtype=np.float32), k)
         return top_k(docs, distances(matrix, query, self.metric), k)
 
 

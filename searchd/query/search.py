@@ -110,7 +110,8 @@ def parse_filter(collection: CompiledCollection, where: Any) -> Filter | None:
 async def allowed_docs(context: QueryContext, collection: CompiledCollection, where: Filter | None) -> AllowList | None:
     if where is None:
         return None
-    return await context.engine.offload(context.engine.allowed, collection.name, where)
+    at_once = context.engine.allowed_at_once(collection.name, where)
+    return at_once if at_once is not None else await context.engine.offload(context.engine.allowed, collection.name, where)
 
 
 # -- vector search ----------------------------------------------------------------

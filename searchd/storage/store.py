@@ -391,7 +391,7 @@ class ObjectStore:
         if table is None or not len(docs):
             return [], []
         # One statement for any number of docs (a JSON array is one parameter); rows come back in doc order.
-        listed = orjson.dumps(docs.tolist() if isinstance(docs, np.ndarray) else [int(d) for d in docs])
+        listed = orjson.dumps(docs if isinstance(docs, (list, tuple, np.ndarray)) else list(docs), option=orjson.OPT_SERIALIZE_NUMPY)
         with self._read(bulk) as db:
             rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN (SELECT value FROM json_each(?)) ORDER BY doc", (listed,)).fetchall()
         if not rows:
