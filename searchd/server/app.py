@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sqlite3
@@ -146,7 +147,18 @@ def finish_services(opening: Opening, progress: ProgressReport | None = None) ->
     log.info("serving %d collection(s) from %s with data in %s", len(holder.current.collections), opening.config_path, opening.directory)
     services = Services(opening.config_path, holder, opening.store, engine, opening.runtime, manager, opening.metrics, graphql)
     opening.metrics.watch(services)
+    settle_heap()
     return services
+
+
+def settle_heap() -> None:
+    """Exempt what start-up built (modules, catalog, the indexes' id maps) from the garbage collector's full passes.
+
+    They live as long as the server, and a full collection walks every tracked object: with some 65,000 of them
+    after start-up, each one paused every request for tens of milliseconds (health probes' p99 under load).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def open_services(config_path: str | Path, data_dir: str | Path | None = None, allow_destructive: bool = False, watch: bool | None = None) -> Services:
