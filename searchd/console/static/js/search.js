@@ -53,7 +53,8 @@ export class SearchView {
     this.status = h("p", { id: "search-status", role: "status", "aria-live": "polite" });
     this.results = h("ol", { id: "results", class: "results", "aria-label": "Results", onkeydown: (event) => this.moveFocus(event) });
     this.queryPanel = h("section", { class: "query", "aria-label": "The query sent", hidden: true });
-    clear(this.el, h("h2", {}, "Search"), this.form, this.status, this.queryPanel, this.results);
+    // Two columns on a wide screen (the form and the query beside the results), one on a phone.
+    clear(this.el, h("h2", {}, "Search"), h("div", { class: "search-layout" }, h("div", { class: "search-side" }, this.form, this.queryPanel), h("div", { class: "search-main" }, this.status, this.results)));
     this.renderForm();
   }
 
