@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -91,7 +91,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The multimodal example served with its objects, shared by the tests that only read."""
     directory = tmp_path_factory.mktemp("console-example")
     out, err = directory / "server.stdout", directory / "server.stderr"
-    files = [open(out, "wb"), open(err, "wb")]  # noqa: SIM115 (the server process holds them)
+    files: list[IO[bytes]] = [open(out, "wb"), open(err, "wb")]  # noqa: SIM115 (the server process holds them)
     args = [*searchd_module(), "serve", str(MULTIMODAL), "--data", str(directory / "data"), "--host", "127.0.0.1"]
     args += ["--port", str(free_port()), "--grpc-port", "0", "--load", str(MULTIMODAL / "objects.jsonl")]
     process = subprocess.Popen(args, stdout=files[0], stderr=files[1], stdin=subprocess.DEVNULL, cwd=directory, env=child_env())
