@@ -7,12 +7,14 @@ elsewhere they are skipped, with the command that enables them.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -124,6 +126,15 @@ def run_search(page: Page) -> list[str]:
     return ids
 
 
+def add_condition(page: Page, path: str, operator: str, value: str) -> None:
+    """Add a row to the where builder and fill it in (choosing the property draws the row anew)."""
+    page.click("#where-add")
+    row = ".condition:last-child"
+    page.select_option(f"{row} .where-path", path)
+    page.select_option(f"{row} .where-operator", operator)
+    page.fill(f"{row} .where-value", value)
+
+
 def set_range(page: Page, selector: str, value: str) -> None:
     page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }", value)
 
@@ -188,14 +199,8 @@ def test_a_where_filter_narrows_the_results(example: Server, console: OpenConsol
     reds = [o for o in OBJECTS if "red" in o["properties"]["palette"]]
     assert sorted(unfiltered) == sorted(o["id"] for o in reds)
 
-    page.click("#where-add")
-    page.select_option(".condition:nth-child(1) .where-path", "palette")
-    page.select_option(".condition:nth-child(1) .where-operator", "ContainsAny")
-    page.fill(".condition:nth-child(1) .where-value", "black")
-    page.click("#where-add")
-    page.select_option(".condition:nth-child(2) .where-path", "year")
-    page.select_option(".condition:nth-child(2) .where-operator", "GreaterThan")
-    page.fill(".condition:nth-child(2) .where-value", "1995")
+    add_condition(page, "palette", "ContainsAny", "black")
+    add_condition(page, "year", "GreaterThan", "1995")
     filtered = run_search(page)
     document = page.inner_text("#query-doc")
     clause = 'where: {operator: And, operands: [{path: ["palette"], operator: ContainsAny, valueText: ["black"]}, {path: ["year"], operator: GreaterThan, valueInt: 1995}]}'
@@ -204,6 +209,28 @@ def test_a_where_filter_narrows_the_results(example: Server, console: OpenConsol
     assert 0 < len(filtered) < len(unfiltered)
     assert sorted(filtered) == sorted(expected)
     assert filtered == direct_ids(example, document)
+
+
+def test_the_query_copied_as_curl_and_as_python_gives_the_same_ids(example: Server, console: OpenConsole, tmp_path: Path) -> None:
+    page = console(f"{example.url}/console#search")
+    page.fill("#search-text", "yellow square")
+    add_condition(page, "year", "LessThan", "2010")
+    ids = run_search(page)
+    assert len(ids) == 10 and ids == direct_ids(example, page.inner_text("#query-doc"))
+
+    page.select_option("#snippet-format", "curl")
+    curl = page.inner_text("#query-doc")
+    assert curl.startswith(f"curl -s {example.url}/v1/graphql ")
+    ran = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True)
+    assert [hit["_additional"]["id"] for hit in json.loads(ran.stdout)["data"]["Get"]["Artwork"]] == ids
+
+    page.select_option("#snippet-format", "python")
+    script = tmp_path / "query.py"
+    script.write_text(page.inner_text("#query-doc"), encoding="utf-8")
+    ran = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=120, env=child_env())
+    assert ran.returncode == 0, ran.stderr
+    printed = [ast.literal_eval(line) for line in ran.stdout.splitlines()]
+    assert [hit["_additional"]["id"] for hit in printed] == ids
 
 
 # -- the GraphQL editor ---------------------------------------------------------------------------

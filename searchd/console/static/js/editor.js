@@ -201,6 +201,7 @@ export class EditorView {
       return;
     }
     this.showErrors(body.errors || []);
-    clear(this.result, JSON.stringify(body.data === undefined ? body : body.data, null, 2));
+    // A document that did not parse has no data to show: its errors say it all.
+    clear(this.result, body.data === null && body.errors?.length ? "" : JSON.stringify(body.data === undefined ? body : body.data, null, 2));
   }
 }
