@@ -165,6 +165,42 @@ def test_near_image_returns_that_image_first_as_a_decoded_thumbnail(example: Ser
     page.wait_for_selector("#object-body table.object img.thumb")
     cells = page.eval_on_selector_all("#object-body table.object tr", "rows => rows.map(r => r.innerText.split('\\t')[0])")
     assert cells[:5] == ["title", "description", "image", "year", "palette"] and set(cells[5:]) == {"multimodal", "words", "external"}
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#object-dialog", state="hidden")
+
+    # "More like this" searches by that object: it comes first, at distance 0.
+    first.locator("button.like").click()
+    assert page.is_checked("input[name=kind][value=nearObject]")
+    page.wait_for_function("id => document.querySelector('#results .card')?.dataset.id === id && !document.getElementById('query-doc').textContent.includes('nearImage')", arg=wanted["id"])
+    document = page.inner_text("#query-doc")
+    assert f'nearObject: {{id: "{wanted["id"]}"}}' in document
+    assert page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.dataset.id)") == direct_ids(example, document)
+    assert page.inner_text("#results .card .metric").startswith("distance 0.0000")
+
+
+def test_phone_width_and_dark_scheme(example: Server, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{example.url}/console#search")
+        page.fill("#search-text", "green")
+        ids = run_search(page)
+        assert len(ids) == 10
+        # Nothing wider than the phone: no sideways scrolling.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        widths = page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.getBoundingClientRect().right)")
+        assert max(widths) <= 390
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(21, 24, 28)"  # --bg of the dark scheme
+        # Arrow keys move between the result cards; Enter opens one.
+        page.focus("#results .card")
+        page.keyboard.press("ArrowDown")
+        assert page.evaluate("document.activeElement.dataset.id") == ids[1]
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#object-dialog[open]")
+        assert page.inner_text("#object-title") == f"Artwork {ids[1]}"
+    finally:
+        context.close()
 
 
 def test_near_text_bm25_and_hybrid_show_the_ids_of_the_same_graphql_sent_directly(example: Server, console: OpenConsole) -> None:
@@ -187,6 +223,8 @@ def test_near_text_bm25_and_hybrid_show_the_ids_of_the_same_graphql_sent_directl
         assert len(ids) == 10 and ids == direct_ids(example, document), (kind, document)
         if kind == "bm25":  # both blue squares carry both words: they lead, in either order
             assert set(ids[:2]) == {by_title("Blue square on black")["id"], by_title("Blue square on white")["id"]}
+        if kind != "nearText":  # how each score came about
+            assert "BM25F_" in (page.text_content("#results .card:first-child details.explain pre") or "")
 
 
 def test_a_where_filter_narrows_the_results(example: Server, console: OpenConsole) -> None:
@@ -319,6 +357,28 @@ def test_adding_a_vector_shows_a_progress_bar_then_the_vector(tmp_path: Path, st
     row = page.wait_for_selector('article[data-collection="Artwork"] tr[data-vector="jina"]')
     assert row.inner_text().split("\t") == ["jina", "text2vec-jinaai", "jina-embeddings-v3", "64", "flat, cosine", "text"]
     assert server.logs().count("Traceback") == 0, server.logs()
+
+
+def test_invalid_and_refused_reloads_are_shown_in_red_with_their_messages(tmp_path: Path, start_server: StartServer, console: OpenConsole) -> None:
+    config = copy_example(tmp_path)
+    server = start_server(config, tmp_path / "data", "--load", str(MULTIMODAL / "objects.jsonl"))
+    page = console(f"{server.url}/console#config")
+    page.wait_for_selector('.last-reload[data-result="applied"]')
+    artwork = config / "collections" / "artwork.yaml"
+    original = artwork.read_text(encoding="utf-8")
+    edits = [
+        ("invalid", original.replace("{name: year, type: INT}", "{name: year, type: INTEGER}")),
+        ("refused", original.replace('      - {name: palette, type: "TEXT[]"}\n', "")),
+    ]
+    for result, text in edits:
+        artwork.write_text(text, encoding="utf-8")
+        page.wait_for_selector(f'.last-reload.failed[data-result="{result}"]')
+        errors = httpx.get(f"{server.url}/v1/config/status", trust_env=False).json()["lastReload"]["errors"]
+        assert errors, result
+        shown = page.eval_on_selector_all(".last-reload.failed ul.errors li", "items => items.map(i => i.textContent)")
+        assert shown == errors
+        color = page.eval_on_selector(".last-reload.failed strong", "e => getComputedStyle(e).color")
+        assert color == "rgb(179, 38, 30)"  # --error of the light scheme
 
 
 # -- auth -----------------------------------------------------------------------------------------

@@ -395,7 +395,7 @@ export class SearchView {
     const open = () => showObject(this.app, collection, extra.id);
     return h(
       "li",
-      { class: "card", tabindex: "0", dataset: { id: extra.id }, "aria-label": `result ${index + 1}: ${texts[0] ? hit[texts[0].name] : extra.id}`, onkeydown: (e) => e.key === "Enter" && e.target === e.currentTarget && open() },
+      { class: "card", tabindex: "0", dataset: { id: extra.id }, "aria-label": `result ${index + 1}: ${texts[0] ? hit[texts[0].name] : extra.id}`, onkeydown: (e) => this.cardKey(e, open) },
       images.length ? h("div", { class: "thumbs" }, images) : null,
       h(
         "div",
@@ -413,6 +413,13 @@ export class SearchView {
         ),
       ),
     );
+  }
+
+  // Enter on a card opens it; its default is stopped, or the dialog's focused close button would take the same key.
+  cardKey(event, open) {
+    if (event.key !== "Enter" || event.target !== event.currentTarget) return;
+    event.preventDefault();
+    open();
   }
 
   moreLikeThis(id) {
