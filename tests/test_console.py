@@ -165,7 +165,7 @@ def test_near_image_returns_that_image_first_as_a_decoded_thumbnail(example: Ser
     page.wait_for_selector("#object-body table.object img.thumb")
     cells = page.eval_on_selector_all("#object-body table.object tr", "rows => rows.map(r => r.innerText.split('\\t')[0])")
     assert cells[:5] == ["title", "description", "image", "year", "palette"] and set(cells[5:]) == {"multimodal", "words", "external"}
-    page.keyboard.press("Escape")
+    page.click("#object-dialog button.close")
     page.wait_for_selector("#object-dialog", state="hidden")
 
     # "More like this" searches by that object: it comes first, at distance 0.
@@ -199,6 +199,13 @@ def test_phone_width_and_dark_scheme(example: Server, browser: Any) -> None:
         page.keyboard.press("Enter")
         page.wait_for_selector("#object-dialog[open]")
         assert page.inner_text("#object-title") == f"Artwork {ids[1]}"
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#object-dialog", state="hidden")
+        # A limit the server would refuse is caught before anything is sent.
+        page.fill("#search-limit", "10001")
+        page.dispatch_event("#search-limit", "change")
+        page.click("#search-run")
+        assert page.inner_text("#search-status") == "limit must be a whole number from 1 to 10000 (server.limits.queryLimitMax)"
     finally:
         context.close()
 
@@ -431,3 +438,7 @@ def test_with_auth_no_key_shows_the_login_and_a_read_key_can_search(tmp_path: Pa
     other.goto(f"{server.url}/console")
     other.wait_for_selector("#login:not([hidden])")
     other.close()
+    # "Forget key" drops it from this tab too.
+    page.click("#forget-key")
+    page.wait_for_selector("#login:not([hidden])")
+    assert page.evaluate("sessionStorage.length") == 0

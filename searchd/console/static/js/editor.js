@@ -48,7 +48,7 @@ export class EditorView {
     this.gutter = h("ol", { class: "gutter", "aria-hidden": "true" });
     this.textarea = h("textarea", {
       id: "gql-editor",
-      spellcheck: false,
+      spellcheck: "false",
       autocomplete: "off",
       autocapitalize: "off",
       "aria-label": "GraphQL document (Ctrl+Enter runs it; Ctrl+Space completes a name)",
@@ -62,7 +62,7 @@ export class EditorView {
       onblur: () => this.hideSuggestions(),
     });
     this.suggestionList = h("ul", { id: "gql-suggestions", role: "listbox", "aria-label": "Completions", hidden: true });
-    this.variables = h("textarea", { id: "gql-variables", spellcheck: false, rows: 3, placeholder: '{"name": "value"}' });
+    this.variables = h("textarea", { id: "gql-variables", spellcheck: "false", rows: 3, placeholder: '{"name": "value"}' });
     this.errors = h("ul", { id: "gql-errors", class: "errors", role: "alert" });
     this.result = h("pre", { id: "gql-result", tabindex: "0" });
     clear(

@@ -49,7 +49,7 @@ export class SearchView {
 
   render() {
     this.renderedFor = this.data;
-    this.form = h("form", { id: "search-form", onsubmit: (event) => this.submit(event) });
+    this.form = h("form", { id: "search-form", novalidate: true, onsubmit: (event) => this.submit(event) });
     this.status = h("p", { id: "search-status", role: "status", "aria-live": "polite" });
     this.results = h("ol", { id: "results", class: "results", "aria-label": "Results", onkeydown: (event) => this.moveFocus(event) });
     this.queryPanel = h("section", { class: "query", "aria-label": "The query sent", hidden: true });
@@ -306,6 +306,8 @@ export class SearchView {
     if (["nearText", "bm25", "hybrid"].includes(state.kind) && !state.text.trim()) throw new Error("type a query first");
     if (state.kind === "nearImage" && !state.image) throw new Error("drop or choose an image first");
     if (state.kind === "nearObject" && !state.objectId) throw new Error("click “More like this” on a result first");
+    const most = this.data.limits.queryLimitMax;
+    if (!Number.isInteger(state.limit) || state.limit < 1 || state.limit > most) throw new Error(`limit must be a whole number from 1 to ${most} (server.limits.queryLimitMax)`);
     const conditions = state.conditions.map((c) => ({ ...c }));
     for (const c of conditions) if (c.operator !== "IsNull" && !c.value.trim()) throw new Error(`the condition on ${c.path} needs a value`);
     return { ...state, collection: collection.name, conditions, fields: collection.properties.map((p) => p.name) };
