@@ -270,6 +270,7 @@ def test_the_query_copied_as_curl_and_as_python_gives_the_same_ids(example: Serv
     assert [hit["_additional"]["id"] for hit in json.loads(ran.stdout)["data"]["Get"]["Artwork"]] == ids
 
     page.select_option("#snippet-format", "python")
+    assert "grpc_port=50051," in page.inner_text("#query-doc")  # the config's port (the example keeps the default)
     script = tmp_path / "query.py"
     script.write_text(page.inner_text("#query-doc"), encoding="utf-8")
     ran = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=120, env=child_env())

@@ -66,7 +66,7 @@ def test_console_page_and_modules_are_served_with_a_content_security_policy(mult
 def test_collections_endpoint_tells_counts_models_limits_and_the_yaml_block(multimodal_client: TestClient) -> None:
     body = multimodal_client.get("/v1/console/collections").json()
     assert body["limits"] == {"maxBodyBytes": 10485760, "queryLimitDefault": 100, "queryLimitMax": 10000}
-    assert body["authEnabled"] is False
+    assert body["authEnabled"] is False and body["grpcPort"] == 50051
     (artwork,) = body["collections"]
     assert artwork["count"] == 24 and artwork["defaultVector"] == "multimodal"
     assert artwork["bm25"] == {"k1": 1.2, "b": 0.75, "stopwords": "en"}

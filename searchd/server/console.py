@@ -167,6 +167,8 @@ def _collections_body(services: Any, catalog: Catalog) -> dict[str, Any]:
     return {
         "configPath": services.config_path,
         "authEnabled": catalog.spec.server.auth.enabled,
+        # For the copied Python snippet (the client wants a gRPC port); a --grpc-port given at start is not known here.
+        "grpcPort": catalog.spec.server.grpc.port if catalog.spec.server.grpc.enabled else None,
         "limits": {
             "maxBodyBytes": limits.max_body_bytes,
             "queryLimitDefault": limits.query_limit_default,

@@ -127,7 +127,7 @@ function pythonString(text) {
   return text.includes("'''") || text.endsWith("\\") ? JSON.stringify(text) : `r'''${text}'''`;
 }
 
-export function pythonSnippet(origin, inlineQuery, withKey, collection) {
+export function pythonSnippet(origin, inlineQuery, withKey, collection, grpcPort) {
   const url = new URL(origin);
   const port = url.port || (url.protocol === "https:" ? "443" : "80");
   const auth = withKey ? `\n    auth_credentials=Auth.api_key(os.environ["SEARCHD_API_KEY"]),` : "";
@@ -137,7 +137,7 @@ export function pythonSnippet(origin, inlineQuery, withKey, collection) {
     "",
     "client = weaviate.connect_to_custom(",
     `    http_host=${JSON.stringify(url.hostname)}, http_port=${port}, http_secure=${url.protocol === "https:" ? "True" : "False"},`,
-    `    grpc_host=${JSON.stringify(url.hostname)}, grpc_port=50051, grpc_secure=False,${auth}`,
+    `    grpc_host=${JSON.stringify(url.hostname)}, grpc_port=${grpcPort || 50051}, grpc_secure=False,${auth}`,
     "    skip_init_checks=True,",
     ")",
     "try:",

@@ -351,7 +351,7 @@ export class SearchView {
     const snippets = {
       graphql: variables ? `${query}\n\n# variables\n${JSON.stringify(variables)}` : query,
       curl: curlSnippet(origin, body, withKey),
-      python: pythonSnippet(origin, searchDocument(search, true).query, withKey, search.collection),
+      python: pythonSnippet(origin, searchDocument(search, true).query, withKey, search.collection, this.data.grpcPort),
     };
     // The image is shown shortened (it is copied whole).
     const shown = (text) => (search.image ? text.replaceAll(search.image, `${search.image.slice(0, 24)}…(${search.image.length} characters)`) : text);
