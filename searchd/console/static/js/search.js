@@ -1,7 +1,8 @@
 // Search: every kind of query on a collection, the GraphQL it sent, and the results as cards.
 import { clear, copyText, errorBox, h, thumbnail } from "./dom.js";
-import { curlSnippet, operatorsFor, pythonSnippet, searchDocument } from "./graphql.js";
+import { curlSnippet, pythonSnippet, searchDocument } from "./graphql.js";
 import { showObject } from "./object.js";
+import { whereFieldset } from "./where.js";
 
 const KINDS = [
   ["nearText", "nearText"],
@@ -178,7 +179,7 @@ export class SearchView {
       object,
       hybrid,
       targets,
-      this.whereBuilder(collection),
+      whereFieldset(state, collection, () => this.renderForm()),
       h(
         "div",
         { class: "row" },
@@ -188,85 +189,6 @@ export class SearchView {
       ),
     );
     this.form.dataset.kind = state.kind;
-  }
-
-  whereBuilder(collection) {
-    const state = this.state;
-    const filterable = collection.properties.filter((p) => p.filterable);
-    const rows = state.conditions.map((condition, index) => {
-      const property = filterable.find((p) => p.name === condition.path) || filterable[0];
-      condition.type = property.type;
-      if (!operatorsFor(property.type).includes(condition.operator)) condition.operator = "Equal";
-      return h(
-        "li",
-        { class: "condition" },
-        h(
-          "select",
-          {
-            "aria-label": "property",
-            class: "where-path",
-            onchange: (e) => {
-              condition.path = e.target.value;
-              this.renderForm();
-            },
-          },
-          filterable.map((p) => h("option", { value: p.name, selected: p.name === condition.path }, `${p.name} (${p.type})`)),
-        ),
-        h(
-          "select",
-          { "aria-label": "operator", class: "where-operator", onchange: (e) => (condition.operator = e.target.value) },
-          operatorsFor(property.type).map((op) => h("option", { value: op, selected: op === condition.operator }, op)),
-        ),
-        h("input", { "aria-label": "value", class: "where-value", value: condition.value, placeholder: property.type.endsWith("[]") ? "a, b" : "value", oninput: (e) => (condition.value = e.target.value) }),
-        h(
-          "button",
-          {
-            type: "button",
-            class: "remove",
-            "aria-label": "Remove this condition",
-            onclick: () => {
-              state.conditions.splice(index, 1);
-              this.renderForm();
-            },
-          },
-          "×",
-        ),
-      );
-    });
-    return h(
-      "fieldset",
-      { class: "where" },
-      h("legend", {}, "where"),
-      state.conditions.length > 1
-        ? h(
-            "label",
-            {},
-            "match ",
-            h(
-              "select",
-              { id: "where-combine", onchange: (e) => (state.combine = e.target.value) },
-              h("option", { value: "And", selected: state.combine === "And" }, "all (And)"),
-              h("option", { value: "Or", selected: state.combine === "Or" }, "any (Or)"),
-            ),
-          )
-        : null,
-      h("ul", { class: "conditions" }, rows),
-      filterable.length
-        ? h(
-            "button",
-            {
-              type: "button",
-              id: "where-add",
-              onclick: () => {
-                state.conditions.push({ path: filterable[0].name, operator: "Equal", value: "", type: filterable[0].type });
-                this.renderForm();
-                this.form.querySelector(".condition:last-child .where-path").focus();
-              },
-            },
-            "Add condition",
-          )
-        : h("span", { class: "muted" }, "no filterable properties"),
-    );
   }
 
   setKind(kind) {
