@@ -12,6 +12,7 @@ the BM25 settings, the limits a request must keep to, and the YAML block each co
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,9 @@ ROOT_PAGE = """<!doctype html>
 """
 
 
-def _static_directory() -> Path:
+def _index_html() -> Path:
     # Where the package's static files are installed (an editable install or a wheel alike).
-    return Path(StaticFiles(packages=[STATIC_PACKAGE]).all_directories[0])
+    return Path(str(importlib.resources.files(STATIC_PACKAGE[0]).joinpath(STATIC_PACKAGE[1], "index.html")))
 
 
 class ConsoleFiles(StaticFiles):
@@ -82,7 +83,7 @@ async def root(request: Request) -> Response:
 
 
 async def console_page(request: Request) -> Response:
-    return FileResponse(_static_directory() / "index.html", headers=SECURITY_HEADERS)
+    return FileResponse(_index_html(), headers=SECURITY_HEADERS)
 
 
 def _vector_json(vector: CompiledVector) -> dict[str, Any]:
