@@ -285,7 +285,10 @@ def test_the_query_copied_as_curl_and_as_python_gives_the_same_ids(example: Serv
 def test_the_editor_shows_a_syntax_error_at_its_line(example: Server, console: OpenConsole) -> None:
     page = console(f"{example.url}/console")
     page.wait_for_selector("article.collection")
-    page.keyboard.press("Alt+3")  # the keyboard reaches every view
+    page.keyboard.press("/")  # "/" jumps to the search box
+    page.wait_for_function("() => document.activeElement?.id === 'search-text'")
+    assert page.evaluate("location.hash") == "#search"
+    page.keyboard.press("Alt+3")  # the keyboard reaches every view, from a text box too
     page.wait_for_selector("#gql-editor")
     assert page.evaluate("location.hash") == "#graphql"
     broken = "{\n  Get {\n    Artwork(limit: ) {\n      title\n    }\n  }\n}"

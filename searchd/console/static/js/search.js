@@ -38,10 +38,21 @@ export class SearchView {
     if (wanted && names.includes(wanted)) this.state.collection = wanted;
     if (!names.includes(this.state.collection)) this.state.collection = names[0];
     if (!this.form || this.renderedFor !== this.data) this.render();
+    this.takeFocus();
   }
 
+  // The "/" shortcut: focus the query box now, or once the view is drawn.
   focusQuery() {
-    queueMicrotask(() => document.getElementById("search-text")?.focus());
+    this.wantFocus = true;
+    this.takeFocus();
+  }
+
+  takeFocus() {
+    const box = document.getElementById("search-text");
+    if (this.wantFocus && box && !this.el.hidden) {
+      this.wantFocus = false;
+      box.focus();
+    }
   }
 
   get collection() {
