@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,13 @@ def test_with_keys_the_files_load_without_one_and_every_data_call_needs_one(auth
     refused = auth_client.post("/v1/config/reload", headers=read)
     assert refused.status_code == 403
     assert refused.json()["error"][0]["message"] == "key 'viewer' has the read role; POST /v1/config/reload needs an admin key"
+
+
+def test_the_static_files_name_no_other_host_and_parse_no_html() -> None:
+    """No CDN or other host in any file; no script builds markup from strings (what a stored value could abuse)."""
+    texts = {str(p.relative_to(STATIC)): p.read_text(encoding="utf-8") for p in STATIC.rglob("*") if p.is_file()}
+    assert "js/main.js" in texts and "index.html" in texts
+    for name, text in texts.items():
+        assert re.findall(r"\b[a-z]+://", text) == [], name
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in text, (name, sink)

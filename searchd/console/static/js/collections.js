@@ -42,7 +42,7 @@ export class CollectionsView {
         "tbody",
         {},
         c.properties.map((p) =>
-          h("tr", {}, h("th", { scope: "row" }, p.name, p.image ? " (image)" : ""), h("td", {}, p.type), h("td", {}, p.tokenization || "–"), h("td", {}, yesNo(p.searchable)), h("td", {}, yesNo(p.filterable))),
+          h("tr", {}, h("th", { scope: "row", title: p.description || null }, p.name, p.image ? " (image)" : ""), h("td", {}, p.type), h("td", {}, p.tokenization || "–"), h("td", {}, yesNo(p.searchable)), h("td", {}, yesNo(p.filterable))),
         ),
       ),
     );
