@@ -34,6 +34,7 @@ from searchd.query.served import ServedGraphQL
 from searchd.reload.applied import plan_against_applied
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.server.auth import Authentication
+from searchd.server.console import CONSOLE_ROUTES
 from searchd.server.errors import client_gone_handler, http_error_handler, searchd_error_handler, unexpected_error_handler
 from searchd.server.limits import BodySizeLimit, QueryGate, RateLimit
 from searchd.server.observe import Metrics, RequestObserver
@@ -265,7 +266,7 @@ def create_app(services: Services | Startup, companions: Sequence[Companion] = (
             await anyio.to_thread.run_sync(opened.close)
 
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *CONSOLE_ROUTES],
         middleware=[
             Middleware(RequestObserver, metrics=lambda: metrics),
             Middleware(Authentication, auth=lambda: spec().server.auth),

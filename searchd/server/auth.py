@@ -15,14 +15,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from searchd.config.spec import ApiKeySpec, AuthSpec, Role
 from searchd.server.errors import error_response
 
-OPEN_PATHS = frozenset({"/v1/.well-known/live", "/v1/.well-known/ready"})
+OPEN_PATHS = frozenset({"/v1/.well-known/live", "/v1/.well-known/ready", "/", "/console", "/console/"})
+# The console's own files load without a key (it asks for one); its data calls are API calls like any other.
+OPEN_PREFIXES = ("/console/static/",)
 # POSTs that only read: GraphQL here has queries, no mutations.
 READ_POSTS = frozenset({"/v1/graphql", "/v1/graphql/batch"})
 
 
 def required_role(method: str, path: str) -> Role | None:
     """None: open to anyone."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or (method in ("GET", "HEAD") and path.startswith(OPEN_PREFIXES)):
         return None
     if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path in READ_POSTS):
         return Role.READ
