@@ -685,10 +685,13 @@ class Engine:
         """Stored objects by doc (vectors only when asked: they are most of a row)."""
         return self.store.get_docs(collection, docs, vectors)
 
+    def alive(self, collection: str, docs: np.ndarray) -> np.ndarray:
+        """Whether each of these docs still holds an object (False for one deleted since a search found it)."""
+        return self.table(collection).alive(docs)
+
     def ids(self, collection: str, docs: Sequence[int]) -> list[str | None]:
         """The ids of these docs (None for one deleted since it was found)."""
-        table = self.table(collection)
-        return [table.id_of(d) for d in docs]
+        return self.table(collection).ids_of(docs)
 
     def list_objects(
         self, collection: str | None, limit: int, offset: int = 0, after: str | None = None, where: Filter | None = None, order: Sequence[SortKey] = (), vectors: bool = True

@@ -13,7 +13,7 @@ first always finds every array at least that long.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -243,6 +243,20 @@ class DocTable:
 
     def id_of(self, doc: int) -> str | None:
         return self._ids[doc] if doc < len(self._ids) else None
+
+    def alive(self, docs: np.ndarray) -> np.ndarray:
+        """``live`` for an array of docs (False past the end)."""
+        live = self.live
+        result = np.zeros(len(docs), dtype=bool)
+        inside = (docs >= 0) & (docs < len(live))
+        result[inside] = live[docs[inside]]
+        return result
+
+    def ids_of(self, docs: Sequence[int]) -> list[str | None]:
+        """``id_of`` for many docs at once (a search's hits): one list lookup each, no call per doc."""
+        ids = self._ids
+        known = len(ids)
+        return [ids[doc] if doc < known else None for doc in docs]
 
     def _grow(self, doc: int) -> None:
         if doc < self._size:

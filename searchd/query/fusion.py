@@ -116,15 +116,22 @@ def fused_top(legs: Sequence[ScoredLeg], ranked: bool, limit: int, id_of: Mappin
     score = np.bincount(inverse, weights=np.concatenate(contributions), minlength=len(unique))
     secondary = np.zeros(len(unique))
     np.maximum.at(secondary, inverse, np.concatenate(originals))
-    rounded = np.array([round(value, 7) for value in score.tolist()])
-    order = np.lexsort((-secondary, -rounded))
-    cut = min(limit, len(order))
-    if cut == 0:
+    if limit <= 0:
         return []
+    # Ranks compare scores rounded to 7 decimals (exactly, as Python's round does), so only scores within rounding
+    # reach of the limit-th best can make the cut: round() moves a score by 5e-8 at most, and rounding is monotonic.
+    near = np.arange(len(score))
+    if limit < len(score):
+        kth = -np.partition(-score, limit - 1)[limit - 1]
+        near = np.flatnonzero(score >= kth - 2e-7)
+    rounded = np.array([round(value, 7) for value in score[near].tolist()])
+    order = near[np.lexsort((-secondary[near], -rounded))]
+    rank_of = dict(zip(near.tolist(), rounded.tolist()))
+    cut = min(limit, len(order))
     last = order[cut - 1]
-    while cut < len(order) and rounded[order[cut]] == rounded[last] and secondary[order[cut]] == secondary[last]:
+    while cut < len(order) and rank_of[int(order[cut])] == rank_of[int(last)] and secondary[order[cut]] == secondary[last]:
         cut += 1  # a tie at the cut: the id decides which of them stay
-    head = sorted(order[:cut].tolist(), key=lambda i: (-rounded[i], -secondary[i], id_of[int(unique[i])]))[:limit]
+    head = sorted(order[:cut].tolist(), key=lambda i: (-rank_of[i], -secondary[i], id_of[int(unique[i])]))[:limit]
     return [(int(unique[i]), float(score[i])) for i in head]
 
 

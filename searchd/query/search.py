@@ -13,7 +13,7 @@ import base64
 import binascii
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -315,8 +315,40 @@ async def _hybrid_vector_leg(
     return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
 
 
-def _columns(pairs: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
-    return [doc for doc, _ in pairs], [score for _, score in pairs]
+class _IdsOnDemand(Mapping[int, str]):
+    """Doc → id, looked up only for the docs fusion asks about (ties at the cut), not for every candidate."""
+
+    def __init__(self, context: QueryContext, collection: str) -> None:
+        self._context, self._collection = context, collection
+
+    def __getitem__(self, doc: int) -> str:
+        return self._context.engine.ids(self._collection, [doc])[0] or ""
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError("ids are looked up one by one")
+
+    def __len__(self) -> int:
+        raise TypeError("ids are looked up one by one")
+
+
+def _fused_rows(
+    context: QueryContext, collection: CompiledCollection, searched: CompiledVector | None, keyword: list[KeywordHit], vector: list[Hit], alpha: float, ranked: bool, limit: int
+) -> list[Row]:
+    """Hybrid without explanations: fused in numpy over docs; ids are read for the rows kept (and ties at the cut)."""
+    keyword_docs = np.fromiter((h.id for h in keyword), dtype=np.int64, count=len(keyword))
+    vector_docs = np.fromiter((h.id for h in vector), dtype=np.int64, count=len(vector))
+    keyword_scores = np.fromiter((h.score for h in keyword), dtype=np.float64, count=len(keyword))
+    vector_scores = 1.0 - np.fromiter((h.distance for h in vector), dtype=np.float64, count=len(vector))
+    # Docs deleted since the legs ran drop out, as their ids would be gone.
+    keep_keyword, keep_vector = context.engine.alive(collection.name, keyword_docs), context.engine.alive(collection.name, vector_docs)
+    legs = [
+        ScoredLeg(1.0 - alpha, keyword_docs[keep_keyword].tolist(), keyword_scores[keep_keyword].tolist()),
+        ScoredLeg(alpha, vector_docs[keep_vector].tolist(), vector_scores[keep_vector].tolist()),
+    ]
+    top = fused_top(legs, ranked, limit, _IdsOnDemand(context, collection.name))
+    ids = context.engine.ids(collection.name, [doc for doc, _ in top])
+    distances = {h.id: h.distance for h in vector}
+    return [Row(doc, object_id, searched, distances.get(doc), score) for (doc, score), object_id in zip(top, ids) if object_id is not None]
 
 
 async def hybrid_rows(
@@ -343,18 +375,13 @@ async def hybrid_rows(
         vector_result = [h for h in vector_result if h.distance <= cap]
         kept = {h.id for h in vector_result}
         keyword_result = [h for h in keyword_result if h.id in kept]
+    ranked = hybrid.get("fusionType") == "rankedFusion"
+    if not explain:
+        return _fused_rows(context, collection, searched, keyword_result, vector_result, alpha, ranked, limit)
     # Fusion ranks and explains by id (ties too, as Weaviate does): docs become ids first.
     docs = [h.id for h in keyword_result] + [h.id for h in vector_result]
     ids = dict(zip(docs, context.engine.ids(collection.name, docs)))
-    ranked = hybrid.get("fusionType") == "rankedFusion"
     distances = {h.id: h.distance for h in vector_result}
-    if not explain:
-        found = {doc: object_id for doc, object_id in ids.items() if object_id is not None}
-        scored = [
-            ScoredLeg(1.0 - alpha, *_columns([(h.id, h.score) for h in keyword_result if h.id in found])),
-            ScoredLeg(alpha, *_columns([(h.id, 1.0 - h.distance) for h in vector_result if h.id in found])),
-        ]
-        return [Row(doc, found[doc], searched, distances.get(doc), score) for doc, score in fused_top(scored, ranked, limit, found)]
     doc_of = {object_id: doc for doc, object_id in ids.items() if object_id is not None}
     legs = [
         Leg("keyword,bm25", 1.0 - alpha, [LegHit(i, h.score, h.explain) for h in keyword_result if (i := ids[h.id]) is not None]),
