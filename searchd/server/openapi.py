@@ -163,6 +163,12 @@ PATHS: dict[str, dict[str, Any]] = {
         "patch": _read_only("Refused: the schema is the YAML config"),
         "delete": _read_only("Refused: the schema is the YAML config"),
     },
+    "/v1/console/collections": {
+        "get": _op(
+            "What the console shows of each served collection: count, properties, named vectors, BM25 settings and the YAML block (file, line) it came from",
+            {"200": _json({"type": "object", "required": ["collections"], "properties": {"collections": {"type": "array", "items": {"type": "object"}}}}, "the collections")},
+        )
+    },
     "/v1/nodes": {"get": _op("This node: status, version; with output=verbose one shard per collection and object counts", {"200": _json(NODES, "nodes")}, 422, parameters=[OUTPUT_PARAM])},
     "/v1/nodes/{class_name}": {
         "parameters": [CLASS_PARAM],
