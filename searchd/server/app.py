@@ -148,7 +148,6 @@ def finish_services(opening: Opening, progress: ProgressReport | None = None) ->
     log.info("serving %d collection(s) from %s with data in %s", len(holder.current.collections), opening.config_path, opening.directory)
     services = Services(opening.config_path, holder, opening.store, engine, opening.runtime, manager, opening.metrics, graphql)
     opening.metrics.watch(services)
-    settle_heap()
     return services
 
 
@@ -204,6 +203,7 @@ class Startup:
                 self.on_failure()
                 return
             if not self.stopping.is_set():
+                settle_heap()  # a served process only: tests that open services in process keep collecting everything
                 state.services = self.services
                 self.readiness.set_ready()
 
