@@ -194,7 +194,9 @@ def test_hybrid_fusion_equals_hand_computation(make_docs: Callable[..., TestClie
         assert "Hybrid (Result Set vector,hybridVector) Document " + top["id"] in top["explainScore"]
 
 
-leg_hits = st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, -0.5]) | st.floats(-3, 3)), max_size=25)
+# Scores a few 1e-8 apart round (to 7 decimals) to equal or to neighbouring values: ties and near-ties at the cut.
+NEAR_TIES = st.sampled_from([0.5 + d for d in (-6e-8, -5e-8, -4e-8, -1e-8, 0.0, 1e-8, 4e-8, 5e-8, 6e-8, 1.5e-7)])
+leg_hits = st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, -0.5]) | st.floats(-3, 3) | NEAR_TIES), max_size=25)
 
 
 @settings(max_examples=300, deadline=None)
@@ -208,6 +210,17 @@ def test_fast_fusion_equals_the_explained_fusion(keyword: list[tuple[int, float]
     expected = [(f.id, f.score) for f in fuse([leg for leg in legs if leg.weight > 0], False)[:limit]]
     scored = [ScoredLeg(1.0 - alpha, [d for d, _ in keyword], [s for _, s in keyword]), ScoredLeg(alpha, [d for d, _ in vector], [s for _, s in vector])]
     assert [(id_of[doc], score) for doc, score in fused_top(scored, ranked, limit, id_of)] == expected
+
+
+def test_fast_fusion_keeps_a_doc_that_rounds_up_into_the_cut() -> None:
+    """C fuses to 0.49999997, under B's 0.5, but both round to 0.5 and C's own best score is higher: C makes the top 2."""
+    id_of = {0: "a", 1: "b", 2: "c", 3: "z"}
+    keyword, vector = [(0, 1.0), (1, 0.6), (2, 0.2), (3, 0.0)], [(0, 1.0), (1, 0.4), (2, 0.79999994), (3, 0.0)]
+    legs = [Leg("keyword,bm25", 0.5, [LegHit(id_of[d], s) for d, s in keyword]), Leg("vector,hybridVector", 0.5, [LegHit(id_of[d], s) for d, s in vector])]
+    expected = [(f.id, f.score) for f in relative_score_fusion(legs, False)[:2]]
+    assert [i for i, _ in expected] == ["a", "c"]
+    scored = [ScoredLeg(0.5, [d for d, _ in keyword], [s for _, s in keyword]), ScoredLeg(0.5, [d for d, _ in vector], [s for _, s in vector])]
+    assert [(id_of[doc], score) for doc, score in fused_top(scored, False, 2, id_of)] == expected
 
 
 def test_hybrid_defaults_and_gates(make_docs: Callable[..., TestClient]) -> None:
