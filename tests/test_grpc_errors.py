@@ -84,8 +84,10 @@ def test_keys_are_checked_as_over_http(stub: Any, http: httpx.Client, server: tu
         grpc.StatusCode.PERMISSION_DENIED,
         "key 'reader' has the read role; weaviate.v1.Weaviate/BatchObjects needs an admin key",
     )
+    assert failure(stub.BatchObjects, write, []) == (grpc.StatusCode.UNAUTHENTICATED, missing)
     delete = batch_delete_pb2.BatchDeleteRequest(collection="Article", filters=base_pb2.Filters(operator=base_pb2.Filters.OPERATOR_LIKE, target=base_pb2.FilterTarget(property="title"), value_text="*"))
     assert failure(stub.BatchDelete, delete, admin(READER))[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert failure(stub.BatchDelete, delete, []) == (grpc.StatusCode.UNAUTHENTICATED, missing)
     assert snapshot(http) == before
 
 
