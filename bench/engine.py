@@ -257,10 +257,12 @@ class Prober:
         self._thread.join(15)
 
 
-def concurrent(pool: Pool, jobs: list[ClientJob], cpu: Callable[[], float], probe_url: str | None = None) -> tuple[Loop, Prober | None]:
-    """Run the client jobs (one per pool process) together; server CPU from their common start to the end."""
+def concurrent(
+    pool: Pool, jobs: Sequence[Any], cpu: Callable[[], float], probe_url: str | None = None, run: Callable[[Any], ClientResult] = run_client
+) -> tuple[Loop, Prober | None]:
+    """Run the client jobs (one per pool process, each through ``run``) together; server CPU from their common start to the end."""
     start_at = jobs[0].start_at
-    pending = pool.map_async(run_client, jobs)
+    pending = pool.map_async(run, jobs)
     time.sleep(max(0.0, start_at - time.time()))
     cpu0, busy0, own0 = cpu(), system_busy_s(), time.process_time()
     prober = Prober(probe_url, jobs[0].duration_s) if probe_url else None

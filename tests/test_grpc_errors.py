@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from weaviate.proto.v1 import (
     batch_pb2,
     generative_pb2,
     search_get_pb2,
+    tenants_pb2,
     weaviate_pb2_grpc,
 )
 
@@ -82,8 +84,10 @@ def test_keys_are_checked_as_over_http(stub: Any, http: httpx.Client, server: tu
         grpc.StatusCode.PERMISSION_DENIED,
         "key 'reader' has the read role; weaviate.v1.Weaviate/BatchObjects needs an admin key",
     )
+    assert failure(stub.BatchObjects, write, []) == (grpc.StatusCode.UNAUTHENTICATED, missing)
     delete = batch_delete_pb2.BatchDeleteRequest(collection="Article", filters=base_pb2.Filters(operator=base_pb2.Filters.OPERATOR_LIKE, target=base_pb2.FilterTarget(property="title"), value_text="*"))
     assert failure(stub.BatchDelete, delete, admin(READER))[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert failure(stub.BatchDelete, delete, []) == (grpc.StatusCode.UNAUTHENTICATED, missing)
     assert snapshot(http) == before
 
 
@@ -98,8 +102,25 @@ def test_a_wrong_collection_is_not_found(stub: Any, http: httpx.Client) -> None:
     assert response.status_code == 404
     expected = (grpc.StatusCode.NOT_FOUND, response.json()["error"][0]["message"])
     assert expected[1] == "collection 'Nope' is not declared in the config (declared collections: Artwork, Article, Scratch, Passage; add it to the YAML config)"
+    before = snapshot(http)
     assert failure(stub.Search, search_get_pb2.SearchRequest(collection="Nope")) == expected
     assert failure(stub.BatchDelete, batch_delete_pb2.BatchDeleteRequest(collection="Nope", filters=base_pb2.Filters(operator=base_pb2.Filters.OPERATOR_IS_NULL))) == expected
+    assert failure(stub.Aggregate, aggregate_pb2.AggregateRequest(collection="Nope", objects_count=True)) == expected
+    assert failure(stub.TenantsGet, tenants_pb2.TenantsGetRequest(collection="Nope")) == expected
+    # A batch answers per object, as POST /v1/batch/objects does: the object naming no declared collection fails, the other is stored.
+    kept = str(uuid.uuid4())
+    properties = batch_pb2.BatchObject.Properties()
+    properties.non_ref_properties.update({"title": "kept beside a bad object"})
+    write = batch_pb2.BatchObjectsRequest(
+        objects=[batch_pb2.BatchObject(collection="Nope", uuid=str(uuid.uuid4())), batch_pb2.BatchObject(collection="Scratch", uuid=kept, properties=properties)]
+    )
+    reply = stub.BatchObjects(write, metadata=admin(), timeout=30)
+    rest = http.post("/v1/batch/objects", json={"objects": [{"class": "Nope"}]}).json()[0]["result"]["errors"]["error"][0]["message"]
+    assert [(e.index, e.error) for e in reply.errors] == [(0, rest)]
+    assert rest.startswith("collection 'Nope' is not declared in the config")
+    assert snapshot(http) == before
+    assert http.get(f"/v1/objects/Scratch/{kept}").json()["properties"]["title"] == "kept beside a bad object"
+    assert http.delete(f"/v1/objects/Scratch/{kept}").status_code == 204
 
 
 def test_a_wrong_vector_width_is_refused_as_graphql_refuses_it(stub: Any, http: httpx.Client) -> None:
@@ -134,6 +155,7 @@ def test_malformed_filters_are_refused_as_graphql_refuses_them(stub: Any, http: 
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert message == graphql_error(http, f"{{ Get {{ Article(where: {where}) {{ title }} }} }}")
     assert failure(stub.BatchDelete, batch_delete_pb2.BatchDeleteRequest(collection="Article", filters=filters)) == (code, message)
+    assert failure(stub.Aggregate, aggregate_pb2.AggregateRequest(collection="Article", objects_count=True, filters=filters)) == (code, message)
     assert snapshot(http) == before
 
 

@@ -73,3 +73,19 @@ def test_without_a_key_the_error_says_which_header_to_send(server: tuple[Server,
         assert head in str(caught.value) and tail in str(caught.value)
         rpc_error: Any = caught.value.__context__  # the client raises its error while handling the RpcError
         assert rpc_error.code() == grpc.StatusCode.FAILED_PRECONDITION  # a refused key is not worth retrying
+
+
+def test_insert_many_without_a_key_fails_each_object_and_stores_nothing(server: tuple[Server, int]) -> None:
+    with httpx.Client(base_url=server[0].url, timeout=30, trust_env=False) as http, connect(*server) as client:
+        before = sorted(r["_additional"]["id"] for r in get(http, "Doc", "limit: 100", "_additional { id }"))
+        with pytest.raises(weaviate.exceptions.WeaviateInsertManyAllFailedError) as caught:
+            client.collections.use("Doc").data.insert_many([{"title": "snowy peaks"}, {"title": "dry deserts"}])
+        rest = http.post("/v1/batch/objects", json={"objects": [{"class": "Doc", "properties": {"title": "green valleys"}}]}).json()
+        rest_message = rest[0]["result"]["errors"]["error"][0]["message"]
+        after = sorted(r["_additional"]["id"] for r in get(http, "Doc", "limit: 100", "_additional { id }"))
+    # Every object fails (the client's error says so, with the set of their messages) with the REST batch's message for
+    # the same refusal (the provider's request id inside it differs per call).
+    head, tail = rest_message.split(" [RID: ")[0], rest_message.split("] ", 1)[1]
+    assert head == "Jina AI (text2vec-jinaai) refused the API key: 401" and tail.endswith("or send the X-JinaAI-Api-Key header)")
+    assert head in str(caught.value) and tail in str(caught.value)
+    assert after == before
