@@ -20,7 +20,8 @@ After each kill the server is restarted on the same data directory (that server 
 round) and checked:
 
 - no acknowledged object lost or changed; nothing stored that was never sent; each batch all or nothing;
-- every stored object is found by nearVector with its own stored vector at distance ~0;
+- every stored object is found by nearVector with its own stored vector at distance ~0 (the exact index: all of them;
+  hnsw and annoy, approximate and fed in a random order: at least 99 % per round);
 - the vector index holds exactly as many vectors as the store holds objects (/metrics);
 - Aggregate count, with and without a where filter, equals the number of stored objects;
 - BM25 finds objects by a token only they have (the last acknowledged batch and a random sample);
@@ -214,7 +215,8 @@ class Totals:
     changed: int = 0
     never_sent: int = 0
     partial_batches: int = 0
-    nearvector_misses: int = 0
+    nearvector_misses: int = 0  # approximate indexes may miss a few (reported); rounds over the bound count below
+    nearvector_rounds_over_bound: int = 0
     index_count_mismatches: int = 0
     count_mismatches: int = 0
     bm25_misses: int = 0
@@ -233,7 +235,7 @@ class Totals:
         return now
 
     def disagreements(self) -> int:
-        return self.nearvector_misses + self.index_count_mismatches + self.count_mismatches + self.bm25_misses + self.wrong_dimensions
+        return self.nearvector_rounds_over_bound + self.index_count_mismatches + self.count_mismatches + self.bm25_misses + self.wrong_dimensions
 
 
 def graphql_batch(http: httpx.Client, queries: list[dict[str, Any]], logs: Callable[[], str]) -> list[dict[str, Any]]:
@@ -303,8 +305,13 @@ def verify(chain: Chain, server: Server, rng: random.Random, totals: Totals, lab
                 misses.append((object_id, hits))
         totals.nearvector_misses += len(misses)
         totals.checked_objects += len(ids)
-        if misses:
-            problems.append(f"{len(misses)} of {len(ids)} objects not found by their own vector: {misses[:3]}")
+        # An exact index finds every object by its own vector.  hnsw and annoy are approximate, and which of their
+        # searches miss depends on the order of the inserts (random here): they are held to a recall bound instead;
+        # that every stored object is in the index at all is the size check below.
+        tolerated = 0 if "flat" in chain.kind.index else len(ids) // 100
+        if len(misses) > tolerated:
+            totals.nearvector_rounds_over_bound += 1
+            problems.append(f"{len(misses)} of {len(ids)} objects not found by their own vector (at most {tolerated} may miss): {misses[:3]}")
 
         size = index_size(http)
         if size != len(stored):

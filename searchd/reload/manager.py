@@ -44,6 +44,9 @@ from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, st
 from searchd.storage.applied import Applied, load_applied, save_applied
 
 log = logging.getLogger("searchd.reload")
+# The watcher reads a changed config again until it holds still (an editor saving in place truncates first).
+SETTLE_S = 0.1
+SETTLE_READS = 10
 
 Key = tuple[str, str]
 
@@ -204,12 +207,27 @@ class ConfigManager:
         # about its own growth forever.  Only config files pass the filter now, and our own lines say what a change did.
         logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
         async for _ in watchfiles.awatch(watched, watch_filter=relevant, debounce=200, step=25, stop_event=self._stop):
-            if await anyio.to_thread.run_sync(config_digest, self.config_path) == self._loaded:
+            if await self._settled_digest() == self._loaded:
                 continue
             try:
                 await self.reload("file change")
             except Exception:  # a reload records its own failures; never let the watcher die
                 log.exception("reload after a file change failed")
+
+    async def _settled_digest(self) -> str:
+        """The config's digest once two reads ``SETTLE_S`` apart agree (at most ``SETTLE_READS`` reads).
+
+        An editor that saves in place truncates the file and then writes it: read in between, the config is
+        empty or cut short, and its reload would fail.  A file still changing is read again instead.
+        """
+        digest = await anyio.to_thread.run_sync(config_digest, self.config_path)
+        for _ in range(SETTLE_READS):
+            await anyio.sleep(SETTLE_S)
+            again = await anyio.to_thread.run_sync(config_digest, self.config_path)
+            if again == digest:
+                break
+            digest = again
+        return digest
 
     # -- status ------------------------------------------------------------------------
 
