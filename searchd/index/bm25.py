@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from searchd import deadline
 from searchd.config.spec import CollectionSpec, InvertedIndexSpec, Tokenization
 from searchd.index.base import AllowList
 from searchd.index.bm25_files import checked_array, checksum, header_count, load_arrays, read_property
@@ -445,7 +446,7 @@ class BM25Index:
                     prop.fold()
                 prop.settle(k1, b, self._size)
                 first = used
-                for term, repeats in terms.items():
+                for term, repeats in deadline.checked(terms.items(), every=64):  # a long query string: thousands of terms
                     term_id = prop.vocab.get(term)
                     scored = None if term_id is None else prop.scored(term_id, k1, b)
                     if scored is None:

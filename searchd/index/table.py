@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from searchd import deadline
 from searchd.config.spec import CollectionSpec, PropertyType
 from searchd.where import ID_PATHS, TIME_PATHS, Combination, Condition, Filter, epoch_seconds, like_regex
 
@@ -116,7 +117,7 @@ class _Text:
         self.codes[doc] = -1
 
     def matching_codes(self, test: Callable[[str], bool]) -> np.ndarray:
-        return np.fromiter((c for c, v in enumerate(self.values) if test(v)), dtype=np.int32)
+        return np.fromiter((c for c, v in enumerate(deadline.checked(self.values)) if test(v)), dtype=np.int32)
 
     def match(self, condition: Condition, size: int) -> np.ndarray:
         op, value = condition.operator, condition.value
@@ -175,7 +176,7 @@ class _TextArray:
 
     def _holding(self, elements: Iterable[str], size: int) -> np.ndarray:
         mask = np.zeros(size, dtype=bool)
-        for element in elements:
+        for element in deadline.checked(elements):
             docs = [d for d in self.docs_of.get(element, ()) if d < size]
             mask[docs] = True
         return mask
@@ -189,10 +190,10 @@ class _TextArray:
             return hit if op == "Equal" else ~hit
         if op == "Like":
             pattern = like_regex(value)
-            return self._holding([e for e in list(self.docs_of) if pattern.fullmatch(e)], size)
+            return self._holding([e for e in deadline.checked(list(self.docs_of)) if pattern.fullmatch(e)], size)
         if op in _COMPARE:
             compare = _COMPARE[op]
-            return self._holding([e for e in list(self.docs_of) if compare(e, value)], size)
+            return self._holding([e for e in deadline.checked(list(self.docs_of)) if compare(e, value)], size)
         if op == "ContainsAny":
             return self._holding(value, size)
         if op == "ContainsNone":
@@ -323,6 +324,7 @@ class DocTable:
         return self._match(where, size) & self.live[:size]
 
     def _match(self, where: Filter, size: int) -> np.ndarray:
+        deadline.check()  # once per operand: thousands of them each scan the collection
         if isinstance(where, Combination):
             parts = [self._match(o, size) for o in where.operands]
             if where.operator == "Not":
@@ -355,7 +357,7 @@ class DocTable:
             return ~mask if op in ("NotEqual", "ContainsNone") else mask
         compare = _COMPARE[op]
         ids = self._ids[:size]
-        return np.fromiter((i is not None and bool(compare(i, value)) for i in ids), dtype=bool, count=len(ids))
+        return np.fromiter((i is not None and bool(compare(i, value)) for i in deadline.checked(ids)), dtype=bool, count=len(ids))
 
 
 def _time_match(column: np.ndarray, condition: Condition, size: int) -> np.ndarray:

@@ -38,6 +38,7 @@ from graphql import (
     GraphQLString,
 )
 
+from searchd import deadline
 from searchd.config.spec import PropertySpec, PropertyType
 from searchd.errors import InvalidInput, NotFound, QueryError
 from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_docs, near_objects, parse_filter
@@ -70,7 +71,7 @@ class Group:
     def aggregate(self, prop: PropertySpec) -> dict[str, Any]:
         found = self._cache.get(prop.name)
         if found is None:
-            values = [obj.get(prop.name) for obj in self.objects]
+            values = [obj.get(prop.name) for obj in deadline.checked(self.objects)]
             found = self._cache[prop.name] = _AGGREGATORS[_family(prop.type)](prop.type, [v for v in values if v is not None])
         return found
 
@@ -94,7 +95,7 @@ def group_label(value: Any) -> str:
 
 def _groups(objects: Sequence[Mapping[str, Any]], prop: PropertySpec, limit: int) -> list[Group]:
     members: dict[Any, list[Mapping[str, Any]]] = {}
-    for obj in objects:
+    for obj in deadline.checked(objects):
         value = obj.get(prop.name)
         if value is None:
             continue

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from searchd.config.spec import Distance
-from searchd.errors import QueryError, QueryTimeout
+from searchd.deadline import timed_out
+from searchd.errors import QueryError
 from searchd.index import Hit
 from searchd.index.base import AllowList
 from searchd.index.bm25 import KeywordHit
@@ -39,12 +40,6 @@ HYBRID_MIN_CANDIDATES = 100  # each leg fetches at least this many (QUERY_HYBRID
 DEFAULT_ALPHA = 0.75
 # One request's collection queries (aliases) run at most this many at once, so one request cannot take every worker thread.
 PARALLEL_SEARCHES = 4
-
-
-def timed_out(timeout: float) -> QueryTimeout:
-    return QueryTimeout(
-        f"the query ran longer than {timeout:g} s and was cancelled (server.limits.queryTimeout)", "ask for less (fewer searches, smaller limits), or raise server.limits.queryTimeout"
-    )
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from searchd.config.spec import LimitsSpec, RateLimitSpec, RateSpec
+from searchd.deadline import Deadline, running_until, timed_out
 from searchd.errors import Overloaded, PayloadTooLarge, RateLimited
-from searchd.query.search import timed_out
 from searchd.server.auth import OPEN_PATHS
 from searchd.server.errors import error_response, status_of
 
@@ -112,7 +112,7 @@ class QueryGate:
 
     A request waits at most ``queueTimeout`` seconds for a slot (then Overloaded: 503 with
     Retry-After), and runs at most ``queryTimeout`` seconds (then it is cancelled: searches not yet
-    started never start, and the slot is freed once the ones running in worker threads return).
+    started never start, and those running in worker threads stop at their next check of the deadline).
     The limits are read per request, so a reload changes them for the next one.  Health probes and
     other routes never pass through here.
     """
@@ -167,14 +167,19 @@ class QueryGate:
         self._wake(limits.max_concurrent_queries)
 
     async def run(self, limits: LimitsSpec, work: Callable[[float], Awaitable[T]]) -> T:
-        """``work(deadline)`` in a slot, cancelled at the deadline (a ``time.monotonic()`` value it can check itself)."""
+        """``work(deadline)`` in a slot, cancelled at the deadline (a ``time.monotonic()`` value it can check itself).
+
+        The deadline is also published to the work (searchd.deadline), so the loops it runs in worker
+        threads stop at their next check instead of running on after the 503.
+        """
         await self._acquire(limits)
         try:
-            deadline = time.monotonic() + limits.query_timeout
-            with anyio.move_on_after(limits.query_timeout):
-                result = await work(deadline)
-                if time.monotonic() < deadline:
+            deadline = Deadline(limits.query_timeout)
+            with running_until(deadline), anyio.move_on_after(limits.query_timeout):
+                result = await work(deadline.at)
+                if not deadline.expired:
                     return result
+            deadline.cancel()
             raise timed_out(limits.query_timeout)
         finally:
             self._release(limits)

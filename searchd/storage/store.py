@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from searchd import deadline
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.failures import full_disk, storage_error
@@ -63,6 +64,9 @@ _PAGE_SIZE = 8192  # five 1.5 KB vectors to a page (4 KB pages hold two)
 _READER_CACHE_KB = 512
 _MMAP_BYTES = 1 << 30
 _CHUNK = 500  # stay under SQLite's bound-parameter limit
+# SQLite VM steps between two looks of a reader at its request's deadline (searchd.deadline): about a thousand rows of a scan,
+# a millisecond or so, so a query past server.limits.queryTimeout stops its statement that soon.
+_PROGRESS_STEPS = 5_000
 
 
 def vector_from_blob(dims: int, data: bytes) -> np.ndarray:
@@ -193,6 +197,7 @@ class ObjectStore:
                 db.execute(f"PRAGMA cache_size=-{_READER_CACHE_KB}")
                 if not bulk:
                     db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+                db.set_progress_handler(deadline.expired, _PROGRESS_STEPS)  # a true answer interrupts the statement
             except sqlite3.Error as exc:  # e.g. no file descriptor left for this thread's connection
                 raise storage_error(exc, self.path) from exc
             setattr(self._readers, slot, db)
@@ -201,6 +206,9 @@ class ObjectStore:
         try:
             yield db
         except sqlite3.Error as exc:
+            stopped = deadline.current()
+            if stopped is not None and isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+                raise deadline.timed_out(stopped.timeout) from exc  # the progress handler stopped it at the deadline
             raise storage_error(exc, self.path) from exc
 
     @contextmanager
@@ -688,7 +696,7 @@ class ObjectStore:
                         chunk = docs[start : start + _CHUNK]
                         for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
                             found.setdefault(doc, {})[name] = vector_from_blob(dims, data)
-        return [StoredObject(collection, object_id, _properties(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in rows]
+        return [StoredObject(collection, object_id, _properties(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in deadline.checked(rows)]
 
 
 def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, str], int]]:
