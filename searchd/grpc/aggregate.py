@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from searchd.catalog import CompiledCollection
-from searchd.config.spec import PropertyType
+from searchd.config.spec import LimitsSpec, PropertyType
 from searchd.errors import QueryError
 from searchd.grpc.codec import where_of
 from searchd.grpc.protocol import Protocol
 from searchd.grpc.search import Unsupported, near_image_argument, near_object_argument, near_text_argument, near_vector_argument
 from searchd.query.aggregate import DEFAULT_TOP_OCCURRENCES, Group, aggregatable, aggregate_groups
-from searchd.query.cost import check_filter
 from searchd.query.search import QueryContext
 
 _FAMILY = {
@@ -36,13 +35,13 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def aggregate_arguments(collection: CompiledCollection, request: Any) -> dict[str, Any]:
+def aggregate_arguments(collection: CompiledCollection, request: Any, limits: LimitsSpec) -> dict[str, Any]:
     """The GraphQL ``Aggregate`` arguments an AggregateRequest stands for."""
     if request.tenant:
         raise QueryError(f"collection '{collection.name}' has no tenants (multi-tenancy is not supported)", "leave the tenant out")
     args: dict[str, Any] = {}
     if request.HasField("filters"):
-        args["where"] = where_of(collection, request.filters)
+        args["where"] = where_of(collection, request.filters, limits)  # refused past maxFilterOperands / maxFilterDepth
     if request.HasField("group_by"):
         args["groupBy"] = [request.group_by.property]
     if request.HasField("object_limit"):
@@ -124,8 +123,7 @@ def _aggregations(collection: CompiledCollection, group: Group, request: Any, in
 
 async def run_aggregate(protocol: Protocol, context: QueryContext, request: Any) -> Any:
     collection = context.catalog.collection(request.collection)
-    args = aggregate_arguments(collection, request)
-    check_filter(args.get("where"), context.catalog.spec.server.limits)  # operands and depth, as for GraphQL
+    args = aggregate_arguments(collection, request, context.catalog.spec.server.limits)
     groups = await aggregate_groups(context, collection.name, args)
     reply = protocol.AggregateReply()
     if not request.HasField("group_by"):

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from searchd import deadline
 from searchd.catalog import Catalog
 from searchd.engine import Engine
 from searchd.errors import NotFound, PayloadTooLarge, QueryError, SearchdError
@@ -71,20 +72,25 @@ async def batch_objects(protocol: Protocol, engine: Engine, catalog: Catalog, re
 
 
 async def batch_delete(protocol: Protocol, engine: Engine, catalog: Catalog, request: Any) -> Any:
-    """Delete the objects a filter matches (at most server.limits.queryLimitMax per request, as Weaviate caps it)."""
+    """Delete the objects a filter matches (at most server.limits.queryLimitMax per request, as Weaviate caps it).
+
+    The service runs it in a query slot, as a search: finding the objects is a filtered scan.
+    """
     started = time.perf_counter()
     collection = catalog.collection(request.collection)
     if request.HasField("tenant") and request.tenant:
         raise QueryError(f"collection '{collection.name}' has no tenants (multi-tenancy is not supported)", "leave the tenant out")
     if not request.HasField("filters"):
         raise QueryError("a batch delete needs filters", "send filters that match the objects to delete")
-    where = parse_where(collection, where_of(collection, request.filters))
+    where = parse_where(collection, where_of(collection, request.filters, catalog.spec.server.limits))
     cap = catalog.spec.server.limits.query_limit_max
 
     def run() -> list[tuple[str, str | None]]:
         matched = engine.list_objects(collection.name, cap, where=where, vectors=False)
         outcomes: list[tuple[str, str | None]] = []
-        for obj in matched:
+        # Past server.limits.queryTimeout it stops between two deletes (each is whole): the objects left still
+        # match, so sending the same request again finishes the job.
+        for obj in deadline.checked(matched, every=1):
             if request.dry_run:
                 outcomes.append((obj.id, None))
                 continue

@@ -15,8 +15,9 @@ import numpy as np
 from google.protobuf import json_format
 
 from searchd.catalog import CompiledCollection
-from searchd.config.spec import PropertySpec, PropertyType
+from searchd.config.spec import LimitsSpec, PropertySpec, PropertyType
 from searchd.errors import QueryError
+from searchd.query.cost import FilterBudget
 from searchd.where import TIME_PATHS
 
 SINGLE_FP32 = 1  # weaviate.v1.Vectors.VectorType
@@ -140,27 +141,47 @@ def _coerced(collection: CompiledCollection, path: str, key: str, value: Any) ->
     return key, value
 
 
-def where_of(collection: CompiledCollection, filters: Any) -> dict[str, Any]:
-    """A ``weaviate.v1.Filters`` tree as the GraphQL ``where`` argument it stands for."""
+def _operator(filters: Any) -> str:
     operator = OPERATORS.get(filters.operator)
     if operator is None:
         name = filters.DESCRIPTOR.fields_by_name["operator"].enum_type.values_by_number.get(filters.operator)
         label = name.name if name is not None else str(filters.operator)
         raise QueryError(f"filter operator {label} is not supported", f"use one of: {', '.join(OPERATORS.values())}")
-    if operator in ("And", "Or", "Not"):
-        return {"operator": operator, "operands": [where_of(collection, f) for f in filters.filters]}
-    path = _path(filters)
-    kind = filters.WhichOneof("test_value")
-    where: dict[str, Any] = {"operator": operator, "path": [path]}
-    if kind in _SCALARS:
-        key, value = _coerced(collection, path, _SCALARS[kind], getattr(filters, kind))
-        where[key] = value
-    elif kind in _ARRAYS:
-        key, value = _coerced(collection, path, _ARRAYS[kind], list(getattr(filters, kind).values))
-        where[key] = value
-    elif kind is not None:
-        raise QueryError(f"filter value {kind} is not supported", "filter with text, int, number, boolean or date values")
-    return where
+    return operator
+
+
+def where_of(collection: CompiledCollection, filters: Any, limits: LimitsSpec) -> dict[str, Any]:
+    """A ``weaviate.v1.Filters`` tree as the GraphQL ``where`` argument it stands for.
+
+    Translated without recursion, each node counted against server.limits.maxFilterOperands and
+    maxFilterDepth as it is met: a hostile message is refused (as GraphQL refuses its twin) after
+    at most the limits' worth of work, never by a deep recursion or a walk of fifty thousand nodes.
+    """
+    budget = FilterBudget(limits)
+    root: dict[str, Any] = {}
+    pending: list[tuple[Any, dict[str, Any], int]] = [(filters, root, 1)]
+    while pending:
+        message, where, depth = pending.pop()
+        operator = _operator(message)
+        if operator in ("And", "Or", "Not"):
+            budget.visit(depth, len(message.filters))
+            operands: list[dict[str, Any]] = [{} for _ in message.filters]
+            where.update(operator=operator, operands=operands)
+            pending.extend(reversed([(child, into, depth + 1) for child, into in zip(message.filters, operands)]))  # in order
+            continue
+        kind = message.WhichOneof("test_value")
+        budget.visit(depth, len(getattr(message, kind).values) if kind in _ARRAYS else 0)
+        path = _path(message)
+        where.update(operator=operator, path=[path])
+        if kind in _SCALARS:
+            key, value = _coerced(collection, path, _SCALARS[kind], getattr(message, kind))
+            where[key] = value
+        elif kind in _ARRAYS:
+            key, value = _coerced(collection, path, _ARRAYS[kind], list(getattr(message, kind).values))
+            where[key] = value
+        elif kind is not None:
+            raise QueryError(f"filter value {kind} is not supported", "filter with text, int, number, boolean or date values")
+    return root
 
 
 # -- properties ---------------------------------------------------------------------

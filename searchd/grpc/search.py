@@ -13,11 +13,10 @@ from typing import Any
 from google.protobuf import unknown_fields
 
 from searchd.catalog import CompiledCollection
-from searchd.config.spec import Distance, PropertySpec
+from searchd.config.spec import Distance, LimitsSpec, PropertySpec
 from searchd.errors import QueryError
 from searchd.grpc.codec import near_vector_input, set_value, target_names, uuid_bytes, vector_bytes, wanted_properties, where_of
 from searchd.grpc.protocol import Protocol
-from searchd.query.cost import check_filter
 from searchd.query.get import Shown, get_rows, grouped_rows
 from searchd.query.search import QueryContext, Row
 
@@ -131,7 +130,7 @@ def hybrid_argument(message: Any) -> dict[str, Any]:
     return {**hybrid, **targets}
 
 
-def search_arguments(collection: CompiledCollection, request: Any) -> dict[str, Any]:
+def search_arguments(collection: CompiledCollection, request: Any, limits: LimitsSpec) -> dict[str, Any]:
     """The GraphQL ``Get`` arguments a SearchRequest stands for."""
     unknown = unknown_fields.UnknownFieldSet(request)
     for position in range(len(unknown)):
@@ -157,7 +156,7 @@ def search_arguments(collection: CompiledCollection, request: Any) -> dict[str, 
     if len(request.sort_by):
         args["sort"] = [{"path": list(s.path), "order": "asc" if s.ascending else "desc"} for s in request.sort_by]
     if request.HasField("filters"):
-        args["where"] = where_of(collection, request.filters)
+        args["where"] = where_of(collection, request.filters, limits)  # refused past maxFilterOperands / maxFilterDepth
     if request.HasField("group_by"):
         group = request.group_by
         args["groupBy"] = {"path": list(group.path), "groups": group.number_of_groups, "objectsPerGroup": group.objects_per_group}
@@ -233,8 +232,7 @@ class Reply:
 async def run_search(protocol: Protocol, context: QueryContext, request: Any) -> Any:
     """The SearchReply for a request, computed as its GraphQL twin would be."""
     collection = context.catalog.collection(request.collection)
-    args = search_arguments(collection, request)
-    check_filter(args.get("where"), context.catalog.spec.server.limits)  # operands and depth, as for GraphQL
+    args = search_arguments(collection, request, context.catalog.spec.server.limits)
     reply = Reply(protocol, collection, request)
     answer = protocol.SearchReply()
     if args.get("groupBy") is None:

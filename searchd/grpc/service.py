@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Histogram
 
 from searchd.catalog import Catalog
 from searchd.config.spec import Role
-from searchd.errors import LimitExceeded, RateLimited, SearchdError
+from searchd.errors import InvalidInput, LimitExceeded, RateLimited, SearchdError
 from searchd.grpc.aggregate import run_aggregate
 from searchd.grpc.batch import batch_delete, batch_objects
 from searchd.grpc.protocol import Protocol, load_protocol
@@ -64,6 +65,13 @@ class Oversized:
     """What the deserializer hands on instead of a message larger than server.limits.maxBodyBytes."""
 
     size: int
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """What the deserializer hands on instead of bytes protobuf cannot decode (malformed, or nested past its 100 levels)."""
+
+    message: str  # the message type expected
 
 
 class Abort(Exception):
@@ -136,6 +144,11 @@ class WeaviateService:
                 key_name = authorize(catalog, metadata, role, f"{SERVICE}/{method}")
                 if isinstance(request, Oversized):
                     raise too_large(catalog.spec.server.limits.max_body_bytes)
+                if isinstance(request, Undecodable):
+                    raise InvalidInput(
+                        f"the request is not a valid {request.message} message (malformed, or nested more than 100 levels deep)",
+                        "send a message of the weaviate.v1 protocol; a filter may nest at most server.limits.maxFilterDepth levels",
+                    )
                 return await handler(Call(catalog, services, header_keys(metadata)), request)
             except Abort as exc:
                 code, message = exc.code, str(exc)
@@ -179,7 +192,12 @@ class WeaviateService:
         return await batch_objects(self.protocol, call.services.engine, call.catalog, request, call.keys)
 
     async def batch_delete(self, call: Call, request: Any) -> Any:
-        return await batch_delete(self.protocol, call.services.engine, call.catalog, request)
+        """In a query slot under server.limits.queryTimeout: its filter scans the collection as a search's does."""
+
+        async def work(_deadline: float) -> Any:
+            return await batch_delete(self.protocol, call.services.engine, call.catalog, request)
+
+        return await call.services.queries.run(call.catalog.spec.server.limits, work)
 
     async def batch_references(self, call: Call, request: Any) -> Any:
         raise Abort(
@@ -195,7 +213,10 @@ class WeaviateService:
         def decode(data: bytes) -> Any:
             if len(data) > self.served.spec().server.limits.max_body_bytes:
                 return Oversized(len(data))  # refused in the handler, with the HTTP edge's message
-            return message.FromString(data)
+            try:
+                return message.FromString(data)
+            except DecodeError:  # refused in the handler too, once the caller is authenticated (grpc would answer UNKNOWN)
+                return Undecodable(message.DESCRIPTOR.full_name)
 
         return decode
 

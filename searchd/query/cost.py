@@ -272,26 +272,41 @@ def _nodes(where: Any) -> Iterator[tuple[Mapping[str, Any], int]]:
                 pending.extend((o, depth + 1) for o in operands)
 
 
-def check_filter(where: Any, limits: LimitsSpec) -> None:
-    """Refuse a where filter with too many operands or too deep a nesting, before it is parsed or run.
+class FilterBudget:
+    """A where filter's operands and depth, counted node by node as it is walked or translated.
 
-    It stops at the first node over a limit, so even a filter of a hundred thousand operands costs
-    no more than the limits allow to walk (the count it reports is a lower bound).
+    Each node is counted as it is met, so a walk stops at the first node over a limit and even a
+    filter of a hundred thousand operands (or one nested thousands deep) costs no more than the limits
+    allow to walk; the count it reports is a lower bound.  GraphQL's check and the gRPC edge's
+    translation of a Filters message share it, so both refuse with the same message.
     """
-    operands = 0
-    for node, depth in _nodes(where):
+
+    def __init__(self, limits: LimitsSpec) -> None:
+        self.limits = limits
+        self.operands = 0
+
+    def visit(self, depth: int, operands: int) -> None:
+        """Count a node at ``depth`` (a condition alone is depth 1) with its operands (child filters and listed values)."""
+        limits = self.limits
         if depth > limits.max_filter_depth:
             raise LimitExceeded(
                 f"this query has a where filter nested more than {limits.max_filter_depth} levels deep; the limit is {limits.max_filter_depth} (server.limits.maxFilterDepth)",
                 FLATTEN,
             )
-        children = node.get("operands")
-        operands += len(children) if isinstance(children, list) else 0
-        operands += sum(len(v) for key, v in node.items() if isinstance(key, str) and key.startswith("value") and isinstance(v, list))
-        if operands > limits.max_filter_operands:
+        self.operands += operands
+        if self.operands > limits.max_filter_operands:
             raise _over(
-                "filter operands in one where filter", f"at least {operands}", limits.max_filter_operands, "maxFilterOperands", "use ContainsAny with fewer values, or narrow the filter"
+                "filter operands in one where filter", f"at least {self.operands}", limits.max_filter_operands, "maxFilterOperands", "use ContainsAny with fewer values, or narrow the filter"
             )
+
+
+def check_filter(where: Any, limits: LimitsSpec) -> None:
+    """Refuse a where filter with too many operands or too deep a nesting, before it is parsed or run."""
+    budget = FilterBudget(limits)
+    for node, depth in _nodes(where):
+        children = node.get("operands")
+        values = sum(len(v) for key, v in node.items() if isinstance(key, str) and key.startswith("value") and isinstance(v, list))
+        budget.visit(depth, (len(children) if isinstance(children, list) else 0) + values)
 
 
 # -- the cost of one request -----------------------------------------------------------------
