@@ -264,6 +264,22 @@ def test_filter_depth(served: TestClient) -> None:
     assert "errors" not in body
 
 
+
+def test_a_literal_nested_deeper_than_the_limits_allow_is_refused_before_parsing(served: TestClient) -> None:
+    """graphql-core's parser is recursive: a literal 150 levels deep must get the limit's 422, not the parser's own syntax error."""
+    for depth in (40, 150):
+        literal = "{ Get { Article(where: " + "{operator: Not, operands: [" * depth + '{path: ["title"], operator: Equal, valueText: "x"}' + "]}" * depth + ") { title } } }"
+        with counted(served) as calls:
+            assert refusal(post(served, literal)) == (
+                "this query nests brackets more than 66 levels deep, deeper than any query can within the limits of 30 (server.limits.maxQueryDepth) "
+                "and 10 (server.limits.maxFilterDepth) (flatten the filter: And and Or take any number of operands)"
+            )
+        assert sum(calls.values()) == 0
+    brackets = "{ Get { Article(nearVector: {vector: $v}, where: " + "{operator: Not, operands: [" * 9 + '{path: ["title"], operator: Equal, valueText: "x"}' + "]}" * 9 + ") { title } } }"
+    response = post(served, "query($v: Vector!) " + brackets, {"v": VECTOR})  # at maxFilterDepth, with a search: answered
+    assert response.status_code == 200 and "Article" in response.json()["data"]["Get"], response.text
+
+
 # -- admission: slots, queue timeout, query timeout --------------------------------------------------
 
 

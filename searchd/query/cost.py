@@ -70,16 +70,44 @@ def _over(what: str, amount: str, limit: float, setting: str, hint: str) -> Limi
     return LimitExceeded(f"this query has {amount} {what}; the limit is {limit} (server.limits.{setting})", hint)
 
 
+# Brackets a query within the limits needs beyond its selections and filters: argument lists, search
+# objects (nearText's moveTo objects, hybrid's searches), multi-vectors, groupBy.
+NESTING_SLACK = 16
+_OPEN, _CLOSE = frozenset("{[("), frozenset("}])")
+
+
+def nesting_bound(limits: LimitsSpec) -> int:
+    """The deepest bracket nesting a query within maxQueryDepth and maxFilterDepth can have (a filter level is a { and a [)."""
+    return limits.max_query_depth + 2 * limits.max_filter_depth + NESTING_SLACK
+
+
 def check_tokens(source: str, limits: LimitsSpec) -> None:
-    """Refuse a document with more lexical tokens than ``maxQueryTokens``, counting no further than the limit."""
-    most = limits.max_query_tokens
-    if len(source) <= most:
-        return  # every token is at least one character
+    """Refuse a document with more lexical tokens than ``maxQueryTokens``, or nested deeper than any query within the limits.
+
+    Counted no further than a limit, before the document is parsed: graphql-core's parser is
+    recursive, and a literal nested a hundred levels deep would end in its own "nested too deeply"
+    syntax error (or not, depending on how deep the stack already was) instead of this clear 422.
+    """
+    most, deepest = limits.max_query_tokens, nesting_bound(limits)
+    if len(source) <= most and source.count("{") + source.count("[") + source.count("(") <= deepest:
+        return  # every token is at least one character, and no more brackets than that can nest
     # A Python loop, not one C call over the whole text: the GIL is released between tokens, so other threads
     # (the event loop above all) keep running while a long document is counted.
-    for count, _token in enumerate(_TOKEN.finditer(source)):
+    depth = 0
+    for count, token in enumerate(_TOKEN.finditer(source)):
         if count >= most:
             raise _over("tokens", f"more than {most}", most, "maxQueryTokens", "send vectors and long filters as variables, or split the query")
+        text = token.group()
+        if text in _OPEN:
+            depth += 1
+            if depth > deepest:
+                raise LimitExceeded(
+                    f"this query nests brackets more than {deepest} levels deep, deeper than any query can within the limits of "
+                    f"{limits.max_query_depth} (server.limits.maxQueryDepth) and {limits.max_filter_depth} (server.limits.maxFilterDepth)",
+                    FLATTEN,
+                )
+        elif text in _CLOSE:
+            depth -= 1
 
 
 def check_body(body: bytes, limits: LimitsSpec) -> None:
