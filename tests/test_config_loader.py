@@ -4,9 +4,11 @@ broken links in a config directory are named; every failure is a located issue, 
 from __future__ import annotations
 
 import os
+import sys
 import tracemalloc
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from starlette.testclient import TestClient
@@ -286,3 +288,74 @@ def test_the_size_limit_is_a_command_line_option(write_config: WriteConfig, monk
     out = capsys.readouterr().out
     assert f"{config}:1:1: <root>: file is {config.stat().st_size:,} bytes, over the limit of 100" in out, out
     assert main(["--config-max-bytes", str(config.stat().st_size), "validate", str(config)]) == 0
+
+
+# -- validation work grows linearly with the file ------------------------------------------------
+
+COLLECTION = """\
+  - name: C{i}
+    description: collection number {i}
+    properties:
+      - {{name: title, type: TEXT}}
+      - {{name: count, type: INT}}
+      - {{name: tags, type: "TEXT[]"}}
+    invertedIndex:
+      bm25: {{k1: 1.2, b: 0.75}}
+    vectors:
+      v:
+        vectorizer: {{module: text2vec-hash, dimensions: 64, textFields: [title]}}
+        index: {{type: flat, distance: cosine}}
+"""
+ONE = "collections:\n  - name: A\n    properties:\n      - {name: t, type: TEXT}\n"
+SHAPES: dict[str, Callable[[int], str]] = {
+    # Many small collections: an event every ~8 bytes, and the merge renumbers every collection's positions.
+    "collections": lambda n: "collections:\n" + "".join(COLLECTION.format(i=i) for i in range(n)),
+    # One long list: an event every ~14 bytes.
+    "stopwords": lambda n: ONE + "    invertedIndex:\n      stopwords:\n        additions:\n" + "".join(f"          - word{i}\n" for i in range(40 * n)),
+    # A few long strings.
+    "description": lambda n: ONE + '    description: "' + "lorem ipsum " * (400 * n) + '"\n',
+    # Merge keys: every collection takes its vector from the first one's anchored mapping.
+    "merge keys": lambda n: "collections:\n"
+    + "".join(
+        f"  - name: C{i}\n    properties: [{{name: title, type: TEXT}}]\n    vectors:\n      v:\n"
+        + ("        <<: &vector {vectorizer: {module: text2vec-hash, dimensions: 64, textFields: [title]}, index: {type: flat}}\n" if i == 0 else "        <<: *vector\n")
+        for i in range(n)
+    ),
+}
+
+
+def validation_work(path: Path) -> int:
+    """The Python lines one validation executes (loop bodies and comprehensions included): work, not time."""
+    registry = default_registry()
+    load_spec(path, registry, environ={})  # caches (the schema, its validators) filled outside the count
+    lines = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
+        nonlocal lines
+        lines += event == "line"
+        return local
+
+    def called(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
+        return local if event == "call" else None
+
+    previous = sys.gettrace()
+    sys.settrace(called)
+    try:
+        load_spec(path, registry, environ={})
+    finally:
+        sys.settrace(previous)
+    return lines
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_validation_work_grows_linearly_with_the_file(write_config: WriteConfig, shape: str) -> None:
+    """Four times the file is four times the work, not sixteen (the merge of collections was quadratic once).
+
+    Counted, not timed: bench/config_load.py measures the time (bench/RESULTS.md records it).
+    """
+    small, large = (write_config(SHAPES[shape](n), f"{shape.replace(' ', '-')}-{n}.yaml") for n in (50, 200))
+    assert large.stat().st_size > 3.5 * small.stat().st_size
+    counted = {path: validation_work(path) for path in (small, large)}
+    ratio = counted[large] / counted[small]
+    # A long string is one value whatever its length; every other shape runs lines per value.
+    assert (1 if shape == "description" else 2) <= ratio <= 4.2, f"{shape}: {counted[small]} lines run for {small.stat().st_size:,} bytes, {counted[large]} for {large.stat().st_size:,}"
