@@ -93,6 +93,10 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
         locator.positions.update({p: positions[p] for p in groups.get(path, ())})
         return True
 
+    if len(documents) == 1 and () in documents[0][0].locator.positions and None not in documents[0][1].get("collections", []):
+        # One non-empty file and no collection cut out: merged, it is that file, and its positions stand as they are.
+        document, data = documents[0]
+        return {**merged, **{k: v for k, v in data.items() if k in ("server", "collections")}, "modules": dict(data.get("modules", {}))}, document.locator, issues
     for document, data in documents:
         # Positions grouped by their first step and first two steps, once: each part copies only its own (linear in the document).
         groups: dict[PathKey, list[PathKey]] = {}

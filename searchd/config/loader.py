@@ -87,6 +87,9 @@ class SourceDocument:
     locator: Locator
 
 
+_SECRET_KEYS = frozenset({"apiKey", "key"})  # the last step of every path _is_secret can accept
+
+
 def _is_secret(path: PathKey) -> bool:
     """Provider API keys and the server's own keys: these must come from ${ENV}."""
     return bool(path) and (path[-1] == "apiKey" or (path[:3] == ("server", "auth", "apiKeys") and path[-1] == "key"))
@@ -102,7 +105,10 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         # Recursion is bounded: yamlsafe.compose refused documents nested deeper than its limit, aliases included.
-        self.locator.positions[path] = self._position(node)
+        mark = node.start_mark
+        self.locator.positions[path] = (self.file, mark.line + 1, mark.column + 1)
+        if type(node) is yaml.ScalarNode and node.tag == STR_TAG and path and path[-1] not in _SECRET_KEYS and "${" not in node.value:
+            return node.value  # most values: a plain string, not a secret, nothing to interpolate (the checks below, inlined)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             merges = [value for key, value in node.value if key.tag == MERGE_TAG]
