@@ -55,8 +55,14 @@ class Deadline:
         self._cancelled = True
 
     @property
+    def passed(self) -> bool:
+        """Whether the deadline has passed or was cancelled (a look, not counted as a check of the work)."""
+        return self._cancelled or self._clock() >= self.at
+
+    @property
     def expired(self) -> bool:
-        if not self._cancelled and self._clock() < self.at:
+        """The work's check: whether it must stop now."""
+        if not self.passed:
             return False
         self._cancelled = True  # once expired, always expired (a clock that steps back changes nothing)
         self.late_checks += 1

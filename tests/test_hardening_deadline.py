@@ -137,6 +137,10 @@ def test_a_query_past_its_timeout_answers_503_and_its_running_scan_stops(notes: 
             delattr(engine, name)
     assert response.status_code == 503, response.text
     assert response.json()["error"][0]["message"].startswith("the query ran longer than 0.2 s and was cancelled (server.limits.queryTimeout)")
+    limit = time.monotonic() + 30
+    while not outcomes:  # the 503 need not wait for the worker thread: wait here for its scan to end
+        assert time.monotonic() < limit, "the scan did not stop"
+        threading.Event().wait(0.005)
     assert len(seen) == 1 and len(outcomes) == 1
     assert isinstance(outcomes[0], QueryTimeout)  # the scan stopped instead of reading the 5,000 rows
     assert seen[0].late_checks == 1  # at its first check after the deadline

@@ -177,7 +177,7 @@ class QueryGate:
             deadline = Deadline(limits.query_timeout)
             with running_until(deadline), anyio.move_on_after(limits.query_timeout):
                 result = await work(deadline.at)
-                if not deadline.expired:
+                if not deadline.passed:
                     return result
             deadline.cancel()
             raise timed_out(limits.query_timeout)
