@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """gRPC against HTTP GraphQL on the same searchd and data (issue #15): nearVector QPS, p50 and server CPU, batch import.
 
-    SEARCHD_BENCH_DATA=/path/to/wordnet-minilm .venv/bin/python bench/grpc.py            # 60,000 objects, 1,000 queries, 3 rounds
-    .venv/bin/python bench/grpc.py --n 10000 --queries 200 --rounds 1 --seconds 5         # smoke
+    SEARCHD_BENCH_DATA=/path/to/wordnet-minilm .venv/bin/python bench/grpc_transport.py            # 60,000 objects, 1,000 queries, 3 rounds
+    .venv/bin/python bench/grpc_transport.py --n 10000 --queries 200 --rounds 1 --seconds 5         # smoke
 
 It runs with the project's own virtualenv (weaviate-client 4.x is a test extra).  Data: the WordNet/MiniLM
 set of bench/benchdata.py (the first N corpus rows; text, lemma, pos, bucket and the 384-d vector), the
@@ -28,24 +28,21 @@ the median over the rounds (--rounds), per-round values in bench/results-grpc.js
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named grpc.py: with bench/ first on sys.path, `import grpc` (inside weaviate-client) would find it.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-
 import argparse
 import dataclasses
 import json
 import multiprocessing
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.pool import Pool
+from pathlib import Path
 from typing import Any
+
+HERE = Path(__file__).resolve().parent
 
 from common import (  # sets single-threaded numerics before numpy loads
     DEFAULT_DATA,
