@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Engine-core benchmark: searchd against chroma, pgvector, txtai, hnswlib and tantivy, measured in the same run.
 
-    bash bench/setup.sh && bash bench/pgvector.sh          # once: bench/.venv, and pgvector for PostgreSQL 15
+    bash bench/setup.sh && bash scripts/pgvector.sh          # once: bench/.venv, and pgvector for PostgreSQL 15
     bench/.venv/bin/python bench/engine.py --searchd-rev HEAD   # full: 60,000 objects, 1,000 queries, 3 rounds
     bench/.venv/bin/python bench/engine.py --quick         # smoke: 10,000 objects, 200 queries, 1 round
 
@@ -802,7 +802,7 @@ class Pgvector(System):
             raise Unavailable(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install postgresql-15, or set PG_BIN)")
         share = subprocess.run([str(PG_BIN / "pg_config"), "--sharedir"], capture_output=True, text=True, check=False).stdout.strip()
         if not (Path(share) / "extension" / "vector.control").exists():
-            raise Unavailable(f"the pgvector extension is not installed in {share}/extension: run `bash bench/pgvector.sh` (as root) first")
+            raise Unavailable(f"the pgvector extension is not installed in {share}/extension: run `bash scripts/pgvector.sh` (as root) first")
         self.ef: int | None = None
         self.root = self.bench.workdir("pgvector")
         self.owner = self.cluster_owner()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates bench/.venv (separate from the product's venv) with searchd (editable) and the peers.
 # Usage: bash bench/setup.sh        (re-running it is safe: it only installs what is missing)
-# bench/engine.py also compares with pgvector: `bash bench/pgvector.sh` (as root) builds it for PostgreSQL 15.
+# bench/engine.py also compares with pgvector: `bash scripts/pgvector.sh` (as root) builds it for PostgreSQL 15.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"

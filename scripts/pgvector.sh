@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and installs the pgvector extension for the machine's PostgreSQL 15 (Debian 12), for bench/engine.py.
-# Usage (as root): bash bench/pgvector.sh        (re-running it is safe: it stops early when vector.control is there)
+# Usage (as root): bash scripts/pgvector.sh        (re-running it is safe: it stops early when vector.control is there)
 #
 # Debian 12 ships PostgreSQL 15 but no pgvector binary package. Debian 13 (trixie) carries pgvector as a source
 # package, and its source builds against PostgreSQL 15's server headers. So:
