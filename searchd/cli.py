@@ -183,7 +183,7 @@ def _load_or_report(path: str, environ: Mapping[str, str] | None = None, what: s
 def _show_plan(args: argparse.Namespace) -> int | None:
     """Print the plan for args.config against its data directory (or another config); an exit code when it cannot go ahead."""
     from searchd.config.revision import redacted, revision
-    from searchd.engine import peek_counts
+    from searchd.engine import effective_storage, peek
     from searchd.reload.applied import plan_against_applied
     from searchd.reload.plan import classify
     from searchd.server.app import resolve_data_dir
@@ -205,7 +205,12 @@ def _show_plan(args: argparse.Namespace) -> int | None:
         plan = classify(redacted(base), redacted(spec))
     else:
         directory = resolve_data_dir(spec, args.data)
-        applied, plan = plan_against_applied(directory, spec, *peek_counts(directory))
+        try:
+            found = peek(effective_storage(spec.server.storage), directory)
+        except SearchdError as exc:
+            _print_error(exc, "cannot plan", args.config)
+            return 1
+        applied, plan = plan_against_applied(found.applied, spec, found.count, found.property_count)
         base_revision = applied.revision if applied else None
         where = f"Data directory {directory}: applied revision {applied.revision if applied else '(none: a first start)'}"
     allowed = args.allow_destructive or spec.server.reload.allow_destructive

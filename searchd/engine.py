@@ -40,16 +40,31 @@ from searchd.index.persist import (
 from searchd.index.table import DocTable
 from searchd.modules.base import NO_KEYS
 from searchd.records import StoredObject
+from searchd.storage.backends import Peek, cache_table, effective_storage, open_store, peek
 from searchd.storage.backup import BackupResult, backup
+from searchd.storage.base import Store
+from searchd.storage.datadir import default_data_dir
 from searchd.storage.failures import storage_error
-from searchd.storage.store import ObjectStore, default_data_dir, peek_counts
 from searchd.values import check_properties, normalize_uuid
 from searchd.where import COMPARISONS, TIME_PATHS, Combination, Filter, SortKey
 
 log = logging.getLogger("searchd")
 
 # What the edges use of the data directory, through the engine core (they never import storage).
-__all__ = ["BackupResult", "Engine", "ObjectStore", "StoredObject", "backup", "default_data_dir", "open_store", "peek_counts", "storage_error"]
+__all__ = [
+    "BackupResult",
+    "Engine",
+    "Peek",
+    "Store",
+    "StoredObject",
+    "backup",
+    "cache_table",
+    "default_data_dir",
+    "effective_storage",
+    "open_store",
+    "peek",
+    "storage_error",
+]
 
 
 # allowed_at_once: up to this many numeric comparisons over up to this many docs (about 30 us a comparison at 60k).
@@ -76,11 +91,6 @@ def _numeric_leaves(where: Filter, most: int) -> bool:
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def open_store(data_dir: Path) -> ObjectStore:
-    """The data directory's object store (taking its lock; migrating an older layout first)."""
-    return ObjectStore(data_dir)
 
 
 @dataclass
@@ -137,7 +147,7 @@ def _now_ms() -> int:
 class StoreSource:
     """One collection of the store, as the indexes are filled from it (``searchd.index.persist.Source``)."""
 
-    store: ObjectStore
+    store: Store
     collection: str
 
     def vectors(self, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
@@ -197,7 +207,7 @@ class _CountedSource(StoreSource):
 
 
 class Engine:
-    def __init__(self, holder: CatalogHolder, store: ObjectStore, data_dir: Path, progress: ProgressReport | None = None) -> None:
+    def __init__(self, holder: CatalogHolder, store: Store, data_dir: Path, progress: ProgressReport | None = None) -> None:
         self.holder = holder
         self.store = store
         self.data_dir = data_dir

@@ -91,8 +91,8 @@ _SECRET_KEYS = frozenset({"apiKey", "key"})  # the last step of every path _is_s
 
 
 def _is_secret(path: PathKey) -> bool:
-    """Provider API keys and the server's own keys: these must come from ${ENV}."""
-    return bool(path) and (path[-1] == "apiKey" or (path[:3] == ("server", "auth", "apiKeys") and path[-1] == "key"))
+    """Provider API keys, the server's own keys and the database URL (it may hold a password): these must come from ${ENV}."""
+    return bool(path) and (path[-1] == "apiKey" or (path[:3] == ("server", "auth", "apiKeys") and path[-1] == "key") or path == ("server", "storage", "url"))
 
 
 class _Builder:

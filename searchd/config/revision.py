@@ -22,10 +22,11 @@ def _digest(value: Any) -> str:
 
 
 def redacted(spec: Spec) -> Spec:
-    """The spec with module setting values and API keys replaced by digests: comparable, but no secrets."""
+    """The spec with module setting values, API keys and the database URL replaced by digests: comparable, but no secrets."""
     modules = {name: MappingProxyType({k: _digest(v) for k, v in settings.items()}) for name, settings in spec.modules.items()}
     keys = tuple(dataclasses.replace(k, key=_digest(k.key)) for k in spec.server.auth.api_keys)
-    server = dataclasses.replace(spec.server, auth=dataclasses.replace(spec.server.auth, api_keys=keys))
+    storage = dataclasses.replace(spec.server.storage, url=_digest(spec.server.storage.url) if spec.server.storage.url else "")
+    server = dataclasses.replace(spec.server, auth=dataclasses.replace(spec.server.auth, api_keys=keys), storage=storage)
     return dataclasses.replace(spec, modules=MappingProxyType(modules), server=server)
 
 

@@ -8,7 +8,17 @@ from typing import Any
 
 from searchd.config.capabilities import KnownModules, ModuleCapabilities
 from searchd.config.loader import Locator, PathKey
-from searchd.config.spec import CollectionSpec, Distance, IndexType, NamedVectorSpec, PropertyType, Spec, VectorizerSpec
+from searchd.config.spec import (
+    CollectionSpec,
+    Distance,
+    IndexType,
+    NamedVectorSpec,
+    PropertyType,
+    Spec,
+    StorageBackend,
+    StorageSpec,
+    VectorizerSpec,
+)
 from searchd.errors import ConfigIssue
 
 RESERVED_PROPERTY_NAMES = frozenset({"id", "_id", "_additional"})
@@ -51,7 +61,20 @@ def non_finite_issues(data: Any, locator: Locator) -> list[ConfigIssue]:
     return found
 
 
+def _check_storage(storage: StorageSpec, locator: Locator) -> Iterator[ConfigIssue]:
+    """The database URL is a secret: no message repeats it."""
+    path: PathKey = ("server", "storage", "url")
+    written = path in locator.positions  # an unset ${VAR} there was reported already, and left the URL empty
+    if storage.backend is StorageBackend.POSTGRES and not written:
+        yield locator.issue(("server", "storage"), "the postgres backend needs a url", "add url: ${DATABASE_URL} and export DATABASE_URL=postgresql://user@host:5432/dbname")
+    elif storage.backend is StorageBackend.SQLITE and storage.url:
+        yield locator.issue(path, "a url is only read by the postgres backend", "add backend: postgres, or remove the url (SQLite lives in the data directory)")
+    elif storage.url and not storage.url.startswith(("postgresql://", "postgres://")):
+        yield locator.issue(path, "the database URL does not start with postgresql:// (its value is not shown: it may hold a password)", "export it as postgresql://user:password@host:5432/dbname")
+
+
 def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
+    yield from _check_storage(spec.server.storage, locator)
     seen: dict[str, int] = {}
     for index, collection in enumerate(spec.collections):
         path: PathKey = ("collections", index)

@@ -135,11 +135,23 @@ class GrpcSpec:
     port: int = 50051  # Weaviate's default
 
 
+class StorageBackend(enum.Enum):
+    SQLITE = "sqlite"  # objects.sqlite3 in the data directory (the default: needs nothing)
+    POSTGRES = "postgres"  # a PostgreSQL database at ``url``
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    backend: StorageBackend = StorageBackend.SQLITE
+    url: str = field(default="", repr=False)  # from ${ENV}: it may hold a password, so it is never logged
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: str | None = None
+    storage: StorageSpec = StorageSpec()
     limits: LimitsSpec = LimitsSpec()
     connections: ConnectionsSpec = ConnectionsSpec()
     reload: ReloadSpec = ReloadSpec()
@@ -388,6 +400,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
             host=server.get("host", "127.0.0.1"),
             port=server.get("port", 8080),
             data_dir=server.get("dataDir"),
+            storage=StorageSpec(StorageBackend(server.get("storage", {}).get("backend", "sqlite")), server.get("storage", {}).get("url", "")),
             limits=LimitsSpec(
                 max_body_bytes=limits.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
                 query_limit_default=limits.get("queryLimitDefault", DEFAULT_QUERY_LIMIT),

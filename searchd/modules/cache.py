@@ -2,7 +2,8 @@
 
 Keyed by a digest of (module, model, request parameters, input), so a change of
 model or dimensions misses while a re-import or a re-vectorization that only
-changes weights or index settings hits.  Stored in the data directory (SQLite);
+changes weights or index settings hits.  Stored in the data directory (SQLite), or
+in the PostgreSQL store's database;
 losing it costs money, never data, so writes are not fsynced.
 """
 
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -40,8 +42,20 @@ class CacheStats:
         return {"entries": self.entries, "hits": self.hits, "misses": self.misses, "hitRate": round(self.hits / asked, 4) if asked else 0.0}
 
 
-class EmbeddingCache:
-    """Vectors (1-d) and multi-vectors (2-d) by key; ``directory=None`` keeps them in memory."""
+class CacheTable(Protocol):
+    """Where the cache's rows live: (key, rows, float32 bytes); rows is 0 for a 1-d vector.
+
+    SQLite in the data directory (below), or the PostgreSQL store's table (``searchd.storage.postgres_cache``).
+    """
+
+    def get(self, keys: Sequence[bytes]) -> list[tuple[bytes, int, bytes]]: ...
+    def put(self, rows: Sequence[tuple[bytes, int, bytes]]) -> None: ...
+    def count(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class SqliteCacheTable:
+    """``embeddings.sqlite`` in the data directory (``None``: in memory).  Not fsynced: a lost entry costs a provider call."""
 
     def __init__(self, directory: Path | None) -> None:
         target = ":memory:" if directory is None else str(directory / CACHE_FILE)
@@ -49,6 +63,31 @@ class EmbeddingCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, rows INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID")
+
+    def get(self, keys: Sequence[bytes]) -> list[tuple[bytes, int, bytes]]:
+        found: list[tuple[bytes, int, bytes]] = []
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            found += self._db.execute(f"SELECT key, rows, data FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return found
+
+    def put(self, rows: Sequence[tuple[bytes, int, bytes]]) -> None:
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR REPLACE INTO embeddings (key, rows, data) VALUES (?, ?, ?)", rows)
+        self._db.execute("COMMIT")
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class EmbeddingCache:
+    """Vectors (1-d) and multi-vectors (2-d) by key, in ``table`` (default: SQLite in ``directory``; ``None``: in memory)."""
+
+    def __init__(self, directory: Path | None, table: CacheTable | None = None) -> None:
+        self._table: CacheTable = table if table is not None else SqliteCacheTable(directory)
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
@@ -59,12 +98,9 @@ class EmbeddingCache:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start : start + 500])
-                marks = ",".join("?" * len(chunk))
-                for key, rows, data in self._db.execute(f"SELECT key, rows, data FROM embeddings WHERE key IN ({marks})", chunk):
-                    vector = np.frombuffer(data, dtype=np.float32)
-                    found[key] = vector if rows == 0 else vector.reshape(rows, -1)
+            for key, rows, data in self._table.get(keys):
+                vector = np.frombuffer(data, dtype=np.float32)
+                found[key] = vector if rows == 0 else vector.reshape(rows, -1)
             self._hits += len(found)
             self._misses += len(set(keys)) - len(found)
         return found
@@ -99,15 +135,12 @@ class EmbeddingCache:
         items = vectors.items() if isinstance(vectors, Mapping) else vectors
         rows = [(key, 0 if v.ndim == 1 else v.shape[0], np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items]
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO embeddings (key, rows, data) VALUES (?, ?, ?)", rows)
-            self._db.execute("COMMIT")
+            self._table.put(rows)
 
     def stats(self) -> CacheStats:
         with self._lock:
-            (entries,) = self._db.execute("SELECT count(*) FROM embeddings").fetchone()
-            return CacheStats(int(entries), self._hits, self._misses)
+            return CacheStats(self._table.count(), self._hits, self._misses)
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._table.close()

@@ -41,7 +41,7 @@ from searchd.modules.base import ModuleRuntime
 from searchd.modules.registry import default_registry
 from searchd.reload.plan import Plan, classify
 from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
-from searchd.storage.applied import Applied, load_applied, save_applied
+from searchd.storage.applied import Applied
 
 log = logging.getLogger("searchd.reload")
 # The watcher reads a changed config again until it holds still (an editor saving in place truncates first).
@@ -130,7 +130,7 @@ class ConfigManager:
         self.engine = engine
         self.runtime = runtime
         self.allow_destructive_once = allow_destructive
-        self.applied: Applied | None = load_applied(engine.data_dir)
+        self.applied: Applied | None = engine.store.load_applied()
         self.target: Spec | None = None
         self.served: Spec | None = None
         self.last: dict[str, Any] | None = None
@@ -315,7 +315,7 @@ class ConfigManager:
         await anyio.to_thread.run_sync(self.engine.swap, catalog)
         first = self.served is None
         self.target, self.served = spec, served
-        self.applied = save_applied(self.engine.data_dir, served)
+        self.applied = self.engine.store.save_applied(served)
         if first or cancelled or failed:  # staged vectors a crash or a stopped re-vectorization left (a full scan: not on every reload)
             await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
         self._start_rebuilds(final, plan, keep)
@@ -447,6 +447,6 @@ class ConfigManager:
         self.engine.open_indexes(catalog)
         self.engine.holder.swap(catalog)
         try:
-            self.applied = save_applied(self.engine.data_dir, self.served)
+            self.applied = self.engine.store.save_applied(self.served)
         except OSError as exc:  # the swap stands; the next start plans against the older applied spec and redoes this rebuild
             log.error("could not record the applied config after the rebuild of %s.%s (%s)", *key, exc)

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 from searchd.catalog import Catalog, CatalogHolder, compile_catalog
 from searchd.config import load_spec
 from searchd.config.spec import Spec
-from searchd.engine import Engine, ObjectStore, ProgressReport, default_data_dir, open_store, storage_error
+from searchd.engine import Engine, ProgressReport, Store, cache_table, default_data_dir, effective_storage, open_store, storage_error
 from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.cache import EmbeddingCache
@@ -50,7 +50,7 @@ class Services:
 
     config_path: str
     holder: CatalogHolder
-    store: ObjectStore
+    store: Store
     engine: Engine
     runtime: ModuleRuntime
     config: ConfigManager
@@ -82,7 +82,7 @@ class Opening:
 
     config_path: str
     directory: Path
-    store: ObjectStore
+    store: Store
     runtime: ModuleRuntime
     metrics: Metrics
     graphql: ServedGraphQL
@@ -105,17 +105,21 @@ def begin_services(config_path: str | Path, data_dir: str | Path | None = None, 
     registry = default_registry()
     spec = load_spec(config_path, registry)
     directory = resolve_data_dir(spec, data_dir)
-    store = open_store(directory)
+    storage = effective_storage(spec.server.storage)
+    store = open_store(storage, directory)
     metrics = Metrics()
     try:
-        cache = EmbeddingCache(directory)
+        cache = EmbeddingCache(directory, cache_table(storage))
     except (OSError, sqlite3.Error) as exc:  # a full disk shows here first when the object store still opens
         store.close()
         raise storage_error(exc, directory, "the embedding cache") from exc
+    except BaseException:
+        store.close()
+        raise
     runtime = ModuleRuntime(HttpPool(), cache, dict(os.environ), on_provider_call=metrics.observe_provider)
     graphql = ServedGraphQL()
     try:
-        applied, plan = plan_against_applied(directory, spec, store.count, store.property_count)
+        applied, plan = plan_against_applied(store.load_applied(), spec, store.count, store.property_count)
         if plan.refused(spec.server.reload.allow_destructive or allow_destructive):
             raise ConfigRefused(plan.refusal_message(), f"or restore the config applied last (revision {applied.revision if applied else '?'})")
         served = served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})

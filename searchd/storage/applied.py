@@ -249,16 +249,21 @@ def _write_atomically(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
-def _document(applied: Applied) -> bytes:
+def applied_document(applied: Applied) -> bytes:
+    """The applied spec as the bytes stored (in ``applied/spec.json``, or in the database)."""
     document = {"format": FORMAT, "revision": applied.revision, "appliedAt": applied.applied_at, "spec": to_data(applied.spec)}
     return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def new_applied(spec: Spec) -> Applied:
+    return Applied(redacted(spec), revision(spec), time.time())
 
 
 def save_applied(data_dir: Path, spec: Spec, extra: Mapping[str, Any] | None = None) -> Applied:
     directory = data_dir / APPLIED_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    applied = Applied(redacted(spec), revision(spec), time.time())
-    _write_atomically(directory / SPEC_FILE, _document(applied))
+    applied = new_applied(spec)
+    _write_atomically(directory / SPEC_FILE, applied_document(applied))
     (directory / PICKLE_FILE).unlink(missing_ok=True)  # older than what was just written
     status = {"revision": applied.revision, "appliedAt": applied.applied_at, **(extra or {})}
     _write_atomically(directory / STATUS_FILE, json.dumps(status, indent=2).encode())
@@ -277,10 +282,11 @@ def load_applied(data_dir: Path) -> Applied | None:
         return None
     except OSError as exc:
         raise StorageError(f"cannot read the applied spec {path}: {exc}", "check the data directory's permissions") from exc
-    return _read(path, data)
+    return read_applied(path, data)
 
 
-def _read(path: Path, data: bytes) -> Applied:
+def read_applied(path: Path | str, data: bytes) -> Applied:
+    """The applied spec stored as ``data``; a StorageError naming ``path`` (where it was read) when it does not fit."""
     try:
         document = json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -334,7 +340,7 @@ def _convert(directory: Path) -> Applied:
     if not isinstance(found, Applied):
         raise StorageError(f"{old} holds a {type(found).__name__}, not an applied spec", _RESTORE_HINT)
     try:
-        document = _document(found)
+        document = applied_document(found)
     except (TypeError, AttributeError) as exc:  # AttributeError: a field added since, without a plain default
         raise StorageError(f"the applied spec {old} cannot be converted to format {FORMAT}: {exc}", _RESTORE_HINT) from None
     try:

@@ -19,15 +19,12 @@ query never waits behind a write transaction (WAL readers see the last commit).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,10 +33,15 @@ import numpy as np
 import orjson
 
 from searchd import deadline
+from searchd.config.spec import Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
-from searchd.storage.failures import full_disk, storage_error
+from searchd.storage.applied import Applied, load_applied, save_applied
+from searchd.storage.base import BULK, RETIRED_TABLE_GRACE_S
+from searchd.storage.datadir import lock_data_dir
+from searchd.storage.failures import storage_error
 from searchd.storage.migrate import LAYOUT, migrate
+from searchd.storage.rows import blob, matrix_of, properties_of, vector_from_blob
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
 from searchd.where import Filter, SortKey, epoch_seconds, like
 
@@ -58,8 +60,6 @@ _OBJECTS_TABLE = """CREATE TABLE IF NOT EXISTS o{tag} (
     doc INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, properties TEXT NOT NULL,
     created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL)"""
 _VECTORS_TABLE = "CREATE TABLE IF NOT EXISTS v{tag} (doc INTEGER PRIMARY KEY, dims INTEGER NOT NULL, data BLOB NOT NULL)"
-RETIRED_TABLE_GRACE_S = 60.0  # how long a dropped table stays for reads that began before the drop
-BULK = -1  # a change to a whole collection (a dropped property, promoted vectors): its indexes rebuild
 _PAGE_SIZE = 8192  # five 1.5 KB vectors to a page (4 KB pages hold two)
 _READER_CACHE_KB = 512
 _MMAP_BYTES = 1 << 30
@@ -67,37 +67,6 @@ _CHUNK = 500  # stay under SQLite's bound-parameter limit
 # SQLite VM steps between two looks of a reader at its request's deadline (searchd.deadline): about a thousand rows of a scan,
 # a millisecond or so, so a query past server.limits.queryTimeout stops its statement that soon.
 _PROGRESS_STEPS = 5_000
-
-
-def vector_from_blob(dims: int, data: bytes) -> np.ndarray:
-    # A multi-vector (one row per token) is stored flat; dims tells the row length.
-    flat = np.frombuffer(data, dtype=np.float32)
-    return flat if flat.size == dims else flat.reshape(-1, dims)
-
-
-def _blob(vector: np.ndarray) -> tuple[int, bytes]:
-    return int(vector.shape[-1]), np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _readable(value: Any) -> Any:
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_readable(v) for v in value]
-    if isinstance(value, dict):
-        return {_readable(k): _readable(v) for k, v in value.items()}
-    return value
-
-
-def _properties(text: str) -> dict[str, Any]:
-    """Stored properties; a lone surrogate (stored before they were refused) reads as U+FFFD instead of failing every response."""
-    properties: dict[str, Any] = json.loads(text)
-    # An escape of a surrogate is mostly half of a valid pair (emoji); only then is the walk needed.
-    return _readable(properties) if _SURROGATE_ESCAPE.search(text) else properties
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -108,21 +77,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class ObjectStore:
+class SqliteStore:
+    """The ``Store`` (``searchd.storage.base``) in the data directory's ``objects.sqlite3``; the applied spec beside it."""
+
     def __init__(self, data_dir: Path) -> None:
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_file = open(data_dir / "LOCK", "w")  # noqa: SIM115 (held open for the store's life: it is the lock)
-        except OSError as exc:
-            raise full_disk(data_dir, exc) or StorageError(f"cannot use data directory {data_dir}: {exc}", "check that it exists and is writable, or pass --data DIR") from exc
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._lock_file.close()
-            raise StorageError(
-                f"data directory {data_dir} is in use by another searchd process",
-                "stop the other server, or give this one its own --data DIR",
-            ) from exc
+        self._lock_file = lock_data_dir(data_dir)
+        self.data_dir = data_dir
         self.path = data_dir / "objects.sqlite3"
         self._lock = threading.Lock()
         self._readers = threading.local()
@@ -163,11 +123,21 @@ class ObjectStore:
             self._db.close()
         self._lock_file.close()
 
-    def __enter__(self) -> ObjectStore:  # noqa: PYI034 (not subclassed)
+    def __enter__(self) -> SqliteStore:  # noqa: PYI034 (not subclassed)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def load_applied(self) -> Applied | None:
+        return load_applied(self.data_dir)
+
+    def save_applied(self, spec: Spec) -> Applied:
+        return save_applied(self.data_dir, spec)
 
     # -- connections -------------------------------------------------------------
 
@@ -312,7 +282,7 @@ class ObjectStore:
                     self._vector_table_for_write(db, obj.collection, name)
                 for name, vectors in self._vector_tables(obj.collection).items():
                     if name in obj.vectors:
-                        db.execute(f"INSERT OR REPLACE INTO {vectors} VALUES (?, ?, ?)", (doc, *_blob(obj.vectors[name])))
+                        db.execute(f"INSERT OR REPLACE INTO {vectors} VALUES (?, ?, ?)", (doc, *blob(obj.vectors[name])))
                     else:
                         db.execute(f"DELETE FROM {vectors} WHERE doc = ?", (doc,))
             db.executemany("INSERT INTO changes (collection, doc) VALUES (?, ?)", [(o.collection, d) for o, d in zip(objects, docs)])
@@ -402,14 +372,7 @@ class ObjectStore:
         listed = orjson.dumps(docs if isinstance(docs, (list, tuple, np.ndarray)) else list(docs), option=orjson.OPT_SERIALIZE_NUMPY)
         with self._read(bulk) as db:
             rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN (SELECT value FROM json_each(?)) ORDER BY doc", (listed,)).fetchall()
-        if not rows:
-            return [], []
-        # Column-wise checks at C speed: the exact scan of a narrow filter reads hundreds of rows per query.
-        found, widths, blobs = (list(column) for column in zip(*rows, strict=True))
-        dims = widths[0]
-        if set(widths) == {dims} and set(map(len, blobs)) == {4 * dims}:
-            return found, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(rows), dims)
-        return found, [vector_from_blob(d, data) for d, data in zip(widths, blobs, strict=True)]
+        return matrix_of(rows)
 
     def doc_ids(self, collection: str) -> list[tuple[int, str]]:
         """Every (doc, id) of a collection: the engine's map between them."""
@@ -555,7 +518,7 @@ class ObjectStore:
             return
         for rows in self._pages(table, "doc, properties"):
             for doc, properties in rows:
-                yield doc, _properties(properties)
+                yield doc, properties_of(properties)
 
     def iter_objects(self, collection: str) -> Iterator[StoredObject]:
         """Every object of a collection, without vectors, in doc order: what the doc table is built from."""
@@ -596,7 +559,7 @@ class ObjectStore:
                 if found is None:
                     continue
                 if vec is not None:
-                    db.execute(f"INSERT OR REPLACE INTO {vectors} VALUES (?, ?, ?)", (found[0], *_blob(vec)))
+                    db.execute(f"INSERT OR REPLACE INTO {vectors} VALUES (?, ?, ?)", (found[0], *blob(vec)))
                 current.add(object_id)
         return current
 
@@ -696,40 +659,4 @@ class ObjectStore:
                         chunk = docs[start : start + _CHUNK]
                         for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
                             found.setdefault(doc, {})[name] = vector_from_blob(dims, data)
-        return [StoredObject(collection, object_id, _properties(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in deadline.checked(rows)]
-
-
-def peek_counts(data_dir: Path) -> tuple[Callable[[str], int], Callable[[str, str], int]]:
-    """Object and per-property counts read without taking the data directory's lock (for ``searchd plan``)."""
-    path = data_dir / "objects.sqlite3"
-    if not path.exists():
-        return (lambda collection: 0), (lambda collection, name: 0)
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    tables: Mapping[str, str]
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'collections'").fetchone():
-        tables = {name: f"o{tag}" for name, tag in db.execute("SELECT name, tag FROM collections")}
-        where = ""
-    else:  # layout 1, not migrated yet: one table, rows keyed by collection
-        tables, where = {}, "collection = ?"
-
-    def _query(collection: str, condition: str) -> int:
-        if where:
-            sql = f"SELECT COUNT(*) FROM objects WHERE {' AND '.join(c for c in (where, condition) if c)}"
-            return int(db.execute(sql, (collection,)).fetchone()[0])
-        table = tables.get(collection)
-        if table is None:
-            return 0
-        return int(db.execute(f"SELECT COUNT(*) FROM {table}{' WHERE ' + condition if condition else ''}").fetchone()[0])
-
-    def count(collection: str) -> int:
-        return _query(collection, "")
-
-    def property_count(collection: str, name: str) -> int:
-        return _query(collection, f"json_type(properties, '$.{name}') IS NOT NULL") if name.isidentifier() else 0
-
-    return count, property_count
-
-
-def default_data_dir() -> Path:
-    """Where data lives when neither --data nor server.dataDir says: $SEARCHD_DATA or ./searchd-data."""
-    return Path(os.environ.get("SEARCHD_DATA", "searchd-data"))
+        return [StoredObject(collection, object_id, properties_of(props), found.get(doc, {}), created, updated, doc) for doc, object_id, props, created, updated in deadline.checked(rows)]

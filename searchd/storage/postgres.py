@@ -1,0 +1,586 @@
+"""PostgreSQL object store: the ``Store`` of ``searchd.storage.base`` in a database that can outlive the machine.
+
+The layout follows SQLite's (``searchd.storage.sqlite``), in tables named ``searchd_*``:
+
+* one table per collection, ``searchd_o<tag>``: ``doc`` (a bigserial, never reused),
+  ``id`` (text, compared bytewise), ``properties`` (jsonb), the two timestamps;
+* one table per named vector (and per staged re-vectorization), ``searchd_v<tag>``:
+  ``doc`` → ``dims`` and the float32 bytes;
+* ``searchd_changes``: a sequence number per written or deleted document.  Every write
+  transaction first takes one transaction-level advisory lock, so sequence numbers are
+  committed in the order they were drawn: a reader in any process that has seen
+  sequence ``n`` has seen every change up to ``n`` (what replicas will follow);
+* ``searchd_applied``: the applied spec (redacted, as in the data directory) and its revision;
+* ``searchd_embeddings`` (``searchd.storage.postgres_cache``): the embedding cache.
+
+Writes go through one connection under a lock, in one transaction each, acknowledged after
+COMMIT (synchronous_commit as the server has it: on by default).  Reads take a connection
+from a small pool (autocommit), so a query never waits behind a write.  The data directory
+still holds this process's saved in-memory indexes, under its lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from searchd.config.spec import Spec
+from searchd.errors import StorageError
+from searchd.records import StoredObject
+from searchd.storage.applied import Applied, applied_document, new_applied, read_applied
+from searchd.storage.base import BULK, RETIRED_TABLE_GRACE_S
+from searchd.storage.datadir import lock_data_dir
+from searchd.storage.pgerrors import connect, pg_error, safe_url
+from searchd.storage.pgwhere import order_sql, text_of, to_sql
+from searchd.storage.rows import blob, matrix_of, vector_from_blob
+from searchd.where import Filter, SortKey
+
+log = logging.getLogger("searchd.storage")
+
+WRITE_LOCK = 0x5EA2C4D0  # the advisory lock every write transaction takes first (see the module docstring)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS searchd_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS searchd_collections (name text PRIMARY KEY, tag int NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS searchd_vector_tables (collection text NOT NULL, name text NOT NULL, tag int NOT NULL UNIQUE, PRIMARY KEY (collection, name));
+CREATE TABLE IF NOT EXISTS searchd_changes (seq bigserial PRIMARY KEY, collection text NOT NULL, doc bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS searchd_retired (name text PRIMARY KEY, at float8 NOT NULL);
+CREATE TABLE IF NOT EXISTS searchd_applied (one int PRIMARY KEY CHECK (one = 1), revision text NOT NULL, document bytea NOT NULL);
+CREATE SEQUENCE IF NOT EXISTS searchd_tags;
+CREATE OR REPLACE FUNCTION searchd_epoch(value text) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    -- RFC 3339 with a zone, as searchd.where.epoch_seconds reads it; anything else has no instant.
+    IF value IS NULL OR value !~ '(Z|z|[+-][0-9][0-9]:?[0-9][0-9])$' THEN RETURN NULL; END IF;
+    RETURN extract(epoch FROM value::timestamptz)::float8;
+EXCEPTION WHEN others THEN RETURN NULL;
+END $$;
+"""
+_OBJECTS_TABLE = """CREATE TABLE IF NOT EXISTS searchd_o{tag} (
+    doc bigserial PRIMARY KEY, id text COLLATE "C" NOT NULL UNIQUE, properties jsonb NOT NULL,
+    created_ms bigint NOT NULL, updated_ms bigint NOT NULL)"""
+_VECTORS_TABLE = "CREATE TABLE IF NOT EXISTS searchd_v{tag} (doc bigint PRIMARY KEY, dims int NOT NULL, data bytea NOT NULL)"
+_COLUMNS = "doc, id, properties, created_ms, updated_ms"
+_PAGE = 5000
+_POOL_SIZE = 8
+
+
+class PostgresStore:
+    """The ``Store`` in the PostgreSQL database at ``url`` (never logged: ``where`` names it without a password)."""
+
+    def __init__(self, url: str, data_dir: Path | None) -> None:
+        """``data_dir``: where this process keeps its saved indexes, locked; None to only read (``searchd plan``)."""
+        self._url = url
+        self._where = safe_url(url)
+        self._lock_file = lock_data_dir(data_dir) if data_dir is not None else None
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._tags: dict[str, int] = {}
+        self._vector_tags: dict[tuple[str, str], int] = {}
+        self._published: tuple[dict[str, int], dict[tuple[str, str], int]] = ({}, {})
+        self._writer: int | None = None
+        try:
+            self._db = connect(url)
+            with self._guard() as db:
+                db.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))  # two first starts must not race on CREATE
+                try:
+                    db.execute(_SCHEMA)
+                finally:
+                    db.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
+                self._reload_tags(db)
+            self._pool = ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, kwargs={"autocommit": True}, open=False, name="searchd-readers")
+            self._pool.open(wait=True, timeout=30)
+        except BaseException:
+            if hasattr(self, "_db"):
+                self._db.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise
+        log.info("object store: PostgreSQL %s", self._where)
+        if data_dir is not None:
+            self.drop_retired()  # after the grace period only: another process may be reading them
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    def close(self) -> None:
+        with self._lock:
+            self._pool.close()
+            self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    def __enter__(self) -> PostgresStore:  # noqa: PYI034 (not subclassed)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections -------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._db.closed or self._db.broken:  # the server restarted, or the network dropped: connect again
+                self._db = connect(self._url)
+            try:
+                yield self._db
+            except psycopg.Error as exc:
+                raise pg_error(exc, self._where) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool.connection(timeout=30) as db:
+                yield db
+        except psycopg.Error as exc:
+            raise pg_error(exc, self._where) from exc
+        except TimeoutError as exc:  # psycopg_pool.PoolTimeout
+            raise StorageError(f"no connection to the object store ({self._where}) within 30 s: {exc}", "check that PostgreSQL is up and accepts connections") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._guard() as db:
+            self._writer = threading.get_ident()
+            try:
+                with db.transaction():
+                    db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    yield db
+            except BaseException:
+                self._reload_tags(db)
+                raise
+            finally:
+                self._writer = None
+            self._publish_tags()
+
+    def _reload_tags(self, db: psycopg.Connection[Any]) -> None:
+        self._tags = {name: int(tag) for name, tag in db.execute("SELECT name, tag FROM searchd_collections")}
+        self._vector_tags = {(c, n): int(t) for c, n, t in db.execute("SELECT collection, name, tag FROM searchd_vector_tables")}
+        self._publish_tags()
+
+    def _publish_tags(self) -> None:
+        # Readers use another connection: they see a table once its creation is committed.
+        self._published = (dict(self._tags), dict(self._vector_tags))
+
+    def _views(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        return (self._tags, self._vector_tags) if self._writer == threading.get_ident() else self._published
+
+    # -- tables ------------------------------------------------------------------
+
+    def _next_tag(self, db: psycopg.Connection[Any]) -> int:
+        row = db.execute("SELECT nextval('searchd_tags')").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _table(self, collection: str) -> str | None:
+        tag = self._views()[0].get(collection)
+        return None if tag is None else f"searchd_o{tag}"
+
+    def _table_for_write(self, db: psycopg.Connection[Any], collection: str) -> str:
+        if collection not in self._tags:
+            tag = self._next_tag(db)
+            db.execute(_OBJECTS_TABLE.format(tag=tag))
+            db.execute("INSERT INTO searchd_collections VALUES (%s, %s)", (collection, tag))
+            self._tags[collection] = tag
+        return f"searchd_o{self._tags[collection]}"
+
+    def _vector_table(self, collection: str, name: str) -> str | None:
+        tag = self._views()[1].get((collection, name))
+        return None if tag is None else f"searchd_v{tag}"
+
+    def _vector_table_for_write(self, db: psycopg.Connection[Any], collection: str, name: str) -> str:
+        if (collection, name) not in self._vector_tags:
+            tag = self._next_tag(db)
+            db.execute(_VECTORS_TABLE.format(tag=tag))
+            db.execute("INSERT INTO searchd_vector_tables VALUES (%s, %s, %s)", (collection, name, tag))
+            self._vector_tags[(collection, name)] = tag
+        return f"searchd_v{self._vector_tags[(collection, name)]}"
+
+    def _vector_tables(self, collection: str) -> dict[str, str]:
+        return {n: f"searchd_v{t}" for (c, n), t in self._views()[1].items() if c == collection}
+
+    # -- writes ------------------------------------------------------------------
+
+    def put_many(self, objects: Sequence[StoredObject]) -> list[int]:
+        """Insert or replace objects (with all their vectors) in one transaction; their docs, in order."""
+        if not objects:
+            return []
+        docs: list[int] = []
+        with self._transaction() as db:
+            for obj in objects:
+                table = self._table_for_write(db, obj.collection)
+                row = db.execute(
+                    f"INSERT INTO {table} (id, properties, created_ms, updated_ms) VALUES (%s, %s::jsonb, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms "
+                    "RETURNING doc",
+                    (obj.id, json.dumps(obj.properties, separators=(",", ":")), obj.created_ms, obj.updated_ms),
+                ).fetchone()
+                assert row is not None
+                doc = int(row[0])
+                docs.append(doc)
+                for name in obj.vectors:
+                    self._vector_table_for_write(db, obj.collection, name)
+                for name, vectors in self._vector_tables(obj.collection).items():
+                    if name in obj.vectors:
+                        self._put_vector(db, vectors, doc, obj.vectors[name])
+                    else:
+                        db.execute(f"DELETE FROM {vectors} WHERE doc = %s", (doc,))
+            with db.cursor() as cursor:
+                cursor.executemany("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", [(o.collection, d) for o, d in zip(objects, docs)])
+        return docs
+
+    @staticmethod
+    def _put_vector(db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray) -> None:
+        db.execute(
+            f"INSERT INTO {table} VALUES (%s, %s, %s) ON CONFLICT (doc) DO UPDATE SET dims = excluded.dims, data = excluded.data",
+            (doc, *blob(vector)),
+        )
+
+    def delete(self, collection: str, object_id: str) -> int | None:
+        table = self._table(collection)
+        if table is None:
+            return None
+        with self._transaction() as db:
+            row = db.execute(f"DELETE FROM {table} WHERE id = %s RETURNING doc", (object_id,)).fetchone()
+            if row is None:
+                return None
+            for vectors in self._vector_tables(collection).values():
+                db.execute(f"DELETE FROM {vectors} WHERE doc = %s", (row[0],))
+            db.execute("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", (collection, row[0]))
+        return int(row[0])
+
+    # -- the change log ----------------------------------------------------------
+
+    def write_seq(self) -> int:
+        """The sequence number of the last committed change (or of the last trim, when the log is empty since)."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT GREATEST((SELECT max(seq) FROM searchd_changes), (SELECT value::bigint FROM searchd_meta WHERE key = 'trimmed'), 0)"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def changes_since(self, seq: int, collection: str) -> list[int] | None:
+        """Docs of ``collection`` changed after ``seq``; None when the log was trimmed past it, or a bulk change happened."""
+        with self._read() as db:
+            trimmed = db.execute("SELECT value::bigint FROM searchd_meta WHERE key = 'trimmed'").fetchone()
+            if trimmed is not None and int(trimmed[0]) > seq:
+                return None
+            docs = [int(r[0]) for r in db.execute("SELECT DISTINCT doc FROM searchd_changes WHERE seq > %s AND collection = %s", (seq, collection))]
+        return None if BULK in docs else docs
+
+    def trim_changes(self, upto: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM searchd_changes WHERE seq <= %s", (upto,))
+            db.execute(
+                "INSERT INTO searchd_meta VALUES ('trimmed', %s) ON CONFLICT (key) DO UPDATE SET value = GREATEST(searchd_meta.value::bigint, excluded.value::bigint)::text",
+                (str(upto),),
+            )
+
+    def _bulk_change(self, db: psycopg.Connection[Any], collection: str) -> None:
+        db.execute("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", (collection, BULK))
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, collection: str, object_id: str, vectors: bool = True) -> StoredObject | None:
+        return self.get_many(collection, [object_id], vectors).get(object_id)
+
+    def get_many(self, collection: str, object_ids: Sequence[str], vectors: bool = True) -> dict[str, StoredObject]:
+        table = self._table(collection)
+        if table is None or not object_ids:
+            return {}
+        with self._read() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM {table} WHERE id = ANY(%s::text[])", (list(object_ids),)).fetchall()
+        return {obj.id: obj for obj in self._objects(collection, rows, vectors)}
+
+    def get_docs(self, collection: str, docs: Sequence[int], vectors: bool = False) -> dict[int, StoredObject]:
+        table = self._table(collection)
+        if table is None or not len(docs):
+            return {}
+        with self._read() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM {table} WHERE doc = ANY(%s::bigint[])", ([int(d) for d in docs],)).fetchall()
+        return {obj.doc: obj for obj in self._objects(collection, rows, vectors)}
+
+    def vector_matrix(self, collection: str, name: str, docs: Sequence[int], bulk: bool = False) -> tuple[list[int], np.ndarray | list[np.ndarray]]:
+        table = self._vector_table(collection, name)
+        if table is None or not len(docs):
+            return [], []
+        listed = docs.tolist() if isinstance(docs, np.ndarray) else [int(d) for d in docs]
+        with self._read() as db:
+            rows = db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc = ANY(%s::bigint[]) ORDER BY doc", (listed,)).fetchall()
+        return matrix_of(rows)
+
+    def created_times(self, collection: str, object_ids: Sequence[str]) -> dict[str, int]:
+        table = self._table(collection)
+        if table is None or not object_ids:
+            return {}
+        with self._read() as db:
+            return {i: int(t) for i, t in db.execute(f"SELECT id, created_ms FROM {table} WHERE id = ANY(%s::text[])", (list(object_ids),))}
+
+    def list_objects(
+        self,
+        collection: str | None,
+        limit: int,
+        offset: int = 0,
+        after: str | None = None,
+        where: Filter | None = None,
+        order: Sequence[SortKey] = (),
+        vectors: bool = True,
+    ) -> list[StoredObject]:
+        """Objects ordered by ``order``, then id; ``after`` is an exclusive id cursor within one collection."""
+        names = [collection] if collection is not None else sorted(self._views()[0])
+        found: list[StoredObject] = []
+        skip = offset
+        for name in names:  # without a collection: collections in name order, each in id order
+            table = self._table(name)
+            if table is None:
+                continue
+            clauses: list[str] = []
+            params: list[Any] = []
+            if after is not None:
+                clauses.append("objects.id > %s::text")
+                params.append(after)
+            if where is not None:
+                sql, values = to_sql(where)
+                clauses.append(sql)
+                params.extend(values)
+            condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            with self._read() as db:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM {table} AS objects {condition} ORDER BY {order_sql(order)}objects.id LIMIT %s OFFSET %s",
+                    (*params, limit - len(found), skip),
+                ).fetchall()
+                if collection is None and skip:
+                    counted = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+                    skip = max(0, skip - int(counted[0] if counted else 0))
+            found += self._objects(name, rows, vectors)
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def docs_matching(self, collection: str, where: Filter) -> list[int]:
+        table = self._table(collection)
+        if table is None:
+            return []
+        sql, params = to_sql(where)
+        with self._read() as db:
+            return [int(r[0]) for r in db.execute(f"SELECT doc FROM {table} AS objects WHERE {sql}", params)]
+
+    def count_matching(self, collection: str, where: Filter | None = None) -> int:
+        table = self._table(collection)
+        if table is None:
+            return 0
+        sql, params = to_sql(where) if where is not None else ("true", [])
+        with self._read() as db:
+            row = db.execute(f"SELECT COUNT(*) FROM {table} AS objects WHERE {sql}", params).fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self, collection: str) -> int:
+        return self.count_matching(collection)
+
+    def property_count(self, collection: str, name: str) -> int:
+        table = self._table(collection)
+        if table is None or not name.isidentifier():
+            return 0
+        with self._read() as db:
+            row = db.execute(f"SELECT COUNT(*) FROM {table} WHERE properties ? %s", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def collections(self) -> list[str]:
+        return sorted(self._views()[0])
+
+    def property_counts(self, collection: str) -> dict[str, int]:
+        """How many objects hold each property (one scan, for ``searchd plan``)."""
+        table = self._table(collection)
+        if table is None:
+            return {}
+        with self._read() as db:
+            return {k: int(n) for k, n in db.execute(f"SELECT key, COUNT(*) FROM {table}, jsonb_object_keys(properties) AS key GROUP BY key")}
+
+    def index_properties(self, collection: str, names: Sequence[str]) -> None:
+        """Expression indexes on the text of these scalar properties (names come from the validated config)."""
+        with self._transaction() as db:
+            table = self._table_for_write(db, collection)
+            for name in names:
+                if not name.isidentifier():
+                    raise StorageError(f"refusing to index property name {name!r}")
+                db.execute(f"CREATE INDEX IF NOT EXISTS {table}__{name} ON {table} ({text_of(name, '')})")
+
+    # -- what the indexes are filled from ----------------------------------------
+
+    def iter_vectors(self, collection: str, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        if docs is not None:
+            for start in range(0, len(docs), _PAGE):
+                found, matrix = self.vector_matrix(collection, name, docs[start : start + _PAGE])
+                yield found, list(matrix)
+            return
+        for rows in self._pages(self._vector_table(collection, name), "doc, dims, data"):
+            yield [int(r[0]) for r in rows], [vector_from_blob(dims, data) for _, dims, data in rows]
+
+    def _pages(self, table: str | None, columns: str) -> Iterator[list[tuple[Any, ...]]]:
+        """A whole table (doc first in ``columns``) in doc order, a page at a time (a connection is held per page only)."""
+        if table is None:
+            return
+        last = 0
+        while True:
+            with self._read() as db:
+                rows = db.execute(f"SELECT {columns} FROM {table} WHERE doc > %s ORDER BY doc LIMIT {_PAGE}", (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield rows
+
+    def iter_properties(self, collection: str, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        if docs is not None:
+            for obj in self.get_docs(collection, docs).values():
+                yield obj.doc, obj.properties
+            return
+        for rows in self._pages(self._table(collection), "doc, properties"):
+            for doc, properties in rows:
+                yield int(doc), properties
+
+    def iter_objects(self, collection: str) -> Iterator[StoredObject]:
+        for rows in self._pages(self._table(collection), _COLUMNS):
+            yield from self._objects(collection, rows, False)
+
+    def _objects(self, collection: str, rows: list[tuple[Any, ...]], vectors: bool) -> list[StoredObject]:
+        if not rows:
+            return []
+        found: dict[int, dict[str, np.ndarray]] = {}
+        if vectors:
+            docs = [int(r[0]) for r in rows]
+            for name, table in self._vector_tables(collection).items():
+                if "#" in name:
+                    continue  # staged vectors are not the object's yet
+                with self._read() as db:
+                    for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc = ANY(%s::bigint[])", (docs,)):
+                        found.setdefault(int(doc), {})[name] = vector_from_blob(dims, data)
+        return [StoredObject(collection, object_id, props, found.get(int(doc), {}), int(created), int(updated), int(doc)) for doc, object_id, props, created, updated in rows]
+
+    # -- re-vectorization and destructive changes (see searchd.reload) -----------
+
+    def ids_after(self, collection: str, after: str, limit: int) -> list[tuple[str, int]]:
+        table = self._table(collection)
+        if table is None:
+            return []
+        with self._read() as db:
+            rows = db.execute(f"SELECT id, updated_ms FROM {table} WHERE id > %s::text ORDER BY id LIMIT %s", (after, limit)).fetchall()
+        return [(object_id, int(updated)) for object_id, updated in rows]
+
+    def ids_with_vector(self, collection: str, name: str, object_ids: Sequence[str]) -> set[str]:
+        table, vectors = self._table(collection), self._vector_table(collection, name)
+        if table is None or vectors is None or not object_ids:
+            return set()
+        with self._read() as db:
+            rows = db.execute(f"SELECT o.id FROM {table} AS o JOIN {vectors} AS v ON v.doc = o.doc WHERE o.id = ANY(%s::text[])", (list(object_ids),))
+            return {r[0] for r in rows}
+
+    def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> set[str]:
+        current: set[str] = set()
+        with self._transaction() as db:
+            table = self._table_for_write(db, collection)
+            vectors = self._vector_table_for_write(db, collection, name)
+            for object_id, updated_ms, vec in rows:
+                found = db.execute(f"SELECT doc FROM {table} WHERE id = %s AND updated_ms = %s", (object_id, updated_ms)).fetchone()
+                if found is None:
+                    continue
+                if vec is not None:
+                    self._put_vector(db, vectors, int(found[0]), vec)
+                current.add(object_id)
+        return current
+
+    def has_vectors(self, collection: str, name: str) -> bool:
+        table = self._vector_table(collection, name)
+        if table is None:
+            return False
+        with self._read() as db:
+            return db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+
+    def promote_vectors(self, collection: str, staging: str, name: str) -> None:
+        with self._transaction() as db:
+            old = self._vector_tags.pop((collection, name), None)
+            if old is not None:
+                self._retire_table(db, f"searchd_v{old}")
+                db.execute("DELETE FROM searchd_vector_tables WHERE tag = %s", (old,))
+            self._vector_table_for_write(db, collection, staging)
+            db.execute("UPDATE searchd_vector_tables SET name = %s WHERE collection = %s AND name = %s", (name, collection, staging))
+            self._vector_tags[(collection, name)] = self._vector_tags.pop((collection, staging))
+            self._bulk_change(db, collection)
+
+    def drop_vectors(self, collection: str, name: str) -> None:
+        with self._transaction() as db:
+            self._drop_vector_table(db, collection, name)
+            self._bulk_change(db, collection)
+
+    def _retire_table(self, db: psycopg.Connection[Any], table: str) -> None:
+        """Forget a table now, drop it later: a read that looked its name up a moment ago still finds it."""
+        db.execute("INSERT INTO searchd_retired VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET at = excluded.at", (table, time.time()))
+
+    def drop_retired(self, older_than: float = RETIRED_TABLE_GRACE_S) -> int:
+        cutoff = time.time() - older_than
+        with self._read() as db:  # usually nothing: no write transaction for that
+            if db.execute("SELECT 1 FROM searchd_retired WHERE at <= %s LIMIT 1", (cutoff,)).fetchone() is None:
+                return 0
+        with self._transaction() as db:
+            names = [r[0] for r in db.execute("SELECT name FROM searchd_retired WHERE at <= %s", (cutoff,))]
+            for name in names:
+                db.execute(f"DROP TABLE IF EXISTS {name}")  # names are searchd_o<tag> / searchd_v<tag>, written by this module
+                db.execute("DELETE FROM searchd_retired WHERE name = %s", (name,))
+        return len(names)
+
+    def _drop_vector_table(self, db: psycopg.Connection[Any], collection: str, name: str) -> None:
+        tag = self._vector_tags.pop((collection, name), None)
+        if tag is not None:
+            self._retire_table(db, f"searchd_v{tag}")
+            db.execute("DELETE FROM searchd_vector_tables WHERE tag = %s", (tag,))
+
+    def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None:
+        with self._transaction() as db:
+            for collection, name in list(self._vector_tags):
+                if "#" in name and (collection, name) not in keep:
+                    self._drop_vector_table(db, collection, name)
+
+    def drop_property(self, collection: str, name: str) -> None:
+        if not name.isidentifier():
+            raise StorageError(f"refusing to drop property name {name!r}")
+        table = self._table(collection)
+        if table is None:
+            return
+        with self._transaction() as db:
+            db.execute(f"UPDATE {table} SET properties = properties - %s WHERE properties ? %s", (name, name))
+            db.execute(f"DROP INDEX IF EXISTS {table}__{name}")
+            self._bulk_change(db, collection)
+
+    def drop_collection(self, collection: str) -> None:
+        with self._transaction() as db:
+            for name in [n for c, n in self._vector_tags if c == collection]:
+                self._drop_vector_table(db, collection, name)
+            tag = self._tags.pop(collection, None)
+            if tag is not None:
+                self._retire_table(db, f"searchd_o{tag}")
+                db.execute("DELETE FROM searchd_collections WHERE name = %s", (collection,))
+            self._bulk_change(db, collection)
+
+    # -- the applied spec ----------------------------------------------------------
+
+    def load_applied(self) -> Applied | None:
+        with self._read() as db:
+            row = db.execute("SELECT document FROM searchd_applied WHERE one = 1").fetchone()
+        return None if row is None else read_applied(f"in {self._where} (table searchd_applied)", bytes(row[0]))
+
+    def save_applied(self, spec: Spec) -> Applied:
+        applied = new_applied(spec)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO searchd_applied VALUES (1, %s, %s) ON CONFLICT (one) DO UPDATE SET revision = excluded.revision, document = excluded.document",
+                (applied.revision, applied_document(applied)),
+            )
+        return applied
