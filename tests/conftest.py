@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from searchd.server import create_app, open_services
+from tests import pgcluster
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -28,6 +29,57 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SEARCHD_DATA", raising=False)
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
+
+
+# A module runs its tests on both storage backends with:
+#     pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
+# Every server such a test starts (in process, or a `searchd serve` child: it inherits the environment) keeps its
+# objects in that backend: PostgreSQL through $SEARCHD_DATABASE_URL, a fresh database per test.
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.Cluster]:
+    why = pgcluster.missing()
+    if why is not None:
+        if pgcluster.required():
+            pytest.fail(f"PostgreSQL is required here (CI or SEARCHD_REQUIRE_POSTGRES=1): {why}")
+        pytest.skip(why)
+    cluster = pgcluster.Cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def storage_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The backend the module's servers use: sqlite unless the module parametrizes it (see BACKENDS).
+
+    Module-scoped, so a module's shared server runs once per backend, on a database of its own.
+    """
+    backend: str = getattr(request, "param", "sqlite")
+    with pytest.MonkeyPatch.context() as patch:
+        if backend != "postgres":
+            patch.delenv("SEARCHD_DATABASE_URL", raising=False)  # not the developer's database
+            yield backend
+            return
+        cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
+        database = cluster.new_database()
+        patch.setenv("SEARCHD_DATABASE_URL", cluster.url(database))
+        yield backend
+    cluster.drop_database(database)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_database(storage_backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """On PostgreSQL, a database per test for the servers it starts (a module's shared server keeps the module's)."""
+    if storage_backend != "postgres":
+        yield
+        return
+    cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
+    database = cluster.new_database()
+    monkeypatch.setenv("SEARCHD_DATABASE_URL", cluster.url(database))
+    yield
+    cluster.drop_database(database)
 
 
 @pytest.fixture

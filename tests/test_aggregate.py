@@ -14,7 +14,9 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from tests.conftest import ClientFactory, graphql
+from tests.conftest import BACKENDS, ClientFactory, graphql
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 N = 200
 CATEGORIES = ["shoes", "apparel", "books", "toys"]

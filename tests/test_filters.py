@@ -42,7 +42,9 @@ from starlette.testclient import TestClient
 
 from searchd.query.filters import parse_where
 from searchd.server import create_app, open_services
-from tests.conftest import graphql, next_millisecond
+from tests.conftest import BACKENDS, graphql, next_millisecond
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 # -- generated data --------------------------------------------------------------
 
@@ -563,7 +565,7 @@ def _null_sensitive_cases() -> set[str]:
 @pytest.mark.parametrize("where", _static_params())
 def test_filter_matches_reference(client: TestClient, where: dict[str, Any], request: pytest.FixtureRequest) -> None:
     expected = expected_ids(where)
-    name = request.node.callspec.id
+    name = request.node.callspec.id.removesuffix(f"-{request.node.callspec.params['storage_backend']}")
     if name in INTENDED_EMPTY:
         assert not expected
     elif name in INTENDED_ALL_PRESENT:

@@ -13,7 +13,9 @@ import yaml
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.conftest import MULTIMODAL, ClientFactory, example_objects, graphql
+from tests.conftest import BACKENDS, MULTIMODAL, ClientFactory, example_objects, graphql
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 VECTORS = np.random.default_rng(7).normal(size=(40, 8)).astype(np.float32)
 IDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(40)]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from searchd.storage.store import ObjectStore, StoredObject
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.engine import StoreSource
@@ -37,7 +38,6 @@ from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, bui
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
-from searchd.storage.store import ObjectStore, StoredObject
 
 COSINE, DOT, L2, L1 = Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN
 K = 10

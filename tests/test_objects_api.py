@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.conftest import MULTIMODAL, QUICKSTART, ClientFactory, example_objects
+from tests.conftest import BACKENDS, MULTIMODAL, QUICKSTART, ClientFactory, example_objects
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 ARTICLE_ID = "00000000-0000-4000-8000-000000000001"
 

@@ -13,8 +13,10 @@ from searchd.config import load_spec
 from searchd.modules import default_registry
 from searchd.query.served import ServedGraphQL
 from searchd.server import open_services
-from tests.conftest import QUICKSTART, ClientFactory
+from tests.conftest import BACKENDS, QUICKSTART, ClientFactory
 from tests.test_reload_api import ARTICLES, CONFIG, edit, services_of, started, titles
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 # Generated GraphQL type names clash: Article's group hits are typed ArticleGroupHit.
 CLASHING = "\n  - name: ArticleGroupHit\n    properties:\n      - {name: text, type: TEXT}\n"

@@ -87,10 +87,12 @@ def _leaf_sql(condition: Condition) -> tuple[str, list[Any]]:
     if op in _SQL_COMPARE:
         return f"({column} {_SQL_COMPARE[op]} %s::{cast})", [value]
     values = list(value)
+    # One array parameter however long the list; as text, since a list of ints and floats has no single array type.
+    listed = [str(v) for v in values]
     if op == "ContainsAny":
-        return f"({column} = ANY(%s::{cast}[]))", [values]
+        return f"({column} = ANY(%s::text[]::{cast}[]))", [listed]
     if op == "ContainsNone":
-        return f"({column} IS NULL OR NOT ({column} = ANY(%s::{cast}[])))", [values]
+        return f"({column} IS NULL OR NOT ({column} = ANY(%s::text[]::{cast}[])))", [listed]
     # ContainsAll on a single value: it must equal every listed value.
     return "(" + " AND ".join([f"{column} = %s::{cast}"] * len(values)) + ")", values
 
