@@ -20,7 +20,7 @@ import pytest
 from searchd.config import load_spec
 from searchd.config.revision import revision
 from searchd.modules import default_registry
-from searchd.storage import ObjectStore
+from searchd.storage import SqliteStore
 from tests.test_e2e_server import HTTP_TIMEOUT_S, Server, child_env, free_port, searchd_module, wait_ready
 from tests.test_reload_e2e import ARTICLES, BASE, N_ARTICLES, article, replaced
 
@@ -291,7 +291,7 @@ def test_apply_applies_and_a_following_plan_says_no_changes(copied: Path, tmp_pa
     assert again.code == 0, again
     assert plan_lines(again) == [f"Data directory {copied}: applied revision {target}", "No changes. The applied config matches."], again
 
-    store = ObjectStore(copied)
+    store = SqliteStore(copied)
     try:
         for obj in ARTICLES:
             stored = store.get("Article", obj["id"])
@@ -311,7 +311,7 @@ def test_apply_refuses_a_destructive_change_until_allowed(copied: Path, stopped:
     run = searchd("apply", config, "--data", copied, "--allow-destructive", cwd=tmp_path)
     assert run.code == 0, run
     assert searchd("plan", config, "--data", copied, cwd=tmp_path).out.endswith("No changes. The applied config matches.\n")
-    store = ObjectStore(copied)
+    store = SqliteStore(copied)
     try:
         stored = store.get("Article", ARTICLES[0]["id"])
         assert stored is not None and stored.properties == {k: v for k, v in ARTICLES[0]["properties"].items() if k != "year"}

@@ -54,9 +54,11 @@ from searchd.catalog import compile_catalog
 from searchd.modules.registry import default_registry
 from searchd.reload.rebuild import Progress, rebuild_vector, vector_shadow
 from tests import test_e2e_server
-from tests.conftest import ClientFactory
+from tests.conftest import BACKENDS, ClientFactory
 from tests.fakes import FakeJina, serving
 from tests.test_e2e_server import HTTP_TIMEOUT_S, Server, StartServer, client
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 start_server = test_e2e_server.start_server  # the fixture: servers started on free ports, stopped at teardown
 

@@ -20,7 +20,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from searchd.engine import Engine
-from searchd.storage import ObjectStore
+from searchd.storage import SqliteStore
 from tests.conftest import ClientFactory
 
 CONFIG = {
@@ -88,9 +88,9 @@ QUERY = f"{{ Get {{ Doc(nearVector: {{vector: {VECTORS[5].tolist()}}}, limit: 3)
         # A text pattern goes to a worker (a small numeric filter is answered on the loop: see the test below).
         (Engine, "allowed", QUERY.replace("limit: 3", 'limit: 3, where: {path: ["title"], operator: Like, valueText: "bread*"}')),
         (Engine, "objects", QUERY),
-        (ObjectStore, "list_objects", "{ Get { Doc(limit: 5) { title } } }"),
+        (SqliteStore, "list_objects", "{ Get { Doc(limit: 5) { title } } }"),
         (Engine, "keyword_index", '{ Get { Doc(bm25: {query: "bread"}, limit: 3) { title } } }'),
-        (ObjectStore, "get_many", '{ Get { Doc(nearObject: {id: "00000000-0000-4000-8000-000000000005"}, limit: 3) { title } } }'),
+        (SqliteStore, "get_many", '{ Get { Doc(nearObject: {id: "00000000-0000-4000-8000-000000000005"}, limit: 3) { title } } }'),
         (Engine, "count", '{ Aggregate { Doc(where: {path: ["n"], operator: LessThan, valueInt: 30}) { meta { count } } } }'),
     ],
 )
@@ -103,7 +103,7 @@ def test_a_query_waiting_on_a_blocking_step_leaves_probes_answered(
 
 
 def test_a_write_waiting_on_the_store_leaves_probes_answered(client: TestClient, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
-    reached, release = held(monkeypatch, ObjectStore, "put_many")
+    reached, release = held(monkeypatch, SqliteStore, "put_many")
     body = {"class": "Doc", "id": "00000000-0000-4000-8000-000000000100", "properties": {"title": "late", "n": 100}, "vector": [0.0] * 8}
     response = probe_while_held(client, pool, reached, release, lambda: client.post("/v1/objects", json=body))
     assert response.status_code == 200, response.text
@@ -118,7 +118,7 @@ def test_a_batch_being_checked_leaves_probes_answered(client: TestClient, pool: 
 
 
 def test_a_rest_read_waiting_on_the_store_leaves_probes_answered(client: TestClient, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
-    reached, release = held(monkeypatch, ObjectStore, "list_objects")
+    reached, release = held(monkeypatch, SqliteStore, "list_objects")
     response = probe_while_held(client, pool, reached, release, lambda: client.get("/v1/objects?class=Doc&limit=3"))
     assert response.status_code == 200 and len(response.json()["objects"]) == 3
 

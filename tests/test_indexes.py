@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from searchd.storage.store import ObjectStore, StoredObject
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.engine import StoreSource
@@ -38,6 +37,7 @@ from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, bui
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
+from searchd.storage import SqliteStore, StoredObject
 
 COSINE, DOT, L2, L1 = Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN
 K = 10
@@ -115,7 +115,7 @@ def reference(metric: Distance, ids: Sequence[int], vectors: np.ndarray) -> Flat
 def stored_vectors(vectors: Mapping[int, np.ndarray], calls: list[int] | None = None, matrix: bool = True) -> VectorReader:
     """A ``VectorReader`` like the engine's over the store (the ``AllowList`` callback, and what an hnsw
     graph is restored with): the current vector of each asked doc that has one, read at call time (so
-    later writes to ``vectors`` are seen), as one matrix like ``ObjectStore.vector_matrix`` (``matrix``
+    later writes to ``vectors`` are seen), as one matrix like ``SqliteStore.vector_matrix`` (``matrix``
     False: as a list, as the store answers for vectors of mixed shapes); ``calls`` records how many docs
     each call asked for."""
 
@@ -867,8 +867,8 @@ def test_hnsw_restore_leaves_out_docs_the_store_no_longer_has(tmp_path: Path, me
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[ObjectStore]:
-    with ObjectStore(tmp_path / "data") as opened:
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(tmp_path / "data") as opened:
         yield opened
 
 
@@ -877,7 +877,7 @@ def name_of(n: int) -> str:
     return f"p{n:05d}"
 
 
-def put(store: ObjectStore, names: Sequence[str], vectors: Sequence[np.ndarray]) -> list[int]:
+def put(store: SqliteStore, names: Sequence[str], vectors: Sequence[np.ndarray]) -> list[int]:
     """Store objects (in batches of 500); the docs the store gave them."""
     docs: list[int] = []
     for start in range(0, len(names), 500):
@@ -886,7 +886,7 @@ def put(store: ObjectStore, names: Sequence[str], vectors: Sequence[np.ndarray])
     return docs
 
 
-def data_dir_of(store: ObjectStore) -> Path:
+def data_dir_of(store: SqliteStore) -> Path:
     return store.path.parent
 
 
@@ -895,7 +895,7 @@ class RecordingSource:
     of vectors asks for (``reads``; None: every stored vector, a rebuild), and those the vector reader
     (an hnsw graph's restore) asks for (``restored``)."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: SqliteStore) -> None:
         self.inner = StoreSource(store, COLLECTION)
         self.reads: list[list[int] | None] = []
         self.restored: list[list[int]] = []
@@ -922,7 +922,7 @@ class RecordingSource:
         return self.inner.changed_since(seq)
 
 
-def open_logged(store: ObjectStore, spec: IndexSpec, caplog: pytest.LogCaptureFixture, source: RecordingSource | None = None) -> tuple[Any, list[logging.LogRecord]]:
+def open_logged(store: SqliteStore, spec: IndexSpec, caplog: pytest.LogCaptureFixture, source: RecordingSource | None = None) -> tuple[Any, list[logging.LogRecord]]:
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="searchd.index"):
         index = open_index(source or RecordingSource(store), data_dir_of(store), COLLECTION, VECTOR, spec, PERSIST_DIMS, store.write_seq())
@@ -930,7 +930,7 @@ def open_logged(store: ObjectStore, spec: IndexSpec, caplog: pytest.LogCaptureFi
     return index, [r for r in caplog.records if r.name == "searchd.index"]
 
 
-def saved(store: ObjectStore, kind: str, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[int], list[np.ndarray]]:
+def saved(store: SqliteStore, kind: str, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[int], list[np.ndarray]]:
     """Objects in the store, their index rebuilt from it (a full and a partial batch) and saved as current;
     returns the index, the objects' docs and their vectors."""
     _, vectors = persist_objects(kind, 1100 if kind != "multivector" else 300)
@@ -948,11 +948,11 @@ def messages(records: Sequence[logging.LogRecord], level: int = logging.INFO) ->
     return [r.getMessage() for r in records if r.levelno == level]
 
 
-def loaded_message(store: ObjectStore, count: int, changed: int) -> str:
+def loaded_message(store: SqliteStore, count: int, changed: int) -> str:
     return f"loaded {COLLECTION}.{VECTOR} index ({count} vectors) from {index_dir(data_dir_of(store), COLLECTION, VECTOR)}, {changed} changed since"
 
 
-def assert_matches_the_store(index: Any, store: ObjectStore, kind: str) -> None:
+def assert_matches_the_store(index: Any, store: SqliteStore, kind: str) -> None:
     """The index holds exactly the store's docs, and answers like an exact search over the store's
     current vectors (flat, and annoy with an exhaustive search_k: the same top-k; hnsw and multivector:
     a recall bound)."""
@@ -983,7 +983,7 @@ def assert_matches_the_store(index: Any, store: ObjectStore, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", list(PERSIST_SPECS))
-def test_open_index_loads_a_current_save_without_rebuilding(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+def test_open_index_loads_a_current_save_without_rebuilding(store: SqliteStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
     index, docs, _ = saved(store, kind, caplog)
     source = RecordingSource(store)
     loaded, records = open_logged(store, PERSIST_SPECS[kind], caplog, source)
@@ -999,7 +999,7 @@ def test_open_index_loads_a_current_save_without_rebuilding(store: ObjectStore, 
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "multivector"])
-def test_open_index_keeps_a_save_when_only_search_time_settings_changed(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+def test_open_index_keeps_a_save_when_only_search_time_settings_changed(store: SqliteStore, caplog: pytest.LogCaptureFixture, kind: str) -> None:
     index, docs, _ = saved(store, kind, caplog)
     index.close()
     spec = dataclasses.replace(PERSIST_SPECS[kind], ef=PERSIST_SPECS[kind].ef + 7, candidates=PERSIST_SPECS[kind].candidates + 3)
@@ -1025,7 +1025,7 @@ def moved_vector(kind: str, vector: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("kind", "change"), CATCH_UP)
-def test_open_index_loads_an_older_save_and_replays_the_changes_since(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
+def test_open_index_loads_an_older_save_and_replays_the_changes_since(store: SqliteStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
     """A save older than the store is loaded, then catches up with exactly the docs changed since
     (read from the change log), and answers as an index of the store's current content."""
     index, docs, vectors = saved(store, kind, caplog)
@@ -1071,7 +1071,7 @@ REBUILT.append(("annoy", "trees changed"))  # a parameter annoy actually uses
 
 
 @pytest.mark.parametrize(("kind", "change"), REBUILT)
-def test_open_index_rebuilds_a_save_it_cannot_catch_up(store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
+def test_open_index_rebuilds_a_save_it_cannot_catch_up(store: SqliteStore, caplog: pytest.LogCaptureFixture, kind: str, change: str) -> None:
     """Built with other settings, older than the change log reaches, or newer than the store: rebuilt."""
     index, docs, vectors = saved(store, kind, caplog)
     index.close()
@@ -1129,7 +1129,7 @@ CORRUPTIONS = [
 
 @pytest.mark.parametrize(("kind", "file", "how"), CORRUPTIONS)
 def test_open_index_rebuilds_an_unreadable_save_with_a_warning(
-    store: ObjectStore, caplog: pytest.LogCaptureFixture, kind: str, file: str, how: str
+    store: SqliteStore, caplog: pytest.LogCaptureFixture, kind: str, file: str, how: str
 ) -> None:
     index, docs, vectors = saved(store, kind, caplog)
     index.close()
@@ -1145,7 +1145,7 @@ def test_open_index_rebuilds_an_unreadable_save_with_a_warning(
     rebuilt.close()
 
 
-def test_open_index_rebuilds_when_the_manifest_is_garbage(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_open_index_rebuilds_when_the_manifest_is_garbage(store: SqliteStore, caplog: pytest.LogCaptureFixture) -> None:
     index, docs, _ = saved(store, "flat", caplog)
     index.close()
     (index_dir(data_dir_of(store), COLLECTION, VECTOR) / "manifest.json").write_text("{not json")
@@ -1154,7 +1154,7 @@ def test_open_index_rebuilds_when_the_manifest_is_garbage(store: ObjectStore, ca
     assert len(rebuilt) == len(docs)
 
 
-def test_open_index_rebuilds_an_annoy_segment_truncated_to_whole_nodes(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_open_index_rebuilds_an_annoy_segment_truncated_to_whole_nodes(store: SqliteStore, caplog: pytest.LogCaptureFixture) -> None:
     """annoy itself loads a segment file cut at a node boundary (it just has fewer items): the
     restore must notice that the segment no longer matches its id list."""
     index, docs, _ = saved(store, "annoy", caplog)

@@ -29,9 +29,11 @@ from searchd.errors import ConfigChanged, ConfigRefused
 from searchd.modules import default_registry
 from searchd.server import open_services
 from searchd.server.app import Services
-from searchd.storage import ObjectStore, StoredObject
-from tests.conftest import ClientFactory
+from searchd.storage import Store, StoredObject
+from tests.conftest import BACKENDS, ClientFactory
 from tests.fakes import FakeJina, serving
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 DEADLINE_S = 30.0
 
@@ -416,14 +418,15 @@ def test_a_reload_while_a_revectorization_swaps_in_plans_against_the_swapped_spe
     client = started(client_factory, config_path)
     services = services_of(client)
     promoting, release = threading.Event(), threading.Event()
-    promote = ObjectStore.promote_vectors
+    backend = type(services.store)  # SqliteStore or PostgresStore
+    promote = backend.promote_vectors
 
-    def held_promote(store: ObjectStore, *args: Any) -> None:  # the swap, caught half-way
+    def held_promote(store: Store, *args: Any) -> None:  # the swap, caught half-way
         promoting.set()
         assert release.wait(DEADLINE_S)
         promote(store, *args)
 
-    monkeypatch.setattr(ObjectStore, "promote_vectors", held_promote)
+    monkeypatch.setattr(backend, "promote_vectors", held_promote)
     edit(config_path, ("dimensions: 64", "dimensions: 32"))
     assert reload(client, 200)["result"] == "applied"
     assert promoting.wait(DEADLINE_S)

@@ -28,10 +28,13 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import BACKENDS
 from tests.fakes import FakeJina, serving
 from tests.fakes.embeddings import text_vector, truncate_dims
 from tests.test_e2e_server import Server, StartServer, client, list_all_ids
 from tests.test_e2e_server import start_server as start_server  # noqa: PLC0414  (re-exported: the fixture, used by name)
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 DEADLINE_S = 30.0  # a bound on every wait, not a performance expectation
 POLL_S = 0.02

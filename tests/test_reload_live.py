@@ -10,8 +10,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from searchd.server.app import Services
-from tests.conftest import ClientFactory
+from tests.conftest import BACKENDS, ClientFactory
 from tests.fakes import FakeJina, serving
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 CONFIG = """\
 server:

@@ -8,10 +8,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import watchfiles
 
 from searchd.reload.manager import config_events
-from tests.conftest import ClientFactory
+from tests.conftest import BACKENDS, ClientFactory
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 DEADLINE_S = 30.0
 

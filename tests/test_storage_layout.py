@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from searchd.storage import ObjectStore
+from searchd.storage import SqliteStore
 from tests.conftest import ClientFactory, graphql
 
 # Layout 1, as searchd wrote it before the engine core (one table for all objects, one for all vectors, text keys).
@@ -59,7 +59,7 @@ def test_a_layout_1_data_directory_is_migrated_at_start_and_serves_everything(
     data = tmp_path / "old-data"
     write_layout_1(data)
     caplog.set_level(logging.INFO, logger="searchd.storage")
-    with ObjectStore(data) as store:
+    with SqliteStore(data) as store:
         messages = [r.getMessage() for r in caplog.records]
         assert any("migrating the object store" in m and "from layout 1 to layout 2 (31 objects)" in m for m in messages), messages
         assert any(m.startswith("migrated the object store to layout 2: 31 objects") for m in messages), messages
@@ -102,7 +102,7 @@ def test_a_failed_migration_leaves_layout_1_untouched(tmp_path: Path) -> None:
         # A vector whose object is missing and a collection table name clash make the copy fail half-way.
         db.execute("CREATE TABLE o2 (x)")
     with pytest.raises(Exception, match="o2"):
-        ObjectStore(data)
+        SqliteStore(data)
     with contextlib.closing(sqlite3.connect(f"file:{data / 'objects.sqlite3'}?mode=ro", uri=True)) as db:
         assert db.execute("SELECT COUNT(*) FROM objects").fetchone() == (31,)
         assert db.execute("SELECT COUNT(*) FROM vectors").fetchone() == (32,)
@@ -113,7 +113,7 @@ def test_a_failed_migration_leaves_layout_1_untouched(tmp_path: Path) -> None:
 def test_new_stores_use_8_kb_pages_and_keep_vectors_off_overflow_pages(tmp_path: Path) -> None:
     from searchd.records import StoredObject
 
-    with ObjectStore(tmp_path / "data") as store:
+    with SqliteStore(tmp_path / "data") as store:
         vectors = RNG.normal(size=(200, 384)).astype(np.float32)
         store.put_many([StoredObject("Doc", doc_id(i), {"n": i}, {"v": vectors[i]}) for i in range(200)])
         path = store.path
@@ -135,7 +135,7 @@ def test_expression_index_names_cannot_collide(tmp_path: Path) -> None:
     from searchd.records import StoredObject
     from searchd.where import Condition
 
-    with ObjectStore(tmp_path / "data") as store:
+    with SqliteStore(tmp_path / "data") as store:
         store.put_many([StoredObject("A_b", doc_id(i), {"c": i}, {}, 1, 1) for i in range(3)])
         store.put_many([StoredObject("A", doc_id(10 + i), {"b_c": 10 + i}, {}, 1, 1) for i in range(3)])
         store.index_properties("A_b", ["c"])
@@ -158,7 +158,7 @@ def test_readers_see_a_table_only_once_its_creation_is_committed(tmp_path: Path)
     from searchd.records import StoredObject
 
     created, proceed = threading.Event(), threading.Event()
-    with ObjectStore(tmp_path / "data") as store:
+    with SqliteStore(tmp_path / "data") as store:
         store.put_many([StoredObject("Doc", doc_id(1), {"n": 1}, {"v": np.ones(4, np.float32)})])
 
         def create_staging_table() -> None:

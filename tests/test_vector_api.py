@@ -122,9 +122,9 @@ def test_writes_after_the_save_are_replayed_from_the_change_log(
     client.post("/v1/batch/objects", json={"objects": objects})
     client.__exit__(None, None, None)
     # A write after the save (as when the process is killed later): the saved indexes catch up from the log, not rebuild.
-    from searchd.storage import ObjectStore, StoredObject
+    from searchd.storage import SqliteStore, StoredObject
 
-    with ObjectStore(data) as store:
+    with SqliteStore(data) as store:
         store.put_many([StoredObject("Doc", "00000000-0000-4000-8000-999999999999", {"n": -1}, {n: np.ones(16, np.float32) for n in "haf"})])
     caplog.set_level(logging.INFO, logger="searchd.index")
     restarted = client_factory(config, data)
