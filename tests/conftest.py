@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -82,6 +83,38 @@ def _fresh_database(storage_backend: str, request: pytest.FixtureRequest, monkey
     cluster.drop_database(database)
 
 
+DatabaseFor = Callable[[Path], None]
+
+
+@pytest.fixture
+def database_for(storage_backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseFor]:
+    """Before a server starts on a data directory: on PostgreSQL, point $SEARCHD_DATABASE_URL at that directory's database.
+
+    A data directory stands for a whole store, so a second directory in one test gets a database of its own (the
+    first takes the test's); a restart on the same directory finds the same database.
+    """
+    known: dict[Path, str] = {}
+    created: list[str] = []
+    cluster: pgcluster.Cluster | None = request.getfixturevalue("pg_cluster") if storage_backend == "postgres" else None
+
+    def use(data_dir: Path) -> None:
+        if cluster is None:
+            return
+        key = data_dir.resolve()
+        if key not in known:
+            if known:
+                created.append(cluster.new_database())
+                known[key] = cluster.url(created[-1])
+            else:
+                known[key] = os.environ["SEARCHD_DATABASE_URL"]
+        monkeypatch.setenv("SEARCHD_DATABASE_URL", known[key])
+
+    yield use
+    for database in created:
+        assert cluster is not None
+        cluster.drop_database(database)
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[[str, str], Path]:
     """Write a YAML config (dedented) into tmp_path and return its path."""
@@ -96,12 +129,13 @@ def write_config(tmp_path: Path) -> Callable[[str, str], Path]:
 
 
 @pytest.fixture
-def client_factory(tmp_path: Path) -> Iterator[ClientFactory]:
+def client_factory(tmp_path: Path, database_for: DatabaseFor) -> Iterator[ClientFactory]:
     """Start an in-process server on a config path with its own data dir; all are closed at the end."""
     clients: list[TestClient] = []
 
     def make(config: str | Path, data_dir: str | Path | None = None) -> TestClient:
         data = Path(data_dir) if data_dir else tmp_path / f"data{len(clients)}"
+        database_for(data)
         client = TestClient(create_app(open_services(config, data)))
         client.__enter__()
         clients.append(client)

@@ -28,7 +28,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.conftest import MULTIMODAL, ROOT
+from tests.conftest import MULTIMODAL, ROOT, DatabaseFor
 
 READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
@@ -173,7 +173,7 @@ StartServer = Callable[..., Server]
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
+def start_server(tmp_path: Path, database_for: DatabaseFor) -> Iterator[StartServer]:
     """Start ``searchd serve`` children and wait until they answer; all are stopped at teardown."""
     servers: list[Server] = []
 
@@ -185,6 +185,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         cwd: Path | None = None,
         ready: bool = True,
     ) -> Server:
+        database_for((cwd or tmp_path) / data)
         # The port is free when chosen but another process may take it before the
         # server binds: retry a few times, on that error only.
         for _ in range(3):

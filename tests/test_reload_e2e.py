@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 
 from tests.conftest import BACKENDS
@@ -823,6 +824,20 @@ def test_writes_during_a_slow_revectorization_land_in_both(tmp_path: Path, start
     assert passage_inputs(fake.requests[sent_before:], 256) == []
 
 
+def staged_in(data_dir: Path) -> set[str]:
+    """Ids of Doc objects with a staged ``text#…`` vector, read from the store (SQLite, or the test's PostgreSQL database)."""
+    url = os.environ.get("SEARCHD_DATABASE_URL")
+    if url:
+        with psycopg.connect(url) as pg:
+            ((tag,),) = pg.execute("SELECT tag FROM searchd_collections WHERE name = 'Doc'").fetchall()
+            ((staging,),) = pg.execute("SELECT tag FROM searchd_vector_tables WHERE collection = 'Doc' AND name LIKE 'text#%%'").fetchall()
+            return {row[0] for row in pg.execute(f"SELECT o.id FROM searchd_v{staging} AS v JOIN searchd_o{tag} AS o ON o.doc = v.doc")}
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'objects.sqlite3'}?mode=ro", uri=True)) as db:
+        ((tag,),) = db.execute("SELECT tag FROM collections WHERE name = 'Doc'").fetchall()
+        ((staging,),) = db.execute("SELECT tag FROM vector_tables WHERE collection = 'Doc' AND name LIKE 'text#%'").fetchall()
+        return {row[0] for row in db.execute(f"SELECT o.id FROM v{staging} AS v JOIN o{tag} AS o ON o.doc = v.doc")}
+
+
 def test_sigkill_during_revectorization_resumes_at_the_next_start(
     tmp_path: Path, start_server: StartServer, jina: tuple[FakeJina, str]
 ) -> None:
@@ -842,10 +857,7 @@ def test_sigkill_during_revectorization_resumes_at_the_next_start(
         assert server.process.wait(timeout=10) == -signal.SIGKILL
     assert running_rebuild(at_kill) is not None, at_kill["rebuilds"]
     # What the killed run left staged, read from the store it left behind.
-    with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'objects.sqlite3'}?mode=ro", uri=True)) as db:
-        ((tag,),) = db.execute("SELECT tag FROM collections WHERE name = 'Doc'").fetchall()
-        ((staging,),) = db.execute("SELECT tag FROM vector_tables WHERE collection = 'Doc' AND name LIKE 'text#%'").fetchall()
-        staged_ids = {row[0] for row in db.execute(f"SELECT o.id FROM v{staging} AS v JOIN o{tag} AS o ON o.doc = v.doc")}
+    staged_ids = staged_in(tmp_path / "data")
     staged_titles = {d["properties"]["title"] for d in docs if d["id"] in staged_ids}
     assert 0 < len(staged_titles) < count, len(staged_titles)
     first_run = passage_inputs(fake.requests[first_request:], 128)
