@@ -437,7 +437,7 @@ def test_unknown_model_hint_lists_the_models(write_config: WriteConfig) -> None:
 
 def test_unknown_key_hint_lists_the_allowed_keys(write_config: WriteConfig) -> None:
     (issue,) = issues_of(write_config("server:\n  hots: x\ncollections:\n  - name: A\n    properties: []\n"))
-    assert issue.hint == "remove it or fix its spelling; allowed keys here: auth, connections, dataDir, grpc, host, limits, port, reload"
+    assert issue.hint == "remove it or fix its spelling; allowed keys here: auth, connections, dataDir, grpc, host, limits, port, reload, storage"
 
 
 def test_missing_text_field_hint_lists_declared_properties(write_config: WriteConfig) -> None:

@@ -122,6 +122,8 @@ CHANGES: dict[str, tuple[Any, Any]] = {
     "server.host": ("127.0.0.1", "0.0.0.0"),
     "server.port": (8080, 9090),
     "server.dataDir": ("data", "data2"),
+    "server.storage.backend": ("sqlite", "postgres"),
+    "server.storage.url": ("postgresql://a/db", "postgresql://b/db"),
     "server.limits.maxBodyBytes": (10485760, 2048),
     "server.limits.queryLimitDefault": (100, 10),
     "server.limits.queryLimitMax": (10000, 500),
