@@ -254,11 +254,23 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    """Copy a data directory consistently, while a server may be using it."""
-    from searchd.engine import backup
+    """Copy a data directory (or the config's PostgreSQL store) consistently, while a server may be using it."""
+    from searchd.config.spec import StorageBackend
+    from searchd.engine import backup, backup_postgres, effective_storage
+    from searchd.server.app import resolve_data_dir
 
     try:
-        result = backup(Path(args.data), Path(args.destination))
+        if args.config is None:
+            result = backup(Path(args.data), Path(args.destination))
+        else:
+            spec = _load_or_report(args.config)
+            if spec is None:
+                return 1
+            storage = effective_storage(spec.server.storage)
+            if storage.backend is StorageBackend.POSTGRES:
+                result = backup_postgres(storage.url, Path(args.destination))
+            else:
+                result = backup(resolve_data_dir(spec, args.data), Path(args.destination))
     except SearchdError as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
@@ -396,8 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     importing.set_defaults(run=_import)
 
-    backup = commands.add_parser("backup", help="copy a data directory consistently, even while a server uses it")
-    backup.add_argument("--data", required=True, help="the data directory to copy")
+    backup = commands.add_parser("backup", help="copy a data directory (or the PostgreSQL store) consistently, even while a server uses it")
+    where = backup.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", help="the data directory to copy")
+    where.add_argument("--config", help="copy the store this config uses: its data directory, or its PostgreSQL database (server.storage) into a data directory")
     backup.add_argument("destination", help="a new or empty directory")
     backup.set_defaults(run=_backup)
 

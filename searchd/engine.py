@@ -45,6 +45,7 @@ from searchd.storage.backup import BackupResult, backup
 from searchd.storage.base import Store
 from searchd.storage.datadir import default_data_dir
 from searchd.storage.failures import storage_error
+from searchd.storage.pgbackup import backup_postgres
 from searchd.values import check_properties, normalize_uuid
 from searchd.where import COMPARISONS, TIME_PATHS, Combination, Filter, SortKey
 
@@ -58,6 +59,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "backup",
+    "backup_postgres",
     "cache_table",
     "default_data_dir",
     "effective_storage",

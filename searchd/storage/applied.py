@@ -259,14 +259,19 @@ def new_applied(spec: Spec) -> Applied:
     return Applied(redacted(spec), revision(spec), time.time())
 
 
-def save_applied(data_dir: Path, spec: Spec, extra: Mapping[str, Any] | None = None) -> Applied:
+def write_applied(data_dir: Path, applied: Applied, extra: Mapping[str, Any] | None = None) -> None:
+    """Save an applied spec in a data directory (``save_applied``; a backup of the PostgreSQL store copies it so)."""
     directory = data_dir / APPLIED_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    applied = new_applied(spec)
     _write_atomically(directory / SPEC_FILE, applied_document(applied))
     (directory / PICKLE_FILE).unlink(missing_ok=True)  # older than what was just written
     status = {"revision": applied.revision, "appliedAt": applied.applied_at, **(extra or {})}
     _write_atomically(directory / STATUS_FILE, json.dumps(status, indent=2).encode())
+
+
+def save_applied(data_dir: Path, spec: Spec, extra: Mapping[str, Any] | None = None) -> Applied:
+    applied = new_applied(spec)
+    write_applied(data_dir, applied, extra)
     return applied
 
 
