@@ -9,6 +9,7 @@ against the right spec and does not pay providers again.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ def _copy_database(source: Path, target: Path) -> None:
         reader.close()
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def backup(data_dir: Path, destination: Path) -> BackupResult:
     store = data_dir / STORE_FILE
     if not store.exists():
@@ -53,8 +58,10 @@ def backup(data_dir: Path, destination: Path) -> BackupResult:
             shutil.copytree(data_dir / APPLIED_DIR, destination / APPLIED_DIR)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"backup to {destination} failed: {exc}", "check free space and permissions at the destination") from exc
-    with sqlite3.connect(destination / STORE_FILE) as db:
-        (objects,) = db.execute("SELECT COUNT(*) FROM objects").fetchone()
+    with contextlib.closing(sqlite3.connect(destination / STORE_FILE)) as db:
+        # Layout 2: a table per collection (searchd.storage.sqlite); an unmigrated layout 1 has one ``objects`` table.
+        tables = [f"o{tag}" for (tag,) in db.execute("SELECT tag FROM collections")] if _has_table(db, "collections") else ["objects"]
+        objects = sum(int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]) for table in tables if _has_table(db, table))
         (check,) = db.execute("PRAGMA integrity_check").fetchone()
     if check != "ok":
         raise StorageError(f"the copy in {destination} failed its integrity check: {check}", "run the backup again")
