@@ -13,9 +13,12 @@ import numpy as np
 import psycopg
 import pytest
 
+from searchd.config import load_spec
+from searchd.config.revision import redacted
 from searchd.config.spec import PropertyType, StorageBackend, StorageSpec
-from searchd.errors import StorageError
+from searchd.errors import ConfigError, StorageError
 from searchd.modules.cache import EmbeddingCache
+from searchd.modules.registry import default_registry
 from searchd.storage import PostgresStore, StoredObject
 from searchd.storage.backends import DATABASE_URL_ENV, effective_storage
 from searchd.storage.datadir import lock_data_dir
@@ -131,3 +134,46 @@ def test_the_database_url_comes_from_the_config_or_searchd_database_url() -> Non
     assert effective_storage(configured, {DATABASE_URL_ENV: "postgresql://b/db"}) == configured
     assert effective_storage(StorageSpec(), {DATABASE_URL_ENV: "postgresql://b/db"}) == StorageSpec(StorageBackend.POSTGRES, "postgresql://b/db")
     assert effective_storage(StorageSpec(), {}) == StorageSpec()
+
+
+STORAGE_CASES = [
+    ("{backend: postgres}", {}, "the postgres backend needs a url", "add url: ${DATABASE_URL} and export DATABASE_URL=postgresql://user@host:5432/dbname"),
+    (
+        "{backend: postgres, url: 'postgresql://u:hunter2secret@db/x'}",
+        {},
+        "secrets are never written in the config",
+        "write it as an environment reference, e.g. url: ${MY_SECRET}",
+    ),
+    (
+        "{backend: postgres, url: '${DATABASE_URL}'}",
+        {"DATABASE_URL": "mysql://u:hunter2secret@db/x"},
+        "the database URL does not start with postgresql:// (its value is not shown: it may hold a password)",
+        "export it as postgresql://user:password@host:5432/dbname",
+    ),
+    (
+        "{url: '${DATABASE_URL}'}",
+        {"DATABASE_URL": "postgresql://u:hunter2secret@db/x"},
+        "a url is only read by the postgres backend",
+        "add backend: postgres, or remove the url (SQLite lives in the data directory)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("storage", "environ", "message", "hint"), STORAGE_CASES)
+def test_a_wrong_storage_block_is_refused_without_showing_the_url(tmp_path: Path, storage: str, environ: dict[str, str], message: str, hint: str) -> None:
+    config = tmp_path / "searchd.yaml"
+    config.write_text(f"server:\n  storage: {storage}\ncollections:\n  - name: A\n    properties: []\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_spec(config, default_registry(), environ=environ)
+    (issue,) = refused.value.issues
+    assert (issue.message, issue.hint) == (message, hint)
+    assert "hunter2secret" not in str(refused.value)
+
+
+def test_the_storage_url_is_redacted_in_the_applied_spec(tmp_path: Path) -> None:
+    config = tmp_path / "searchd.yaml"
+    config.write_text("server:\n  storage: {backend: postgres, url: '${DATABASE_URL}'}\ncollections:\n  - name: A\n    properties: []\n", encoding="utf-8")
+    spec = load_spec(config, default_registry(), environ={"DATABASE_URL": "postgresql://u:hunter2secret@db/x"})
+    assert spec.server.storage == StorageSpec(StorageBackend.POSTGRES, "postgresql://u:hunter2secret@db/x")
+    assert "hunter2secret" not in repr(spec) and "hunter2secret" not in repr(redacted(spec))
+    assert redacted(spec).server.storage.url != spec.server.storage.url
