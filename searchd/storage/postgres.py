@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,11 +37,12 @@ from searchd.config.spec import Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, applied_document, new_applied, read_applied
-from searchd.storage.base import BULK, RETIRED_TABLE_GRACE_S
+from searchd.storage.base import BULK
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import blob, matrix_of, vector_from_blob
+from searchd.storage.tables import TaggedTables
 from searchd.where import Filter, SortKey
 
 log = logging.getLogger("searchd.storage")
@@ -73,8 +73,11 @@ _PAGE = 5000
 _POOL_SIZE = 8
 
 
-class PostgresStore:
+class PostgresStore(TaggedTables):
     """The ``Store`` in the PostgreSQL database at ``url`` (never logged: ``where`` names it without a password)."""
+
+    OBJECTS, VECTORS, COLLECTIONS, VECTOR_TABLES = "searchd_o", "searchd_v", "searchd_collections", "searchd_vector_tables"
+    RETIRED, CHANGES, OBJECTS_DDL, VECTORS_DDL, MARK = "searchd_retired", "searchd_changes", _OBJECTS_TABLE, _VECTORS_TABLE, "%s"
 
     def __init__(self, url: str, data_dir: Path | None) -> None:
         """``data_dir``: where this process keeps its saved indexes, locked; None to only read (``searchd plan``)."""
@@ -83,10 +86,7 @@ class PostgresStore:
         self._lock_file = lock_data_dir(data_dir) if data_dir is not None else None
         self.data_dir = data_dir
         self._lock = threading.Lock()
-        self._tags: dict[str, int] = {}
-        self._vector_tags: dict[tuple[str, str], int] = {}
-        self._published: tuple[dict[str, int], dict[tuple[str, str], int]] = ({}, {})
-        self._writer: int | None = None
+        self._init_tables()
         try:
             self._db = connect(url)
             with self._guard() as db:
@@ -162,51 +162,12 @@ class PostgresStore:
                 self._writer = None
             self._publish_tags()
 
-    def _reload_tags(self, db: psycopg.Connection[Any]) -> None:
-        self._tags = {name: int(tag) for name, tag in db.execute("SELECT name, tag FROM searchd_collections")}
-        self._vector_tags = {(c, n): int(t) for c, n, t in db.execute("SELECT collection, name, tag FROM searchd_vector_tables")}
-        self._publish_tags()
-
-    def _publish_tags(self) -> None:
-        # Readers use another connection: they see a table once its creation is committed.
-        self._published = (dict(self._tags), dict(self._vector_tags))
-
-    def _views(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-        return (self._tags, self._vector_tags) if self._writer == threading.get_ident() else self._published
-
     # -- tables ------------------------------------------------------------------
 
     def _next_tag(self, db: psycopg.Connection[Any]) -> int:
         row = db.execute("SELECT nextval('searchd_tags')").fetchone()
         assert row is not None
         return int(row[0])
-
-    def _table(self, collection: str) -> str | None:
-        tag = self._views()[0].get(collection)
-        return None if tag is None else f"searchd_o{tag}"
-
-    def _table_for_write(self, db: psycopg.Connection[Any], collection: str) -> str:
-        if collection not in self._tags:
-            tag = self._next_tag(db)
-            db.execute(_OBJECTS_TABLE.format(tag=tag))
-            db.execute("INSERT INTO searchd_collections VALUES (%s, %s)", (collection, tag))
-            self._tags[collection] = tag
-        return f"searchd_o{self._tags[collection]}"
-
-    def _vector_table(self, collection: str, name: str) -> str | None:
-        tag = self._views()[1].get((collection, name))
-        return None if tag is None else f"searchd_v{tag}"
-
-    def _vector_table_for_write(self, db: psycopg.Connection[Any], collection: str, name: str) -> str:
-        if (collection, name) not in self._vector_tags:
-            tag = self._next_tag(db)
-            db.execute(_VECTORS_TABLE.format(tag=tag))
-            db.execute("INSERT INTO searchd_vector_tables VALUES (%s, %s, %s)", (collection, name, tag))
-            self._vector_tags[(collection, name)] = tag
-        return f"searchd_v{self._vector_tags[(collection, name)]}"
-
-    def _vector_tables(self, collection: str) -> dict[str, str]:
-        return {n: f"searchd_v{t}" for (c, n), t in self._views()[1].items() if c == collection}
 
     # -- writes ------------------------------------------------------------------
 
@@ -284,9 +245,6 @@ class PostgresStore:
                 "INSERT INTO searchd_meta VALUES ('trimmed', %s) ON CONFLICT (key) DO UPDATE SET value = GREATEST(searchd_meta.value::bigint, excluded.value::bigint)::text",
                 (str(upto),),
             )
-
-    def _bulk_change(self, db: psycopg.Connection[Any], collection: str) -> None:
-        db.execute("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", (collection, BULK))
 
     # -- reads -------------------------------------------------------------------
 
@@ -497,57 +455,6 @@ class PostgresStore:
                 current.add(object_id)
         return current
 
-    def has_vectors(self, collection: str, name: str) -> bool:
-        table = self._vector_table(collection, name)
-        if table is None:
-            return False
-        with self._read() as db:
-            return db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
-
-    def promote_vectors(self, collection: str, staging: str, name: str) -> None:
-        with self._transaction() as db:
-            old = self._vector_tags.pop((collection, name), None)
-            if old is not None:
-                self._retire_table(db, f"searchd_v{old}")
-                db.execute("DELETE FROM searchd_vector_tables WHERE tag = %s", (old,))
-            self._vector_table_for_write(db, collection, staging)
-            db.execute("UPDATE searchd_vector_tables SET name = %s WHERE collection = %s AND name = %s", (name, collection, staging))
-            self._vector_tags[(collection, name)] = self._vector_tags.pop((collection, staging))
-            self._bulk_change(db, collection)
-
-    def drop_vectors(self, collection: str, name: str) -> None:
-        with self._transaction() as db:
-            self._drop_vector_table(db, collection, name)
-            self._bulk_change(db, collection)
-
-    def _retire_table(self, db: psycopg.Connection[Any], table: str) -> None:
-        """Forget a table now, drop it later: a read that looked its name up a moment ago still finds it."""
-        db.execute("INSERT INTO searchd_retired VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET at = excluded.at", (table, time.time()))
-
-    def drop_retired(self, older_than: float = RETIRED_TABLE_GRACE_S) -> int:
-        cutoff = time.time() - older_than
-        with self._read() as db:  # usually nothing: no write transaction for that
-            if db.execute("SELECT 1 FROM searchd_retired WHERE at <= %s LIMIT 1", (cutoff,)).fetchone() is None:
-                return 0
-        with self._transaction() as db:
-            names = [r[0] for r in db.execute("SELECT name FROM searchd_retired WHERE at <= %s", (cutoff,))]
-            for name in names:
-                db.execute(f"DROP TABLE IF EXISTS {name}")  # names are searchd_o<tag> / searchd_v<tag>, written by this module
-                db.execute("DELETE FROM searchd_retired WHERE name = %s", (name,))
-        return len(names)
-
-    def _drop_vector_table(self, db: psycopg.Connection[Any], collection: str, name: str) -> None:
-        tag = self._vector_tags.pop((collection, name), None)
-        if tag is not None:
-            self._retire_table(db, f"searchd_v{tag}")
-            db.execute("DELETE FROM searchd_vector_tables WHERE tag = %s", (tag,))
-
-    def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None:
-        with self._transaction() as db:
-            for collection, name in list(self._vector_tags):
-                if "#" in name and (collection, name) not in keep:
-                    self._drop_vector_table(db, collection, name)
-
     def drop_property(self, collection: str, name: str) -> None:
         if not name.isidentifier():
             raise StorageError(f"refusing to drop property name {name!r}")
@@ -557,16 +464,6 @@ class PostgresStore:
         with self._transaction() as db:
             db.execute(f"UPDATE {table} SET properties = properties - %s WHERE properties ? %s", (name, name))
             db.execute(f"DROP INDEX IF EXISTS {table}__{name}")
-            self._bulk_change(db, collection)
-
-    def drop_collection(self, collection: str) -> None:
-        with self._transaction() as db:
-            for name in [n for c, n in self._vector_tags if c == collection]:
-                self._drop_vector_table(db, collection, name)
-            tag = self._tags.pop(collection, None)
-            if tag is not None:
-                self._retire_table(db, f"searchd_o{tag}")
-                db.execute("DELETE FROM searchd_collections WHERE name = %s", (collection,))
             self._bulk_change(db, collection)
 
     # -- the applied spec ----------------------------------------------------------

@@ -23,7 +23,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,12 +36,13 @@ from searchd.config.spec import Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, load_applied, save_applied
-from searchd.storage.base import BULK, RETIRED_TABLE_GRACE_S
+from searchd.storage.base import BULK
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.failures import storage_error
 from searchd.storage.migrate import LAYOUT, migrate
 from searchd.storage.rows import blob, matrix_of, properties_of, vector_from_blob
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
+from searchd.storage.tables import TaggedTables
 from searchd.where import Filter, SortKey, epoch_seconds, like
 
 log = logging.getLogger("searchd.storage")
@@ -77,8 +77,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class SqliteStore:
+class SqliteStore(TaggedTables):
     """The ``Store`` (``searchd.storage.base``) in the data directory's ``objects.sqlite3``; the applied spec beside it."""
+
+    OBJECTS, VECTORS, COLLECTIONS, VECTOR_TABLES, RETIRED, CHANGES = "o", "v", "collections", "vector_tables", "retired_tables", "changes"
+    OBJECTS_DDL, VECTORS_DDL, MARK = _OBJECTS_TABLE, _VECTORS_TABLE, "?"
 
     def __init__(self, data_dir: Path) -> None:
         self._lock_file = lock_data_dir(data_dir)
@@ -87,10 +90,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._readers = threading.local()
         self._reader_list: list[sqlite3.Connection] = []
-        self._tags: dict[str, int] = {}
-        self._vector_tags: dict[tuple[str, str], int] = {}
-        self._published: tuple[dict[str, int], dict[tuple[str, str], int]] = ({}, {})
-        self._writer: int | None = None  # the thread inside a write transaction
+        self._init_tables()
         try:
             try:
                 self._db = _connect(self.path)
@@ -198,20 +198,6 @@ class SqliteStore:
             db.execute("COMMIT")
             self._publish_tags()
 
-    def _reload_tags(self, db: sqlite3.Connection) -> None:
-        self._tags = dict(db.execute("SELECT name, tag FROM collections").fetchall())
-        self._vector_tags = {(c, n): t for c, n, t in db.execute("SELECT collection, name, tag FROM vector_tables")}
-        self._publish_tags()
-
-    def _publish_tags(self) -> None:
-        # Readers see a table once its creation is committed: another connection would find no such table before
-        # that (a re-vectorization's first staged write creates its table while the rebuild reads it).
-        self._published = (dict(self._tags), dict(self._vector_tags))
-
-    def _views(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-        """The table registry this thread may use: the write transaction's own (with what it created), or the committed one."""
-        return (self._tags, self._vector_tags) if self._writer == threading.get_ident() else self._published
-
     # -- tables ------------------------------------------------------------------
 
     def _next_tag(self, db: sqlite3.Connection) -> int:
@@ -219,33 +205,6 @@ class SqliteStore:
         tag = int(row[0]) if row else 1
         db.execute("INSERT OR REPLACE INTO meta VALUES ('next_tag', ?)", (str(tag + 1),))
         return tag
-
-    def _table(self, collection: str) -> str | None:
-        tag = self._views()[0].get(collection)
-        return None if tag is None else f"o{tag}"
-
-    def _table_for_write(self, db: sqlite3.Connection, collection: str) -> str:
-        if collection not in self._tags:
-            tag = self._next_tag(db)
-            db.execute(_OBJECTS_TABLE.format(tag=tag))
-            db.execute("INSERT INTO collections VALUES (?, ?)", (collection, tag))
-            self._tags[collection] = tag
-        return f"o{self._tags[collection]}"
-
-    def _vector_table(self, collection: str, name: str) -> str | None:
-        tag = self._views()[1].get((collection, name))
-        return None if tag is None else f"v{tag}"
-
-    def _vector_table_for_write(self, db: sqlite3.Connection, collection: str, name: str) -> str:
-        if (collection, name) not in self._vector_tags:
-            tag = self._next_tag(db)
-            db.execute(_VECTORS_TABLE.format(tag=tag))
-            db.execute("INSERT INTO vector_tables VALUES (?, ?, ?)", (collection, name, tag))
-            self._vector_tags[(collection, name)] = tag
-        return f"v{self._vector_tags[(collection, name)]}"
-
-    def _vector_tables(self, collection: str) -> dict[str, str]:
-        return {n: f"v{t}" for (c, n), t in self._views()[1].items() if c == collection}
 
     def analyze(self) -> None:
         """Refresh the planner's statistics, so it picks a filter's index only when the filter is selective."""
@@ -325,9 +284,6 @@ class SqliteStore:
         """Forget changes at or before ``upto``: every saved index is at least that current."""
         with self._transaction() as db:
             db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
-
-    def _bulk_change(self, db: sqlite3.Connection, collection: str) -> None:
-        db.execute("INSERT INTO changes (collection, doc) VALUES (?, ?)", (collection, BULK))
 
     # -- reads -------------------------------------------------------------------
 
@@ -563,60 +519,6 @@ class SqliteStore:
                 current.add(object_id)
         return current
 
-    def has_vectors(self, collection: str, name: str) -> bool:
-        table = self._vector_table(collection, name)
-        if table is None:
-            return False
-        with self._read() as db:
-            return db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
-
-    def promote_vectors(self, collection: str, staging: str, name: str) -> None:
-        """The re-vectorized vectors replace the old ones, in one transaction."""
-        with self._transaction() as db:
-            old = self._vector_tags.pop((collection, name), None)
-            if old is not None:
-                self._retire_table(db, f"v{old}")
-                db.execute("DELETE FROM vector_tables WHERE tag = ?", (old,))
-            self._vector_table_for_write(db, collection, staging)
-            db.execute("UPDATE vector_tables SET name = ? WHERE collection = ? AND name = ?", (name, collection, staging))
-            self._vector_tags[(collection, name)] = self._vector_tags.pop((collection, staging))
-            self._bulk_change(db, collection)
-
-    def drop_vectors(self, collection: str, name: str) -> None:
-        with self._transaction() as db:
-            self._drop_vector_table(db, collection, name)
-            self._bulk_change(db, collection)
-
-    def _retire_table(self, db: sqlite3.Connection, table: str) -> None:
-        """Forget a table now, drop it later: a read that looked its name up a moment ago still finds it."""
-        db.execute("INSERT OR REPLACE INTO retired_tables VALUES (?, ?)", (table, time.time()))
-
-    def drop_retired(self, older_than: float = RETIRED_TABLE_GRACE_S) -> int:
-        """Drop tables retired more than ``older_than`` seconds ago (all of them at start); how many."""
-        cutoff = time.time() - older_than
-        with self._read() as db:  # usually nothing: no write transaction (and no fsync) for that
-            if db.execute("SELECT 1 FROM retired_tables WHERE at <= ? LIMIT 1", (cutoff,)).fetchone() is None:
-                return 0
-        with self._transaction() as db:
-            names = [r[0] for r in db.execute("SELECT name FROM retired_tables WHERE at <= ?", (cutoff,))]
-            for name in names:
-                db.execute(f"DROP TABLE IF EXISTS {name}")  # names are o<tag> / v<tag>, written by this module
-                db.execute("DELETE FROM retired_tables WHERE name = ?", (name,))
-        return len(names)
-
-    def _drop_vector_table(self, db: sqlite3.Connection, collection: str, name: str) -> None:
-        tag = self._vector_tags.pop((collection, name), None)
-        if tag is not None:
-            self._retire_table(db, f"v{tag}")
-            db.execute("DELETE FROM vector_tables WHERE tag = ?", (tag,))
-
-    def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None:
-        """Forget staged vectors of re-vectorizations that are no longer wanted (``keep``: (collection, staging name))."""
-        with self._transaction() as db:
-            for collection, name in list(self._vector_tags):
-                if "#" in name and (collection, name) not in keep:
-                    self._drop_vector_table(db, collection, name)
-
     def drop_property(self, collection: str, name: str) -> None:
         if not name.isidentifier():
             raise StorageError(f"refusing to drop property name {name!r}")
@@ -626,16 +528,6 @@ class SqliteStore:
         with self._transaction() as db:
             db.execute(f"UPDATE {table} SET properties = json_remove(properties, '$.{name}') WHERE json_type(properties, '$.{name}') IS NOT NULL")
             db.execute(f"DROP INDEX IF EXISTS {table}__{name}")
-            self._bulk_change(db, collection)
-
-    def drop_collection(self, collection: str) -> None:
-        with self._transaction() as db:
-            for name in [n for c, n in self._vector_tags if c == collection]:
-                self._drop_vector_table(db, collection, name)
-            tag = self._tags.pop(collection, None)
-            if tag is not None:
-                self._retire_table(db, f"o{tag}")
-                db.execute("DELETE FROM collections WHERE name = ?", (collection,))
             self._bulk_change(db, collection)
 
     def property_count(self, collection: str, name: str) -> int:
