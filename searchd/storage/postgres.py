@@ -42,7 +42,7 @@ from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import blob, matrix_of, vector_from_blob
-from searchd.storage.tables import TaggedTables
+from searchd.storage.sqlstore import SqlStore
 from searchd.where import Filter, SortKey
 
 log = logging.getLogger("searchd.storage")
@@ -73,7 +73,7 @@ _PAGE = 5000
 _POOL_SIZE = 8
 
 
-class PostgresStore(TaggedTables):
+class PostgresStore(SqlStore):
     """The ``Store`` in the PostgreSQL database at ``url`` (never logged: ``where`` names it without a password)."""
 
     OBJECTS, VECTORS, COLLECTIONS, VECTOR_TABLES = "searchd_o", "searchd_v", "searchd_collections", "searchd_vector_tables"
@@ -138,7 +138,7 @@ class PostgresStore(TaggedTables):
                 raise pg_error(exc, self._where) from exc
 
     @contextmanager
-    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+    def _read(self, bulk: bool = False) -> Iterator[psycopg.Connection[Any]]:
         try:
             with self._pool.connection(timeout=30) as db:
                 yield db
@@ -248,9 +248,6 @@ class PostgresStore(TaggedTables):
 
     # -- reads -------------------------------------------------------------------
 
-    def get(self, collection: str, object_id: str, vectors: bool = True) -> StoredObject | None:
-        return self.get_many(collection, [object_id], vectors).get(object_id)
-
     def get_many(self, collection: str, object_ids: Sequence[str], vectors: bool = True) -> dict[str, StoredObject]:
         table = self._table(collection)
         if table is None or not object_ids:
@@ -283,66 +280,11 @@ class PostgresStore(TaggedTables):
         with self._read() as db:
             return {i: int(t) for i, t in db.execute(f"SELECT id, created_ms FROM {table} WHERE id = ANY(%s::text[])", (list(object_ids),))}
 
-    def list_objects(
-        self,
-        collection: str | None,
-        limit: int,
-        offset: int = 0,
-        after: str | None = None,
-        where: Filter | None = None,
-        order: Sequence[SortKey] = (),
-        vectors: bool = True,
-    ) -> list[StoredObject]:
-        """Objects ordered by ``order``, then id; ``after`` is an exclusive id cursor within one collection."""
-        names = [collection] if collection is not None else sorted(self._views()[0])
-        found: list[StoredObject] = []
-        skip = offset
-        for name in names:  # without a collection: collections in name order, each in id order
-            table = self._table(name)
-            if table is None:
-                continue
-            clauses: list[str] = []
-            params: list[Any] = []
-            if after is not None:
-                clauses.append("objects.id > %s::text")
-                params.append(after)
-            if where is not None:
-                sql, values = to_sql(where)
-                clauses.append(sql)
-                params.extend(values)
-            condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-            with self._read() as db:
-                rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM {table} AS objects {condition} ORDER BY {order_sql(order)}objects.id LIMIT %s OFFSET %s",
-                    (*params, limit - len(found), skip),
-                ).fetchall()
-                if collection is None and skip:
-                    counted = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-                    skip = max(0, skip - int(counted[0] if counted else 0))
-            found += self._objects(name, rows, vectors)
-            if len(found) >= limit:
-                break
-        return found[:limit]
+    def _to_sql(self, where: Filter) -> tuple[str, list[Any]]:
+        return to_sql(where)
 
-    def docs_matching(self, collection: str, where: Filter) -> list[int]:
-        table = self._table(collection)
-        if table is None:
-            return []
-        sql, params = to_sql(where)
-        with self._read() as db:
-            return [int(r[0]) for r in db.execute(f"SELECT doc FROM {table} AS objects WHERE {sql}", params)]
-
-    def count_matching(self, collection: str, where: Filter | None = None) -> int:
-        table = self._table(collection)
-        if table is None:
-            return 0
-        sql, params = to_sql(where) if where is not None else ("true", [])
-        with self._read() as db:
-            row = db.execute(f"SELECT COUNT(*) FROM {table} AS objects WHERE {sql}", params).fetchone()
-        return int(row[0]) if row else 0
-
-    def count(self, collection: str) -> int:
-        return self.count_matching(collection)
+    def _order_sql(self, order: Sequence[SortKey]) -> str:
+        return order_sql(order)
 
     def property_count(self, collection: str, name: str) -> int:
         table = self._table(collection)
@@ -383,32 +325,6 @@ class PostgresStore(TaggedTables):
         for rows in self._pages(self._vector_table(collection, name), "doc, dims, data"):
             yield [int(r[0]) for r in rows], [vector_from_blob(dims, data) for _, dims, data in rows]
 
-    def _pages(self, table: str | None, columns: str) -> Iterator[list[tuple[Any, ...]]]:
-        """A whole table (doc first in ``columns``) in doc order, a page at a time (a connection is held per page only)."""
-        if table is None:
-            return
-        last = 0
-        while True:
-            with self._read() as db:
-                rows = db.execute(f"SELECT {columns} FROM {table} WHERE doc > %s ORDER BY doc LIMIT {_PAGE}", (last,)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield rows
-
-    def iter_properties(self, collection: str, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-        if docs is not None:
-            for obj in self.get_docs(collection, docs).values():
-                yield obj.doc, obj.properties
-            return
-        for rows in self._pages(self._table(collection), "doc, properties"):
-            for doc, properties in rows:
-                yield int(doc), properties
-
-    def iter_objects(self, collection: str) -> Iterator[StoredObject]:
-        for rows in self._pages(self._table(collection), _COLUMNS):
-            yield from self._objects(collection, rows, False)
-
     def _objects(self, collection: str, rows: list[tuple[Any, ...]], vectors: bool) -> list[StoredObject]:
         if not rows:
             return []
@@ -424,14 +340,6 @@ class PostgresStore(TaggedTables):
         return [StoredObject(collection, object_id, props, found.get(int(doc), {}), int(created), int(updated), int(doc)) for doc, object_id, props, created, updated in rows]
 
     # -- re-vectorization and destructive changes (see searchd.reload) -----------
-
-    def ids_after(self, collection: str, after: str, limit: int) -> list[tuple[str, int]]:
-        table = self._table(collection)
-        if table is None:
-            return []
-        with self._read() as db:
-            rows = db.execute(f"SELECT id, updated_ms FROM {table} WHERE id > %s::text ORDER BY id LIMIT %s", (after, limit)).fetchall()
-        return [(object_id, int(updated)) for object_id, updated in rows]
 
     def ids_with_vector(self, collection: str, name: str, object_ids: Sequence[str]) -> set[str]:
         table, vectors = self._table(collection), self._vector_table(collection, name)

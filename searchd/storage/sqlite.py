@@ -41,8 +41,8 @@ from searchd.storage.datadir import lock_data_dir
 from searchd.storage.failures import storage_error
 from searchd.storage.migrate import LAYOUT, migrate
 from searchd.storage.rows import blob, matrix_of, properties_of, vector_from_blob
+from searchd.storage.sqlstore import SqlStore
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
-from searchd.storage.tables import TaggedTables
 from searchd.where import Filter, SortKey, epoch_seconds, like
 
 log = logging.getLogger("searchd.storage")
@@ -77,7 +77,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class SqliteStore(TaggedTables):
+class SqliteStore(SqlStore):
     """The ``Store`` (``searchd.storage.base``) in the data directory's ``objects.sqlite3``; the applied spec beside it."""
 
     OBJECTS, VECTORS, COLLECTIONS, VECTOR_TABLES, RETIRED, CHANGES = "o", "v", "collections", "vector_tables", "retired_tables", "changes"
@@ -287,10 +287,6 @@ class SqliteStore(TaggedTables):
 
     # -- reads -------------------------------------------------------------------
 
-    def get(self, collection: str, object_id: str, vectors: bool = True) -> StoredObject | None:
-        found = self.get_many(collection, [object_id], vectors)
-        return found.get(object_id)
-
     def get_many(self, collection: str, object_ids: Sequence[str], vectors: bool = True) -> dict[str, StoredObject]:
         table = self._table(collection)
         if table is None:
@@ -350,66 +346,14 @@ class SqliteStore(TaggedTables):
                 found.update(db.execute(f"SELECT id, created_ms FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
         return found
 
-    def list_objects(
-        self,
-        collection: str | None,
-        limit: int,
-        offset: int = 0,
-        after: str | None = None,
-        where: Filter | None = None,
-        order: Sequence[SortKey] = (),
-        vectors: bool = True,
-    ) -> list[StoredObject]:
-        """Objects ordered by ``order``, then id; ``after`` is an exclusive id cursor within one collection."""
-        names = [collection] if collection is not None else sorted(self._views()[0])
-        found: list[StoredObject] = []
-        skip = offset
-        for name in names:  # without a collection: collections in name order, each in id order
-            table = self._table(name)
-            if table is None:
-                continue
-            clauses: list[str] = []
-            params: list[Any] = []
-            if after is not None:
-                clauses.append("id > ?")
-                params.append(after)
-            hint = ""
-            if where is not None:
-                sql, values = to_sql(where)
-                clauses.append(f"({sql})")
-                params.extend(values)
-                hint = self._hint(name, where)
-            condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-            wanted = limit - len(found)
-            with self._read() as db:
-                rows = db.execute(
-                    f"SELECT doc, id, properties, created_ms, updated_ms FROM {table} AS objects {hint} {condition} ORDER BY {order_sql(order)}id LIMIT ? OFFSET ?",
-                    (*params, wanted, skip),
-                ).fetchall()
-                if collection is None and skip:
-                    skip = max(0, skip - int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]))
-            found += self._objects(name, rows, vectors)
-            if len(found) >= limit:
-                break
-        return found[:limit]
+    def _to_sql(self, where: Filter) -> tuple[str, list[Any]]:
+        return to_sql(where)
 
-    def docs_matching(self, collection: str, where: Filter) -> list[int]:
-        """Docs of a collection's objects that pass a filter (the in-memory columns answer most filters faster)."""
-        table = self._table(collection)
-        if table is None:
-            return []
-        sql, params = to_sql(where)
-        with self._read() as db:
-            return [int(r[0]) for r in db.execute(f"SELECT doc FROM {table} AS objects {self._hint(collection, where)} WHERE {sql}", params)]
+    def _order_sql(self, order: Sequence[SortKey]) -> str:
+        return order_sql(order)
 
-    def count_matching(self, collection: str, where: Filter | None = None) -> int:
-        table = self._table(collection)
-        if table is None:
-            return 0
-        sql, params = to_sql(where) if where is not None else ("1", [])
-        hint = self._hint(collection, where) if where is not None else ""
-        with self._read() as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM {table} AS objects {hint} WHERE {sql}", params).fetchone()[0])
+    def _properties(self, stored: Any) -> dict[str, Any]:
+        return properties_of(stored)
 
     def _hint(self, collection: str, where: Filter) -> str:
         indexed = [name.split("__", 1)[1] for name in self._indexes(collection)]
@@ -434,13 +378,6 @@ class SqliteStore(TaggedTables):
                 db.execute(f"CREATE INDEX IF NOT EXISTS {table}__{name} ON {table}(json_extract(properties, '$.{name}'))")
         self.analyze()
 
-    def count(self, collection: str) -> int:
-        table = self._table(collection)
-        if table is None:
-            return 0
-        with self._read() as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-
     def iter_vectors(self, collection: str, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
         """Stored vectors of one named vector (all, or of ``docs``), in batches: what an index is rebuilt from."""
         if docs is not None:
@@ -450,47 +387,7 @@ class SqliteStore(TaggedTables):
         for rows in self._pages(self._vector_table(collection, name), "doc, dims, data"):
             yield [r[0] for r in rows], [vector_from_blob(dims, data) for _, dims, data in rows]
 
-    def _pages(self, table: str | None, columns: str) -> Iterator[list[tuple[Any, ...]]]:
-        """A whole table (doc first in ``columns``) in doc order, 5,000 rows at a time, through the unmapped reader."""
-        if table is None:
-            return
-        last = 0
-        while True:
-            with self._read(bulk=True) as db:
-                rows = db.execute(f"SELECT {columns} FROM {table} WHERE doc > ? ORDER BY doc LIMIT 5000", (last,)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield rows
-
-    def iter_properties(self, collection: str, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Every object's (doc, properties) (or those of ``docs``): what BM25 and the filter columns are built from."""
-        table = self._table(collection)
-        if table is None:
-            return
-        if docs is not None:
-            for obj in self.get_docs(collection, docs).values():
-                yield obj.doc, obj.properties
-            return
-        for rows in self._pages(table, "doc, properties"):
-            for doc, properties in rows:
-                yield doc, properties_of(properties)
-
-    def iter_objects(self, collection: str) -> Iterator[StoredObject]:
-        """Every object of a collection, without vectors, in doc order: what the doc table is built from."""
-        for rows in self._pages(self._table(collection), "doc, id, properties, created_ms, updated_ms"):
-            yield from self._objects(collection, rows, False)
-
     # -- re-vectorization and destructive changes (see searchd.reload) -----------
-
-    def ids_after(self, collection: str, after: str, limit: int) -> list[tuple[str, int]]:
-        """(id, updated_ms) in id order: a cursor that a background job can resume from."""
-        table = self._table(collection)
-        if table is None:
-            return []
-        with self._read() as db:
-            rows = db.execute(f"SELECT id, updated_ms FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
-        return [(object_id, int(updated)) for object_id, updated in rows]
 
     def ids_with_vector(self, collection: str, name: str, object_ids: Sequence[str]) -> set[str]:
         table, vectors = self._table(collection), self._vector_table(collection, name)
