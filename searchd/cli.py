@@ -212,7 +212,7 @@ def _show_plan(args: argparse.Namespace) -> int | None:
             return 1
         applied, plan = plan_against_applied(found.applied, spec, found.count, found.property_count)
         base_revision = applied.revision if applied else None
-        where = f"Data directory {directory}: applied revision {applied.revision if applied else '(none: a first start)'}"
+        where = f"{found.where}: applied revision {applied.revision if applied else '(none: a first start)'}"
     allowed = args.allow_destructive or spec.server.reload.allow_destructive
     if getattr(args, "format", "text") == "json":
         print(json.dumps({"appliedRevision": base_revision, "refused": plan.refused(allowed), **plan.to_json()}, indent=2))

@@ -6,6 +6,9 @@ The API, filter, reload and crash suites run on PostgreSQL too (their modules pa
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +180,28 @@ def test_the_storage_url_is_redacted_in_the_applied_spec(tmp_path: Path) -> None
     assert spec.server.storage == StorageSpec(StorageBackend.POSTGRES, "postgresql://u:hunter2secret@db/x")
     assert "hunter2secret" not in repr(spec) and "hunter2secret" not in repr(redacted(spec))
     assert redacted(spec).server.storage.url != spec.server.storage.url
+
+
+def _run_without_postgres(**environ: str) -> subprocess.CompletedProcess[str]:
+    """Run one PostgreSQL test in a child pytest on a machine where PostgreSQL is not installed (PG_BIN points nowhere)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "SEARCHD_REQUIRE_POSTGRES", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS")}
+    env.update(PG_BIN="/nonexistent/postgresql/bin", **environ)
+    test = f"tests/{Path(__file__).name}::test_the_embedding_cache_keeps_vectors_in_the_database"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-rs", "-p", "no:cacheprovider", "-p", "no:xdist"],
+        cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_without_postgresql_its_tests_skip_saying_how_to_enable_them() -> None:
+    done = _run_without_postgres()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert "PostgreSQL is not installed (/nonexistent/postgresql/bin/initdb not found): apt-get install postgresql-15" in done.stdout
+
+
+@pytest.mark.parametrize("required", [{"CI": "true"}, {"SEARCHD_REQUIRE_POSTGRES": "1"}])
+def test_in_ci_a_missing_postgresql_fails_its_tests(required: dict[str, str]) -> None:
+    done = _run_without_postgres(**required)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "PostgreSQL is required here (CI or SEARCHD_REQUIRE_POSTGRES=1): PostgreSQL is not installed" in done.stdout

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from searchd.cli import main
 from searchd.server import create_app, open_services
+from searchd.storage.pgerrors import safe_url
 from tests.conftest import BACKENDS, ClientFactory
 
 pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
@@ -90,3 +91,17 @@ def test_backup_refuses_a_destination_that_is_not_empty(client_factory: ClientFa
     assert main(["backup", "--config", str(config), str(tmp_path / "copy")]) == 1
     assert f"{tmp_path / 'copy'} is not empty" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "copy").iterdir()] == ["keep.txt"]
+
+
+def test_plan_reads_the_applied_spec_from_the_configured_store(
+    client_factory: ClientFactory, tmp_path: Path, storage_backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "searchd.yaml"
+    config.write_text(CONFIG + "server: {dataDir: data}\n", encoding="utf-8")
+    client = client_factory(config, tmp_path / "data")
+    revision = client.get("/v1/config/status").json()["revision"]
+    assert main(["plan", str(config)]) == 0
+    first, second = capsys.readouterr().out.splitlines()[:2]
+    where = f"Database {safe_url(os.environ['SEARCHD_DATABASE_URL'])}" if storage_backend == "postgres" else f"Data directory {tmp_path / 'data'}"
+    assert first == f"{where}: applied revision {revision}"
+    assert second == "No changes. The applied config matches."

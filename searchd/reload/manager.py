@@ -315,7 +315,7 @@ class ConfigManager:
         await anyio.to_thread.run_sync(self.engine.swap, catalog)
         first = self.served is None
         self.target, self.served = spec, served
-        self.applied = self.engine.store.save_applied(served)
+        self.applied = await anyio.to_thread.run_sync(self.engine.store.save_applied, served)  # a file fsync, or a database round trip
         if first or cancelled or failed:  # staged vectors a crash or a stopped re-vectorization left (a full scan: not on every reload)
             await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
         self._start_rebuilds(final, plan, keep)
@@ -448,5 +448,5 @@ class ConfigManager:
         self.engine.holder.swap(catalog)
         try:
             self.applied = self.engine.store.save_applied(self.served)
-        except OSError as exc:  # the swap stands; the next start plans against the older applied spec and redoes this rebuild
+        except (OSError, SearchdError) as exc:  # the swap stands; the next start plans against the older applied spec and redoes this rebuild
             log.error("could not record the applied config after the rebuild of %s.%s (%s)", *key, exc)

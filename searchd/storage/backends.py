@@ -42,6 +42,7 @@ def cache_table(storage: StorageSpec) -> PostgresCacheTable | None:
 class Peek:
     """What ``searchd plan`` reads from the store, without the data directory's lock."""
 
+    where: str  # "Data directory DIR", or "Database postgresql://user@host/db" (never the password)
     applied: Applied | None
     count: Callable[[str], int]
     property_count: Callable[[str, str], int]
@@ -53,6 +54,6 @@ def peek(storage: StorageSpec, data_dir: Path) -> Peek:
             applied = store.load_applied()
             names = {c: store.count(c) for c in store.collections()}
             counts = {(c, p): n for c in names for p, n in store.property_counts(c).items()}
-        return Peek(applied, lambda c: names.get(c, 0), lambda c, p: counts.get((c, p), 0))
+        return Peek(f"Database {store.where}", applied, lambda c: names.get(c, 0), lambda c, p: counts.get((c, p), 0))
     count, property_count = peek_counts(data_dir)
-    return Peek(load_applied(data_dir), count, property_count)
+    return Peek(f"Data directory {data_dir}", load_applied(data_dir), count, property_count)
