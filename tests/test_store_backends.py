@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
 from searchd.cli import main
+from searchd.config.spec import StorageSpec
+from searchd.engine import StoredObject, effective_storage, open_store
 from searchd.server import create_app, open_services
 from searchd.storage.pgerrors import safe_url
 from tests.conftest import BACKENDS, ClientFactory
@@ -105,3 +109,25 @@ def test_plan_reads_the_applied_spec_from_the_configured_store(
     where = f"Database {safe_url(os.environ['SEARCHD_DATABASE_URL'])}" if storage_backend == "postgres" else f"Data directory {tmp_path / 'data'}"
     assert first == f"{where}: applied revision {revision}"
     assert second == "No changes. The applied config matches."
+
+
+def test_a_restart_loads_the_saved_index_and_catches_up_from_the_store_change_log(
+    tmp_path: Path, storage_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "searchd.yaml"
+    config.write_text(CONFIG.replace("type: flat", "type: hnsw"), encoding="utf-8")
+    data = tmp_path / "data"
+    with TestClient(create_app(open_services(config, data))) as first:
+        assert first.post("/v1/batch/objects", json={"objects": OBJECTS}).status_code == 200
+    # Writes the saved index has not seen (as after a kill -9 between a commit and the next save).
+    with open_store(effective_storage(StorageSpec()), data) as store:
+        added = StoredObject("Doc", "00000000-0000-4000-8000-000000000009", {"title": "doc 9"}, {"default": np.array([9, 0.5, -1.0], dtype=np.float32)}, 5, 5)
+        store.put_many([added])
+        assert store.delete("Doc", OBJECTS[1]["id"]) is not None
+    caplog.set_level(logging.INFO, logger="searchd.index")
+    with TestClient(create_app(open_services(config, data))) as second:
+        loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded Doc.default index")]
+        assert loaded == [f"loaded Doc.default index (5 vectors) from {data / 'indexes' / 'Doc' / 'default'}, 2 changed since"]
+        query = '{ Get { Doc(nearVector: {vector: [9, 0.5, -1]}, limit: 10) { title } } }'
+        hits = second.post("/v1/graphql", json={"query": query}).json()["data"]["Get"]["Doc"]
+        assert [h["title"] for h in hits][:1] == ["doc 9"] and "doc 2" not in {h["title"] for h in hits} and len(hits) == 5
