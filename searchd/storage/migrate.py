@@ -3,7 +3,7 @@
 Layout 1 (searchd before the engine core) kept every collection in one
 ``objects`` table and every vector in one ``vectors`` table, both ``WITHOUT ROWID``,
 keyed by text: counts were slow and each 1.5 KB vector spilled to an overflow page.
-Layout 2 (``searchd.storage.store``) gives each collection and each named vector a
+Layout 2 (``searchd.storage.sqlite``) gives each collection and each named vector a
 rowid table keyed by an integer doc.  The migration copies everything in one
 transaction (a crash leaves layout 1 untouched), then rewrites the file with
 8 KB pages (VACUUM), and says so in the log.  Saved indexes of layout 1 are keyed

@@ -33,6 +33,7 @@ import numpy as np
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from searchd import deadline
 from searchd.config.spec import Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
@@ -337,7 +338,7 @@ class PostgresStore(SqlStore):
                 with self._read() as db:
                     for doc, dims, data in db.execute(f"SELECT doc, dims, data FROM {table} WHERE doc = ANY(%s::bigint[])", (docs,)):
                         found.setdefault(int(doc), {})[name] = vector_from_blob(dims, data)
-        return [StoredObject(collection, object_id, props, found.get(int(doc), {}), int(created), int(updated), int(doc)) for doc, object_id, props, created, updated in rows]
+        return [StoredObject(collection, object_id, props, found.get(int(doc), {}), int(created), int(updated), int(doc)) for doc, object_id, props, created, updated in deadline.checked(rows)]
 
     # -- re-vectorization and destructive changes (see searchd.reload) -----------
 
