@@ -87,7 +87,7 @@ class SourceDocument:
     locator: Locator
 
 
-_SECRET_KEYS = frozenset({"apiKey", "key"})  # the last step of every path _is_secret can accept
+_SECRET_KEYS = frozenset({"apiKey", "key", "url"})  # the last step of every path _is_secret can accept
 
 
 def _is_secret(path: PathKey) -> bool:
