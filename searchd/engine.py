@@ -45,11 +45,17 @@ from searchd.storage.backup import BackupResult, backup
 from searchd.storage.base import Store
 from searchd.storage.datadir import default_data_dir
 from searchd.storage.failures import storage_error
-from searchd.storage.pgbackup import backup_postgres
 from searchd.values import check_properties, normalize_uuid
 from searchd.where import COMPARISONS, TIME_PATHS, Combination, Filter, SortKey
 
 log = logging.getLogger("searchd")
+
+
+def backup_postgres(url: str, destination: Path) -> BackupResult:
+    """``searchd backup`` of a PostgreSQL store into a data directory (psycopg is loaded only for this)."""
+    from searchd.storage.pgbackup import backup_postgres as copy_database
+
+    return copy_database(url, destination)
 
 # What the edges use of the data directory, through the engine core (they never import storage).
 __all__ = [

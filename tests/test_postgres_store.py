@@ -22,11 +22,12 @@ from searchd.config.spec import PropertyType, StorageBackend, StorageSpec
 from searchd.errors import ConfigError, StorageError
 from searchd.modules.cache import EmbeddingCache
 from searchd.modules.registry import default_registry
-from searchd.storage import PostgresStore, StoredObject
+from searchd.storage import StoredObject
 from searchd.storage.backends import DATABASE_URL_ENV, effective_storage
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import safe_url
 from searchd.storage.pgwhere import like_pattern, to_sql
+from searchd.storage.postgres import PostgresStore
 from searchd.storage.postgres_cache import PostgresCacheTable
 from searchd.where import Combination, Condition
 from tests.pgcluster import Cluster

@@ -2,7 +2,7 @@
 
 from searchd.records import StoredObject
 from searchd.storage.base import Store
-from searchd.storage.postgres import PostgresStore
 from searchd.storage.sqlite import SqliteStore
 
-__all__ = ["PostgresStore", "SqliteStore", "Store", "StoredObject"]
+# The PostgreSQL store is imported where it is chosen (searchd.storage.postgres): the embedded default never loads psycopg.
+__all__ = ["SqliteStore", "Store", "StoredObject"]

@@ -6,14 +6,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from searchd.config.spec import StorageBackend, StorageSpec
 from searchd.storage.applied import Applied, load_applied
 from searchd.storage.base import Store
 from searchd.storage.datadir import peek_counts
-from searchd.storage.postgres import PostgresStore
-from searchd.storage.postgres_cache import PostgresCacheTable
 from searchd.storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from searchd.storage.postgres_cache import PostgresCacheTable
 
 # Used when the config has no server.storage: PostgreSQL at this URL (as SEARCHD_DATA stands in for server.dataDir).
 DATABASE_URL_ENV = "SEARCHD_DATABASE_URL"
@@ -29,13 +31,20 @@ def effective_storage(storage: StorageSpec, environ: Mapping[str, str] = os.envi
 def open_store(storage: StorageSpec, data_dir: Path) -> Store:
     """The object store (taking the data directory's lock; an SQLite store migrates an older layout first)."""
     if storage.backend is StorageBackend.POSTGRES:
+        # Imported here: only a PostgreSQL deployment needs psycopg loaded.
+        from searchd.storage.postgres import PostgresStore
+
         return PostgresStore(storage.url, data_dir)
     return SqliteStore(data_dir)
 
 
 def cache_table(storage: StorageSpec) -> PostgresCacheTable | None:
     """Where the embedding cache lives when not in the data directory: the PostgreSQL store's database."""
-    return PostgresCacheTable(storage.url) if storage.backend is StorageBackend.POSTGRES else None
+    if storage.backend is not StorageBackend.POSTGRES:
+        return None
+    from searchd.storage.postgres_cache import PostgresCacheTable
+
+    return PostgresCacheTable(storage.url)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class Peek:
 
 def peek(storage: StorageSpec, data_dir: Path) -> Peek:
     if storage.backend is StorageBackend.POSTGRES:
+        from searchd.storage.postgres import PostgresStore
+
         with PostgresStore(storage.url, None) as store:
             applied = store.load_applied()
             names = {c: store.count(c) for c in store.collections()}
