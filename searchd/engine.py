@@ -305,8 +305,9 @@ class Engine:
     async def offload(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``work(*args)`` in a worker thread, so the event loop goes on meanwhile.
 
-        anyio's threads, not a ThreadPoolExecutor: a pool hands work over in less CPU, but under an 8-client load
-        health probes waited about twice as long behind it (p50 8-14 ms against 6-8 ms, same run).
+        anyio's threads, not a ThreadPoolExecutor: they run the work in a copy of the caller's context, which carries
+        the request's deadline (searchd.deadline); and with a pool, health probes under an 8-client load waited about
+        twice as long (p50 8-14 ms against 6-8 ms, same run), although each hand-over cost less CPU.
         """
         return await anyio.to_thread.run_sync(functools.partial(work, *args, **kwargs))
 
