@@ -12,8 +12,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,11 +22,11 @@ import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.checkpoints import CHECKPOINT_CHANGES, Checkpoints, release_free_memory
-from searchd.config.spec import IndexSpec, PropertyType
+from searchd.config.spec import IndexSpec
 from searchd.drafts import Draft, draft_object, stored_unchanged, supplied_vectors
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
-from searchd.index.base import AllowList, VectorReader
+from searchd.index.base import AllowList
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import (
     index_dir,
@@ -40,13 +40,15 @@ from searchd.index.persist import (
 from searchd.index.table import DocTable
 from searchd.modules.base import NO_KEYS
 from searchd.records import StoredObject
+from searchd.serving import RETIRED_GRACE_S, Serving, Shadow
+from searchd.sources import CountedSource, ProgressReport, Steps, StoreSource
 from searchd.storage.backends import Peek, cache_table, effective_storage, open_store, peek
 from searchd.storage.backup import BackupResult, backup
 from searchd.storage.base import Store
 from searchd.storage.datadir import default_data_dir
 from searchd.storage.failures import storage_error
 from searchd.values import check_properties, normalize_uuid
-from searchd.where import COMPARISONS, TIME_PATHS, Combination, Filter, SortKey
+from searchd.where import Filter, SortKey
 
 log = logging.getLogger("searchd")
 
@@ -62,6 +64,7 @@ __all__ = [
     "BackupResult",
     "Engine",
     "Peek",
+    "ProgressReport",
     "Store",
     "StoredObject",
     "backup",
@@ -75,72 +78,11 @@ __all__ = [
 ]
 
 
-# allowed_at_once: up to this many numeric comparisons over up to this many docs (about 30 us a comparison at 60k).
-INLINE_FILTER_LEAVES = 4
-INLINE_FILTER_DOCS = 250_000
-_NUMERIC = frozenset({PropertyType.INT, PropertyType.NUMBER, PropertyType.DATE, PropertyType.BOOLEAN})
-
-
-def _numeric_leaves(where: Filter, most: int) -> bool:
-    """Whether ``where`` is at most ``most`` plain comparisons of numbers, dates, booleans or timestamps."""
-    pending: list[Filter] = [where]
-    leaves = 0
-    while pending:
-        node = pending.pop()
-        if isinstance(node, Combination):
-            pending.extend(node.operands)
-            continue
-        leaves += 1
-        numeric = node.kind in _NUMERIC or (node.kind is None and node.path in TIME_PATHS)
-        if leaves > most or not numeric or node.operator not in COMPARISONS:
-            return False
-    return True
-
-
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass
-class Shadow:
-    """An index rebuilt beside the serving one (see searchd.reload.rebuild).
-
-    Writes made while it is built are captured, then replayed onto it before it
-    replaces the serving index.  ``reembed`` means re-vectorization: writes are also
-    embedded with ``target``'s vectorizer and stored under ``source``, a staging name.
-    """
-
-    collection: str
-    vector: str | None  # None: the collection's BM25 index
-    source: str = ""  # the stored vector name the index is built from
-    target: CompiledVector | None = None  # the settings the rebuilt vector index serves
-    reembed: bool = False
-    captured: list[tuple[int, Any]] = field(default_factory=list)  # (doc, vector | properties | None for a delete)
-    # Objects written after the shadow began but embedded before it: they still need the new vector.
-    unstaged: set[str] = field(default_factory=set)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.collection, self.vector or "")
-
-
-@dataclass(frozen=True)
-class Serving:
-    """A vector index and the vector settings it was built for."""
-
-    index: VectorIndex
-    vector: CompiledVector
-    retired_at: float = 0.0  # monotonic time it was replaced by a rebuilt index; 0 while in service
-
-
-# How long an index replaced by a rebuild keeps answering queries that began before the swap.
-RETIRED_GRACE_S = 60.0
 STORE_ATTEMPTS = 3  # embed-and-commit rounds for a write that keeps meeting re-vectorization swaps
-
-
-def staging_name(vector: str, stamp: str) -> str:
-    """Where re-vectorized vectors wait until they replace the old ones; '#' never occurs in a vector name."""
-    return f"{vector}#{stamp}"
 
 
 def _public(obj: StoredObject) -> StoredObject:
@@ -149,69 +91,6 @@ def _public(obj: StoredObject) -> StoredObject:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class StoreSource:
-    """One collection of the store, as the indexes are filled from it (``searchd.index.persist.Source``)."""
-
-    store: Store
-    collection: str
-
-    def vectors(self, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-        return self.store.iter_vectors(self.collection, name, docs)
-
-    def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-        return self.store.iter_properties(self.collection, docs)
-
-    def vector_reader(self, name: str) -> VectorReader:
-        return lambda docs: self.store.vector_matrix(self.collection, name, docs, bulk=True)
-
-    def changed_since(self, seq: int) -> list[int] | None:
-        return self.store.changes_since(seq, self.collection)
-
-
-# Told how opening the indexes at start-up goes: (phase, done, total); the server's readiness shows it.
-ProgressReport = Callable[[str, int, int | None], None]
-_REPORT_EVERY = 1000  # objects between reports: a report takes a lock, an object takes microseconds
-
-
-@dataclass
-class _Steps:
-    """Progress over the indexes opened at start-up, in objects: each index (and doc table) counts its collection's objects."""
-
-    report: ProgressReport
-    total: int
-    done: int = 0
-    base: int = 0  # where the current step began
-    reported: int = 0
-
-    def tick(self, count: int) -> None:
-        self.done = min(self.done + count, self.total)
-        if self.done - self.reported >= _REPORT_EVERY:
-            self.reported = self.done
-            self.report("opening indexes", self.done, self.total)
-
-    def step(self, size: int) -> None:
-        """One index is open: however much of it was read (a saved index is read in bulk), its share is done."""
-        self.base = self.done = min(self.base + size, self.total)
-        self.reported = self.done
-        self.report("opening indexes", self.done, self.total)
-
-
-@dataclass(frozen=True)
-class _CountedSource(StoreSource):
-    steps: _Steps
-
-    def vectors(self, name: str, docs: Sequence[int] | None = None) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-        for batch in super().vectors(name, docs):
-            self.steps.tick(len(batch[0]))
-            yield batch
-
-    def properties(self, docs: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-        for row in super().properties(docs):
-            self.steps.tick(1)
-            yield row
 
 
 class Engine:
@@ -245,11 +124,11 @@ class Engine:
         """
         write_seq = self.store.write_seq()
         counts = {name: self.store.count(name) for name in catalog.collections} if progress else {}
-        steps = _Steps(progress, sum(n * (2 + len(catalog.collections[c].vectors)) for c, n in counts.items())) if progress else None
+        steps = Steps(progress, sum(n * (2 + len(catalog.collections[c].vectors)) for c, n in counts.items())) if progress else None
         for collection in catalog.collections.values():
             self.store.index_properties(collection.name, [p.name for p in collection.spec.properties if p.filterable and not p.type.value.endswith("[]")])
             self._open_table(collection, steps)
-            source = self.source(collection.name) if steps is None else _CountedSource(self.store, collection.name, steps)
+            source = self.source(collection.name) if steps is None else CountedSource(self.store, collection.name, steps)
             size = counts.get(collection.name, 0)
             if steps is not None:
                 steps.step(size)
@@ -274,7 +153,7 @@ class Engine:
                     setattr(serving.index, "spec", vector.spec.index)  # noqa: B010
                 self._indexes[key] = Serving(serving.index, vector)
 
-    def _open_table(self, collection: CompiledCollection, steps: _Steps | None = None) -> None:
+    def _open_table(self, collection: CompiledCollection, steps: Steps | None = None) -> None:
         """The collection's doc table, built from the store when new or when its filterable properties changed."""
         columns = tuple((p.name, p.type) for p in collection.spec.properties if p.filterable)
         current = self._tables.get(collection.name)
@@ -690,7 +569,7 @@ class Engine:
         anything else (text, ids, many operands, the store) goes to ``allowed`` in a worker.
         """
         table = self.table(collection)
-        if not _numeric_leaves(where, INLINE_FILTER_LEAVES) or table.size > INLINE_FILTER_DOCS:
+        if not table.answers_cheaply(where):
             return None
         mask = table.mask_or_none(where)
         return AllowList(mask) if mask is not None else None

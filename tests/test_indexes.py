@@ -31,12 +31,12 @@ import numpy as np
 import pytest
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.engine import StoreSource
 from searchd.index.annoy import AnnoyIndex
 from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, build_index, prepare, restore_index, top_k
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
+from searchd.sources import StoreSource
 from searchd.storage import SqliteStore, StoredObject
 
 COSINE, DOT, L2, L1 = Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN

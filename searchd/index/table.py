@@ -20,7 +20,7 @@ import numpy as np
 
 from searchd import deadline
 from searchd.config.spec import CollectionSpec, PropertyType
-from searchd.where import ID_PATHS, TIME_PATHS, Combination, Condition, Filter, epoch_seconds, like_regex
+from searchd.where import COMPARISONS, ID_PATHS, TIME_PATHS, Combination, Condition, Filter, epoch_seconds, like_regex
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "Equal": lambda a, b: a == b,
@@ -219,6 +219,29 @@ def _column_for(kind: PropertyType) -> _Column:
 _DISTINCT_TEXT_MIN = 1000
 
 
+# answers_cheaply: up to this many numeric comparisons over up to this many docs (about 30 us a comparison at 60k).
+INLINE_FILTER_LEAVES = 4
+INLINE_FILTER_DOCS = 250_000
+_NUMERIC = frozenset({PropertyType.INT, PropertyType.NUMBER, PropertyType.DATE, PropertyType.BOOLEAN})
+
+
+def _numeric_leaves(where: Filter, most: int) -> bool:
+    """Whether ``where`` is at most ``most`` plain comparisons of numbers, dates, booleans or timestamps."""
+    pending: list[Filter] = [where]
+    leaves = 0
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Combination):
+            pending.extend(node.operands)
+            continue
+        leaves += 1
+        numeric = node.kind in _NUMERIC or (node.kind is None and node.path in TIME_PATHS)
+        if leaves > most or not numeric or node.operator not in COMPARISONS:
+            return False
+    return True
+
+
+
 class DocTable:
     def __init__(self, collection: CollectionSpec) -> None:
         self._size = 0  # every doc is below it; arrays are at least this long
@@ -305,6 +328,10 @@ class DocTable:
         if isinstance(where, Combination):
             return all(self.answers(o) for o in where.operands)
         return where.path in ID_PATHS or where.path in TIME_PATHS or (where.path in self._columns and where.path not in self._inexact)
+
+    def answers_cheaply(self, where: Filter) -> bool:
+        """Whether ``where`` is a few numeric comparisons over a collection small enough to mask at once (on the event loop)."""
+        return self._size <= INLINE_FILTER_DOCS and _numeric_leaves(where, INLINE_FILTER_LEAVES)
 
     def mask_or_none(self, where: Filter) -> np.ndarray | None:
         """``mask``, or None when the columns do not answer the filter (the store does then).

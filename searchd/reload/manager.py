@@ -34,13 +34,14 @@ from searchd.config import load_spec
 from searchd.config.loader import YAML_SUFFIXES, config_digest
 from searchd.config.revision import redacted, revision
 from searchd.config.spec import CollectionSpec, NamedVectorSpec, Spec
-from searchd.engine import RETIRED_GRACE_S, Engine, staging_name
+from searchd.engine import Engine
 from searchd.errors import ConfigError, SearchdError
 from searchd.index.persist import index_dir
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.registry import default_registry
 from searchd.reload.plan import Plan, classify
 from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
+from searchd.serving import RETIRED_GRACE_S, staging_name
 from searchd.storage.applied import Applied
 
 log = logging.getLogger("searchd.reload")

@@ -26,11 +26,12 @@ import numpy as np
 from searchd.catalog import CompiledVector
 from searchd.config.revision import canonical
 from searchd.config.spec import CollectionSpec
-from searchd.engine import Engine, Shadow, staging_name
+from searchd.engine import Engine
 from searchd.errors import ProviderUnavailable, SearchdError
 from searchd.index.base import VectorIndex, build_index
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import fill_index, fill_keyword_index
+from searchd.serving import Shadow, staging_name
 
 log = logging.getLogger("searchd.reload")
 
