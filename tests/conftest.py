@@ -8,7 +8,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from starlette.testclient import TestClient
@@ -165,6 +165,22 @@ def graphql(client: TestClient, query: str, variables: dict[str, Any] | None = N
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+T = TypeVar("T")
+WAIT_S = 30.0  # generous: a condition that is not met by then never will be
+
+
+def wait_for(condition: Callable[[], T], what: str, deadline_s: float = WAIT_S) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail after ``deadline_s`` (never a timing assertion)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def next_millisecond() -> None:

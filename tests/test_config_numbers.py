@@ -4,19 +4,19 @@ re-vectorization whose vectors come out NaN reports the objects as failed and ke
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from searchd.config import load_spec
 from searchd.config.loader import Locator
 from searchd.config.semantic import non_finite_issues
 from searchd.errors import ConfigError
 from searchd.modules import default_registry
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, wait_for
 from tests.fakes import FakeJina, serving
 
 DEADLINE_S = 30.0
@@ -50,6 +50,17 @@ PLACES = [
     pytest.param("maxBodyBytes: 1048576", "server.limits.maxBodyBytes", id="limit"),
     pytest.param("timeoutSeconds: 30", "modules.text2vec-jinaai.timeoutSeconds", id="module-timeout"),
 ]
+
+
+def rebuild_when(client: TestClient, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    """The first rebuild's progress once ``done`` says so (else None, to be polled again)."""
+    progress: dict[str, Any] = client.get("/v1/config/status").json()["rebuilds"][0]
+    return progress if done(progress) else None
+
+
+def resumed_and_done(progress: dict[str, Any]) -> bool:
+    assert progress["state"] in ("running", "restarting", "done"), progress
+    return bool(progress["state"] == "done")
 
 
 def position(text: str) -> tuple[int, int]:
@@ -130,10 +141,7 @@ def test_a_revectorization_that_fails_to_embed_keeps_the_old_vectors(client_fact
         fake.fail_next(400, times=1000)  # the provider rejects every input from now on
         config.write_text(JINA_CONFIG.format(url=url).replace("dimensions: 256", "dimensions: 128"), encoding="utf-8")
         assert client.post("/v1/config/reload").json()["result"] == "applied"
-        deadline = time.monotonic() + DEADLINE_S
-        while (progress := client.get("/v1/config/status").json()["rebuilds"][0])["state"] == "running":
-            assert time.monotonic() < deadline, progress
-            time.sleep(0.02)
+        progress = wait_for(lambda: rebuild_when(client, lambda p: p["state"] != "running"), "the failing rebuild to stop", DEADLINE_S)
         assert (progress["state"], progress["failed"], progress["total"]) == ("failed", 6, 6), progress
         assert progress["error"].startswith("6 object(s) could not be embedded, so the old vectors keep serving; the last error: Jina AI"), progress
         assert "(fix the config or those objects, then reload: the objects already embedded are not embedded again)" in progress["error"]
@@ -145,10 +153,7 @@ def test_a_revectorization_that_fails_to_embed_keeps_the_old_vectors(client_fact
         # Once the provider answers again, a reload resumes and completes the rebuild.
         fake.reset()
         assert client.post("/v1/config/reload").json()["result"] == "applied"
-        deadline = time.monotonic() + DEADLINE_S
-        while (progress := client.get("/v1/config/status").json()["rebuilds"][0])["state"] != "done":
-            assert progress["state"] in ("running", "restarting") and time.monotonic() < deadline, progress
-            time.sleep(0.02)
+        wait_for(lambda: rebuild_when(client, resumed_and_done), "the resumed rebuild to finish", DEADLINE_S)
         assert len(client.get(f"/v1/objects/Doc/{docs[2]['id']}?include=vector").json()["vectors"]["text"]) == 128
 
 

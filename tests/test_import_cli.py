@@ -10,8 +10,6 @@ import os
 import pty
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from searchd.cli import main
 from searchd.importer import ObjectFile
 from searchd.importer import reader as reader_module
 from searchd.importer.progress import Progress
-from tests.conftest import QUICKSTART, ClientFactory, example_objects
+from tests.conftest import QUICKSTART, ClientFactory, example_objects, wait_for
 from tests.test_e2e_server import StartServer, client
 from tests.test_e2e_server import start_server as start_server  # noqa: PLC0414  (re-exported: the fixture, used by name)
 
@@ -278,12 +276,12 @@ def test_import_through_a_running_server_reports_like_the_offline_import(
             except httpx.TransportError:
                 return False
 
-        wait_until(starting)
+        wait_for(starting, "the server to start importing")
         code, out, err = run(capsys, source, "--url", server.url)
         assert (code, out, err) == (2, "", f"import stopped: the server at {server.url} is not ready (loading {pipe}) (wait until GET /v1/.well-known/ready answers 200, then import)")
         with pipe.open("w", encoding="utf-8"):
             pass  # an empty load: the server becomes ready
-        wait_until(lambda: http.get("/v1/.well-known/ready").status_code == 200)
+        wait_for(lambda: http.get("/v1/.well-known/ready").status_code == 200, "the server to be ready")
         rejects = tmp_path / "rejects.jsonl"
         code, out, _ = run(capsys, source, "--url", server.url, "--rejects", rejects)
         assert (code, out) == (1, f"7 stored, 0 already stored unchanged, 1 failed; failed objects written to {rejects}")
@@ -300,8 +298,3 @@ def test_import_needs_either_a_config_or_a_url(tmp_path: Path, capsys: pytest.Ca
     assert run(capsys, source, "--config", QUICKSTART, "--url", "http://127.0.0.1:9") == (2, "", message)
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 30.0
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

@@ -24,7 +24,7 @@ from searchd.config import load_spec
 from searchd.config.spec import LimitsSpec
 from searchd.modules.registry import default_registry
 from searchd.query.search import PARALLEL_SEARCHES
-from tests.conftest import QUICKSTART, ClientFactory, example_objects
+from tests.conftest import QUICKSTART, ClientFactory, example_objects, wait_for
 from tests.engine_calls import counted
 
 OBJECTS = example_objects(QUICKSTART.parent / "objects.jsonl")
@@ -281,13 +281,6 @@ def test_a_literal_nested_deeper_than_the_limits_allow_is_refused_before_parsing
 
 
 # -- admission: slots, queue timeout, query timeout --------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 @pytest.fixture

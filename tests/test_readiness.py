@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,13 @@ from starlette.testclient import TestClient
 from searchd.server import Services, create_app, open_services
 from searchd.server.app import Startup, begin_services
 from searchd.server.readiness import Readiness
-from tests.conftest import QUICKSTART, ClientFactory, example_objects
+from tests.conftest import QUICKSTART, ClientFactory, example_objects, wait_for
 from tests.test_e2e_server import StartServer, client
 from tests.test_e2e_server import start_server as start_server  # noqa: PLC0414  (re-exported: the fixture, used by name)
 
 OBJECTS = example_objects(QUICKSTART.parent / "objects.jsonl")
 COUNT_QUERY = {"query": "{ Aggregate { Article { meta { count } } } }"}
 DEADLINE_S = 30.0
-
-
-def wait_for(condition: Callable[[], Any], what: str) -> Any:
-    """Poll until ``condition`` returns something truthy; fail after a generous deadline (never a timing assertion)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def not_ready_message(phase: str) -> dict[str, Any]:
