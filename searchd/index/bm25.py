@@ -55,7 +55,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -102,8 +102,9 @@ def tokenize_value(value: Any, tokenization: Tokenization) -> list[str]:
     return tokenize(value, tokenization) if isinstance(value, str) else []
 
 
-@dataclass(frozen=True)
-class KeywordHit:
+class KeywordHit(NamedTuple):
+    """A doc, its BM25 score and (when asked) its explanation; a tuple, as ``Hit`` is."""
+
     id: int  # the doc
     score: float
     explain: str

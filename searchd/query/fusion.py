@@ -83,11 +83,11 @@ def relative_score_fusion(legs: Sequence[Leg], explain: bool = True) -> list[Fus
 
 @dataclass(frozen=True)
 class ScoredLeg:
-    """A leg as parallel lists, for ``fused_top``: docs in rank order and their own scores."""
+    """A leg as parallel sequences or arrays, for ``fused_top``: docs in rank order and their own scores."""
 
     weight: float
-    docs: Sequence[int]
-    scores: Sequence[float]
+    docs: Sequence[int] | np.ndarray
+    scores: Sequence[float] | np.ndarray
 
 
 def fused_top(legs: Sequence[ScoredLeg], ranked: bool, limit: int, id_of: Mapping[int, str]) -> list[tuple[int, float]]:
@@ -131,8 +131,11 @@ def fused_top(legs: Sequence[ScoredLeg], ranked: bool, limit: int, id_of: Mappin
     last = order[cut - 1]
     while cut < len(order) and rank_of[int(order[cut])] == rank_of[int(last)] and secondary[order[cut]] == secondary[last]:
         cut += 1  # a tie at the cut: the id decides which of them stay
-    head = sorted(order[:cut].tolist(), key=lambda i: (-rank_of[i], -secondary[i], id_of[int(unique[i])]))[:limit]
-    return [(int(unique[i]), float(score[i])) for i in head]
+    head = order[:cut].tolist()
+    keys = [(rank_of[i], float(secondary[i])) for i in head]
+    if len(set(keys)) < len(keys):  # equal ranks and scores: the id decides their order (looked up only then)
+        head = sorted(head, key=lambda i: (-rank_of[i], -secondary[i], id_of[int(unique[i])]))
+    return [(int(unique[i]), float(score[i])) for i in head[:limit]]
 
 
 def autocut(values: Sequence[float], jumps: int) -> int:

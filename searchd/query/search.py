@@ -264,10 +264,14 @@ def keyword_hits(
     search_operator: Mapping[str, Any] | None,
     allowed: AllowList | None,
     explain: bool = True,
+    ordered: bool = True,
 ) -> list[KeywordHit]:
+    """The best ``limit`` docs for ``query``; ``ordered``: by score then id (ranks need it; relative-score fusion does not)."""
     index = context.engine.keyword_index(collection)
     operator, minimum = _operator(search_operator)
     hits = index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=explain)
+    if not ordered and len(hits) <= limit:  # more are ties with the limit-th: the id decides which stay, below
+        return hits
     ids = context.engine.ids(collection.name, [h.id for h in hits])
     ranked = sorted(zip(hits, ids), key=lambda pair: (-pair[0].score, pair[1] or ""))  # equal scores: by id, deterministically
     return [hit for hit, _ in ranked[:limit]]
@@ -326,23 +330,29 @@ class _IdsOnDemand(Mapping[int, str]):
         raise TypeError("ids are looked up one by one")
 
 
+def _columns(hits: Sequence[Hit] | Sequence[KeywordHit]) -> tuple[np.ndarray, np.ndarray]:
+    """A leg's docs and its numbers (distances or scores) as arrays: hits are tuples, so ``zip`` transposes them in C."""
+    if not hits:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    columns = tuple(zip(*hits, strict=False))
+    return np.array(columns[0], dtype=np.int64), np.array(columns[1], dtype=np.float64)
+
+
 def _fused_rows(
     context: QueryContext, collection: CompiledCollection, searched: CompiledVector | None, keyword: list[KeywordHit], vector: list[Hit], alpha: float, ranked: bool, limit: int
 ) -> list[Row]:
     """Hybrid without explanations: fused in numpy over docs; ids are read for the rows kept (and ties at the cut)."""
-    keyword_docs = np.fromiter((h.id for h in keyword), dtype=np.int64, count=len(keyword))
-    vector_docs = np.fromiter((h.id for h in vector), dtype=np.int64, count=len(vector))
-    keyword_scores = np.fromiter((h.score for h in keyword), dtype=np.float64, count=len(keyword))
-    vector_scores = 1.0 - np.fromiter((h.distance for h in vector), dtype=np.float64, count=len(vector))
+    keyword_docs, keyword_scores = _columns(keyword)
+    vector_docs, vector_distances = _columns(vector)
     # Docs deleted since the legs ran drop out, as their ids would be gone.
     keep_keyword, keep_vector = context.engine.alive(collection.name, keyword_docs), context.engine.alive(collection.name, vector_docs)
     legs = [
-        ScoredLeg(1.0 - alpha, keyword_docs[keep_keyword].tolist(), keyword_scores[keep_keyword].tolist()),
-        ScoredLeg(alpha, vector_docs[keep_vector].tolist(), vector_scores[keep_vector].tolist()),
+        ScoredLeg(1.0 - alpha, keyword_docs[keep_keyword], keyword_scores[keep_keyword]),
+        ScoredLeg(alpha, vector_docs[keep_vector], 1.0 - vector_distances[keep_vector]),
     ]
     top = fused_top(legs, ranked, limit, _IdsOnDemand(context, collection.name))
     ids = context.engine.ids(collection.name, [doc for doc, _ in top])
-    distances = {h.id: h.distance for h in vector}
+    distances = dict(vector)
     return [Row(doc, object_id, searched, distances.get(doc), score) for (doc, score), object_id in zip(top, ids) if object_id is not None]
 
 
@@ -358,7 +368,8 @@ async def hybrid_rows(
     async def keyword() -> list[KeywordHit]:
         if alpha >= 1.0 or not query:
             return []
-        return await context.engine.offload(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain)
+        ordered = explain or hybrid.get("fusionType") == "rankedFusion"
+        return await context.engine.offload(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain, ordered)
 
     async def vector() -> tuple[str, CompiledVector | None, list[Hit]]:
         return ("vector,hybridVector", None, []) if alpha <= 0.0 else await _hybrid_vector_leg(context, collection, hybrid, fetch, allowed)
