@@ -33,6 +33,7 @@ import pytest
 from searchd.config.spec import Distance, IndexSpec
 from searchd.index.annoy import AnnoyIndex
 from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, build_index, prepare, restore_index, top_k
+from searchd.index.codes import rerank_count
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
@@ -627,6 +628,36 @@ def test_filtered_search_returns_the_allowed_top_k(filter_data: Clustered, filte
     assert min(report.values()) >= FILTER_RECALL.get(kind.removesuffix("+store"), 1.0)
     if vectors is not None:  # the exact scans did read the "store"
         assert calls
+
+
+@pytest.mark.parametrize("metric", [COSINE, DOT, L2], ids=lambda m: m.value)
+def test_hnsw_exact_scan_ranks_by_codes_and_reads_only_the_best_candidates(tmp_path: Path, metric: Distance) -> None:
+    """A narrow filter on hnsw: the int8 scan codes pick rerank_count(k) candidates, only those are read from
+    the store, and the answer is the exact filtered top-k (ids and distances), also after deletes and a restore."""
+    rng = np.random.default_rng(61)
+    dims, n = 48, 3000
+    vectors = rng.normal(size=(n, dims)).astype(np.float32) * rng.uniform(0.5, 2.0, size=(n, 1)).astype(np.float32)
+    ids = list(range(1, n + 1))
+    stored = dict(zip(ids, vectors))
+    spec = dataclasses.replace(PERSIST_SPECS["hnsw"], distance=metric)
+    index = build_index(spec, dims)
+    fill(index, ids, vectors, batch=700)
+    for doc in ids[::7]:  # deleted docs keep no code: never a candidate
+        index.delete(doc)
+        del stored[doc]
+    flat = reference(metric, list(stored), np.stack(list(stored.values())))
+    index.save(tmp_path)
+    restored = restore_index(spec, dims, tmp_path, stored_vectors(stored))
+    for searched in (index, restored):
+        for query in rng.normal(size=(25, dims)).astype(np.float32):
+            calls: list[int] = []
+            allowed = allow([int(d) for d in rng.choice(ids, size=450, replace=False)], stored_vectors(stored, calls))
+            got, want = searched.search(query, K, allowed=allowed), flat.search(query, K, allowed=allowed)
+            assert_same_top_k(got, want)
+            assert_true_distances(got, query, flat)
+            assert calls == [rerank_count(K)]  # one read, of the code-ranked candidates only
+    index.close()
+    restored.close()
 
 
 @pytest.mark.parametrize("kind", [*FILTER_KINDS, "multivector"])

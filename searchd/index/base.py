@@ -77,9 +77,9 @@ class AllowList:
         result[inside] = self.mask[docs[inside]]
         return result
 
-    def vectors(self) -> tuple[list[int], np.ndarray | list[np.ndarray]] | None:
-        """The allowed docs' stored vectors, or None when nobody said how to read them."""
-        return None if self._vectors is None else self._vectors(self.docs.tolist())
+    def vectors(self, docs: np.ndarray | None = None) -> tuple[list[int], np.ndarray | list[np.ndarray]] | None:
+        """The allowed docs' stored vectors (or those of ``docs``, some of them), or None when nobody said how to read them."""
+        return None if self._vectors is None else self._vectors((self.docs if docs is None else docs).tolist())
 
 
 class VectorIndex(Protocol):
@@ -191,9 +191,9 @@ class ApproximateIndex(abc.ABC):
     def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         """The k nearest of the allowed live docs (all of them without a filter), exactly."""
 
-    def _exact_from_store(self, query: np.ndarray, k: int, allowed: AllowList | None, live: AbstractSet[int]) -> list[Hit] | None:
-        """An exact scan over the allowed docs' stored vectors; None when the allow-list cannot read them as one matrix."""
-        stored = allowed.vectors() if allowed is not None else None
+    def _exact_from_store(self, query: np.ndarray, k: int, allowed: AllowList | None, live: AbstractSet[int], among: np.ndarray | None = None) -> list[Hit] | None:
+        """An exact scan over the allowed docs' (or ``among``'s) stored vectors; None when the allow-list cannot read them as one matrix."""
+        stored = allowed.vectors(among) if allowed is not None else None
         if stored is None or not isinstance(stored[1], np.ndarray) or stored[1].shape[1:] != (self.dimensions,):
             return None
         docs, matrix = stored[0], np.asarray(stored[1])

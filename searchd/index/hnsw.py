@@ -2,9 +2,10 @@
 
 hnswlib labels are the store's docs, which are never reused.  An update rewrites
 the label's vector in place; a delete marks the label deleted, and hnswlib reuses
-deleted slots for new labels.  hnswlib keeps the only in-memory copy of the
-vectors: an exact scan over a few allowed docs reads them from the store instead
-(``AllowList.vectors``).
+deleted slots for new labels.  hnswlib keeps the only float copy of the vectors in
+memory; an exact scan over a few allowed docs ranks them by their int8 scan codes
+(``searchd.index.codes``) and reads the best candidates' floats from the store
+(``AllowList.vectors``) for exact distances.
 
 Searches release the GIL inside hnswlib and run side by side (a shared lock);
 writes, resizes and saves take the lock exclusively.
@@ -25,6 +26,7 @@ import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.index.base import AllowList, ApproximateIndex, Hit, VectorReader, distances, top_k
+from searchd.index.codes import ScanCodes, rerank_count
 
 SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
 _INITIAL_CAPACITY = 1024
@@ -86,6 +88,7 @@ class HnswIndex(ApproximateIndex):
             graph.init_index(max_elements=_INITIAL_CAPACITY, ef_construction=spec.ef_construction, M=spec.max_connections, allow_replace_deleted=True)
         graph.set_num_threads(1)  # one request, one core: queries scale by running side by side
         self._graph = graph
+        self._codes = ScanCodes(dimensions, spec.distance)
         self.spec = spec
         self._live: set[int] = live if live is not None else set()
         # Docs marked deleted whose label hnswlib may still hold (a re-insert must unmark it, not add it twice).
@@ -123,7 +126,9 @@ class HnswIndex(ApproximateIndex):
             return
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(docs), self.dimensions)
         latest: dict[int, int] = {int(doc): row for row, doc in enumerate(docs)}  # last write wins
+        coded = self._comparable(matrix[list(latest.values())])
         with self._lock.exclusive():
+            self._codes.put(np.fromiter(latest, dtype=np.int64, count=len(latest)), coded)
             updates, inserts = [], []
             for doc in latest:
                 if doc in self._live:
@@ -152,6 +157,7 @@ class HnswIndex(ApproximateIndex):
         with self._lock.exclusive():
             if doc in self._live:
                 self._graph.mark_deleted(doc)
+                self._codes.remove(doc)
                 self._live.discard(doc)
                 self._deleted.add(doc)
 
@@ -168,12 +174,23 @@ class HnswIndex(ApproximateIndex):
                 return self._exact(query, k)
         return [Hit(int(label), float(d)) for label, d in zip(labels[0].tolist(), _weaviate_distance(self.metric, raw[0]).tolist())]
 
+    def _comparable(self, rows: np.ndarray) -> np.ndarray:
+        """Rows as hnswlib compares them (it keeps cosine vectors normalised)."""
+        if self.metric is not Distance.COSINE:
+            return rows
+        unit: np.ndarray = rows / (np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None] + 1e-30)
+        return unit
+
     def _exact(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
-        found = self._exact_from_store(query, k, allowed, self._live)
-        if found is not None:
-            return found
+        candidates = None
+        if allowed is not None:
+            with self._lock.shared():
+                candidates = self._codes.nearest(query, self._codes.held(allowed.docs), rerank_count(k))
+            found = self._exact_from_store(query, k, allowed, self._live, candidates)
+            if found is not None:
+                return found
         with self._lock.shared():
-            docs = sorted(self._live if allowed is None else (d for d in allowed if d in self._live))
+            docs = sorted(self._live) if candidates is None else [d for d in candidates.tolist() if d in self._live]
             if not docs:
                 return []
             matrix = self._graph.get_items(docs, return_type="numpy")
@@ -229,12 +246,15 @@ class HnswIndex(ApproximateIndex):
         if spec.distance is Distance.COSINE:  # hnswlib keeps cosine vectors normalised
             rows = rows / (np.sqrt((rows * rows).sum(axis=1, keepdims=True)) + 1e-30)
         data[[slot_of[d] for d in found]] = rows
+        codes = ScanCodes(dimensions, spec.distance)
+        codes.put(np.asarray(found, dtype=np.int64), rows)
         level0[:, start:end] = data.view(np.int8)
         state["data_level0"] = level0.ravel()
         state.update(arrays)
         graph = hnswlib.Index.__new__(hnswlib.Index)
         cast(Any, graph).__setstate__((state,))
         index = cls(spec, dimensions, graph, set(found))
+        index._codes = codes
         index.saved_size = len(live)  # the docs below are no longer live
         for doc in set(live) - set(found):  # deleted from the store since the save: the catch-up would find it gone
             graph.mark_deleted(doc)
