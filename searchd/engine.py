@@ -616,7 +616,7 @@ class Engine:
     ) -> list[Hit]:
         """Nearest docs and distances (not the objects); ``allowed`` restricts the search to what a filter passes."""
         if allowed is not None:
-            # An exact scan over a few allowed docs reads their vectors from the store.
+            # An exact scan over a few allowed docs reads their (best candidates') vectors from the store.
             allowed = AllowList(allowed.mask, lambda docs: self.store.vector_matrix(collection.name, vector.name, docs))
         hits = self._index_for(collection.name, vector, query).search(query, limit + offset, allowed)[offset:]
         if max_distance is not None:

@@ -151,7 +151,8 @@ class ApproximateIndex(abc.ABC):
 
     An exact scan (a selective filter) reads the allowed docs' vectors from the store in one
     statement, through the allow-list (``_exact_from_store``): the libraries' own per-item
-    lookups are too slow for it, and a second in-memory copy of every vector costs its size.
+    lookups are too slow for it.  hnsw first narrows the allowed docs with its int8 scan codes
+    (``searchd.index.codes``), so only the best few are read.
     """
 
     metric: Distance
