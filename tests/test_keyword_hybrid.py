@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -302,3 +303,25 @@ def test_hybrid_with_an_image_for_the_vector_leg(multimodal_client: TestClient) 
     assert both[0]["title"] == "Red square on white"  # a square (keyword) that looks like the red picture (image)
     assert "Result Set vector,nearImage" in both[0]["_additional"]["explainScore"]
     assert "Result Set keyword,bm25" in both[0]["_additional"]["explainScore"]
+
+
+def test_hybrid_keyword_ties_at_the_candidate_cut_are_chosen_by_id(write_config: Callable[..., Path], client_factory: ClientFactory) -> None:
+    """150 docs tie on BM25 beyond the keyword leg's 100 candidates: the tied docs with the smallest ids make the cut,
+    with or without explainScore (two code paths), and the fused results agree."""
+    client = client_factory(write_config(yaml.safe_dump(config())))
+    rng = np.random.default_rng(71)
+    ids = [str(uuid.UUID(int=int(rng.integers(1, 2**62)) << 64 | i)) for i in range(170)]  # ids do not sort like docs
+    objects = [
+        {"class": "Doc", "id": ids[i], "properties": {"title": "loaf", "body": "bread" if i < 20 else "bread crust"}, "vectors": {"v": rng.normal(size=4).tolist()}}
+        for i in range(170)
+    ]
+    assert all(r["result"]["status"] == "SUCCESS" for r in client.post("/v1/batch/objects", json={"objects": objects}).json())
+    for alpha, limit in ((0.0, 100), (0.5, 40)):
+        results = []
+        for explain in ("", " explainScore"):
+            arguments = f'query: "bread", alpha: {alpha}, vector: [0.3, -0.1, 0.8, 0.2], targetVectors: ["v"]'
+            body = graphql(client, f"{{ Get {{ Doc(hybrid: {{{arguments}}}, limit: {limit}) {{ _additional {{ id score{explain} }} }} }} }}")
+            results.append([(h["_additional"]["id"], h["_additional"]["score"]) for h in body["data"]["Get"]["Doc"]])
+        assert results[0] == results[1]
+        if alpha == 0.0:  # the keyword leg alone: its 100 candidates are the 20 best and the 80 smallest tied ids
+            assert {object_id for object_id, _ in results[0]} == set(ids[:20]) | set(sorted(ids[20:])[:80])

@@ -270,11 +270,26 @@ def keyword_hits(
     index = context.engine.keyword_index(collection)
     operator, minimum = _operator(search_operator)
     hits = index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=explain)
-    if not ordered and len(hits) <= limit:  # more are ties with the limit-th: the id decides which stay, below
-        return hits
+    if not ordered:
+        return _cut_ties_by_id(context, collection, hits, limit)
     ids = context.engine.ids(collection.name, [h.id for h in hits])
     ranked = sorted(zip(hits, ids), key=lambda pair: (-pair[0].score, pair[1] or ""))  # equal scores: by id, deterministically
     return [hit for hit, _ in ranked[:limit]]
+
+
+def _cut_ties_by_id(context: QueryContext, collection: CompiledCollection, hits: list[KeywordHit], limit: int) -> list[KeywordHit]:
+    """The ``limit`` best of ``hits`` (best first, then every hit tied with the limit-th), the ties at the cut chosen by id.
+
+    The same docs as ordering everything by (score, id), with ids read only for the docs tied at the cut.
+    """
+    if len(hits) <= limit:
+        return hits
+    last = hits[limit - 1].score
+    first_tied = next(i for i, hit in enumerate(hits) if hit.score == last)
+    tied = hits[first_tied:]
+    ids = context.engine.ids(collection.name, [h.id for h in tied])
+    chosen = sorted(zip(tied, ids), key=lambda pair: pair[1] or "")[: limit - first_tied]
+    return hits[:first_tied] + [hit for hit, _ in chosen]
 
 
 async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True) -> list[Row]:
