@@ -64,7 +64,7 @@ def non_finite_issues(data: Any, locator: Locator) -> list[ConfigIssue]:
 def _check_storage(storage: StorageSpec, locator: Locator) -> Iterator[ConfigIssue]:
     """The database URL is a secret: no message repeats it."""
     path: PathKey = ("server", "storage", "url")
-    written = path in locator.positions  # an unset ${VAR} there was reported already, and left the URL empty
+    written = locator.written(path)  # an unset ${VAR} there was reported already, and left the URL empty
     if storage.backend is StorageBackend.POSTGRES and not written:
         yield locator.issue(("server", "storage"), "the postgres backend needs a url", "add url: ${DATABASE_URL} and export DATABASE_URL=postgresql://user@host:5432/dbname")
     elif storage.backend is StorageBackend.SQLITE and storage.url:
@@ -98,10 +98,9 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
         if prop.name in RESERVED_PROPERTY_NAMES:
             yield locator.issue(where, f"property name '{prop.name}' is reserved", "rename the property")
         if not prop.type.is_text:
-            raw = locator.positions
             for key in ("tokenization", "indexSearchable"):
                 where_key = (*path, "properties", index, key)
-                if where_key in raw:
+                if locator.written(where_key):
                     yield locator.issue(where_key, f"'{key}' applies to TEXT and TEXT[] properties; '{prop.name}' is {prop.type.value}", f"remove '{key}'")
         if prop.name in names:
             yield locator.issue(where, f"duplicate property name '{prop.name}' in collection '{collection.name}'", "each property is declared once")

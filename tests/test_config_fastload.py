@@ -1,0 +1,180 @@
+"""The fast reading of large config files (issue #13, fastload.py) gives what the exact loader gives, or steps aside.
+
+Every file here goes through both readings: where the fast one answers, its data must be exactly
+the exact loader's (types included: True == 1 in Python, so values are compared with their types),
+and the exact loader must have found no issue.  Through ``load_spec``, both ways give the same spec
+or the very same issues (an issue found after a fast reading is always worded by the exact one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from searchd.config import build, load_spec
+from searchd.config.fastload import fast_data
+from searchd.config.loader import parse_yaml
+from searchd.errors import ConfigError
+from searchd.modules import default_registry
+
+WriteConfig = Callable[..., Path]
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+ENV = {"PORT": "9090", "HOST": "0.0.0.0", "KEY": "abcdefghijklmnopqrstuvwxyz", "RATIO": "0.5", "FLAG": "yes", "EMPTY": ""}
+
+HEAD = "collections:\n  - name: Article\n    properties:\n      - {name: title, type: TEXT}\n"
+VECTOR = "    vectors:\n      v: {vectorizer: {module: text2vec-hash, dimensions: 64}, index: {type: flat}}\n"
+
+# Texts the fast reading takes (the plain subset), each read alike by both.
+PLAIN = {
+    "flow and block": HEAD + VECTOR + "    invertedIndex: {bm25: {k1: 1.2, b: 0.75}, stopwords: {preset: en, additions: [a, b2, c-d]}}\n",
+    "unicode": HEAD + "    description: Ünïcödé naïve café 東京 😀 — dash\n" + VECTOR,
+    "quoted": HEAD + "    description: 'it''s \"quoted\" # not a comment'\n" + VECTOR,
+    "double quoted": HEAD + '    description: "a: b, [c] {d} #e"\n' + VECTOR,
+    "multi-line plain": HEAD + "    description: a long\n      description folded\n\n      over lines\n" + VECTOR,
+    "multi-line quoted": HEAD + '    description: "a long\n      quoted one"\n' + VECTOR,
+    "comments": "# head & `more`\n" + HEAD + "    description: a#b   # a comment, *not* an alias\n" + VECTOR + "  # tail | >\n",
+    "numbers": "server: {port: 8081, limits: {queueTimeout: 2.50, queryTimeout: 0.}}\n" + HEAD + VECTOR,
+    "empty value": HEAD + VECTOR + "    description:\n",
+    "environment": "server: {host: '${HOST}', port: 8080}\nmodules:\n  text2vec-jinaai: {apiKey: '${KEY}'}\n" + HEAD + VECTOR,
+    "environment in text": HEAD + "    description: host ${HOST} and ${EMPTY}.\n" + VECTOR,
+    "no collections": "server: {port: 8080}\n",
+    "leading dot": "server: {limits: {queueTimeout: .5}}\n" + HEAD + VECTOR,  # ryml writes 0.5: the same float
+    "addresses and paths": "server: {host: 127.0.0.1, dataDir: ../data}\n" + HEAD + VECTOR,
+}
+
+# Texts outside the plain subset: the fast reading steps aside (None), and the exact loader decides.
+NOT_PLAIN = {
+    "anchors and merge keys": HEAD + "    vectors:\n      a: &v {vectorizer: {module: text2vec-hash, dimensions: 64}}\n      b:\n        <<: *v\n        index: {type: flat}\n",
+    "merge key without alias": HEAD + "    vectors:\n      a:\n        <<: {vectorizer: {module: text2vec-hash}}\n",
+    "two documents": HEAD + VECTOR + "---\n" + HEAD,
+    "document start": "---\n" + HEAD + VECTOR,
+    "tag": HEAD + "    description: !!str 1\n" + VECTOR,
+    "custom tag": HEAD + "    description: !custom x\n" + VECTOR,
+    "quoted hash before an indicator": HEAD + "    description: 'a #' &x\n" + VECTOR,
+    "block scalar": HEAD + "    description: |\n      two\n      lines\n" + VECTOR,
+    "folded scalar": HEAD + "    description: >-\n      two\n      lines\n" + VECTOR,
+    "yes": HEAD + "    description: yes\n" + VECTOR,
+    "quoted yes": HEAD + "    description: 'yes'\n" + VECTOR,
+    "quoted true": HEAD + '    description: "true"\n' + VECTOR,  # a key `true:` is a bool to PyYAML: all are left
+    "on as key": HEAD + VECTOR + "    invertedIndex: {on: 1}\n",
+    "int key": HEAD + VECTOR + "    1: x\n",
+    "tilde": HEAD + "    description: ~\n" + VECTOR,
+    "exponent": "server: {limits: {queryTimeout: 1e3}}\n" + HEAD + VECTOR,
+    "signed exponent": "server: {limits: {queryTimeout: 1.0e+3}}\n" + HEAD + VECTOR,
+    "hex": "server: {port: 0x1F90}\n" + HEAD + VECTOR,
+    "octal": "server: {port: 017}\n" + HEAD + VECTOR,
+    "underscores": "server: {port: 8_080}\n" + HEAD + VECTOR,
+    "sexagesimal": "server: {port: 1:20}\n" + HEAD + VECTOR,
+    "negative leading dot": HEAD + "    description: -.5\n" + VECTOR,
+    "nan": "collections:\n  - name: A\n    invertedIndex: {bm25: {k1: .nan}}\n",
+    "plain nan word": HEAD + "    description: nan\n" + VECTOR,
+    "timestamp": HEAD + "    description: 2001-12-14\n" + VECTOR,
+    "timestamp with spaces": HEAD + "    description: 2001-12-14 21:59:43.10 -5\n" + VECTOR,
+    "duplicate key": HEAD + "    description: a\n    description: b\n" + VECTOR,
+    "unset variable": "server: {host: '${NOPE}'}\n" + HEAD + VECTOR,
+    "typed variable": "server: {port: ${PORT}}\n" + HEAD + VECTOR,
+    "quoted typed variable": "server: {port: '${PORT}'}\n" + HEAD + VECTOR,
+    "literal secret": "modules:\n  text2vec-jinaai: {apiKey: abcdefghijklmnopqrstuvwxyz}\n" + HEAD + VECTOR,
+    "complex key": HEAD + VECTOR + "    ? [a]\n    : b\n",
+    "tab": HEAD + VECTOR + "    description:\ta\n",
+    "crlf": (HEAD + VECTOR).replace("\n", "\r\n"),
+    "bom": "\ufeff" + HEAD + VECTOR,
+    "control character": HEAD + "    description: a\x07b\n" + VECTOR,
+    "backslash": HEAD + '    description: "a\\tb\\u00e9"\n' + VECTOR,
+    "top-level list": "- a\n- b\n",
+    "deep": "x: " + "[" * 64 + "]" * 64 + "\n",
+    "malformed": HEAD + "    description: [unclosed\n",
+    "bad indentation": HEAD + "   vectors:\n",
+    "empty": "",
+    "only a comment": "# nothing\n",
+}
+
+
+def typed(value: Any) -> Any:
+    """``value`` with the type of every scalar beside it: True, 1 and 1.0 compare equal in Python, not here."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def readings(text: str) -> tuple[dict[str, Any] | None, Any, list[str]]:
+    fast = fast_data(text.encode("utf-8"), ENV)
+    document, issues = parse_yaml(text, "c.yaml", ENV)
+    return fast, None if document is None else document.data, [issue.render() for issue in issues]
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN))
+def test_plain_files_are_read_fast_and_alike(name: str) -> None:
+    fast, exact, issues = readings(PLAIN[name])
+    assert issues == []
+    assert fast is not None, "the fast reading stepped aside from a plain file"
+    assert typed(fast) == typed(exact)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_PLAIN))
+def test_other_files_are_left_to_the_exact_loader(name: str) -> None:
+    fast, exact, issues = readings(NOT_PLAIN[name])
+    assert fast is None, f"read fast as {fast!r}; the exact loader reads {exact!r} with issues {issues}"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_examples_are_read_alike(path: Path) -> None:
+    fast, exact, issues = readings(path.read_text(encoding="utf-8"))
+    assert issues == []
+    assert fast is not None
+    assert typed(fast) == typed(exact)
+
+
+def outcome(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The spec, or the rendered issues, of one load_spec with the fast reading on for every file or off."""
+    monkeypatch.setattr(build, "FAST_MIN_BYTES", 0 if fast else 1 << 62)
+    try:
+        return load_spec(path, default_registry(), environ=ENV)
+    except ConfigError as error:
+        return [issue.render() for issue in error.issues]
+
+
+CASES = {**PLAIN, **NOT_PLAIN}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_load_spec_gives_the_same_spec_or_issues_both_ways(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    path = write_config("", "x.yaml")
+    path.write_bytes(CASES[name].encode("utf-8"))
+    assert outcome(path, True, monkeypatch) == outcome(path, False, monkeypatch)
+
+
+@pytest.mark.parametrize("directory", sorted({p.parent for p in EXAMPLES if p.name == "searchd.yaml"}), ids=lambda p: p.name)
+def test_examples_load_the_same_both_ways(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    fast = outcome(directory, True, monkeypatch)
+    assert not isinstance(fast, list), fast
+    assert fast == outcome(directory, False, monkeypatch)
+
+
+def test_an_issue_in_a_fast_file_is_located_by_the_exact_reading(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain file with a semantic issue: read fast, then again exactly, so the issue has its line."""
+    path = write_config(HEAD + "    vectors:\n      v: {vectorizer: {module: text2vec-hash, textFields: [nope]}}\n")
+    assert fast_data(path.read_bytes(), {}) is not None
+    assert outcome(path, True, monkeypatch) == [
+        f"{path}:6:60: collections[0].vectors.v.vectorizer.textFields[0]: 'nope' is not a property of collection 'Article' (declared properties: title)"
+    ]
+
+
+def test_a_valid_large_file_is_read_without_the_exact_loader(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speed of #13 comes from here: a valid file over the threshold never reaches PyYAML."""
+    collection = "  - name: C{i}\n    properties: [{{name: title, type: TEXT}}]\n    vectors: {{v: {{vectorizer: {{module: text2vec-hash, dimensions: 64}}, index: {{type: flat}}}}}}\n"
+    path = write_config("collections:\n" + "".join(collection.format(i=i) for i in range(3000)))
+    assert path.stat().st_size >= build.FAST_MIN_BYTES
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the exact loader was called")
+
+    monkeypatch.setattr("searchd.config.loader.parse_yaml", refuse)
+    spec = load_spec(path, default_registry(), environ={})
+    assert [c.name for c in spec.collections[:2]] == ["C0", "C1"] and len(spec.collections) == 3000
