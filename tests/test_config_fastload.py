@@ -178,3 +178,22 @@ def test_a_valid_large_file_is_read_without_the_exact_loader(write_config: Write
     monkeypatch.setattr("searchd.config.loader.parse_yaml", refuse)
     spec = load_spec(path, default_registry(), environ={})
     assert [c.name for c in spec.collections[:2]] == ["C0", "C1"] and len(spec.collections) == 3000
+
+
+def test_equal_declarations_are_shared_but_each_collection_is_checked(write_config: WriteConfig) -> None:
+    """spec_from_data builds equal declarations once and the semantic checks skip a pair that passed: an
+    issue in the second collection must still be found, and 1 and 1.0 must stay apart."""
+    vector = "    vectors: {v: {vectorizer: {module: text2vec-hash, dimensions: 64, textFields: [title]}, index: {type: flat}}}\n"
+    path = write_config(
+        "collections:\n"
+        "  - name: A\n    properties: [{name: title, type: TEXT}]\n" + vector + "  - name: B\n    properties: [{name: body, type: TEXT}]\n" + vector
+    )
+    assert [issue.render() for issue in pytest.raises(ConfigError, load_spec, path, default_registry(), environ={}).value.issues] == [
+        f"{path}:7:84: collections[1].vectors.v.vectorizer.textFields[0]: 'title' is not a property of collection 'B' (declared properties: body)"
+    ]
+    path = write_config("collections:\n" + "".join(f"  - name: C{i}\n    invertedIndex: {{bm25: {{k1: {k1}}}}}\n" + vector.replace("title", "t") + "    properties: [{name: t, type: TEXT}]\n" for i, k1 in enumerate(["1", "1.0", "1"])))
+    spec = load_spec(path, default_registry(), environ={})
+    k1s = [c.inverted_index.k1 for c in spec.collections]
+    assert k1s == [1, 1, 1] and spec.collections[0].inverted_index is spec.collections[2].inverted_index
+    assert spec.collections[0].inverted_index is not spec.collections[1].inverted_index  # written 1 and 1.0
+    assert spec.collections[0].properties[0] is spec.collections[1].properties[0]

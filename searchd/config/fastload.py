@@ -43,7 +43,7 @@ _TOKEN_START = frozenset(b" \n[{,")
 # Anywhere: escapes (the two libraries unescape alike, but the check below could not see through them),
 # tabs and carriage returns (indentation corners), ryml's rewrite of `-.5` to -0.5 (PyYAML: a string),
 # a document marker, and `${` (handled below, but only when present).
-_FORBIDDEN = (b"\\", b"\t", b"\r", b"-.", b"+.", b"\n---", b"\n...", b"\n%")
+_FORBIDDEN = (b"\\", b"\t", b"\r", b"-.", b"+.", b"\n---", b"\n...")
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
+
+import orjson
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_QUERY_LIMIT = 100  # Weaviate's QUERY_DEFAULTS_LIMIT_GRAPHQL
@@ -362,45 +365,71 @@ def _rate_limit_spec(data: Mapping[str, Any]) -> RateLimitSpec:
     return RateLimitSpec(data.get("requestsPerSecond"), data.get("burst"), MappingProxyType(keys))
 
 
+def _property_spec(p: Mapping[str, Any]) -> PropertySpec:
+    return PropertySpec(
+        p["name"],
+        _member(PropertyType, p["type"]),
+        p.get("description", ""),
+        _member(Tokenization, p.get("tokenization", "word")),
+        p.get("indexSearchable", True),
+        p.get("indexFilterable", True),
+    )
+
+
+def _vector_spec(name: str, v: Mapping[str, Any]) -> NamedVectorSpec:
+    vectorizer = v["vectorizer"]
+    return NamedVectorSpec(
+        name=name,
+        default=bool(v.get("default", False)),
+        vectorizer=VectorizerSpec(
+            module=vectorizer["module"],
+            model=vectorizer.get("model"),
+            dimensions=vectorizer.get("dimensions"),
+            text_fields=_names(vectorizer.get("textFields")),
+            image_fields=_names(vectorizer.get("imageFields")),
+            weights=_frozen(vectorizer["weights"]) if "weights" in vectorizer else None,
+            late_chunking=bool(vectorizer.get("lateChunking", False)),
+            truncate=vectorizer.get("truncate"),
+            base_url=vectorizer.get("baseURL"),
+        ),
+        index=_index_spec(v.get("index", {})),
+    )
+
+
+_T = TypeVar("_T")
+
+
+class _Shared:
+    """Builds each distinct declaration once.  A large generated config repeats the same properties and vectors
+    in thousands of collections, and a frozen dataclass costs microseconds to build; the spec is immutable, so
+    equal declarations (equal as JSON, so 1 and 1.0, or true and 1, stay apart) can share one object."""
+
+    def __init__(self) -> None:
+        self.built: dict[bytes, Any] = {}
+
+    def get(self, kind: bytes, declaration: Any, build: Callable[[], _T]) -> _T:
+        try:
+            key = kind + orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            return build()  # not JSON (a huge integer): built every time
+        found: _T | None = self.built.get(key)
+        if found is None:
+            found = self.built[key] = build()
+        return found
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
     limits = server.get("limits", {})
+    shared = _Shared()
     collections = tuple(
         CollectionSpec(
             name=c["name"],
             description=c.get("description", ""),
-            properties=tuple(
-                PropertySpec(
-                    p["name"],
-                    _member(PropertyType, p["type"]),
-                    p.get("description", ""),
-                    _member(Tokenization, p.get("tokenization", "word")),
-                    p.get("indexSearchable", True),
-                    p.get("indexFilterable", True),
-                )
-                for p in c.get("properties", [])
-            ),
-            inverted_index=_inverted_index_spec(c.get("invertedIndex", {})),
-            vectors=tuple(
-                NamedVectorSpec(
-                    name=name,
-                    default=bool(v.get("default", False)),
-                    vectorizer=VectorizerSpec(
-                        module=v["vectorizer"]["module"],
-                        model=v["vectorizer"].get("model"),
-                        dimensions=v["vectorizer"].get("dimensions"),
-                        text_fields=_names(v["vectorizer"].get("textFields")),
-                        image_fields=_names(v["vectorizer"].get("imageFields")),
-                        weights=_frozen(v["vectorizer"]["weights"]) if "weights" in v["vectorizer"] else None,
-                        late_chunking=bool(v["vectorizer"].get("lateChunking", False)),
-                        truncate=v["vectorizer"].get("truncate"),
-                        base_url=v["vectorizer"].get("baseURL"),
-                    ),
-                    index=_index_spec(v.get("index", {})),
-                )
-                for name, v in c.get("vectors", {}).items()
-            ),
+            properties=tuple(shared.get(b"p", p, partial(_property_spec, p)) for p in c.get("properties", [])),
+            inverted_index=shared.get(b"i", c.get("invertedIndex", {}), partial(_inverted_index_spec, c.get("invertedIndex", {}))),
+            vectors=tuple(shared.get(b"v", [name, v], partial(_vector_spec, name, v)) for name, v in c.get("vectors", {}).items()),
         )
         for c in data.get("collections", [])
     )
