@@ -8,6 +8,7 @@ or the very same issues (an issue found after a fast reading is always worded by
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ PLAIN = {
     "flow and block": HEAD + VECTOR + "    invertedIndex: {bm25: {k1: 1.2, b: 0.75}, stopwords: {preset: en, additions: [a, b2, c-d]}}\n",
     "unicode": HEAD + "    description: Ünïcödé naïve café 東京 😀 — dash\n" + VECTOR,
     "quoted": HEAD + "    description: 'it''s \"quoted\" # not a comment'\n" + VECTOR,
-    "double quoted": HEAD + '    description: "a: b, [c] {d} #e"\n' + VECTOR,
+    "double quoted": HEAD + '    description: "a: b, c, d #e"\n' + VECTOR,
     "multi-line plain": HEAD + "    description: a long\n      description folded\n\n      over lines\n" + VECTOR,
     "multi-line quoted": HEAD + '    description: "a long\n      quoted one"\n' + VECTOR,
     "comments": "# head & `more`\n" + HEAD + "    description: a#b   # a comment, *not* an alias\n" + VECTOR + "  # tail | >\n",
@@ -54,6 +55,10 @@ NOT_PLAIN = {
     "document start": "---\n" + HEAD + VECTOR,
     "tag": HEAD + "    description: !!str 1\n" + VECTOR,
     "custom tag": HEAD + "    description: !custom x\n" + VECTOR,
+    "brackets in a string": HEAD + '    description: "a: b, [c] {d} #e"\n' + VECTOR,
+    "a flow collection then more": HEAD + VECTOR + "    invertedIndex: {stopwords: {additions: [a] - b}}\n",
+    "a bracket starting a value": HEAD + "    description: ] x\n" + VECTOR,
+    "a multi-line quoted key": HEAD + VECTOR + "    'a\n      b': c\n",
     "quoted hash before an indicator": HEAD + "    description: 'a #' &x\n" + VECTOR,
     "block scalar": HEAD + "    description: |\n      two\n      lines\n" + VECTOR,
     "folded scalar": HEAD + "    description: >-\n      two\n      lines\n" + VECTOR,
@@ -197,3 +202,26 @@ def test_equal_declarations_are_shared_but_each_collection_is_checked(write_conf
     assert k1s == [1, 1, 1] and spec.collections[0].inverted_index is spec.collections[2].inverted_index
     assert spec.collections[0].inverted_index is not spec.collections[1].inverted_index  # written 1 and 1.0
     assert spec.collections[0].properties[0] is spec.collections[1].properties[0]
+
+
+# Pieces of YAML, valid and not, that random texts are made of (a fixed seed: the same texts every run).
+PIECES = [
+    "a", "b c", "a:b", "a: b", "'q'", '"d q"', "1", "1.5", "-2", "true", "null", "", "x#y", "x #c", "é", "[]", "{}", "[a, b]",
+    "{a: 1}", "{a:1}", "[a:b]", "[a: b]", "{a, b}", "? x", "- a", ":", "a:", "-", ",", "'it''s'", "'", '"', "[", "]", "{", "}",
+    "12:30", "1_0", "07", "+5", ".5", "y", "key: val", "a: [b, {c: d}]", " ", "\n", "\n  ", "\n- ", "\n  - ", "#", "k:\n  - x\n  - y",
+    "k:\n- x\n- y", "'a\n b'", '"a\n  b"', "a\n b: c", "[a,\n b]", "[a, ]", "{ a: 1 }", "- [a]", "- {a: b}", "a: - b", '"TEXT[]"', "${V}",
+]
+
+
+def test_random_texts_are_read_fast_only_when_alike() -> None:
+    """Where ryml is more lenient than libyaml (`k: ]`, `- [a] - b`, a key over two lines), the fast reading must step aside."""
+    rng = random.Random(13)
+    read_fast = 0
+    for _ in range(800):
+        text = "".join(rng.choice(PIECES) + rng.choice(["", " ", "\n", ": ", ", ", "\n  "]) for _ in range(rng.randint(1, 6)))
+        for variant in (text, "k: " + text, "- " + text, "k:\n  " + text.replace("\n", "\n  ")):
+            fast, exact, issues = readings(variant)
+            if fast is not None:
+                read_fast += 1
+                assert issues == [] and typed(fast) == typed(exact), f"{variant!r}: read fast as {fast!r}, exactly as {exact!r} with {issues}"
+    assert read_fast > 300  # the subset is not so narrow that this proves nothing

@@ -150,7 +150,7 @@ def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, s
     for document in documents:
         if not document.exact and not surely_valid(document.data):
             raise _ReadAgain  # the exact reading words the schema's errors, located
-        found = schema_issues(document.data, document.locator)
+        found = schema_issues(document.data, document.locator) if document.exact else []
         issues.extend(issue for _, issue in found)
         unknown = [p for p, issue in found if issue.message.startswith("Additional properties are not allowed")]
         kept, pruned = _valid_parts(document.data, [p for p, _ in found], unknown)

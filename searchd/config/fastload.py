@@ -67,18 +67,56 @@ def _plain_source(raw: bytes) -> bool:
             return False  # a control character PyYAML refuses
     elif yaml.reader.Reader.NON_PRINTABLE.search(raw.decode("utf-8")):
         return False
+    if raw.count(b"[") != raw.count(b"]") or raw.count(b"{") != raw.count(b"}"):
+        return False  # an unclosed or stray bracket: ryml may read it as text where PyYAML refuses it
     for indicator in _INDICATORS:
         at = raw.find(indicator)
         while at != -1:
             if (at == 0 or raw[at - 1] in _TOKEN_START) and not _in_comment(raw, at):
                 return False
             at = raw.find(indicator, at + 1)
+    return _brackets_close_flows(raw)
+
+
+# For one pass of counts in C: closing brackets become `]`, what may follow one at once (a comma, the line's end)
+# `,`, quotes `"`, and every other byte `X`, so that a bracket followed by anything else is a `]X`.
+_FOLLOWERS = b"".join(b"]" if c in b"]}" else b"," if c in b",\n" else b'"' if c in b"\"'" else b"[" if c == ord("[") else b"X" for c in range(256))
+
+
+def _brackets_close_flows(raw: bytes) -> bool:
+    """Whether every ``]`` and ``}`` ends a flow collection and is followed by another, a comma or the line's end.
+
+    ryml reads `- [a] - b` as two entries and `k: ]` as a string, where PyYAML refuses both; a closing bracket
+    that starts a string is left by the safe schema (no string starts with one).  ``"TEXT[]"`` is allowed.
+    """
+    mapped = raw.translate(_FOLLOWERS)
+    if b"${" not in raw and b"]X" not in mapped and mapped.count(b']"') == mapped.count(b'[]"'):
+        return True  # a compact file: no bracket needs a closer look
+    for bracket in b"]}":
+        at = raw.find(bracket)
+        while at != -1:
+            after = raw[at + 1 : at + 65].lstrip(b" ")[:1]
+            allowed = after in (b",", b"]", b"}", b"\n", b"#") or (not after and at + 65 >= len(raw))
+            if not (allowed or raw[at - 1 : at + 2] in (b'[]"', b"[]'") or _ends_reference(raw, at) or _in_comment(raw, at)):
+                return False
+            at = raw.find(bracket, at + 1)
     return True
+
+
+def _ends_reference(raw: bytes, at: int) -> bool:
+    start = raw.rfind(b"${", max(0, at - 256), at)
+    return start != -1 and raw[start + 2 : at].isascii() and raw[start + 2 : at].decode().isidentifier()
+
+
+def _line_before(raw: bytes, at: int) -> bytes:
+    """What stands before ``raw[at]`` on its line; empty when the line starts more than 1,000 bytes before (so each look is bounded)."""
+    start = raw.rfind(b"\n", max(0, at - 1000), at) + 1
+    return raw[start:at] if start or at <= 1000 else b""
 
 
 def _in_comment(raw: bytes, at: int) -> bool:
     """Whether ``raw[at]`` is surely inside a comment: a ``#`` at the line's start or after a space, with no quote before it."""
-    before = raw[raw.rfind(b"\n", 0, at) + 1 : at]
+    before = _line_before(raw, at)
     hash_at = 0 if before.lstrip(b" ").startswith(b"#") else before.find(b" #")
     return hash_at != -1 and b"'" not in before[:hash_at] and b'"' not in before[:hash_at]
 
@@ -95,11 +133,14 @@ def _safe_validator() -> Any:
     except ImportError:
         return None
     typed = _typed_when_plain()  # a quoted string of this form is a string to both: it only costs the exact reading
-    string: dict[str, Any] = {"not": {"type": "string", "pattern": typed}}
+    # ... nor one that starts with a closing bracket (ryml reads `k: ]` as one, PyYAML refuses it).
+    string: dict[str, Any] = {"not": {"type": "string", "pattern": f"{typed}|^[\\]}}]"}}
     defs: dict[str, Any] = {"level0": {**string, "type": ["string", "number", "boolean", "null"]}}
     for k in range(1, YamlLimits().max_depth + 1):
         inner = {"$ref": f"#/$defs/level{k - 1}"}
-        defs[f"level{k}"] = {**string, "propertyNames": {"not": {"pattern": typed}}, "items": inner, "additionalProperties": inner}
+        # A key with whitespace is left too: a key folded from several lines is an error to PyYAML, not to ryml.
+        keys = {"not": {"pattern": typed}, "pattern": r"^[^\]}\s]\S*$"}
+        defs[f"level{k}"] = {**string, "propertyNames": keys, "items": inner, "additionalProperties": inner}
     return jsonschema_rs.validator_for({"$defs": defs, "$ref": f"#/$defs/level{YamlLimits().max_depth}"})
 
 
