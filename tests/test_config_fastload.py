@@ -225,3 +225,38 @@ def test_random_texts_are_read_fast_only_when_alike() -> None:
                 read_fast += 1
                 assert issues == [] and typed(fast) == typed(exact), f"{variant!r}: read fast as {fast!r}, exactly as {exact!r} with {issues}"
     assert read_fast > 300  # the subset is not so narrow that this proves nothing
+
+
+CONFIG_LINES = (
+    "collections:\n  - name: A\n    description: some text\n    properties:\n      - name: title\n        type: TEXT\n"
+    "      - {name: body, type: TEXT}\n    vectors:\n      v:\n        vectorizer: {module: text2vec-hash, dimensions: 64, textFields: [title, body]}\n"
+    "        index:\n          type: flat\nmodules:\n  text2vec-hash: {}\nserver:\n  port: 8080\n"
+).splitlines()
+
+
+def test_mistyped_configs_are_read_fast_only_when_alike() -> None:
+    """A config with the slips an editor makes (indentation off by one, a stray colon or comma, a line lost or added)."""
+    rng = random.Random(7)
+    read_fast = 0
+    for _ in range(600):
+        lines = list(CONFIG_LINES)
+        for _ in range(rng.randint(1, 3)):
+            at, slip = rng.randrange(len(lines)), rng.randrange(6)
+            if slip == 0:
+                lines[at] = " " + lines[at]
+            elif slip == 1:
+                lines[at] = lines[at][1:] if lines[at].startswith(" ") else lines[at]
+            elif slip == 2:
+                lines[at] += rng.choice([":", " x", ",", " - a", " b: c", "  # c", ":x", " [a]", " {a: b}", "'", '"'])
+            elif slip == 3:
+                lines.insert(at, rng.choice(["", "  ", "- x", "  - x", "x", "    y: 1", "#c", "  k:", "  k: v"]))
+            elif slip == 4:
+                del lines[at]
+            else:
+                lines[at] = lines[at].replace(": ", ":", 1).replace("- ", "-", 1)
+        text = "\n".join(lines) + "\n"
+        fast, exact, issues = readings(text)
+        if fast is not None:
+            read_fast += 1
+            assert issues == [] and typed(fast) == typed(exact), f"{text!r}: read fast as {fast!r}, exactly as {exact!r} with {issues}"
+    assert read_fast > 100
