@@ -409,9 +409,9 @@ class _Shared:
 
     def get(self, kind: bytes, declaration: Any, build: Callable[[], _T]) -> _T:
         try:
-            key = kind + orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS)
+            key = kind + orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME)
         except (TypeError, orjson.JSONEncodeError):
-            return build()  # not JSON (a huge integer): built every time
+            return build()  # not plain JSON (a huge integer, a date that would read as its string): built every time
         found: _T | None = self.built.get(key)
         if found is None:
             found = self.built[key] = build()
