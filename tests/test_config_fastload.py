@@ -41,6 +41,7 @@ PLAIN = {
     "numbers": "server: {port: 8081, limits: {queueTimeout: 2.50, queryTimeout: 0.}}\n" + HEAD + VECTOR,
     "empty value": HEAD + VECTOR + "    description:\n",
     "environment": "server: {host: '${HOST}', port: 8080}\nmodules:\n  text2vec-jinaai: {apiKey: '${KEY}'}\n" + HEAD + VECTOR,
+    "server key from the environment": "server:\n  auth:\n    apiKeys: [{name: a, key: '${KEY}', role: admin}]\n" + HEAD + VECTOR,
     "environment in text": HEAD + "    description: host ${HOST} and ${EMPTY}.\n" + VECTOR,
     "no collections": "server: {port: 8080}\n",
     "leading dot": "server: {limits: {queueTimeout: .5}}\n" + HEAD + VECTOR,  # ryml writes 0.5: the same float
@@ -84,6 +85,8 @@ NOT_PLAIN = {
     "typed variable": "server: {port: ${PORT}}\n" + HEAD + VECTOR,
     "quoted typed variable": "server: {port: '${PORT}'}\n" + HEAD + VECTOR,
     "literal secret": "modules:\n  text2vec-jinaai: {apiKey: abcdefghijklmnopqrstuvwxyz}\n" + HEAD + VECTOR,
+    "literal server key": "server:\n  auth:\n    apiKeys: [{name: a, key: abcdefghijklmnopqrstuvwxyz, role: admin}]\n" + HEAD + VECTOR,
+    "literal database url": "server: {storage: {backend: postgres, url: postgresql://u:p@h/db}}\n" + HEAD + VECTOR,
     "complex key": HEAD + VECTOR + "    ? [a]\n    : b\n",
     "tab": HEAD + VECTOR + "    description:\ta\n",
     "crlf": (HEAD + VECTOR).replace("\n", "\r\n"),
@@ -245,7 +248,7 @@ def test_mistyped_configs_are_read_fast_only_when_alike() -> None:
             if slip == 0:
                 lines[at] = " " + lines[at]
             elif slip == 1:
-                lines[at] = lines[at][1:] if lines[at].startswith(" ") else lines[at]
+                lines[at] = lines[at].removeprefix(" ")
             elif slip == 2:
                 lines[at] += rng.choice([":", " x", ",", " - a", " b: c", "  # c", ":x", " [a]", " {a: b}", "'", '"'])
             elif slip == 3:

@@ -181,7 +181,9 @@ def fast_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
         # string holds `"` only escaped, so a lost key leaves fewer of them in the data written back.
         if text.count('":') != orjson.dumps(data).count(b'":') or not validator.is_valid(data):
             raise _Unsure
-        if b"${" in raw or any(name in raw for name in (b"apiKey", b"key", b"url")):
+        server = data.get("server")
+        # Secrets are `apiKey` anywhere, server.auth's keys and server.storage's url (loader.is_secret).
+        if b"${" in raw or b"apiKey" in raw or (isinstance(server, dict) and ("auth" in server or "storage" in server)):
             _environment(data, environ)
     except (_Unsure, ValueError, TypeError, OverflowError, RecursionError, orjson.JSONEncodeError):
         return None
