@@ -263,3 +263,24 @@ def test_mistyped_configs_are_read_fast_only_when_alike() -> None:
             read_fast += 1
             assert issues == [] and typed(fast) == typed(exact), f"{text!r}: read fast as {fast!r}, exactly as {exact!r} with {issues}"
     assert read_fast > 100
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_directory_of_fast_and_exact_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: bool) -> None:
+    """One large file read fast beside a small one read exactly; an issue in either reads both exactly."""
+    directory = tmp_path / "config"
+    directory.mkdir()
+    collection = "  - name: C{i}\n    properties: [{{name: title, type: TEXT}}]\n    vectors: {{v: {{vectorizer: {{module: text2vec-hash}}, index: {{type: flat}}}}}}\n"
+    (directory / "big.yaml").write_text("modules: {text2vec-hash: {}}\ncollections:\n" + "".join(collection.format(i=i) for i in range(400)))
+    (directory / "small.yaml").write_text("server: {port: 8081}\n" + ("modules: {text2vec-hash: {}}\n" if broken else ""))
+    sizes = sorted(path.stat().st_size for path in directory.iterdir())
+    monkeypatch.setattr(build, "FAST_MIN_BYTES", sizes[1])  # the large file only
+    assert fast_data((directory / "big.yaml").read_bytes(), {}) is not None
+    try:
+        mixed: Any = load_spec(directory, default_registry(), environ=ENV)
+    except ConfigError as error:
+        mixed = [issue.render() for issue in error.issues]
+    assert mixed == outcome(directory, False, monkeypatch)
+    assert isinstance(mixed, list) == broken
+    if broken:
+        assert mixed == [f"{directory / 'small.yaml'}:2:26: modules.text2vec-hash: module 'text2vec-hash' is already set in {directory / 'big.yaml'} (set it in one file only)"]
