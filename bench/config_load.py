@@ -12,6 +12,14 @@ Shapes, each one valid config file written to a temporary directory:
 Each file is validated with ``load_spec`` (load, schema, merge, semantic checks) in a fresh process, with
 SEARCHD_CONFIG_MAX_BYTES raised above the size; the wall time and the process CPU time of the call are
 printed (the run with the least CPU of ``--repeat``).  CPU time is the figure to compare on a shared machine.
+
+``--stages`` also prints the CPU time of each stage, for both readings (``--readings``): ``fast``
+(config/fastload.py: byte scans, rapidyaml's parse, its JSON, json's reading, the duplicate-key and
+plain-subset checks) and ``exact`` (PyYAML's events composed, the node walk with positions, the
+NaN walk), then the shared stages (config schema, merge, spec, semantic checks).  The exact reading of
+40 MB of the collections shape takes about a minute.
+
+    .venv/bin/python bench/config_load.py --stages --sizes 4 40 --readings fast
 """
 
 from __future__ import annotations
@@ -79,11 +87,53 @@ print(json.dumps([time.perf_counter() - started, time.process_time() - cpu]))
 """
 
 
+# Each stage of one reading, timed apart in a fresh process (the internals of searchd/config, in the order
+# build.load_spec runs them); prints {stage: CPU seconds}.
+STAGES = """
+import gc, json, sys, time
+from pathlib import Path
+import orjson, ryml
+from searchd.config import build, fastload, loader, semantic, spec, validate, yamlsafe
+from searchd.modules import default_registry
+registry = default_registry()
+validate._fast_validator(); fastload._safe_validator()
+gc.disable()  # as load_spec does (loader.collector_paused)
+stages, clock = {}, time.process_time
+def stage(name, work):
+    started = clock(); result = work(); stages[name] = clock() - started
+    return result
+path, reading = sys.argv[1], sys.argv[2]
+raw = stage("read", lambda: Path(path).read_bytes())
+if reading == "fast":
+    assert stage("byte scans", lambda: fastload._plain_source(raw))
+    tree = stage("ryml parse", lambda: ryml.parse_in_arena(raw))
+    text = stage("ryml JSON", lambda: ryml.emit_json(tree))
+    data = stage("json read", lambda: json.loads(text, parse_float=fastload._float, parse_constant=fastload._constant))
+    assert stage("duplicate keys", lambda: text.count('":') == orjson.dumps(data).count(b'":'))
+    assert stage("plain subset", lambda: fastload._safe_validator().is_valid(data))
+    document = loader.SourceDocument(path, data, loader.Locator(default_file=path), exact=False)
+else:
+    node = stage("compose", lambda: yamlsafe.compose(raw.decode(), yamlsafe.YamlLimits()))
+    builder = loader._Builder(path, {})
+    data = stage("build", lambda: builder.build(node, ()))
+    document = loader.SourceDocument(path, data, builder.locator)
+assert stage("config schema", lambda: validate.surely_valid(data))
+merged, locator, _ = stage("merge", lambda: build._merge([(document, data)], path))
+if reading == "exact":
+    stage("NaN walk", lambda: semantic.non_finite_issues(merged, locator))
+built = stage("spec", lambda: spec.spec_from_data(merged, "."))
+assert not stage("semantic", lambda: semantic.semantic_issues(built, locator, registry))
+print(json.dumps(stages))
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 40])
     parser.add_argument("--shapes", nargs="+", default=["description", "stopwords", "collections"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--stages", action="store_true", help="also time each stage of each reading")
+    parser.add_argument("--readings", nargs="+", default=["fast", "exact"], choices=["fast", "exact"])
     args = parser.parse_args()
     env = {**os.environ, "SEARCHD_CONFIG_MAX_BYTES": str(10**10)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +146,11 @@ def main() -> None:
                 wall, cpu = min(runs, key=lambda r: r[1])
                 megabytes = path.stat().st_size / MB
                 print(f"{shape:<12} {megabytes:>6.1f} {wall:>8.2f} {cpu:>8.2f} {megabytes / cpu:>9.1f}", flush=True)
+                for reading in args.readings if args.stages else ():
+                    out = subprocess.run([sys.executable, "-c", STAGES, str(path), reading], env=env, check=True, capture_output=True, text=True).stdout
+                    stages = json.loads(out)
+                    shown = ", ".join(f"{name} {seconds:.2f}" for name, seconds in stages.items())
+                    print(f"  {reading} reading, CPU s by stage (total {sum(stages.values()):.2f}): {shown}", flush=True)
                 path.unlink()
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from searchd.config.capabilities import KnownModules
+from searchd.config.fastload import FAST_MIN_BYTES, fast_data
 from searchd.config.loader import Locator, PathKey, SourceDocument, collector_paused, read_documents, render_path
 from searchd.config.semantic import non_finite_issues, semantic_issues
 from searchd.config.spec import Spec, spec_from_data
-from searchd.config.validate import schema_errors, schema_issues
+from searchd.config.validate import schema_errors, schema_issues, surely_valid
 from searchd.errors import ConfigError, ConfigIssue
 
 
@@ -93,10 +94,12 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
         locator.positions.update({p: positions[p] for p in groups.get(path, ())})
         return True
 
-    if len(documents) == 1 and () in documents[0][0].locator.positions and None not in documents[0][1].get("collections", []):
+    if len(documents) == 1 and (() in documents[0][0].locator.positions or not documents[0][0].exact) and None not in documents[0][1].get("collections", []):
         # One non-empty file and no collection cut out: merged, it is that file, and its positions stand as they are.
         document, data = documents[0]
-        return {**merged, **{k: v for k, v in data.items() if k in ("server", "collections")}, "modules": dict(data.get("modules", {}))}, document.locator, issues
+        merged = {**merged, **{k: v for k, v in data.items() if k in ("server", "collections")}, "modules": dict(data.get("modules", {}))}
+        document.locator.data = merged
+        return merged, document.locator, issues
     for document, data in documents:
         # Positions grouped by their first step and first two steps, once: each part copies only its own (linear in the document).
         groups: dict[PathKey, list[PathKey]] = {}
@@ -117,6 +120,7 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
             locator.aliases[("collections", new_index)] = ("collections", index)
             for path in groups.get(("collections", index), ()):
                 locator.positions[("collections", new_index, *path[2:])] = document.locator.positions[path]
+    locator.data = merged
     return merged, locator, issues
 
 
@@ -127,15 +131,26 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
     because config/ sits below modules/; ``environ`` fills ``${ENV}`` (default: os.environ).
     """
     with collector_paused():
-        return _load_spec(Path(path), modules, environ)
+        try:
+            return _load_spec(Path(path), modules, environ, fast=True)
+        except _ReadAgain:
+            return _load_spec(Path(path), modules, environ, fast=False)
 
 
-def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None) -> Spec:
-    documents, issues = read_documents(config_path, environ)
+class _ReadAgain(Exception):
+    """A file read fast has an issue somewhere: read every file exactly, so that each issue is worded and located."""
+
+
+def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None, fast: bool) -> Spec:
+    reader = fast_data if fast else None
+    documents, issues = read_documents(config_path, environ, reader, FAST_MIN_BYTES)
+    exact = all(document.exact for document in documents)
     checked: list[tuple[SourceDocument, dict[str, Any]]] = []
     cut_out: list[tuple[str, str]] = []  # (file, rendered path) of parts left out of the semantic checks
     for document in documents:
-        found = schema_issues(document.data, document.locator)
+        if not document.exact and not surely_valid(document.data):
+            raise _ReadAgain  # the exact reading words the schema's errors, located
+        found = schema_issues(document.data, document.locator) if document.exact else []
         issues.extend(issue for _, issue in found)
         unknown = [p for p, issue in found if issue.message.startswith("Additional properties are not allowed")]
         kept, pruned = _valid_parts(document.data, [p for p, _ in found], unknown)
@@ -143,7 +158,11 @@ def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, s
         cut_out.extend((document.file, render_path(p)) for p in pruned)
     merged, locator, merge_issues = _merge(checked, str(config_path))
     issues.extend(merge_issues)
-    issues.extend(non_finite_issues(merged, locator))
+    if not exact and issues:
+        raise _ReadAgain
+    if any(document.exact for document in documents):
+        # A fast reading holds no NaN or infinity (JSON has none, and it refuses a `${VAR}` that would read as one).
+        issues.extend(non_finite_issues(merged, locator))
     base_dir = str(config_path if config_path.is_dir() else config_path.parent)
     spec = spec_from_data(merged, base_dir)
     # Every error at once: semantic checks run on what passed the schema, but say nothing about what was cut out
@@ -151,6 +170,8 @@ def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, s
     issues.extend(i for i in semantic_issues(spec, locator, modules) if not any(f == i.file and _related(i.path, p) for f, p in cut_out))
     if not spec.collections and not issues:
         issues.append(locator.issue(("collections",), "no collections are declared", "add a 'collections:' list with at least one collection"))
+    if issues and not exact:
+        raise _ReadAgain
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.file, i.line, i.column)))
     return spec

@@ -28,13 +28,13 @@ from searchd.errors import ConfigIssue
 PathKey = tuple[str | int, ...]
 Position = tuple[str, int, int]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 YAML_SUFFIXES = (".yaml", ".yml")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STR_TAG = "tag:yaml.org,2002:str"
 DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_BYTES_ENV = "SEARCHD_CONFIG_MAX_BYTES"
-_TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"})
+TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"})
 
 
 def render_path(path: PathKey) -> str:
@@ -55,6 +55,19 @@ class Locator:
     default_file: str = "<config>"
     # Merged collections are renumbered; issues show the index the user sees in their file.
     aliases: dict[PathKey, PathKey] = field(default_factory=dict)
+    # The (merged) data the paths lead into: whether a key was written is read from it, since a
+    # document read fast (fastload.py) has no positions.
+    data: Any = None
+
+    def written(self, path: PathKey) -> bool:
+        """Whether the document has a value at ``path`` (a key the user wrote, or a merge key brought)."""
+        node = self.data
+        for step in path:
+            found = step in node if isinstance(node, dict) else isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+            if not found:
+                return False
+            node = node[step]
+        return True
 
     def find(self, path: PathKey) -> Position:
         # Fall back to the nearest ancestor: a missing key is reported where its parent is.
@@ -85,12 +98,13 @@ class SourceDocument:
     file: str
     data: Any
     locator: Locator
+    exact: bool = True  # False: read by fastload without positions (it had no issue there; any later one means a second, exact reading)
 
 
-_SECRET_KEYS = frozenset({"apiKey", "key", "url"})  # the last step of every path _is_secret can accept
+_SECRET_KEYS = frozenset({"apiKey", "key", "url"})  # the last step of every path is_secret can accept
 
 
-def _is_secret(path: PathKey) -> bool:
+def is_secret(path: PathKey) -> bool:
     """Provider API keys, the server's own keys and the database URL (it may hold a password): these must come from ${ENV}."""
     return bool(path) and (path[-1] == "apiKey" or (path[:3] == ("server", "auth", "apiKeys") and path[-1] == "key") or path == ("server", "storage", "url"))
 
@@ -136,7 +150,7 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
         value = self._scalar(node, path)
-        if _is_secret(path) and not (isinstance(value, str) and _ENV_REF.fullmatch(value)):
+        if is_secret(path) and not (isinstance(value, str) and ENV_REF.fullmatch(value)):
             self._add(node, path, "secrets are never written in the config", f"write it as an environment reference, e.g. {path[-1]}: ${{MY_SECRET}}")
             return ""
         if isinstance(value, str):
@@ -182,13 +196,13 @@ class _Builder:
 
         if "${" not in value:  # most strings: no regex pass
             return value
-        result = _ENV_REF.sub(replace, value)
-        if isinstance(node, yaml.ScalarNode) and node.style is None and _ENV_REF.fullmatch(value) and result:
+        result = ENV_REF.sub(replace, value)
+        if isinstance(node, yaml.ScalarNode) and node.style is None and ENV_REF.fullmatch(value) and result:
             # An unquoted `port: ${PORT}` should give the number, as if it had been written there.
             # Typed as YAML would type the plain scalar (resolved, not parsed: the value is data, not a document).
             resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
             tag = resolve(yaml.ScalarNode, result, (True, False))
-            if tag in _TYPED_TAGS:
+            if tag in TYPED_TAGS:
                 resolved = self._scalar(yaml.ScalarNode(tag, result, node.start_mark, node.end_mark), path)
                 if isinstance(resolved, (int, float, bool)):
                     return resolved
@@ -332,7 +346,13 @@ def _read_text(file: Path, limit: int) -> str | ConfigIssue:
         return _file_issue(file, f"cannot read file: {exc}", "check the file's permissions and encoding (UTF-8)")
 
 
-def read_documents(path: Path, environ: Mapping[str, str] | None = None) -> tuple[list[SourceDocument], list[ConfigIssue]]:
+FastReader = Callable[[bytes, Mapping[str, str]], "dict[str, Any] | None"]
+
+
+def read_documents(
+    path: Path, environ: Mapping[str, str] | None = None, fast: FastReader | None = None, fast_min_bytes: int = 0
+) -> tuple[list[SourceDocument], list[ConfigIssue]]:
+    """Every config file's data and the issues found; ``fast`` (fastload.fast_data) first reads files of ``fast_min_bytes`` or more."""
     env = os.environ if environ is None else environ
     if not path.exists():
         return [], [ConfigIssue(str(path), 1, 1, "", "config path does not exist", "pass a YAML file or a directory of them")]
@@ -349,6 +369,11 @@ def read_documents(path: Path, environ: Mapping[str, str] | None = None) -> tupl
             if isinstance(text, ConfigIssue):
                 issues.append(text)
                 continue
+            if fast is not None and len(text) >= fast_min_bytes:
+                data = fast(text.encode("utf-8"), env)
+                if data is not None:
+                    documents.append(SourceDocument(str(file), data, Locator(default_file=str(file)), exact=False))
+                    continue
             document, found = parse_yaml(text, str(file), env)
             issues.extend(found)
             if document is not None:

@@ -64,7 +64,7 @@ def non_finite_issues(data: Any, locator: Locator) -> list[ConfigIssue]:
 def _check_storage(storage: StorageSpec, locator: Locator) -> Iterator[ConfigIssue]:
     """The database URL is a secret: no message repeats it."""
     path: PathKey = ("server", "storage", "url")
-    written = path in locator.positions  # an unset ${VAR} there was reported already, and left the URL empty
+    written = locator.written(path)  # an unset ${VAR} there was reported already, and left the URL empty
     if storage.backend is StorageBackend.POSTGRES and not written:
         yield locator.issue(("server", "storage"), "the postgres backend needs a url", "add url: ${DATABASE_URL} and export DATABASE_URL=postgresql://user@host:5432/dbname")
     elif storage.backend is StorageBackend.SQLITE and storage.url:
@@ -76,6 +76,7 @@ def _check_storage(storage: StorageSpec, locator: Locator) -> Iterator[ConfigIss
 def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     yield from _check_storage(spec.server.storage, locator)
     seen: dict[str, int] = {}
+    passed: set[tuple[int, ...]] = set()
     for index, collection in enumerate(spec.collections):
         path: PathKey = ("collections", index)
         folded = collection.name.lower()
@@ -88,20 +89,19 @@ def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterato
             )
         else:
             seen[folded] = index
-        yield from _check_collection(collection, path, locator, registry)
+        yield from _check_collection(collection, path, locator, registry, passed)
 
 
-def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
+def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules, passed: set[tuple[int, ...]]) -> Iterator[ConfigIssue]:
     names: set[str] = set()
     for index, prop in enumerate(collection.properties):
         where = (*path, "properties", index, "name")
         if prop.name in RESERVED_PROPERTY_NAMES:
             yield locator.issue(where, f"property name '{prop.name}' is reserved", "rename the property")
         if not prop.type.is_text:
-            raw = locator.positions
             for key in ("tokenization", "indexSearchable"):
                 where_key = (*path, "properties", index, key)
-                if where_key in raw:
+                if locator.written(where_key):
                     yield locator.issue(where_key, f"'{key}' applies to TEXT and TEXT[] properties; '{prop.name}' is {prop.type.value}", f"remove '{key}'")
         if prop.name in names:
             yield locator.issue(where, f"duplicate property name '{prop.name}' in collection '{collection.name}'", "each property is declared once")
@@ -114,7 +114,15 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
             "mark at most one named vector default: true",
         )
     for vector in collection.vectors:
-        yield from _check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry)
+        # What a vector's checks find depends on it and the collection's properties only (the rest words the
+        # message), and spec_from_data shares equal declarations: a pair that passed once passes again.
+        pair = (id(vector), *map(id, collection.properties))
+        if pair in passed:
+            continue
+        found = list(_check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry))
+        if not found:
+            passed.add(pair)
+        yield from found
 
 
 def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_QUERY_LIMIT = 100  # Weaviate's QUERY_DEFAULTS_LIMIT_GRAPHQL
@@ -252,7 +255,7 @@ class IndexSpec:
 
     @property
     def kind(self) -> IndexType:
-        return IndexType(self.type)
+        return _member(IndexType, self.type)
 
     def built(self) -> IndexSpec:
         """Only what decides a built index's content (``INDEX_SEARCH_TIME`` fields at their defaults)."""
@@ -302,6 +305,15 @@ class Spec:
         return next((c for c in self.collections if c.name == name), None)
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(kind: type[_E], value: Any) -> _E:
+    """``kind(value)`` without the Enum call's cost (~1 µs, several per collection: a large config has 100,000)."""
+    member = kind._value2member_map_.get(value)
+    return member if isinstance(member, kind) else kind(value)
+
+
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
@@ -323,7 +335,7 @@ _INDEX_KEYS = {
 
 def _index_spec(data: Mapping[str, Any]) -> IndexSpec:
     params = {_INDEX_KEYS[k]: v for k, v in data.items() if k in _INDEX_KEYS}
-    return IndexSpec(type=data.get("type", IndexSpec.type), distance=Distance(data.get("distance", "cosine")), **params)
+    return IndexSpec(type=data.get("type", IndexSpec.type), distance=_member(Distance, data.get("distance", "cosine")), **params)
 
 
 def _inverted_index_spec(data: Mapping[str, Any]) -> InvertedIndexSpec:
@@ -353,45 +365,71 @@ def _rate_limit_spec(data: Mapping[str, Any]) -> RateLimitSpec:
     return RateLimitSpec(data.get("requestsPerSecond"), data.get("burst"), MappingProxyType(keys))
 
 
+def _property_spec(p: Mapping[str, Any]) -> PropertySpec:
+    return PropertySpec(
+        p["name"],
+        _member(PropertyType, p["type"]),
+        p.get("description", ""),
+        _member(Tokenization, p.get("tokenization", "word")),
+        p.get("indexSearchable", True),
+        p.get("indexFilterable", True),
+    )
+
+
+def _vector_spec(name: str, v: Mapping[str, Any]) -> NamedVectorSpec:
+    vectorizer = v["vectorizer"]
+    return NamedVectorSpec(
+        name=name,
+        default=bool(v.get("default", False)),
+        vectorizer=VectorizerSpec(
+            module=vectorizer["module"],
+            model=vectorizer.get("model"),
+            dimensions=vectorizer.get("dimensions"),
+            text_fields=_names(vectorizer.get("textFields")),
+            image_fields=_names(vectorizer.get("imageFields")),
+            weights=_frozen(vectorizer["weights"]) if "weights" in vectorizer else None,
+            late_chunking=bool(vectorizer.get("lateChunking", False)),
+            truncate=vectorizer.get("truncate"),
+            base_url=vectorizer.get("baseURL"),
+        ),
+        index=_index_spec(v.get("index", {})),
+    )
+
+
+_T = TypeVar("_T")
+
+
+class _Shared:
+    """Builds each distinct declaration once.  A large generated config repeats the same properties and vectors
+    in thousands of collections, and a frozen dataclass costs microseconds to build; the spec is immutable, so
+    equal declarations (equal as JSON, so 1 and 1.0, or true and 1, stay apart) can share one object."""
+
+    def __init__(self) -> None:
+        self.built: dict[bytes, Any] = {}
+
+    def get(self, kind: bytes, declaration: Any, build: Callable[[], _T]) -> _T:
+        try:
+            key = kind + orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME)
+        except (TypeError, orjson.JSONEncodeError):
+            return build()  # not plain JSON (a huge integer, a date that would read as its string): built every time
+        found: _T | None = self.built.get(key)
+        if found is None:
+            found = self.built[key] = build()
+        return found
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
     limits = server.get("limits", {})
+    shared = _Shared()
     collections = tuple(
         CollectionSpec(
             name=c["name"],
             description=c.get("description", ""),
-            properties=tuple(
-                PropertySpec(
-                    p["name"],
-                    PropertyType(p["type"]),
-                    p.get("description", ""),
-                    Tokenization(p.get("tokenization", "word")),
-                    p.get("indexSearchable", True),
-                    p.get("indexFilterable", True),
-                )
-                for p in c.get("properties", [])
-            ),
-            inverted_index=_inverted_index_spec(c.get("invertedIndex", {})),
-            vectors=tuple(
-                NamedVectorSpec(
-                    name=name,
-                    default=bool(v.get("default", False)),
-                    vectorizer=VectorizerSpec(
-                        module=v["vectorizer"]["module"],
-                        model=v["vectorizer"].get("model"),
-                        dimensions=v["vectorizer"].get("dimensions"),
-                        text_fields=_names(v["vectorizer"].get("textFields")),
-                        image_fields=_names(v["vectorizer"].get("imageFields")),
-                        weights=_frozen(v["vectorizer"]["weights"]) if "weights" in v["vectorizer"] else None,
-                        late_chunking=bool(v["vectorizer"].get("lateChunking", False)),
-                        truncate=v["vectorizer"].get("truncate"),
-                        base_url=v["vectorizer"].get("baseURL"),
-                    ),
-                    index=_index_spec(v.get("index", {})),
-                )
-                for name, v in c.get("vectors", {}).items()
-            ),
+            properties=tuple(shared.get(b"p", p, partial(_property_spec, p)) for p in c.get("properties", [])),
+            inverted_index=shared.get(b"i", c.get("invertedIndex", {}), partial(_inverted_index_spec, c.get("invertedIndex", {}))),
+            vectors=tuple(shared.get(b"v", [name, v], partial(_vector_spec, name, v)) for name, v in c.get("vectors", {}).items()),
         )
         for c in data.get("collections", [])
     )

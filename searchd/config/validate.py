@@ -51,7 +51,7 @@ def _fast_validator() -> Any:
     return jsonschema_rs.validator_for(config_schema())
 
 
-def _surely_valid(data: Any) -> bool:
+def surely_valid(data: Any) -> bool:
     fast = _fast_validator()
     if fast is None:
         return False
@@ -111,7 +111,7 @@ def schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
 
 def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssue]]:
     """Every schema violation, with the path it concerns (for dropping the invalid part)."""
-    if _surely_valid(data):
+    if surely_valid(data):
         return []
     issues = []
     for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):

@@ -1,0 +1,219 @@
+"""A fast first reading of a large config file, for when it is valid: rapidyaml parses it in C++, json reads its JSON.
+
+The exact loader (``loader.py``: PyYAML's events, a node walk that records every position) costs
+about 1 µs per YAML event before any check, 5 s or more for 40 MB of dense YAML.  Positions are only
+needed to report an issue, so a large file is first read here, without them, and checked; a file
+with any issue at all is read again by the exact loader, which then words and locates every issue.
+
+What this reading gives must therefore be exactly the data the exact loader builds.  Two YAML
+libraries differ in corners, and rapidyaml reads YAML 1.2 (``yes`` is a string, ``1e3`` a number)
+where PyYAML reads YAML 1.1 as every config was written, so ``fast_data`` answers None, and the
+exact loader reads the file, unless the file keeps to a plain subset where the two agree:
+
+- no anchor, alias, tag, directive, block scalar, complex key or document marker, no backslash,
+  tab, carriage return or character PyYAML refuses (``_plain_source``: a few byte scans);
+- no number in exponent form, and no string (key or value) that PyYAML would read as a bool,
+  null, number, timestamp or merge key if it was unquoted (``_SAFE_SCHEMA``, checked in Rust);
+- no duplicate key (JSON would keep the last one silently; PyYAML's loader reports it);
+- nesting within ``YamlLimits.max_depth``; a ``${VAR}`` that is set and reads as a string.
+
+So the limits of ``yamlsafe`` hold here too: nothing is expanded (no alias), nesting is bounded, and
+the size limit was applied before the file was read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+import orjson
+import yaml
+
+from searchd.config.loader import ENV_REF, STR_TAG, TYPED_TAGS, PathKey, is_secret
+from searchd.config.yamlsafe import YamlLimits
+
+# Below this a file is read exactly at once: it takes milliseconds, and a fast reading saves nothing.
+FAST_MIN_BYTES = 256 * 1024
+
+# Characters that start a YAML construct outside the plain subset when they begin a token.
+_INDICATORS = b"&*!?|>%@`"
+_TOKEN_START = frozenset(b" \n[{,")
+# Anywhere: escapes (the two libraries unescape alike, but the check below could not see through them),
+# tabs and carriage returns (indentation corners), ryml's rewrite of `-.5` to -0.5 (PyYAML: a string),
+# a document marker, and `${` (handled below, but only when present).
+_FORBIDDEN = (b"\\", b"\t", b"\r", b"-.", b"+.", b"\n---", b"\n...")
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
+
+
+def _typed_when_plain() -> str:
+    """A pattern for the strings PyYAML would not read as strings were they unquoted (bool, null, int, float,
+    timestamp, merge ...): PyYAML's own implicit resolvers, joined (verbose regexes, which Rust reads too)."""
+    patterns = {regexp.pattern: None for entries in yaml.resolver.Resolver.yaml_implicit_resolvers.values() for tag, regexp in entries if tag != STR_TAG}
+    return "(?x)(?:" + "|".join(patterns) + ")"
+
+
+class _Unsure(Exception):
+    """This file is outside the plain subset: the exact loader reads it."""
+
+
+def _plain_source(raw: bytes) -> bool:
+    """Whether the bytes keep to the plain subset (cheap scans; a false alarm only costs the exact reading)."""
+    if raw.startswith((b"---", b"...", b"%", b"\xef\xbb\xbf")) or any(token in raw for token in _FORBIDDEN):
+        return False
+    if raw.isascii():
+        if raw.translate(None, _PRINTABLE_ASCII):
+            return False  # a control character PyYAML refuses
+    elif yaml.reader.Reader.NON_PRINTABLE.search(raw.decode("utf-8")):
+        return False
+    if raw.count(b"[") != raw.count(b"]") or raw.count(b"{") != raw.count(b"}"):
+        return False  # an unclosed or stray bracket: ryml may read it as text where PyYAML refuses it
+    for indicator in _INDICATORS:
+        at = raw.find(indicator)
+        while at != -1:
+            if (at == 0 or raw[at - 1] in _TOKEN_START) and not _in_comment(raw, at):
+                return False
+            at = raw.find(indicator, at + 1)
+    return _brackets_close_flows(raw)
+
+
+# For one pass of counts in C: closing brackets become `]`, what may follow one at once (a comma, the line's end)
+# `,`, quotes `"`, and every other byte `X`, so that a bracket followed by anything else is a `]X`.
+_FOLLOWERS = b"".join(b"]" if c in b"]}" else b"," if c in b",\n" else b'"' if c in b"\"'" else b"[" if c == ord("[") else b"X" for c in range(256))
+
+
+def _brackets_close_flows(raw: bytes) -> bool:
+    """Whether every ``]`` and ``}`` ends a flow collection and is followed by another, a comma or the line's end.
+
+    ryml reads `- [a] - b` as two entries and `k: ]` as a string, where PyYAML refuses both; a closing bracket
+    that starts a string is left by the safe schema (no string starts with one).  ``"TEXT[]"`` is allowed.
+    """
+    mapped = raw.translate(_FOLLOWERS)
+    if b"${" not in raw and b"]X" not in mapped and mapped.count(b']"') == mapped.count(b'[]"'):
+        return True  # a compact file: no bracket needs a closer look
+    for bracket in b"]}":
+        at = raw.find(bracket)
+        while at != -1:
+            after = raw[at + 1 : at + 65].lstrip(b" ")[:1]
+            allowed = after in (b",", b"]", b"}", b"\n", b"#") or (not after and at + 65 >= len(raw))
+            if not (allowed or raw[at - 1 : at + 2] in (b'[]"', b"[]'") or _ends_reference(raw, at) or _in_comment(raw, at)):
+                return False
+            at = raw.find(bracket, at + 1)
+    return True
+
+
+def _ends_reference(raw: bytes, at: int) -> bool:
+    start = raw.rfind(b"${", max(0, at - 256), at)
+    return start != -1 and raw[start + 2 : at].isascii() and raw[start + 2 : at].decode().isidentifier()
+
+
+def _line_before(raw: bytes, at: int) -> bytes:
+    """What stands before ``raw[at]`` on its line; empty when the line starts more than 1,000 bytes before (so each look is bounded)."""
+    start = raw.rfind(b"\n", max(0, at - 1000), at) + 1
+    return raw[start:at] if start or at <= 1000 else b""
+
+
+def _in_comment(raw: bytes, at: int) -> bool:
+    """Whether ``raw[at]`` is surely inside a comment: a ``#`` at the line's start or after a space, with no quote before it."""
+    before = _line_before(raw, at)
+    hash_at = 0 if before.lstrip(b" ").startswith(b"#") else before.find(b" #")
+    return hash_at != -1 and b"'" not in before[:hash_at] and b'"' not in before[:hash_at]
+
+
+@cache
+def _safe_validator() -> Any:
+    """A JSON Schema that every fast reading must pass: no string PyYAML would type, nesting within the limit.
+
+    ``level<k>`` accepts a value whose containers nest at most k deep, as ``yamlsafe`` counts them.
+    None when jsonschema-rs is not installed (then the exact loader reads every file).
+    """
+    try:
+        import jsonschema_rs
+    except ImportError:
+        return None
+    typed = _typed_when_plain()  # a quoted string of this form is a string to both: it only costs the exact reading
+    # ... nor one that starts with a closing bracket (ryml reads `k: ]` as one, PyYAML refuses it).
+    string: dict[str, Any] = {"not": {"type": "string", "pattern": f"{typed}|^[\\]}}]"}}
+    defs: dict[str, Any] = {"level0": {**string, "type": ["string", "number", "boolean", "null"]}}
+    for k in range(1, YamlLimits().max_depth + 1):
+        inner = {"$ref": f"#/$defs/level{k - 1}"}
+        # A key with whitespace is left too: a key folded from several lines is an error to PyYAML, not to ryml.
+        keys = {"not": {"pattern": typed}, "pattern": r"^[^\]}\s]\S*$"}
+        defs[f"level{k}"] = {**string, "propertyNames": keys, "items": inner, "additionalProperties": inner}
+    return jsonschema_rs.validator_for({"$defs": defs, "$ref": f"#/$defs/level{YamlLimits().max_depth}"})
+
+
+def _parse_ryml(raw: bytes) -> str:
+    try:
+        import ryml  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise _Unsure from exc
+    try:
+        # Its errors (syntax, nesting past its own limit) are left to the exact loader to word and locate.
+        text: str = ryml.emit_json(ryml.parse_in_arena(raw))
+    except Exception as exc:  # ryml's exceptions share no base of their own
+        raise _Unsure from exc
+    return text
+
+
+def _float(text: str) -> float:
+    if "e" in text or "E" in text:
+        raise _Unsure  # `1e3` is a string to PyYAML (its floats need a dot and a signed exponent)
+    return float(text)
+
+
+def _constant(text: str) -> Any:
+    raise _Unsure  # NaN or Infinity: ryml writes `.nan` as a string, so this is not from a plain file
+
+
+def fast_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The file's data as the exact loader would build it without an issue, or None: read it exactly."""
+    validator = _safe_validator()
+    if validator is None or not _plain_source(raw):
+        return None
+    try:
+        text = _parse_ryml(raw)
+        data = json.loads(text, parse_float=_float, parse_constant=_constant)
+        if not isinstance(data, dict):
+            raise _Unsure
+        # A key given twice: JSON keeps the last silently.  Each key is written `"key":` once, and a
+        # string holds `"` only escaped, so a lost key leaves fewer of them in the data written back.
+        if text.count('":') != orjson.dumps(data).count(b'":') or not validator.is_valid(data):
+            raise _Unsure
+        server = data.get("server")
+        # Secrets are `apiKey` anywhere, server.auth's keys and server.storage's url (loader.is_secret).
+        if b"${" in raw or b"apiKey" in raw or (isinstance(server, dict) and ("auth" in server or "storage" in server)):
+            _environment(data, environ)
+    except (_Unsure, ValueError, TypeError, OverflowError, RecursionError, orjson.JSONEncodeError):
+        return None
+    return data
+
+
+def _environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Fill ``${VAR}`` in place and check secrets, as the exact loader does; raise _Unsure where it would report an issue.
+
+    An unquoted ``port: ${PORT}`` takes the type its value reads as; this reading cannot tell
+    quoted from unquoted, so such a value (a number or bool) is left to the exact loader.
+    """
+    resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
+    stack: list[tuple[PathKey, dict[str, Any] | list[Any]]] = [((), data)]
+    while stack:
+        path, container = stack.pop()
+        items = list(container.items()) if isinstance(container, dict) else list(enumerate(container))
+        for key, value in items:
+            here = (*path, key)
+            if isinstance(value, (dict, list)):
+                stack.append((here, value))
+                continue
+            if is_secret(here) and not (isinstance(value, str) and ENV_REF.fullmatch(value)):
+                raise _Unsure  # a secret written in the file
+            if not isinstance(value, str) or "${" not in value:
+                continue
+            names = ENV_REF.findall(value)
+            if any(name not in environ for name in names):
+                raise _Unsure  # an unset variable
+            result = ENV_REF.sub(lambda match: environ[match.group(1)], value)
+            if ENV_REF.fullmatch(value) and result and resolve(yaml.ScalarNode, result, (True, False)) in TYPED_TAGS:
+                raise _Unsure  # unquoted it reads as a number or bool, quoted as a string
+            container[key] = result  # type: ignore[index]
