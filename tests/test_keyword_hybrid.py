@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from searchd.query.fusion import Leg, LegHit, ScoredLeg, autocut, fused_top, ranked_fusion, relative_score_fusion
-from tests.conftest import ClientFactory, graphql
+from tests.conftest import BACKENDS, ClientFactory, graphql
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 STOP = {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with"}
 

@@ -12,9 +12,13 @@ import yaml
 from starlette.testclient import TestClient
 
 from searchd.config import load_spec
+from searchd.config.spec import StorageSpec
+from searchd.engine import StoredObject, effective_storage, open_store
 from searchd.errors import ConfigError
 from searchd.modules import default_registry
-from tests.conftest import EXAMPLES, ClientFactory, example_objects, graphql
+from tests.conftest import BACKENDS, EXAMPLES, ClientFactory, example_objects, graphql
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 LATE = EXAMPLES / "late-interaction"
 
@@ -122,9 +126,7 @@ def test_writes_after_the_save_are_replayed_from_the_change_log(
     client.post("/v1/batch/objects", json={"objects": objects})
     client.__exit__(None, None, None)
     # A write after the save (as when the process is killed later): the saved indexes catch up from the log, not rebuild.
-    from searchd.storage import SqliteStore, StoredObject
-
-    with SqliteStore(data) as store:
+    with open_store(effective_storage(StorageSpec()), data) as store:  # the backend the server used
         store.put_many([StoredObject("Doc", "00000000-0000-4000-8000-999999999999", {"n": -1}, {n: np.ones(16, np.float32) for n in "haf"})])
     caplog.set_level(logging.INFO, logger="searchd.index")
     restarted = client_factory(config, data)
