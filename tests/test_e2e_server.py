@@ -28,13 +28,11 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, MULTIMODAL, ROOT, DatabaseFor
+from tests.conftest import MULTIMODAL, ON_BOTH_BACKENDS, ROOT, DatabaseFor
 
 READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
 ID_NAMESPACE = uuid.UUID("6f1c1c62-6a4e-4c1e-9a57-0e2e5e7d0001")
-# The tests that keep objects run on both storage backends; the ones that never open a store, on SQLite alone.
-ON_BOTH_BACKENDS = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 ARTICLE_CONFIG = """\
 # A small text collection for the end-to-end tests; its data dir is its own.

@@ -22,8 +22,8 @@ from searchd.cli import main
 from searchd.importer import ObjectFile
 from searchd.importer import reader as reader_module
 from searchd.importer.progress import Progress
-from tests.conftest import QUICKSTART, ClientFactory, example_objects, wait_for
-from tests.test_e2e_server import ON_BOTH_BACKENDS, StartServer, client
+from tests.conftest import ON_BOTH_BACKENDS, QUICKSTART, ClientFactory, example_objects, wait_for
+from tests.test_e2e_server import StartServer, client
 from tests.test_e2e_server import start_server as start_server  # noqa: PLC0414  (re-exported: the fixture, used by name)
 
 # What reads or writes a store runs on both backends (ON_BOTH_BACKENDS); the file readers and argument checks, once.
