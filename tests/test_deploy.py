@@ -73,7 +73,8 @@ def test_the_dockerfile_command_is_a_serve_the_real_cli_parser_accepts() -> None
     args = build_parser().parse_args(command[1:])
     assert (args.command, args.config, args.host, args.data) == ("serve", "/etc/searchd", "0.0.0.0", "/var/lib/searchd")
     assert {str(args.port), str(args.grpc_port)} == set(one(final, "EXPOSE").split()) == {"8080", "50051"}
-    assert json.loads(one(final, "VOLUME").replace("/var/lib/searchd", '["/var/lib/searchd"]')) == [args.data]
+    volume = one(final, "VOLUME")
+    assert (json.loads(volume) if volume.startswith("[") else volume.split()) == [args.data]  # the data directory outlives the container
 
 
 def test_the_image_runs_as_a_user_and_checks_liveness_on_its_port() -> None:
