@@ -37,6 +37,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # Every server such a test starts (in process, or a `searchd serve` child: it inherits the environment) keeps its
 # objects in that backend: PostgreSQL through $SEARCHD_DATABASE_URL, a fresh database per test.
 BACKENDS = ["sqlite", "postgres"]
+# Or test by test, where a module also has tests that never open a store (those run once, on SQLite):
+ON_BOTH_BACKENDS = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 
 @pytest.fixture(scope="session")

@@ -174,7 +174,8 @@ def module_fixtures(label: str) -> tuple[Any, Any, Any]:
     """The ``server``, ``client`` (v4, default checks) and ``http`` fixtures of a test module, one server for the module."""
 
     @pytest.fixture(scope="module", name="server")
-    def server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
+    def server_fixture(tmp_path_factory: pytest.TempPathFactory, storage_backend: str) -> Iterator[tuple[Server, int]]:
+        # Naming storage_backend starts the server again for each backend a module is parametrised over.
         with running(tmp_path_factory.mktemp(label)) as started:
             yield started
 

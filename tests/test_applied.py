@@ -53,6 +53,8 @@ from searchd.storage.applied import APPLIED_DIR, FORMAT, Applied, from_data, loa
 from tests.conftest import EXAMPLES, QUICKSTART
 
 EXAMPLE_CONFIGS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
+# What examples/replicas reads from the environment (the deployment files set it).
+EXAMPLE_ENV = {"DATABASE_URL": "postgresql://searchd@db:5432/searchd", "SEARCHD_ADMIN_KEY": "admin-key-0123456789"}
 
 
 def quickstart() -> Spec:
@@ -208,7 +210,7 @@ def test_the_applied_spec_round_trips_redacted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("config", EXAMPLE_CONFIGS, ids=[p.name for p in EXAMPLE_CONFIGS])
 def test_every_example_config_round_trips(config: Path, tmp_path: Path) -> None:
-    spec = load_spec(config, default_registry(), environ={})
+    spec = load_spec(config, default_registry(), environ=EXAMPLE_ENV)
     same_objects(from_data(json.loads(json.dumps(to_data(spec)))), spec)  # as configured, secrets and all
     saved = save_applied(tmp_path, spec)
     loaded = load_applied(tmp_path)

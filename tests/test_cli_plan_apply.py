@@ -1,28 +1,37 @@
 """``searchd plan`` and ``searchd apply`` as a user runs them: subprocesses on a server's data directory.
 
 One data directory is made once per module by a real ``searchd serve`` (objects
-imported, then stopped); tests that change it work on a copy.
+imported, then stopped); tests that change it work on a copy.  On PostgreSQL the store is
+the module's database, and a copy is a database made from it as a template.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from searchd.config import load_spec
 from searchd.config.revision import revision
+from searchd.config.spec import StorageSpec
+from searchd.engine import effective_storage, open_store
 from searchd.modules import default_registry
-from searchd.storage import SqliteStore
+from searchd.storage.pgerrors import safe_url
+from tests import pgcluster
+from tests.conftest import BACKENDS
 from tests.test_e2e_server import HTTP_TIMEOUT_S, Server, child_env, free_port, searchd_module, wait_ready
 from tests.test_reload_e2e import ARTICLES, BASE, N_ARTICLES, article, replaced
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 CLI_TIMEOUT_S = 60.0
 
@@ -94,10 +103,11 @@ class Stopped:
     data: Path
     config: Path
     revision: str
+    database: str | None  # on PostgreSQL, the database the objects are in
 
 
 @pytest.fixture(scope="module")
-def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stopped]:
+def stopped_once(tmp_path_factory: pytest.TempPathFactory, storage_backend: str) -> Iterator[Stopped]:
     root = tmp_path_factory.mktemp("stopped")
     config = write(root / "config" / "searchd.yaml", BASE)
     server = start(config, root / "data", root)
@@ -110,18 +120,46 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stopped]:
         server.stop()
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is -15; the log shows it finished.
     assert server.process.returncode in (0, -15) and "Application shutdown complete" in server.logs(), server.logs()
-    yield Stopped(root / "data", config, applied)
+    url = os.environ.get("SEARCHD_DATABASE_URL") if storage_backend == "postgres" else None
+    yield Stopped(root / "data", config, applied, urlsplit(url).path.lstrip("/") if url else None)
 
 
 @pytest.fixture
-def copied(stopped: Stopped, tmp_path: Path) -> Path:
-    """A copy of the stopped server's data directory, for a test that changes it."""
+def stopped(stopped_once: Stopped, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Stopped:
+    """The stopped server's store: on PostgreSQL, the commands a test runs use the module's database, not the test's own."""
+    if stopped_once.database is not None:
+        cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
+        monkeypatch.setenv("SEARCHD_DATABASE_URL", cluster.url(stopped_once.database))
+    return stopped_once
+
+
+@pytest.fixture
+def copied(stopped: Stopped, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the stopped server's data directory (and database), for a test that changes it."""
     shutil.copytree(stopped.data, tmp_path / "data")
-    return tmp_path / "data"
+    if stopped.database is None:
+        yield tmp_path / "data"
+        return
+    cluster: pgcluster.Cluster = request.getfixturevalue("pg_cluster")
+    database = cluster.new_database(template=stopped.database)
+    monkeypatch.setenv("SEARCHD_DATABASE_URL", cluster.url(database))
+    yield tmp_path / "data"
+    cluster.drop_database(database)
 
 
 def plan_lines(run: Run) -> list[str]:
     return run.out.splitlines()
+
+
+def store_line(data: Path) -> str:
+    """How plan names the store it compares with: the data directory, or on PostgreSQL the database (without secrets)."""
+    url = os.environ.get("SEARCHD_DATABASE_URL")
+    return f"Database {safe_url(url)}" if url else f"Data directory {data}"
+
+
+def problems(run: Run) -> str:
+    """stderr without the log line that names the PostgreSQL store being opened (SQLite's opening logs nothing)."""
+    return "".join(line for line in run.err.splitlines(keepends=True) if " INFO searchd.storage: object store: PostgreSQL " not in line)
 
 
 # -- plan --------------------------------------------------------------------------------------
@@ -131,10 +169,10 @@ def test_plan_unchanged_exits_0_with_no_changes(stopped: Stopped, tmp_path: Path
     run = searchd("plan", stopped.config, "--data", stopped.data, cwd=tmp_path)
     assert run.code == 0, run
     assert plan_lines(run) == [
-        f"Data directory {stopped.data}: applied revision {stopped.revision}",
+        f"{store_line(stopped.data)}: applied revision {stopped.revision}",
         "No changes. The applied config matches.",
     ], run
-    assert run.err == ""
+    assert problems(run) == ""
 
 
 def test_plan_in_place_changes_exits_0(stopped: Stopped, tmp_path: Path) -> None:
@@ -172,7 +210,7 @@ def test_plan_destructive_exits_2_unless_allowed(stopped: Stopped, tmp_path: Pat
     run = searchd("plan", config, "--data", stopped.data, cwd=tmp_path)
     assert run.code == 2, run
     assert plan_lines(run)[1:] == [drop, "", "Plan: 0 to create, 0 to change in place, 0 to re-vectorize, 1 destructive (refused)."], run
-    assert run.err.startswith("refusing 1 destructive change(s) that would drop stored data:\n" + drop), run
+    assert problems(run).startswith("refusing 1 destructive change(s) that would drop stored data:\n" + drop), run
     assert "--allow-destructive" in run.err and "allowDestructive: true" in run.err
 
     allowed = searchd("plan", config, "--data", stopped.data, "--allow-destructive", cwd=tmp_path)
@@ -289,16 +327,13 @@ def test_apply_applies_and_a_following_plan_says_no_changes(copied: Path, tmp_pa
 
     again = searchd("plan", config, "--data", copied, cwd=tmp_path)
     assert again.code == 0, again
-    assert plan_lines(again) == [f"Data directory {copied}: applied revision {target}", "No changes. The applied config matches."], again
+    assert plan_lines(again) == [f"{store_line(copied)}: applied revision {target}", "No changes. The applied config matches."], again
 
-    store = SqliteStore(copied)
-    try:
+    with open_store(effective_storage(StorageSpec()), copied) as store:  # the backend the commands used
         for obj in ARTICLES:
             stored = store.get("Article", obj["id"])
             assert stored is not None and stored.properties == obj["properties"] and stored.vectors["text"].shape == (128,), obj["id"]
         assert store.count("Article") == N_ARTICLES
-    finally:
-        store.close()
 
 
 def test_apply_refuses_a_destructive_change_until_allowed(copied: Path, stopped: Stopped, tmp_path: Path) -> None:
@@ -311,13 +346,10 @@ def test_apply_refuses_a_destructive_change_until_allowed(copied: Path, stopped:
     run = searchd("apply", config, "--data", copied, "--allow-destructive", cwd=tmp_path)
     assert run.code == 0, run
     assert searchd("plan", config, "--data", copied, cwd=tmp_path).out.endswith("No changes. The applied config matches.\n")
-    store = SqliteStore(copied)
-    try:
+    with open_store(effective_storage(StorageSpec()), copied) as store:
         stored = store.get("Article", ARTICLES[0]["id"])
         assert stored is not None and stored.properties == {k: v for k, v in ARTICLES[0]["properties"].items() if k != "year"}
         assert store.count("Article") == N_ARTICLES
-    finally:
-        store.close()
 
 
 def test_apply_invalid_config_exits_1(copied: Path, stopped: Stopped, tmp_path: Path) -> None:

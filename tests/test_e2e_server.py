@@ -28,7 +28,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.conftest import MULTIMODAL, ROOT, DatabaseFor
+from tests.conftest import MULTIMODAL, ON_BOTH_BACKENDS, ROOT, DatabaseFor
 
 READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
@@ -331,6 +331,7 @@ def list_all_ids(http: httpx.Client, class_name: str, bound: int, logs: Callable
 # -- 1. crash safety ---------------------------------------------------------------
 
 
+@ON_BOTH_BACKENDS
 def test_sigkill_mid_import_loses_no_acknowledged_object(tmp_path: Path, start_server: StartServer) -> None:
     config = write_article_config(tmp_path / "config")
     data = tmp_path / "data"
@@ -403,6 +404,7 @@ def test_sigkill_mid_import_loses_no_acknowledged_object(tmp_path: Path, start_s
 # -- 2. one server per data dir ----------------------------------------------------------
 
 
+@ON_BOTH_BACKENDS
 def test_second_server_on_same_data_dir_is_refused(tmp_path: Path, start_server: StartServer) -> None:
     config = write_article_config(tmp_path / "config")
     data = tmp_path / "data"
@@ -438,7 +440,8 @@ def test_second_server_on_same_data_dir_is_refused(tmp_path: Path, start_server:
 # -- 3. the multimodal example, as the quickstart shows it ----------------------------------
 
 
-def test_serve_with_load_imports_example_and_answers_curl_query(tmp_path: Path, start_server: StartServer) -> None:
+@ON_BOTH_BACKENDS
+def test_serve_with_load_imports_example_and_answers_curl_query(tmp_path: Path, start_server: StartServer, storage_backend: str) -> None:
     example_data = MULTIMODAL / "../../data/multimodal"
     example_data_existed = example_data.exists()
     objects_file = MULTIMODAL / "objects.jsonl"
@@ -475,7 +478,8 @@ def test_serve_with_load_imports_example_and_answers_curl_query(tmp_path: Path, 
         assert listed.status_code == 200 and len(listed.json()["objects"]) == expected, f"{listed.text[:500]}\n{logs()}"
 
     found = sorted(p.name for p in data.iterdir()) if data.exists() else "missing"
-    assert (data / "objects.sqlite3").exists(), f"--data was not used: {found}"
+    assert (data / "LOCK").exists(), f"--data was not used: {found}"
+    assert (data / "objects.sqlite3").exists() == (storage_backend == "sqlite"), f"objects kept in the wrong store: {found}"
     if not example_data_existed:
         assert not example_data.exists(), f"the example's own data dir {example_data.resolve()} was created although --data was given"
 

@@ -302,7 +302,8 @@ CREATED: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory, storage_backend: str) -> Iterator[TestClient]:
+    # Naming storage_backend makes pytest start this server again for each backend (otherwise the first one is kept).
     root: Path = tmp_path_factory.mktemp("filters")
     config = root / "searchd.yaml"
     config.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")

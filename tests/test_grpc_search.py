@@ -13,8 +13,11 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter, GroupBy, HybridFusion, HybridVector, MetadataQuery, Metrics, Move, Sort
 from weaviate.proto.v1 import health_weaviate_pb2
 
+from tests.conftest import BACKENDS
 from tests.grpc_support import article_id, get, graphql, module_fixtures, weaviate
 from tests.test_e2e_server import Server
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 server, client, http = module_fixtures("grpc-search")
 

@@ -10,7 +10,10 @@ import pytest
 from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter
 
+from tests.conftest import BACKENDS
 from tests.grpc_support import get, module_fixtures, weaviate
+
+pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
 server, client, http = module_fixtures("grpc-writes")
 

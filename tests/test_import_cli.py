@@ -22,10 +22,11 @@ from searchd.cli import main
 from searchd.importer import ObjectFile
 from searchd.importer import reader as reader_module
 from searchd.importer.progress import Progress
-from tests.conftest import QUICKSTART, ClientFactory, example_objects, wait_for
+from tests.conftest import ON_BOTH_BACKENDS, QUICKSTART, ClientFactory, example_objects, wait_for
 from tests.test_e2e_server import StartServer, client
 from tests.test_e2e_server import start_server as start_server  # noqa: PLC0414  (re-exported: the fixture, used by name)
 
+# What reads or writes a store runs on both backends (ON_BOTH_BACKENDS); the file readers and argument checks, once.
 OBJECTS = example_objects(QUICKSTART.parent / "objects.jsonl")
 VECTORS_CONFIG = """\
 collections:
@@ -60,6 +61,7 @@ def stored_titles(client_factory: ClientFactory, data: Path) -> dict[str, str]:
     return {o["id"]: o["properties"]["title"] for o in listed}
 
 
+@ON_BOTH_BACKENDS
 def test_a_jsonl_file_is_imported_and_a_second_run_skips_what_is_stored_unchanged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], client_factory: ClientFactory
 ) -> None:
@@ -74,6 +76,7 @@ def test_a_jsonl_file_is_imported_and_a_second_run_skips_what_is_stored_unchange
     assert titles == {o["id"]: o["properties"]["title"] for o in changed}
 
 
+@ON_BOTH_BACKENDS
 def test_a_json_array_reports_each_bad_object_at_its_line_with_its_id_and_writes_the_rejects(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, client_factory: ClientFactory
 ) -> None:
@@ -143,6 +146,7 @@ def test_a_missing_file_is_named_and_nothing_is_opened(tmp_path: Path, capsys: p
     assert not (tmp_path / "data").exists()
 
 
+@ON_BOTH_BACKENDS
 def test_resume_compares_vectors_sent_with_the_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "points.yaml"
     config.write_text(VECTORS_CONFIG, encoding="utf-8")
@@ -260,6 +264,7 @@ def test_the_array_scanner_agrees_with_json_on_any_document(tmp_path: Path, monk
     assert [(r.line, r.payload, r.error) for r in records] == [(line, value, None) for line, value in zip(lines, values)]
 
 
+@ON_BOTH_BACKENDS
 def test_import_through_a_running_server_reports_like_the_offline_import(
     tmp_path: Path, start_server: StartServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from searchd.query.fusion import Leg, LegHit, ScoredLeg, autocut, fused_top, ranked_fusion, relative_score_fusion
-from tests.conftest import ClientFactory, graphql
+from tests.conftest import ON_BOTH_BACKENDS, ClientFactory, graphql
 
+# What starts a server runs on both storage backends (ON_BOTH_BACKENDS); the pure functions and config checks, once.
 STOP = {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with"}
 
 DOCS = [
@@ -101,6 +102,7 @@ def bm25(client: TestClient, args: str) -> list[tuple[str, float]]:
     return [(h["_additional"]["id"], float(h["_additional"]["score"])) for h in body["data"]["Get"]["Doc"]]
 
 
+@ON_BOTH_BACKENDS
 @pytest.mark.parametrize(
     "args,query,props,operator,minimum",
     [
@@ -121,6 +123,7 @@ def test_bm25_scores_equal_the_reference(make_docs: Callable[..., TestClient], a
     assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
 
 
+@ON_BOTH_BACKENDS
 def test_bm25_parameters_and_explain(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs(k1=2.0, b=0.3)
     got = dict(bm25(client, 'bm25: {query: "bread"}'))
@@ -132,6 +135,7 @@ def test_bm25_parameters_and_explain(make_docs: Callable[..., TestClient]) -> No
     assert top["_additional"]["explainScore"] == ", BM25F_bread_frequency:1, BM25F_bread_propLength:2, BM25F_bread_frequency:2, BM25F_bread_propLength:11"
 
 
+@ON_BOTH_BACKENDS
 def test_bm25_follows_writes_and_deletes(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     assert client.delete(f"/v1/objects/Doc/{IDS[0]}").status_code == 204
@@ -141,6 +145,7 @@ def test_bm25_follows_writes_and_deletes(make_docs: Callable[..., TestClient]) -
     assert [i for i, _ in bm25(client, 'bm25: {query: "pumpernickel"}')] == [IDS[1]]
 
 
+@ON_BOTH_BACKENDS
 def test_bm25_errors(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     for args, message in [
@@ -162,6 +167,7 @@ def vector_ranking(query: list[float]) -> list[tuple[str, float]]:
     return sorted(((IDS[i], float(d)) for i, d in enumerate(distances)), key=lambda x: x[1])
 
 
+@ON_BOTH_BACKENDS
 @pytest.mark.parametrize("fusion", ["relativeScoreFusion", "rankedFusion"])
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.75, 1.0])
 @pytest.mark.parametrize("explain", [True, False], ids=["explained", "fast-path"])
@@ -224,6 +230,7 @@ def test_fast_fusion_keeps_a_doc_that_rounds_up_into_the_cut() -> None:
     assert [(id_of[doc], score) for doc, score in fused_top(scored, False, 2, id_of)] == expected
 
 
+@ON_BOTH_BACKENDS
 def test_hybrid_defaults_and_gates(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     query_vector = [0.5, -0.2, 0.1, 0.9]
@@ -240,6 +247,7 @@ def test_hybrid_defaults_and_gates(make_docs: Callable[..., TestClient]) -> None
     assert {h["kind"] for h in filtered["data"]["Get"]["Doc"]} == {"search"}
 
 
+@ON_BOTH_BACKENDS
 def test_hybrid_text_query_vectorized_by_the_module(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     body = graphql(client, '{ Get { Doc(hybrid: {query: "sourdough starter", alpha: 1, targetVectors: ["text"]}, limit: 1) { title } } }')
@@ -253,6 +261,7 @@ def test_autocut_matches_weaviates_algorithm() -> None:
     assert autocut([0.2], 1) == 1
 
 
+@ON_BOTH_BACKENDS
 def test_autocut_group_by_and_move(make_docs: Callable[..., TestClient]) -> None:
     client = make_docs()
     vector = VECTORS[0].tolist()
@@ -282,6 +291,7 @@ def test_autocut_group_by_and_move(make_docs: Callable[..., TestClient]) -> None
     assert "force must be between 0 and 1" in away["errors"][0]["message"]
 
 
+@ON_BOTH_BACKENDS
 def test_hybrid_with_an_image_for_the_vector_leg(multimodal_client: TestClient) -> None:
     """BM25 on the text, nearImage on the vector side: what Weaviate users ask for (weaviate#3110)."""
     import base64

@@ -12,10 +12,13 @@ import yaml
 from starlette.testclient import TestClient
 
 from searchd.config import load_spec
+from searchd.config.spec import StorageSpec
+from searchd.engine import StoredObject, effective_storage, open_store
 from searchd.errors import ConfigError
 from searchd.modules import default_registry
-from tests.conftest import EXAMPLES, ClientFactory, example_objects, graphql
+from tests.conftest import EXAMPLES, ON_BOTH_BACKENDS, ClientFactory, example_objects, graphql
 
+# What starts a server runs on both storage backends (ON_BOTH_BACKENDS); the pure functions and config checks, once.
 LATE = EXAMPLES / "late-interaction"
 
 
@@ -33,6 +36,7 @@ def late(client_factory: ClientFactory) -> TestClient:
     return client
 
 
+@ON_BOTH_BACKENDS
 def test_multivector_search_scores_by_maxsim(late: TestClient) -> None:
     objects = example_objects(LATE / "objects.jsonl")
     query = np.asarray(objects[4]["vectors"]["colbert"][:2])  # "apples and": shares words with two passages
@@ -49,6 +53,7 @@ def test_multivector_search_scores_by_maxsim(late: TestClient) -> None:
     assert np.allclose(top["_additional"]["vectors"]["colbert"], expected[0]["vectors"]["colbert"], atol=1e-5)
 
 
+@ON_BOTH_BACKENDS
 def test_multivector_input_is_checked(late: TestClient) -> None:
     flat = late.post("/v1/objects", json={"class": "Passage", "properties": {}, "vectors": {"colbert": [0.1] * 8}})
     assert flat.status_code == 422 and "multi-vector" in flat.json()["error"][0]["message"]
@@ -61,6 +66,7 @@ def test_multivector_input_is_checked(late: TestClient) -> None:
     assert late.get("/v1/objects?class=Passage").json()["totalResults"] == 6
 
 
+@ON_BOTH_BACKENDS
 def test_single_vector_collection_refuses_a_matrix(multimodal_client: TestClient) -> None:
     body = graphql(multimodal_client, '{ Get { Artwork(nearVector: {vector: [[1, 0, 0, 0]], targetVectors: ["external"]}) { title } } }')
     assert "multi-vector" in body["errors"][0]["message"]
@@ -89,6 +95,7 @@ def search_all(client: TestClient, query: list[float]) -> dict[str, list[str]]:
     return found
 
 
+@ON_BOTH_BACKENDS
 def test_restart_loads_saved_indexes_and_keeps_results(
     write_config: Callable[..., Path], client_factory: ClientFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -111,6 +118,7 @@ def test_restart_loads_saved_indexes_and_keeps_results(
     assert sum("loaded Doc." in m for m in messages) == 3 and not any("rebuilt" in m for m in messages)
 
 
+@ON_BOTH_BACKENDS
 def test_writes_after_the_save_are_replayed_from_the_change_log(
     write_config: Callable[..., Path], client_factory: ClientFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -122,9 +130,7 @@ def test_writes_after_the_save_are_replayed_from_the_change_log(
     client.post("/v1/batch/objects", json={"objects": objects})
     client.__exit__(None, None, None)
     # A write after the save (as when the process is killed later): the saved indexes catch up from the log, not rebuild.
-    from searchd.storage import SqliteStore, StoredObject
-
-    with SqliteStore(data) as store:
+    with open_store(effective_storage(StorageSpec()), data) as store:  # the backend the server used
         store.put_many([StoredObject("Doc", "00000000-0000-4000-8000-999999999999", {"n": -1}, {n: np.ones(16, np.float32) for n in "haf"})])
     caplog.set_level(logging.INFO, logger="searchd.index")
     restarted = client_factory(config, data)
@@ -161,6 +167,7 @@ def test_multivector_index_needs_matrices(write_config: Callable[..., Path]) -> 
     assert "produces one vector per object" in issue.message and issue.path == "collections[0].vectors.v.index.type"
 
 
+@ON_BOTH_BACKENDS
 def test_broad_filter_checks_candidates_instead_of_listing(write_config: Callable[..., Path], client_factory: ClientFactory) -> None:
     """More than 4,096 allowed ids: the allow-list is counted and candidates are checked in SQL."""
     config = write_config(
