@@ -157,7 +157,7 @@ def settled(replica: Replica) -> dict[str, Any]:
     """The replica's status once no rebuild runs and no reload waits; empty before."""
     now = replica.status()
     running = any(r["state"] == "running" for r in now["rebuilds"])
-    waiting = (now["lastReload"] or {}).get("result") == "waiting"
+    waiting = (now["lastReload"] or {}).get("result") == "waiting" or now["replicas"]["waiting"]
     return {} if running or waiting else now
 
 

@@ -138,6 +138,7 @@ class Coordinator:
         return {
             "replica": self.name,
             "leading": self.ledger.leading,
+            "waiting": self.waiting,  # the trigger whose files wait for the lock, if any
             "target": None if target is None else {
                 "revision": target.revision,
                 "by": target.replica,
@@ -197,8 +198,10 @@ class Coordinator:
                 await anyio.to_thread.run_sync(self.ledger.step_down)
                 await self._follow(manager, files)
                 return
-            trigger, self.waiting = self.waiting or "takeover", None
-            await self._lead(manager, files, trigger)
+            try:
+                await self._lead(manager, files, self.waiting or "takeover")
+            finally:
+                self.waiting = None  # only now: status shows the files waiting until their outcome is recorded
             return
         await self._follow(manager, files)
 
