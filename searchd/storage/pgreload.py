@@ -119,9 +119,13 @@ class ReloadLedger:
             return True
 
     def step_down(self) -> None:
-        """Let another replica lead (closing the session releases the lock)."""
+        """Let another replica lead: unlocked at once (a closed session's lock goes only once its backend has exited)."""
         with self._guard:
             if self._leader is not None:
+                try:
+                    self._leader.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
+                except psycopg.Error as exc:  # the session is gone already, and its lock with it
+                    log.debug("unlocking the reload leader lock: %s", exc)
                 self._leader.close()
                 self._leader = None
 
