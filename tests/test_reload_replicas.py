@@ -25,8 +25,11 @@ import numpy as np
 import psycopg
 import pytest
 
+from searchd.config.spec import Spec
 from searchd.reload.leader import decide, drift
-from searchd.storage.pgreload import Ledger, Target
+from searchd.storage.applied import new_applied
+from searchd.storage.pgreload import LEADER_LOCK, Ledger, ReloadLedger, Target
+from searchd.storage.postgres import PostgresStore
 from tests import pgcluster
 from tests.conftest import ClientFactory, wait_for
 from tests.fakes import FakeJina, serving
@@ -431,3 +434,34 @@ def test_drift_on_sqlite_shows_a_config_that_does_not_serve(client_factory: Clie
     assert http.post("/v1/config/reload").json()["result"] == "unchanged"
     assert http.get("/v1/config/status").json()["drift"] == drift(shown["appliedRevision"], shown["appliedRevision"], None, [])
     assert "searchd_config_drift 0.0" in http.get("/metrics").text
+
+
+def test_the_leader_lock_is_one_replicas_at_a_time_and_ends_with_its_session(database: str) -> None:
+    with PostgresStore(database, None) as store:  # the tables the ledger reads beside its own
+        store.save_applied(Spec())
+    first, second = ReloadLedger(database), ReloadLedger(database)
+    try:
+        assert first.try_lead() and first.try_lead()  # taken, and still this replica's
+        assert not second.try_lead()
+        first.step_down()
+        assert second.try_lead() and not first.try_lead()
+        # The holder's session ends (a SIGKILL, a dropped connection): the lock goes with it, and the holder notices.
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", (LEADER_LOCK,))
+        assert not second.still_leading() and not second.held
+        assert wait_for(first.try_lead, "the lock to be free once its session ended", WAIT_S)
+
+        first.begin(new_applied(Spec()), b"{}", [("Doc", "text")], "host:1")
+        seen = second.read()
+        assert seen.target is not None and seen.target.finished is None and seen.target.revectorize == (("Doc", "text"),)
+        assert seen.history == {seen.target.revision} and seen.applied_revision == store_revision(database)
+        first.finish(seen.target.revision)
+        done = second.read().target
+        assert done is not None and done.finished is not None
+    finally:
+        first.close()
+        second.close()
+
+
+def store_revision(url: str) -> str:
+    return str(applied_document(url)["revision"])

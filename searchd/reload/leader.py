@@ -173,6 +173,11 @@ class Coordinator:
     async def tick(self, manager: ConfigManager) -> None:
         """Poll: finish a completed lead, follow what serves, and take the lock when a target is orphaned or files wait."""
         self.seen = await anyio.to_thread.run_sync(self.ledger.read)
+        if self.ledger.held and not await anyio.to_thread.run_sync(self.ledger.still_leading):
+            # The lock's connection dropped, and the lock with it: another replica may lead now, so this one must not promote.
+            log.error("lost the reload leader lock (its database connection dropped): stopping this replica's rebuilds; another replica resumes them")
+            await manager.stop_rebuilds()
+            return
         if self.ledger.leading:
             if not manager.busy():
                 target = self.seen.target

@@ -148,7 +148,9 @@ class ConfigManager:
         # Replicas on one database coordinate reloads (searchd.reload.leader); None on SQLite.
         self.coordinator = Coordinator(engine.store.reload_ledger()) if isinstance(engine.store, Shared) else None
         self._follower: asyncio.Task[None] | None = None
-        self.files_spec: Spec | None = None  # the config files as last loaded (None: never loaded, or invalid)
+        # The config files as last loaded valid (their secrets serve a spec read from the database), and whether they still are.
+        self.files_spec: Spec | None = None
+        self.files_valid = False
         self.files_problem: str | None = None  # why the files' revision does not serve, when it does not
 
     # -- the manager's own loop ----------------------------------------------------
@@ -269,9 +271,9 @@ class ConfigManager:
 
     def drift(self) -> dict[str, Any]:
         """Whether the config files hold the applied revision (with replicas: the one they all converge to)."""
-        files = revision(self.files_spec) if self.files_spec is not None else None
+        files = revision(self.files_spec) if self.files_spec is not None and self.files_valid else None
         if self.coordinator is not None:
-            problem = self.files_problem or (self.coordinator.superseded_problem(self.files_spec) if self.files_spec is not None else None)
+            problem = self.files_problem or (self.coordinator.superseded_problem(self.files_spec) if files is not None and self.files_spec else None)
             return drift(files, self.coordinator.applied_revision, problem, self.coordinator.secrets)
         return drift(files, revision(self.target) if self.target is not None else None, self.files_problem, [])
 
@@ -320,13 +322,13 @@ class ConfigManager:
             except Exception as exc:  # a loader bug: still shown in status, and the last good config serves
                 log.exception("loading %s failed unexpectedly", self.config_path)
                 return self._invalid(trigger, [f"{self.config_path}:1:1: <root>: the config could not be loaded ({type(exc).__name__}: {exc})"])
-            self.files_spec, self.files_problem = spec, None
+            self.files_spec, self.files_valid, self.files_problem = spec, True, None
             if self.coordinator is not None:
                 return await self.coordinator.files_changed(self, spec, trigger)
             return await self.apply(spec, trigger)
 
     def _invalid(self, trigger: str, errors: list[str]) -> dict[str, Any]:
-        self.files_spec, self.files_problem = None, errors[0] if errors else None
+        self.files_valid, self.files_problem = False, errors[0] if errors else None
         return self._record(trigger, "invalid", errors=errors)
 
     def plan(self, spec: Spec) -> Plan:
@@ -387,6 +389,10 @@ class ConfigManager:
 
     def follows(self, applied_revision: str) -> bool:
         return self.applied is not None and self.applied.revision == applied_revision
+
+    async def stop_rebuilds(self) -> None:
+        """Cancel every running rebuild (a leader that lost its lock: another replica resumes them)."""
+        await self._cancel_rebuilds(set())
 
     def busy(self) -> bool:
         """Whether a rebuild runs, or one of the target's failed or stopped (its leader keeps the lock until a reload)."""

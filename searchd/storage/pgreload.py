@@ -98,6 +98,11 @@ class ReloadLedger:
     # -- leading ---------------------------------------------------------------------
 
     @property
+    def held(self) -> bool:
+        """Whether this replica took the lock and has not let go (its session may have died since: ``still_leading``)."""
+        return self._leader is not None
+
+    @property
     def leading(self) -> bool:
         return self._leader is not None and not self._leader.closed and not self._leader.broken
 
@@ -118,6 +123,19 @@ class ReloadLedger:
             self._leader = db
             return True
 
+    def still_leading(self) -> bool:
+        """Whether the lock's session is alive (a query on it: a dropped connection shows only when used)."""
+        with self._guard:
+            if self._leader is None:
+                return False
+            try:
+                self._leader.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                self._leader.close()
+                self._leader = None
+                return False
+
     def step_down(self) -> None:
         """Let another replica lead: unlocked at once (a closed session's lock goes only once its backend has exited)."""
         with self._guard:
@@ -132,7 +150,6 @@ class ReloadLedger:
     def _leader_session(self) -> psycopg.Connection[Any]:
         if self._leader is None or self._leader.closed or self._leader.broken:
             # The session that held the lock is gone, and with it the lock: another replica may lead by now.
-            self._leader = None
             raise StorageError(
                 f"lost the reload leader lock on {self._where} (the connection closed)",
                 "the change is not recorded; another replica resumes the reload, or reload this one again",
