@@ -130,8 +130,17 @@ class Coordinator:
         self.waiting: str | None = None  # a trigger whose files wait for the leader lock
         self.secrets: list[str] = []  # what ``merged`` could not match, last time it served a stored spec
 
-    def close(self) -> None:
-        self.ledger.close()
+    def close(self, done: bool) -> None:
+        """Let go of the ledger; ``done``: nothing of this replica's is left to rebuild, so a target it leads is finished
+        (``searchd apply`` stops right after its rebuilds: no poll would mark it)."""
+        try:
+            target = self.ledger.read().target if done and self.ledger.leading else None
+            if target is not None and target.finished is None:
+                self.ledger.finish(target.revision)
+        except SearchdError as exc:  # another replica takes the unfinished target over, and finds nothing left to do
+            log.warning("could not mark the reload finished while stopping: %s", exc)
+        finally:
+            self.ledger.close()
 
     def status(self) -> dict[str, Any]:
         target = self.seen.target

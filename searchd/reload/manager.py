@@ -204,7 +204,7 @@ class ConfigManager:
         self._thread.join(timeout=30)
         self._loop = None
         if self.coordinator is not None:
-            self.coordinator.close()  # the leader lock, if held, goes with its session
+            self.coordinator.close(done=not self.busy())  # the leader lock, if held, goes with its session
 
     async def _watch(self) -> None:
         """Reload when what the config files hold changes.
@@ -279,8 +279,10 @@ class ConfigManager:
 
     def record_outcome(self, trigger: str, result: str, problem: str | None = None) -> dict[str, Any]:
         """A reload that did not apply this replica's files (another replica leads, or they were superseded), and why."""
-        self.files_problem = problem
-        return self._record(trigger, result, errors=[problem] if result == "waiting" and problem else None)
+        self.files_problem = problem  # shown in the drift report: coordination, not an error
+        if problem:
+            log.info("config reload (%s): %s", trigger, problem)
+        return self._record(trigger, result)
 
     def _record(self, trigger: str, result: str, plan: Plan | None = None, errors: list[str] | None = None) -> dict[str, Any]:
         self.last = {
