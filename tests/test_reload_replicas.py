@@ -28,7 +28,8 @@ import pytest
 from searchd.config.spec import Spec
 from searchd.reload.leader import decide, drift
 from searchd.storage.applied import new_applied
-from searchd.storage.pgreload import LEADER_LOCK, Ledger, ReloadLedger, Target
+from searchd.storage.ledger import Ledger, Target
+from searchd.storage.pgreload import LEADER_LOCK, ReloadLedger
 from searchd.storage.postgres import PostgresStore
 from tests import pgcluster
 from tests.conftest import ClientFactory, wait_for

@@ -36,17 +36,20 @@ from searchd.config.revision import redacted, revision
 from searchd.config.spec import Spec
 from searchd.errors import SearchdError
 from searchd.storage.applied import Applied, applied_document, new_applied
-from searchd.storage.pgreload import Ledger, ReloadLedger
+from searchd.storage.ledger import Ledger
 
 if TYPE_CHECKING:
     from searchd.reload.manager import ConfigManager
+    from searchd.storage.pgreload import ReloadLedger  # psycopg: loaded only where a PostgreSQL store is chosen
 
 log = logging.getLogger("searchd.reload")
 
 POLL_S = 1.0  # how often a replica reads the ledger when no announcement arrives
-# Triggers that are an explicit act on this replica: they apply its files even when their revision was superseded.
+# Triggers that are no explicit act on this replica's files: they never apply files of a superseded revision.
+# Every other trigger (its files changing while it runs, SIGHUP, POST /v1/config/reload) does.
 START = "start"
-FOLLOW = "follow"
+TAKEOVER = "takeover"  # a poll found the target unfinished and its leader gone
+FOLLOW = "follow"  # what a follower records when it serves what the leader applied
 
 
 @runtime_checkable
@@ -213,7 +216,7 @@ class Coordinator:
                 await self._follow(manager, files)
                 return
             try:
-                await self._lead(manager, files, self.waiting or "takeover")
+                await self._lead(manager, files, self.waiting or TAKEOVER)
             finally:
                 self.waiting = None  # only now: status shows the files waiting until their outcome is recorded
             return
@@ -228,7 +231,7 @@ class Coordinator:
             await self._follow(manager, files)  # first serve what the last leader applied (it refreshes the tables)
             await anyio.to_thread.run_sync(self._shared(manager).refresh_tables)
             await manager.reread_applied()
-            if decide(revision(files), trigger not in (START, "takeover"), self.seen) == "files":
+            if decide(revision(files), trigger not in (START, TAKEOVER), self.seen) == "files":
                 self.secrets, manager.files_problem = [], None
                 outcome = await manager.apply(files, trigger, lead=self)
             else:

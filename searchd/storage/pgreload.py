@@ -22,13 +22,13 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from searchd.errors import StorageError
-from searchd.storage.applied import Applied, read_applied
+from searchd.storage.applied import Applied
+from searchd.storage.ledger import Ledger, Target
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.postgres import WRITE_LOCK
 
@@ -42,30 +42,6 @@ CREATE TABLE IF NOT EXISTS searchd_reload (
     one int PRIMARY KEY CHECK (one = 1), revision text NOT NULL, document bytea NOT NULL, revectorize jsonb NOT NULL,
     replica text NOT NULL, started float8 NOT NULL, finished float8);
 """
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the replicas converge to: a spec some leader made the target, finished or still being applied."""
-
-    revision: str
-    document: bytes  # the redacted spec, as ``searchd_applied`` holds one
-    revectorize: tuple[tuple[str, str], ...]
-    replica: str  # who made it the target (host:pid)
-    started: float
-    finished: float | None
-
-    def applied(self, where: str) -> Applied:
-        return read_applied(where, self.document)
-
-
-@dataclass(frozen=True)
-class Ledger:
-    """One read of the ledger: the target (None before any replica led), the revisions ever targeted, the spec serving."""
-
-    target: Target | None
-    history: frozenset[str]
-    applied_revision: str | None
 
 
 class ReloadLedger:
