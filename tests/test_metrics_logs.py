@@ -85,6 +85,7 @@ def test_metrics_are_prometheus_text_with_every_family(served: TestClient) -> No
         "searchd_embedding_cache_lookups": "counter",
         "searchd_embedding_cache_entries": "gauge",
         "searchd_rebuild_remaining_objects": "gauge",
+        "searchd_config_drift": "gauge",
     }
     for family in scrape.families.values():
         assert family.documentation, family.name

@@ -39,6 +39,7 @@ from searchd.errors import ConfigError, SearchdError
 from searchd.index.persist import index_dir
 from searchd.modules.base import ModuleRuntime
 from searchd.modules.registry import default_registry
+from searchd.reload.leader import FOLLOW, POLL_S, Coordinator, Shared, drift
 from searchd.reload.plan import Plan, classify
 from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
 from searchd.serving import RETIRED_GRACE_S, staging_name
@@ -144,6 +145,13 @@ class ConfigManager:
         self._watcher: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._loaded: str | None = None  # config_digest of the files the last reload read
+        # Replicas on one database coordinate reloads (searchd.reload.leader); None on SQLite.
+        self.coordinator = Coordinator(engine.store.reload_ledger()) if isinstance(engine.store, Shared) else None
+        self._follower: asyncio.Task[None] | None = None
+        # The config files as last loaded valid (their secrets serve a spec read from the database), and whether they still are.
+        self.files_spec: Spec | None = None
+        self.files_valid = False
+        self.files_problem: str | None = None  # why the files' revision does not serve, when it does not
 
     # -- the manager's own loop ----------------------------------------------------
 
@@ -156,6 +164,8 @@ class ConfigManager:
             self._lock = asyncio.Lock()
             if watch:
                 self._watcher = loop.create_task(self._watch())
+            if self.coordinator is not None:
+                self._follower = loop.create_task(self._follow_replicas())
             loop.call_soon(ready.set)
             loop.run_forever()
             loop.run_until_complete(self.runtime.pool.aclose())
@@ -184,7 +194,7 @@ class ConfigManager:
             return
 
         async def stop() -> None:
-            for task in [*self._tasks.values(), *([self._watcher] if self._watcher else [])]:
+            for task in [*self._tasks.values(), *(t for t in (self._watcher, self._follower) if t is not None)]:
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
@@ -193,6 +203,8 @@ class ConfigManager:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop = None
+        if self.coordinator is not None:
+            self.coordinator.close(done=not self.busy())  # the leader lock, if held, goes with its session
 
     async def _watch(self) -> None:
         """Reload when what the config files hold changes.
@@ -215,6 +227,18 @@ class ConfigManager:
             except Exception:  # a reload records its own failures; never let the watcher die
                 log.exception("reload after a file change failed")
 
+    async def _follow_replicas(self) -> None:
+        """Follow the other replicas: on each announcement (or every POLL_S), read the ledger and act on it."""
+        assert self.coordinator is not None
+        while not self._stop.is_set():
+            await anyio.to_thread.run_sync(self.coordinator.ledger.wait, POLL_S, abandon_on_cancel=True)
+            try:
+                assert self._lock is not None
+                async with self._lock:
+                    await self.coordinator.tick(self)
+            except Exception:  # a database hiccup: the next poll tries again; never let the follower die
+                log.exception("following the other replicas failed")
+
     async def _settled_digest(self) -> str:
         """The config's digest once two reads ``SETTLE_S`` apart agree (at most ``SETTLE_READS`` reads).
 
@@ -233,13 +257,32 @@ class ConfigManager:
     # -- status ------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {
+        body = {
             "configPath": str(self.config_path),
             "revision": self.applied.revision if self.applied else None,
             "appliedAt": self.applied.applied_at if self.applied else None,
             "lastReload": self.last,
             "rebuilds": [p.as_dict() for p in list(self.rebuilds.values())],  # a copy: the manager's thread adds to it
+            "drift": self.drift(),
         }
+        if self.coordinator is not None:
+            body["replicas"] = self.coordinator.status()
+        return body
+
+    def drift(self) -> dict[str, Any]:
+        """Whether the config files hold the applied revision (with replicas: the one they all converge to)."""
+        files = revision(self.files_spec) if self.files_spec is not None and self.files_valid else None
+        if self.coordinator is not None:
+            problem = self.files_problem or (self.coordinator.superseded_problem(self.files_spec) if files is not None and self.files_spec else None)
+            return drift(files, self.coordinator.applied_revision, problem, self.coordinator.secrets)
+        return drift(files, revision(self.target) if self.target is not None else None, self.files_problem, [])
+
+    def record_outcome(self, trigger: str, result: str, problem: str | None = None) -> dict[str, Any]:
+        """A reload that did not apply this replica's files (another replica leads, or they were superseded), and why."""
+        self.files_problem = problem  # shown in the drift report: coordination, not an error
+        if problem:
+            log.info("config reload (%s): %s", trigger, problem)
+        return self._record(trigger, result)
 
     def _record(self, trigger: str, result: str, plan: Plan | None = None, errors: list[str] | None = None) -> dict[str, Any]:
         self.last = {
@@ -275,19 +318,27 @@ class ConfigManager:
             try:
                 spec = await anyio.to_thread.run_sync(load_spec, self.config_path, default_registry(), self.runtime.environ)
             except ConfigError as exc:
-                return self._record(trigger, "invalid", errors=[i.render() for i in exc.issues])
+                return self._invalid(trigger, [i.render() for i in exc.issues])
             except SearchdError as exc:
-                return self._record(trigger, "invalid", errors=[str(exc)])
+                return self._invalid(trigger, [str(exc)])
             except Exception as exc:  # a loader bug: still shown in status, and the last good config serves
                 log.exception("loading %s failed unexpectedly", self.config_path)
-                return self._record(trigger, "invalid", errors=[f"{self.config_path}:1:1: <root>: the config could not be loaded ({type(exc).__name__}: {exc})"])
+                return self._invalid(trigger, [f"{self.config_path}:1:1: <root>: the config could not be loaded ({type(exc).__name__}: {exc})"])
+            self.files_spec, self.files_valid, self.files_problem = spec, True, None
+            if self.coordinator is not None:
+                return await self.coordinator.files_changed(self, spec, trigger)
             return await self.apply(spec, trigger)
+
+    def _invalid(self, trigger: str, errors: list[str]) -> dict[str, Any]:
+        self.files_valid, self.files_problem = False, errors[0] if errors else None
+        return self._record(trigger, "invalid", errors=errors)
 
     def plan(self, spec: Spec) -> Plan:
         # Counts are only taken to word what a destructive change would drop.
         return classify(self.applied.spec if self.applied else None, redacted(spec), self.engine.store.count, self.engine.store.property_count)
 
-    async def apply(self, spec: Spec, trigger: str) -> dict[str, Any]:
+    async def apply(self, spec: Spec, trigger: str, lead: Coordinator | None = None) -> dict[str, Any]:
+        """Plan ``spec`` against the applied spec and apply it; ``lead``: as the replicas' leader, recording it as their target."""
         if self.target is not None and revision(spec) == revision(self.target) and not self._stalled():
             # What is being applied already is: running rebuilds go on (a failed or stopped one is retried below).
             self.target = spec
@@ -295,6 +346,7 @@ class ConfigManager:
         plan = await anyio.to_thread.run_sync(self.plan, spec)
         allowed = spec.server.reload.allow_destructive or self.allow_destructive_once
         if plan.refused(allowed):
+            self.files_problem = "it was refused: it would drop stored data (see lastReload.errors)"
             return self._record(trigger, "refused", plan, [plan.refusal_message()])
         if plan.empty and self.target is not None and not self._tasks_to_restart(plan):
             self.target = spec
@@ -307,7 +359,10 @@ class ConfigManager:
             self._prepare_catalog(final)  # served once its rebuilds are done: refused now, not then
             self._prepare_catalog(catalog)
         except SearchdError as exc:
+            self.files_problem = str(exc)
             return self._record(trigger, "invalid", plan, [str(exc)])
+        if lead is not None:  # before anything changes: a leader that dies from here on is resumed by another replica
+            await anyio.to_thread.run_sync(lead.begin, spec, list(plan.revectorize))
         keep = {key for key in self._tasks if self._unaffected(key, spec, plan)}
         failed = self._any_failed()
         cancelled = await self._cancel_rebuilds(keep)
@@ -317,11 +372,54 @@ class ConfigManager:
         first = self.served is None
         self.target, self.served = spec, served
         self.applied = await anyio.to_thread.run_sync(self.engine.store.save_applied, served)  # a file fsync, or a database round trip
+        self._announce()
         if first or cancelled or failed:  # staged vectors a crash or a stopped re-vectorization left (a full scan: not on every reload)
             await anyio.to_thread.run_sync(self.engine.store.drop_staging_except, self._staging_names(final, plan))
         self._start_rebuilds(final, plan, keep)
         self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
         return self._record(trigger, "applied", plan)
+
+    # -- replicas (searchd.reload.leader drives these, under the manager's lock) ------------------------
+
+    def _announce(self) -> None:
+        if self.coordinator is not None and self.applied is not None:
+            self.coordinator.ledger.announce(self.applied.revision)
+
+    async def reread_applied(self) -> None:
+        """Plan against what the database holds now (another replica may have applied since)."""
+        self.applied = await anyio.to_thread.run_sync(self.engine.store.load_applied)
+
+    def follows(self, applied_revision: str) -> bool:
+        return self.applied is not None and self.applied.revision == applied_revision
+
+    async def stop_rebuilds(self) -> None:
+        """Cancel every running rebuild (a leader that lost its lock: another replica resumes them)."""
+        await self._cancel_rebuilds(set())
+
+    def busy(self) -> bool:
+        """Whether a rebuild runs, or one of the target's failed or stopped (its leader keeps the lock until a reload)."""
+        return bool(self._tasks) or (self.target is not None and self.served is not None and self._stalled())
+
+    async def follow(self, spec: Spec, applied: Applied) -> dict[str, Any]:
+        """Serve what the leader applied: in-place changes at once, changed vectors re-indexed from the stored ones.
+
+        Nothing is planned, refused or written: the leader did that.  ``spec`` is the stored spec with this replica's secrets.
+        """
+        plan = classify(redacted(self.served) if self.served is not None else None, redacted(spec))
+        final = compile_catalog(spec, default_registry(), self.runtime)
+        served = served_spec(spec, self.served, {*plan.revectorize, *plan.reindex})
+        catalog = compile_catalog(served, default_registry(), self.runtime)
+        self._prepare_catalog(final)
+        self._prepare_catalog(catalog)
+        keep = {key for key in self._tasks if self._unaffected(key, spec, plan)}
+        await self._cancel_rebuilds(keep)
+        if plan.destructive:
+            await anyio.to_thread.run_sync(self._drop, self.served, spec, False)
+        await anyio.to_thread.run_sync(self.engine.swap, catalog)
+        self.target, self.served, self.applied = spec, served, applied
+        self._start_rebuilds(final, plan, keep, embed=False)
+        self.rebuilds = {k: p for k, p in self.rebuilds.items() if p.state == "running"}
+        return self._record(FOLLOW, "followed", plan)
 
     @staticmethod
     def _rebuild_inputs(spec: Spec, key: Key) -> Any:
@@ -355,30 +453,33 @@ class ConfigManager:
     def _staging_names(self, final: Catalog, plan: Plan) -> list[tuple[str, str]]:
         return [(c, staging_name(v, staging_stamp(final.collections[c].vectors[v]))) for c, v in plan.revectorize]
 
-    def _drop(self, old: Spec | None, new: Spec) -> None:
-        """Execute allowed destructive changes: drop what the new spec no longer declares."""
+    def _drop(self, old: Spec | None, new: Spec, stored: bool = True) -> None:
+        """Execute allowed destructive changes: drop what the new spec no longer declares (``stored``: in the store too;
+        a follower only drops its own indexes, the leader dropped the data)."""
         if old is None:
             return
         store, data_dir = self.engine.store, self.engine.data_dir
         for collection in old.collections:
             wanted = new.find_collection(collection.name)
             if wanted is None:
-                log.warning("dropping collection %s and its %d objects (allowed destructive change)", collection.name, store.count(collection.name))
-                store.drop_collection(collection.name)
+                if stored:
+                    log.warning("dropping collection %s and its %d objects (allowed destructive change)", collection.name, store.count(collection.name))
+                    store.drop_collection(collection.name)
                 self.engine.drop(collection.name)
                 shutil.rmtree(data_dir / "indexes" / collection.name, ignore_errors=True)
                 continue
             for prop in collection.properties:
                 kept = wanted.find_property(prop.name)
-                if kept is None or kept.type is not prop.type:
+                if stored and (kept is None or kept.type is not prop.type):
                     log.warning("dropping the values of %s.%s (allowed destructive change)", collection.name, prop.name)
                     store.drop_property(collection.name, prop.name)
             for vector in collection.vectors:
                 kept_vector = wanted.find_vector(vector.name)
                 # A brought vector whose settings change cannot be re-embedded: it is dropped.
                 if kept_vector is None or (kept_vector.vectorizer.brings_own_vectors and kept_vector.vectorizer != vector.vectorizer):
-                    log.warning("dropping the vectors of %s.%s (allowed destructive change)", collection.name, vector.name)
-                    store.drop_vectors(collection.name, vector.name)
+                    if stored:
+                        log.warning("dropping the vectors of %s.%s (allowed destructive change)", collection.name, vector.name)
+                        store.drop_vectors(collection.name, vector.name)
                     self.engine.drop(collection.name, vector.name)
                     shutil.rmtree(index_dir(data_dir, collection.name, vector.name), ignore_errors=True)
 
@@ -395,13 +496,14 @@ class ConfigManager:
                 self.rebuilds[key].state = "restarting"
         return bool(cancelled)
 
-    def _start_rebuilds(self, final: Catalog, plan: Plan, running: set[Key]) -> None:
+    def _start_rebuilds(self, final: Catalog, plan: Plan, running: set[Key], embed: bool = True) -> None:
+        """``embed``: False for a follower, whose changed vectors the leader embedded: they are re-indexed from the store."""
         for key in dict.fromkeys([*plan.revectorize, *plan.reindex]):
             if key in running:
                 continue
             collection, name = key
             target = final.collections[collection].vectors[name]
-            reembed = key in plan.revectorize and target.vectorizer is not None
+            reembed = embed and key in plan.revectorize and target.vectorizer is not None
             progress = Progress(collection, name, "re-vectorize" if reembed else "reindex", self.engine.store.count(collection))
             shadow = vector_shadow(collection, target, reembed)
             assert self._lock is not None
@@ -447,7 +549,10 @@ class ConfigManager:
         self._prepare_catalog(catalog)
         self.engine.open_indexes(catalog)
         self.engine.holder.swap(catalog)
+        if self.coordinator is not None and not self.coordinator.ledger.leading:
+            return  # a follower re-indexed what the leader promoted: the leader records it
         try:
             self.applied = self.engine.store.save_applied(self.served)
+            self._announce()
         except (OSError, SearchdError) as exc:  # the swap stands; the next start plans against the older applied spec and redoes this rebuild
             log.error("could not record the applied config after the rebuild of %s.%s (%s)", *key, exc)

@@ -32,6 +32,7 @@ from searchd.modules.provider import HttpPool
 from searchd.modules.registry import default_registry
 from searchd.query.served import ServedGraphQL
 from searchd.reload.applied import plan_against_applied
+from searchd.reload.leader import starting_point
 from searchd.reload.manager import ConfigManager, served_spec
 from searchd.server.auth import Authentication
 from searchd.server.console import CONSOLE_ROUTES
@@ -120,9 +121,10 @@ def begin_services(config_path: str | Path, data_dir: str | Path | None = None, 
     graphql = ServedGraphQL()
     try:
         applied, plan = plan_against_applied(store.load_applied(), spec, store.count, store.property_count)
-        if plan.refused(spec.server.reload.allow_destructive or allow_destructive):
+        shared, superseded = starting_point(store, spec, applied)  # replicas start on what the database serves
+        if not superseded and plan.refused(spec.server.reload.allow_destructive or allow_destructive):
             raise ConfigRefused(plan.refusal_message(), f"or restore the config applied last (revision {applied.revision if applied else '?'})")
-        served = served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})
+        served = shared or served_spec(spec, applied.spec if applied else None, {*plan.revectorize, *plan.reindex})
         catalog = compile_catalog(served, registry, runtime)
         graphql.prepare(catalog)
     except BaseException:

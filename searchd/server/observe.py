@@ -81,7 +81,9 @@ class DataCollector(Collector):
         for progress in list(services.config.rebuilds.values()):  # a copy: the config manager's thread adds to it
             if progress.state == "running":
                 rebuild.add_metric([progress.collection, progress.target, progress.kind], max(0, progress.total - progress.done))
-        yield from (objects, vectors, cache, entries, rebuild)
+        drift = GaugeMetricFamily("searchd_config_drift", "1 when this replica's config files do not hold the applied revision (see GET /v1/config/status)")
+        drift.add_metric([], 1 if services.config.drift()["drift"] else 0)
+        yield from (objects, vectors, cache, entries, rebuild, drift)
 
 
 def query_kind(document: DocumentNode) -> str:

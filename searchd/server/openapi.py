@@ -133,7 +133,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/openapi.json": {"get": _op("This description", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},
     "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
     "/v1/config/status": {"get": _op("Applied revision, last reload, running rebuilds", {"200": _json({"type": "object"}, "status")})},
-    "/v1/config/reload": {"post": _op("Apply the config files as they are now", {"200": _json({"type": "object"}, "applied or unchanged")}, 409, 422)},
+    "/v1/config/reload": {"post": _op("Apply the config files as they are now", {"200": _json({"type": "object"}, "applied or unchanged"), "202": _json({"type": "object"}, "waiting: another replica leads a reload; these files are applied after it")}, 409, 422)},
     "/v1/schema": {
         "get": _op("Every collection, as Weaviate classes", {"200": _json({"type": "object"}, "schema")}),
         "post": _read_only("Refused: the schema is the YAML config"),

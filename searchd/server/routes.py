@@ -115,9 +115,10 @@ async def config_status(request: Request) -> Response:
 
 
 async def config_reload(request: Request) -> Response:
-    """Apply the config files as they are now; 200 when applied or unchanged, 422 invalid, 409 refused."""
+    """Apply the config files as they are now; 200 when applied or unchanged, 422 invalid, 409 refused,
+    202 waiting (another replica leads a reload: these files are applied after it)."""
     outcome = await asyncio.wrap_future(_services(request).config.submit("POST /v1/config/reload"))
-    status = {"invalid": 422, "refused": 409}.get(outcome["result"], 200)
+    status = {"invalid": 422, "refused": 409, "waiting": 202}.get(outcome["result"], 200)
     body = {**outcome, **({"error": [{"message": m} for m in outcome["errors"]]} if outcome["errors"] else {})}
     return JSONResponse(body, status_code=status)
 

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
@@ -45,6 +45,9 @@ from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import blob, matrix_of, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
 from searchd.where import Filter, SortKey
+
+if TYPE_CHECKING:
+    from searchd.storage.pgreload import ReloadLedger
 
 log = logging.getLogger("searchd.storage")
 
@@ -381,6 +384,17 @@ class PostgresStore(SqlStore):
         with self._read() as db:
             row = db.execute("SELECT document FROM searchd_applied WHERE one = 1").fetchone()
         return None if row is None else read_applied(f"in {self._where} (table searchd_applied)", bytes(row[0]))
+
+    def refresh_tables(self) -> None:
+        """Read the table registry again: another replica may have created, promoted or dropped tables since."""
+        with self._guard() as db:
+            self._reload_tags(db)
+
+    def reload_ledger(self) -> ReloadLedger:
+        """Where replicas sharing this database coordinate reloads (``searchd.storage.pgreload``)."""
+        from searchd.storage.pgreload import ReloadLedger  # it imports this module (the write lock's key)
+
+        return ReloadLedger(self._url)
 
     def save_applied(self, spec: Spec) -> Applied:
         applied = new_applied(spec)

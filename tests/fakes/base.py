@@ -91,6 +91,8 @@ class FakeProvider:
         self._in_flight = 0
         self._in_flight_max = 0
         self._hold: tuple[int, float] | None = None  # (requests, seconds): see hold()
+        self._open = threading.Event()  # cleared by pause(): requests wait until resume()
+        self._open.set()
         routes = [Route(path, self._endpoint(handler), methods=["POST"]) for path, handler in self.routes().items()]
         # Catch-all so that requests to a wrong path or with a wrong method are recorded too.
         routes.append(Route("/{path:path}", self._endpoint(self._not_found), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
@@ -147,6 +149,16 @@ class FakeProvider:
         with self._lock:
             self._hold = (count, timeout)
 
+    def pause(self) -> None:
+        """Hold every request that arrives from now on, unanswered, until ``resume()`` (a provider that stopped answering).
+
+        Makes "a re-vectorization is half-way" last as long as a test needs (then it kills the server, say).
+        """
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until no request is being handled (one a previous test gave up on may still be sleeping)."""
         with self._idle:
@@ -159,6 +171,7 @@ class FakeProvider:
             self._faults.clear()
             self._in_flight_max = self._in_flight
             self._hold = None
+        self._open.set()
         self.api_keys = set(self._default_api_keys)
         self.latency = self._default_latency
 
@@ -184,6 +197,8 @@ class FakeProvider:
                 self._in_flight_max = max(self._in_flight_max, self._in_flight)
                 hold = self._hold
             try:
+                while not self._open.is_set():
+                    await asyncio.sleep(0.005)
                 if hold is not None:
                     await self._barrier(*hold)
                 if self.latency > 0 and await _sleep_unless_disconnected(request, self.latency):
