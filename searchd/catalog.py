@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from searchd.config.spec import CollectionSpec, IndexType, NamedVectorSpec, PropertyType, Spec
+from searchd.config.spec import CollectionSpec, NamedVectorSpec, PropertyType, Spec
 from searchd.errors import NotFound
 from searchd.modules.base import ModuleInfo, ModuleRuntime, Vectorizer
 from searchd.modules.registry import ModuleRegistry
@@ -32,7 +32,7 @@ class CompiledVector:
     @property
     def is_multi(self) -> bool:
         """Late interaction: each object carries a matrix (one row per token) of `dimensions` columns."""
-        return self.spec.index.kind is IndexType.MULTIVECTOR
+        return self.spec.index.matrices
 
     def same_embedding(self, other: CompiledVector) -> bool:
         """Whether vectors made for one are vectors of the other (a provider URL does not change them)."""

@@ -22,11 +22,11 @@ import numpy as np
 
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.checkpoints import CHECKPOINT_CHANGES, Checkpoints, release_free_memory
-from searchd.config.spec import IndexSpec
+from searchd.config.spec import IndexSpec, IndexType
 from searchd.drafts import Draft, draft_object, stored_unchanged, supplied_vectors
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
 from searchd.index import Hit, VectorIndex
-from searchd.index.base import AllowList
+from searchd.index.base import AllowList, build_index
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import (
     index_dir,
@@ -37,6 +37,7 @@ from searchd.index.persist import (
     save_index,
     vector_fingerprint,
 )
+from searchd.index.pgvector import PgVectorIndex
 from searchd.index.table import DocTable
 from searchd.modules.base import NO_KEYS
 from searchd.records import StoredObject
@@ -143,7 +144,10 @@ class Engine:
                 key = (collection.name, vector.name)
                 serving = self._indexes.get(key)
                 if serving is None or not serving.vector.same_space(vector):
-                    index = open_index(source, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions, write_seq, self._stale)
+                    if vector.spec.index.kind is IndexType.PGVECTOR:
+                        index = self.new_index(collection.name, vector.name, vector)
+                    else:
+                        index = open_index(source, self.data_dir, collection.name, vector.name, vector.spec.index, vector.dimensions, write_seq, self._stale)
                     self._indexes[key] = Serving(index, vector)
                     if steps is not None:
                         steps.step(size)
@@ -152,6 +156,16 @@ class Engine:
                     # Only the ANN indexes read settings at search time (flat has none): duck-typed on purpose.
                     setattr(serving.index, "spec", vector.spec.index)  # noqa: B010
                 self._indexes[key] = Serving(serving.index, vector)
+
+    def new_index(self, collection: str, name: str, vector: CompiledVector) -> VectorIndex:
+        """An empty index for ``vector``'s settings; a pgvector index is the database's, already filled from the stored vectors ``name``."""
+        index = vector.spec.index
+        if index.kind is not IndexType.PGVECTOR:
+            return build_index(index, vector.dimensions)
+        make = getattr(self.store, "database_index", None)  # only the PostgreSQL store has one (the config check says so)
+        if make is None:
+            raise ConfigChanged(f"the vector '{name}' of '{collection}' has a pgvector index, but the object store is not PostgreSQL", "set server.storage.backend: postgres, or use index type hnsw")
+        return PgVectorIndex(index, vector.dimensions, make(collection, name, index, vector.dimensions))
 
     def _open_table(self, collection: CompiledCollection, steps: Steps | None = None) -> None:
         """The collection's doc table, built from the store when new or when its filterable properties changed."""
@@ -572,12 +586,12 @@ class Engine:
         if not table.answers_cheaply(where):
             return None
         mask = table.mask_or_none(where)
-        return AllowList(mask) if mask is not None else None
+        return AllowList(mask, where=where) if mask is not None else None
 
     def allowed(self, collection: str, where: Filter) -> AllowList:
         """The docs a filter lets through: from the in-memory columns, or from the store for what they do not hold."""
         mask = self.table(collection).mask_or_none(where)
-        return AllowList(mask) if mask is not None else AllowList.of(self.store.docs_matching(collection, where))
+        return AllowList(mask, where=where) if mask is not None else AllowList.of(self.store.docs_matching(collection, where), where=where)
 
     def objects(self, collection: str, docs: Sequence[int], vectors: bool = False) -> dict[int, StoredObject]:
         """Stored objects by doc (vectors only when asked: they are most of a row)."""
@@ -588,8 +602,16 @@ class Engine:
         return self.table(collection).alive(docs)
 
     def ids(self, collection: str, docs: Sequence[int]) -> list[str | None]:
-        """The ids of these docs (None for one deleted since it was found)."""
-        return self.table(collection).ids_of(docs)
+        """The ids of these docs (None for one deleted since it was found).
+
+        A doc this process has not seen (a pgvector index finds what other processes wrote) is looked up in the store.
+        """
+        found = self.table(collection).ids_of(docs)
+        unseen = [d for d, i in zip(docs, found) if i is None]
+        if unseen:
+            stored = self.store.get_docs(collection, unseen)
+            found = [i if i is not None else (stored[d].id if d in stored else None) for d, i in zip(docs, found)]
+        return found
 
     def list_objects(
         self, collection: str | None, limit: int, offset: int = 0, after: str | None = None, where: Filter | None = None, order: Sequence[SortKey] = (), vectors: bool = True
@@ -617,7 +639,7 @@ class Engine:
         """Nearest docs and distances (not the objects); ``allowed`` restricts the search to what a filter passes."""
         if allowed is not None:
             # An exact scan over a few allowed docs reads their (best candidates') vectors from the store.
-            allowed = AllowList(allowed.mask, lambda docs: self.store.vector_matrix(collection.name, vector.name, docs))
+            allowed = AllowList(allowed.mask, lambda docs: self.store.vector_matrix(collection.name, vector.name, docs), allowed.where)
         hits = self._index_for(collection.name, vector, query).search(query, limit + offset, allowed)[offset:]
         if max_distance is not None:
             hits = [h for h in hits if h.distance <= max_distance + 1e-6]

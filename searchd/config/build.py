@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -124,24 +125,25 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
     return merged, locator, issues
 
 
-def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str] | None = None) -> Spec:
+def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str] | None = None, vector_extension: str | None = "") -> Spec:
     """Load, validate and check a config path; raise ConfigError listing every issue found.
 
     ``modules`` is the module registry (``searchd.modules.default_registry()``), handed in
-    because config/ sits below modules/; ``environ`` fills ``${ENV}`` (default: os.environ).
+    because config/ sits below modules/; ``environ`` fills ``${ENV}`` (default: os.environ);
+    ``vector_extension``: why the database cannot hold pgvector indexes (None: it can; "": not checked).
     """
     with collector_paused():
         try:
-            return _load_spec(Path(path), modules, environ, fast=True)
+            return _load_spec(Path(path), modules, environ, fast=True, vector_extension=vector_extension)
         except _ReadAgain:
-            return _load_spec(Path(path), modules, environ, fast=False)
+            return _load_spec(Path(path), modules, environ, fast=False, vector_extension=vector_extension)
 
 
 class _ReadAgain(Exception):
     """A file read fast has an issue somewhere: read every file exactly, so that each issue is worded and located."""
 
 
-def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None, fast: bool) -> Spec:
+def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None, fast: bool, vector_extension: str | None = "") -> Spec:
     reader = fast_data if fast else None
     documents, issues = read_documents(config_path, environ, reader, FAST_MIN_BYTES)
     exact = all(document.exact for document in documents)
@@ -167,7 +169,7 @@ def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, s
     spec = spec_from_data(merged, base_dir)
     # Every error at once: semantic checks run on what passed the schema, but say nothing about what was cut out
     # (a vector whose `dimensions` has the wrong type must not also be told it lacks dimensions).
-    issues.extend(i for i in semantic_issues(spec, locator, modules) if not any(f == i.file and _related(i.path, p) for f, p in cut_out))
+    issues.extend(i for i in semantic_issues(spec, locator, modules, vector_extension, os.environ if environ is None else environ) if not any(f == i.file and _related(i.path, p) for f, p in cut_out))
     if not spec.collections and not issues:
         issues.append(locator.issue(("collections",), "no collections are declared", "add a 'collections:' list with at least one collection"))
     if issues and not exact:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from searchd.config.capabilities import KnownModules, ModuleCapabilities
 from searchd.config.loader import Locator, PathKey
 from searchd.config.spec import (
+    DATABASE_URL_ENV,
     CollectionSpec,
     Distance,
     IndexType,
@@ -29,11 +30,52 @@ DISTANCES_BY_INDEX = {
     IndexType.HNSW: (Distance.COSINE, Distance.DOT, Distance.L2_SQUARED),
     IndexType.ANNOY: (Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN),
     IndexType.MULTIVECTOR: (Distance.COSINE, Distance.DOT),
+    IndexType.PGVECTOR: (Distance.COSINE, Distance.DOT, Distance.L2_SQUARED),  # <=>, <#>, <-> (squared)
 }
+# pgvector's own bounds on its HNSW parameters (CREATE INDEX refuses values outside them).
+PGVECTOR_MAX_M = 100
+PGVECTOR_MAX_EF_CONSTRUCTION = 1000
+PGVECTOR_MAX_EF_SEARCH = 1000
 
 
-def semantic_issues(spec: Spec, locator: Locator, registry: KnownModules) -> list[ConfigIssue]:
-    return list(_check_spec(spec, locator, registry))
+def semantic_issues(
+    spec: Spec, locator: Locator, registry: KnownModules, vector_extension: str | None = "", environ: Mapping[str, str] | None = None
+) -> list[ConfigIssue]:
+    """``vector_extension``: why the database cannot hold a pgvector index (None: it can; "": not known, not checked).
+
+    ``environ``: where $SEARCHD_DATABASE_URL may choose PostgreSQL for a config without server.storage (default: none).
+    """
+    postgres = spec.server.storage.backend is StorageBackend.POSTGRES or (spec.server.storage == StorageSpec() and bool((environ or {}).get(DATABASE_URL_ENV)))
+    return [*_check_spec(spec, locator, registry), *_check_pgvector(spec, locator, vector_extension, postgres)]
+
+
+def _check_pgvector(spec: Spec, locator: Locator, vector_extension: str | None, postgres: bool) -> Iterator[ConfigIssue]:
+    """A pgvector index needs the postgres backend with the vector extension, and pgvector's bounds on its parameters."""
+    for position, collection in enumerate(spec.collections):
+        for vector in collection.vectors:
+            index, path = vector.index, ("collections", position, "vectors", vector.name, "index")
+            if index.kind is not IndexType.PGVECTOR:
+                if index.multivector:
+                    yield locator.issue((*path, "multivector"), "'multivector' is read by the pgvector index type only", "use index: {type: multivector}, or type: pgvector")
+                continue
+            if not postgres:
+                yield locator.issue(
+                    (*path, "type"),
+                    "a pgvector index lives in PostgreSQL, but this server keeps its objects in SQLite",
+                    "set server.storage: {backend: postgres, url: ${DATABASE_URL}}, or use index type hnsw",
+                )
+            elif vector_extension:
+                yield locator.issue((*path, "type"), f"the database cannot hold a pgvector index: {vector_extension}", "install pgvector (scripts/pgvector.sh) and run CREATE EXTENSION vector as a superuser, or use index type hnsw")
+            if index.max_connections > PGVECTOR_MAX_M:
+                yield locator.issue((*path, "maxConnections"), f"pgvector takes at most m = {PGVECTOR_MAX_M}, not {index.max_connections}", f"use {PGVECTOR_MAX_M} or less")
+            if not 2 * index.max_connections <= index.ef_construction <= PGVECTOR_MAX_EF_CONSTRUCTION:
+                yield locator.issue(
+                    (*path, "efConstruction"),
+                    f"pgvector needs efConstruction between 2 x maxConnections ({2 * index.max_connections}) and {PGVECTOR_MAX_EF_CONSTRUCTION}, not {index.ef_construction}",
+                    "raise or lower efConstruction into that range",
+                )
+            if index.ef > PGVECTOR_MAX_EF_SEARCH:
+                yield locator.issue((*path, "ef"), f"pgvector searches with ef at most {PGVECTOR_MAX_EF_SEARCH}, not {index.ef}", f"use {PGVECTOR_MAX_EF_SEARCH} or less")
 
 
 def non_finite_issues(data: Any, locator: Locator) -> list[ConfigIssue]:
@@ -127,7 +169,7 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
 
 def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     index = vector.index
-    supported = DISTANCES_BY_INDEX[index.kind]
+    supported = DISTANCES_BY_INDEX[index.kind] if not index.multivector else DISTANCES_BY_INDEX[IndexType.MULTIVECTOR]
     if index.distance not in supported:
         yield locator.issue(
             (*path, "index", "distance"),
@@ -136,14 +178,15 @@ def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, regis
         )
     module = registry.get(vector.vectorizer.module)
     late_chunked = vector.vectorizer.late_chunking  # a late-chunked document may keep one row per chunk
-    if index.kind is IndexType.MULTIVECTOR and module is not None and not module.brings_own_vectors and not module.multi_vector and not late_chunked:
+    matrices = index.matrices
+    if matrices and module is not None and not module.brings_own_vectors and not module.multi_vector and not late_chunked:
         yield locator.issue(
             (*path, "index", "type"),
             f"module '{module.name}' produces one vector per object, but a multivector index needs one matrix per object",
             "use a multi-vector module, or module: none with objects that send matrices",
         )
-    if module is not None and module.multi_vector and index.kind is not IndexType.MULTIVECTOR:
-        yield locator.issue((*path, "index", "type"), f"module '{module.name}' produces multi-vectors", "set index: {type: multivector}")
+    if module is not None and module.multi_vector and not matrices:
+        yield locator.issue((*path, "index", "type"), f"module '{module.name}' produces multi-vectors", "set index: {type: multivector} (or {type: pgvector, multivector: true})")
 
 
 def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:

@@ -138,6 +138,10 @@ class GrpcSpec:
     port: int = 50051  # Weaviate's default
 
 
+# Used when the config has no server.storage: PostgreSQL at this URL (as SEARCHD_DATA stands in for server.dataDir).
+DATABASE_URL_ENV = "SEARCHD_DATABASE_URL"
+
+
 class StorageBackend(enum.Enum):
     SQLITE = "sqlite"  # objects.sqlite3 in the data directory (the default: needs nothing)
     POSTGRES = "postgres"  # a PostgreSQL database at ``url``
@@ -234,6 +238,7 @@ class IndexType(enum.Enum):
     HNSW = "hnsw"
     ANNOY = "annoy"
     MULTIVECTOR = "multivector"
+    PGVECTOR = "pgvector"  # HNSW inside PostgreSQL (pgvector): the index lives in the database, beside the objects
 
 
 @dataclass(frozen=True)
@@ -252,10 +257,17 @@ class IndexSpec:
     merge_threshold: int = 5000  # delta rows that trigger a background merge into a sealed segment
     # multivector
     candidates: int = 64  # objects rescored with exact MaxSim per query, at least 2k
+    # pgvector: one matrix per object (late interaction), kept as a table of token vectors and scored by MaxSim
+    multivector: bool = False
 
     @property
     def kind(self) -> IndexType:
         return _member(IndexType, self.type)
+
+    @property
+    def matrices(self) -> bool:
+        """Late interaction: each object carries a matrix (a multivector index, or pgvector with multivector: true)."""
+        return self.kind is IndexType.MULTIVECTOR or (self.kind is IndexType.PGVECTOR and self.multivector)
 
     def built(self) -> IndexSpec:
         """Only what decides a built index's content (``INDEX_SEARCH_TIME`` fields at their defaults)."""
@@ -330,6 +342,7 @@ _INDEX_KEYS = {
     "searchK": "search_k",
     "mergeThreshold": "merge_threshold",
     "candidates": "candidates",
+    "multivector": "multivector",
 }
 
 

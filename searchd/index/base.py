@@ -18,6 +18,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec, IndexType
+from searchd.where import Filter
 
 # Below this many allowed ids (or 5% of the index), a filtered search is an exact scan.
 EXACT_SCAN_MAX = 4096
@@ -41,20 +42,22 @@ class AllowList:
     It behaves as a collection of docs (``len``, ``in``, iteration), checks many
     candidates at once (``passes``), and can read the allowed docs' stored vectors
     (``vectors``, supplied by the engine) for an exact scan over a few of them.
+    ``where`` is the filter it came from, for an index that filters inside the database (pgvector).
     """
 
-    def __init__(self, mask: np.ndarray, vectors: VectorReader | None = None) -> None:
+    def __init__(self, mask: np.ndarray, vectors: VectorReader | None = None, where: Filter | None = None) -> None:
         self.mask = mask
+        self.where = where
         self.count = int(np.count_nonzero(mask))
         self._docs: np.ndarray | None = None
         self._vectors = vectors
 
     @classmethod
-    def of(cls, docs: Iterable[int], vectors: VectorReader | None = None) -> AllowList:
+    def of(cls, docs: Iterable[int], vectors: VectorReader | None = None, where: Filter | None = None) -> AllowList:
         listed = np.fromiter(docs, dtype=np.int64)
         mask = np.zeros(int(listed.max()) + 1 if len(listed) else 0, dtype=bool)
         mask[listed] = True
-        return cls(mask, vectors)
+        return cls(mask, vectors, where)
 
     def __len__(self) -> int:
         return self.count
@@ -211,8 +214,10 @@ class ApproximateIndex(abc.ABC):
 
 
 def build_index(spec: IndexSpec, dimensions: int) -> VectorIndex:
-    """A new, empty index for a named vector."""
+    """A new, empty index for a named vector (a pgvector index is the store's: ``Engine.new_index`` makes those)."""
     kind = spec.kind
+    if kind is IndexType.PGVECTOR:
+        raise ValueError("a pgvector index lives in the database: the engine asks the store for it")
     if kind is IndexType.FLAT:
         from searchd.index.flat import FlatIndex
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from searchd.config.spec import CollectionSpec, IndexType, NamedVectorSpec
+from searchd.config.spec import CollectionSpec, NamedVectorSpec
 from searchd.modules.base import ModelInfo, ModuleInfo, ModuleRuntime
 from searchd.modules.fields import as_text
 from searchd.modules.provider import Provider
@@ -108,7 +108,7 @@ class JinaTextVectorizer(JinaVectorizer):
 
     def __init__(self, collection: CollectionSpec, vector: NamedVectorSpec, settings: Mapping[str, Any], runtime: ModuleRuntime, module: ModuleInfo, model: JinaModel) -> None:
         late = vector.vectorizer.late_chunking
-        super().__init__(collection, vector, settings, runtime, module, model, multi_vector=late and vector.index.kind is IndexType.MULTIVECTOR)
+        super().__init__(collection, vector, settings, runtime, module, model, multi_vector=late and vector.index.matrices)
         self.late_chunking = late
 
     def items_of(self, properties: Mapping[str, Any]) -> list[tuple[str, Item]]:

@@ -32,9 +32,9 @@ class CatalogGraphQL:
 def _candidates(index: IndexSpec) -> int:
     """The least candidates one search of this index looks at, whatever its limit (the cost model's floor)."""
     kind = index.kind
-    if kind is IndexType.HNSW:
+    if kind is IndexType.HNSW or (kind is IndexType.PGVECTOR and not index.matrices):
         return index.ef
-    if kind is IndexType.MULTIVECTOR:
+    if index.matrices:
         return max(index.ef, index.candidates)
     if kind is IndexType.ANNOY:
         return index.search_k

@@ -25,10 +25,10 @@ import numpy as np
 
 from searchd.catalog import CompiledVector
 from searchd.config.revision import canonical
-from searchd.config.spec import CollectionSpec
+from searchd.config.spec import CollectionSpec, IndexType
 from searchd.engine import Engine
 from searchd.errors import ProviderUnavailable, SearchdError
-from searchd.index.base import VectorIndex, build_index
+from searchd.index.base import VectorIndex
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import fill_index, fill_keyword_index
 from searchd.serving import Shadow, staging_name
@@ -101,10 +101,11 @@ async def rebuild_vector(
     """
     engine.begin_shadow(shadow)
     try:
-        built = build_index(target.spec.index, target.dimensions)
+        # A pgvector index is the database's: made (and filled from what is stored) here, then filled by each staged write.
+        built = await anyio.to_thread.run_sync(engine.new_index, shadow.collection, shadow.source, target)
         # A re-vectorization inserts each step's new vectors as it goes (in a worker thread, beside the embedding).
         from_store = not shadow.reembed or await _Revectorization(engine, shadow, target, progress, built).run()
-        if from_store:  # a reindex, or vectors staged before a restart: the index is filled from the stored vectors
+        if from_store and target.spec.index.kind is not IndexType.PGVECTOR:  # a reindex, or vectors staged before a restart: the index is filled from the stored vectors
             label = f"{shadow.collection}.{target.name} {target.spec.index.type}"
             await anyio.to_thread.run_sync(fill_index, built, engine.source(shadow.collection), shadow.source, target.dimensions, label, False, "built")
         while True:

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from searchd.catalog import Catalog, CatalogHolder, compile_catalog
 from searchd.config import load_spec
-from searchd.config.spec import Spec
+from searchd.config.spec import IndexType, Spec
 from searchd.engine import Engine, ProgressReport, Store, cache_table, default_data_dir, effective_storage, open_store, storage_error
 from searchd.errors import ConfigRefused, SearchdError
 from searchd.modules.base import ModuleRuntime
@@ -98,6 +98,16 @@ class Opening:
             self.store.close()
 
 
+def _check_vector_extension(spec: Spec, store: Store, config_path: str | Path, registry: Any) -> None:
+    """A pgvector index needs the vector extension in the database: without it, the config is refused at its line."""
+    check = getattr(store, "vector_extension_problem", None)  # the PostgreSQL store's (SQLite is refused by the config check)
+    if check is None or not any(v.index.kind is IndexType.PGVECTOR for c in spec.collections for v in c.vectors):
+        return
+    problem = check()
+    if problem is not None:
+        load_spec(config_path, registry, vector_extension=problem)  # raises ConfigError, located
+
+
 def begin_services(config_path: str | Path, data_dir: str | Path | None = None, allow_destructive: bool = False, watch: bool | None = None) -> Opening:
     """Check the config against the data directory (refusing a change that would drop data, unless allowed) and compile it.
 
@@ -108,6 +118,11 @@ def begin_services(config_path: str | Path, data_dir: str | Path | None = None, 
     directory = resolve_data_dir(spec, data_dir)
     storage = effective_storage(spec.server.storage)
     store = open_store(storage, directory)
+    try:
+        _check_vector_extension(spec, store, config_path, registry)
+    except BaseException:
+        store.close()
+        raise
     metrics = Metrics()
     try:
         cache = EmbeddingCache(directory, cache_table(storage))

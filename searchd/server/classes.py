@@ -95,11 +95,13 @@ def declared_index(index: IndexSpec) -> dict[str, Any]:
     """The YAML ``index`` block: its type, distance and the parameters that type reads."""
     params: dict[str, Any] = {"type": index.type, "distance": index.distance.value}
     kind = index.kind
-    if kind in (IndexType.HNSW, IndexType.MULTIVECTOR):
+    if kind in (IndexType.HNSW, IndexType.MULTIVECTOR, IndexType.PGVECTOR):
         params.update(maxConnections=index.max_connections, efConstruction=index.ef_construction, ef=index.ef)
+    if kind is IndexType.PGVECTOR:
+        params.update(multivector=index.multivector)
     if kind is IndexType.ANNOY:
         params.update(trees=index.trees, searchK=index.search_k, mergeThreshold=index.merge_threshold)
-    if kind is IndexType.MULTIVECTOR:
+    if index.matrices:
         params.update(candidates=index.candidates)
     return params
 
@@ -119,7 +121,7 @@ def vector_index(index: IndexSpec) -> tuple[str, dict[str, Any]]:
         "skip": False,
         "flatSearchCutoff": FLAT_SEARCH_CUTOFF,
         "filterStrategy": "sweeping",
-        "multivector": _multivector(kind is IndexType.MULTIVECTOR),
+        "multivector": _multivector(index.matrices),
         "searchd": declared_index(index),
     }
 

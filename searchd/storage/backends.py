@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from searchd.config.spec import StorageBackend, StorageSpec
+from searchd.config.spec import DATABASE_URL_ENV, StorageBackend, StorageSpec
 from searchd.storage.applied import Applied, load_applied
 from searchd.storage.base import Store
 from searchd.storage.datadir import peek_counts
@@ -17,8 +17,6 @@ from searchd.storage.sqlite import SqliteStore
 if TYPE_CHECKING:
     from searchd.storage.postgres_cache import PostgresCacheTable
 
-# Used when the config has no server.storage: PostgreSQL at this URL (as SEARCHD_DATA stands in for server.dataDir).
-DATABASE_URL_ENV = "SEARCHD_DATABASE_URL"
 
 
 def effective_storage(storage: StorageSpec, environ: Mapping[str, str] = os.environ) -> StorageSpec:

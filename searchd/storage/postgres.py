@@ -34,15 +34,16 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from searchd import deadline
-from searchd.config.spec import Spec
+from searchd.config.spec import IndexSpec, Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, applied_document, new_applied, read_applied
 from searchd.storage.base import BULK
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
+from searchd.storage.pgvector import DatabaseVectors, Layout, ensure, extension_problem, put_vector, read_layouts
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
-from searchd.storage.rows import blob, matrix_of, vector_from_blob
+from searchd.storage.rows import matrix_of, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
 from searchd.where import Filter, SortKey
 
@@ -90,6 +91,7 @@ class PostgresStore(SqlStore):
         self._lock_file = lock_data_dir(data_dir) if data_dir is not None else None
         self.data_dir = data_dir
         self._lock = threading.Lock()
+        self._layouts: dict[str, Layout] | None = None  # pgvector tables (searchd.storage.pgvector), read per write transaction
         self._init_tables()
         try:
             self._db = connect(url)
@@ -158,6 +160,7 @@ class PostgresStore(SqlStore):
             try:
                 with db.transaction():
                     db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    self._layouts = None  # another process may have added a pgvector index since
                     yield db
             except BaseException:
                 self._reload_tags(db)
@@ -203,12 +206,33 @@ class PostgresStore(SqlStore):
                 cursor.executemany("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", [(o.collection, d) for o, d in zip(objects, docs)])
         return docs
 
-    @staticmethod
-    def _put_vector(db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray) -> None:
-        db.execute(
-            f"INSERT INTO {table} VALUES (%s, %s, %s) ON CONFLICT (doc) DO UPDATE SET dims = excluded.dims, data = excluded.data",
-            (doc, *blob(vector)),
-        )
+    def _put_vector(self, db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray) -> None:
+        """In a write transaction: the vector, and its pgvector embedding when the table has one."""
+        if self._layouts is None:
+            self._layouts = read_layouts(db)
+        put_vector(db, table, doc, vector, self._layouts.get(table))
+
+    # -- pgvector indexes (searchd.storage.pgvector) -------------------------------
+
+    def vector_extension_problem(self) -> str | None:
+        """Why this database cannot hold pgvector indexes (the extension is created when it is available), or None."""
+        with self._guard() as db:
+            return extension_problem(db)
+
+    def database_index(self, collection: str, name: str, spec: IndexSpec, dimensions: int) -> DatabaseVectors:
+        """The pgvector index of a named vector (or staged vectors), created and filled from the stored vectors if need be."""
+        with self._transaction() as db:
+            problem = extension_problem(db)
+            if problem is not None:
+                raise StorageError(f"a pgvector index cannot be created in {self._where}: {problem}", "install pgvector (scripts/pgvector.sh) and run CREATE EXTENSION vector as a superuser, or use index type hnsw")
+            objects = self._table_for_write(db, collection)
+            table = self._vector_table_for_write(db, collection, name)
+            layout = ensure(db, table, spec, dimensions)
+        return DatabaseVectors(self._read, objects, table, spec.distance, layout)
+
+    def _drop_table(self, db: Any, name: str) -> None:
+        db.execute(f"DROP TABLE IF EXISTS {name}_tokens")  # a pgvector multi-vector's token rows, if any
+        db.execute(f"DROP TABLE IF EXISTS {name}")
 
     def delete(self, collection: str, object_id: str) -> int | None:
         table = self._table(collection)

@@ -132,9 +132,12 @@ class TaggedTables(abc.ABC):
         with self._transaction() as db:
             names = [r[0] for r in db.execute(self._sql(f"SELECT name FROM {self.RETIRED} WHERE at <= ?"), (cutoff,))]
             for name in names:
-                db.execute(f"DROP TABLE IF EXISTS {name}")  # names are <prefix><tag>, written by this module
+                self._drop_table(db, name)
                 db.execute(self._sql(f"DELETE FROM {self.RETIRED} WHERE name = ?"), (name,))
         return len(names)
+
+    def _drop_table(self, db: Any, name: str) -> None:
+        db.execute(f"DROP TABLE IF EXISTS {name}")  # names are <prefix><tag>, written by this module
 
     def _drop_vector_table(self, db: Any, collection: str, name: str) -> None:
         tag = self._vector_tags.pop((collection, name), None)
