@@ -7,6 +7,7 @@ SEARCHD_REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import textwrap
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 
 from searchd.config import load_spec
@@ -124,7 +126,7 @@ def test_filtered_search_returns_limit_hits(
     client_factory: ClientFactory, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, share: int, path_taken: str
 ) -> None:
     # 2,000 objects; bucket = n % 100, so bucket < share lets through share % of them.
-    monkeypatch.setattr(pgvector_index, "EXACT_MAX", 0 if path_taken == "iterative scan" else 10**6)
+    monkeypatch.setattr(pgvector_index, "narrow", lambda allowed, k, objects: path_taken == "exact by doc")
     vectors = np.random.default_rng(share).standard_normal((2000, DIMS)).astype(np.float32)
     client = client_factory(write_config(config("{type: pgvector, distance: cosine, ef: 40}")))
     put(client, vectors)
@@ -141,7 +143,13 @@ def test_filtered_search_returns_limit_hits(
             assert [d for _, d in found] == pytest.approx([d for _, d in expected], abs=1e-5)
 
 
-def test_multivector_maxsim_equals_the_in_memory_multivector_index(client_factory: ClientFactory, write_config: Callable[..., Path]) -> None:
+def test_narrow_filters_are_exact_scans_broad_ones_iterative_scans() -> None:
+    assert pgvector_index.narrow(200, 10, 20_000)  # 1 %
+    assert not pgvector_index.narrow(6_000, 10, 20_000)  # 30 %
+    assert pgvector_index.narrow(1_300, 10, 20_000) and not pgvector_index.narrow(1_400, 10, 20_000)
+
+
+def test_multivector_maxsim_equals_the_in_memory_multivector_index(client_factory: ClientFactory, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(11)
     documents = [rng.standard_normal((int(rng.integers(2, 6)), 8)).astype(np.float32) for _ in range(40)]
     path = write_config(config("{type: pgvector, distance: cosine, multivector: true}", "{type: multivector, distance: cosine}", dims=8))
@@ -155,9 +163,14 @@ def test_multivector_maxsim_equals_the_in_memory_multivector_index(client_factor
         q = query / np.linalg.norm(query, axis=1, keepdims=True)
         naive = sorted((-float(sum((q @ (d / np.linalg.norm(d, axis=1, keepdims=True)).T).max(axis=1))), uuid(n)) for n, d in enumerate(documents))[:8]
         assert [i for i, _ in pg] == [i for _, i in naive]
-    # A filter goes into the same statement: only the allowed documents are scored.
+    # A filter goes into the same statement: only the allowed documents are scored (exactly by doc, or through the token index).
     found = near(client, "pg", documents[5], 5, '{path: ["bucket"], operator: Equal, valueInt: 5}')
     assert [i for i, _ in found] == [uuid(5)]
+    where = '{path: ["bucket"], operator: LessThan, valueInt: 20}'
+    monkeypatch.setattr(pgvector_index, "narrow", lambda allowed, k, objects: False)
+    through_tokens, in_memory = near(client, "pg", documents[3], 5, where), near(client, "mem", documents[3], 5, where)
+    assert [i for i, _ in through_tokens] == [i for i, _ in in_memory] and len(through_tokens) == 5
+    assert [d for _, d in through_tokens] == pytest.approx([d for _, d in in_memory], abs=1e-5)
 
 
 def test_deletes_and_updates_are_visible_at_once(client_factory: ClientFactory, write_config: Callable[..., Path], data: np.ndarray) -> None:
@@ -198,26 +211,74 @@ def test_a_second_server_sees_the_first_servers_writes_with_no_follower(
         second.stop()
 
 
+def hnsw_indexes(table_like: str = "searchd_v%") -> list[str]:
+    """The definitions of the HNSW indexes searchd made in the test's database."""
+    with psycopg.connect(os.environ["SEARCHD_DATABASE_URL"], autocommit=True) as db:
+        return sorted(str(r[0]) for r in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename LIKE %s AND indexdef LIKE '%%USING hnsw%%'", (table_like,)))
+
+
+def finished(client: httpx.Client, kind: str) -> Callable[[], dict[str, Any] | None]:
+    def done() -> dict[str, Any] | None:
+        rebuilds = [r for r in client.get("/v1/config/status").json()["rebuilds"] if r["kind"] == kind and r["target"] == "pg"]
+        assert not any(r["state"] == "failed" for r in rebuilds), rebuilds
+        return next((r for r in rebuilds if r["state"] == "done"), None)
+
+    return done
+
+
 def test_search_settings_change_in_place_and_build_settings_rebuild(client_factory: ClientFactory, write_config: Callable[..., Path], data: np.ndarray) -> None:
     path = write_config(config("{type: pgvector, distance: cosine, ef: 40}"))
     client = client_factory(path)
     put(client, data)
     query = data[42]
+    (built,) = hnsw_indexes()
+    assert "vector_cosine_ops" in built and "m='16'" in built and "ef_construction='128'" in built
     path.write_text(config("{type: pgvector, distance: cosine, ef: 100}"), encoding="utf-8")
     reload = client.post("/v1/config/reload").json()
-    assert reload["result"] == "applied", reload
+    assert reload["result"] == "applied" and reload["plan"]["reindex"] == [] and reload["plan"]["revectorize"] == [], reload
+    assert hnsw_indexes() == [built]  # ef is a search setting: the index stays
     assert near(client, "pg", query, 1)[0][0] == uuid(42)
     path.write_text(config("{type: pgvector, distance: cosine, ef: 100, maxConnections: 8, efConstruction: 32}"), encoding="utf-8")
     reload = client.post("/v1/config/reload").json()
-    assert reload["result"] == "applied", reload
-
-    def rebuilt() -> bool:
-        status = client.get("/v1/config/status").json()
-        return not any(r.get("state") == "running" for r in status.get("rebuilds", []))
-
-    wait_for(rebuilt, "the pgvector reindex")
-    assert near(client, "pg", query, 1)[0][0] == uuid(42)
+    assert reload["result"] == "applied" and reload["plan"]["reindex"] == [{"collection": "Doc", "vector": "pg"}], reload
+    wait_for(finished(client, "reindex"), "the pgvector reindex")
+    (rebuilt,) = hnsw_indexes()
+    assert "m='8'" in rebuilt and "ef_construction='32'" in rebuilt
     assert [i for i, _ in near(client, "pg", query, 10)] == [i for i, _ in reference(data, query, "cosine")]
+
+
+REVECTORIZE = """
+server:
+  storage: {{backend: postgres, url: "${{SEARCHD_DATABASE_URL}}"}}
+  reload: {{watch: false}}
+collections:
+  - name: Doc
+    properties:
+      - {{name: title, type: TEXT}}
+    vectors:
+      pg:
+        vectorizer: {{module: text2vec-hash, dimensions: {dims}}}
+        index: {{type: pgvector, distance: cosine}}
+"""
+
+
+def test_a_revectorization_stages_vectors_then_promotes_them_with_their_index(client_factory: ClientFactory, write_config: Callable[..., Path]) -> None:
+    path = write_config(REVECTORIZE.format(dims=64))
+    client = client_factory(path)
+    objects = [{"class": "Doc", "id": uuid(i), "properties": {"title": f"note {i} about topic {i % 7}"}} for i in range(60)]
+    assert client.post("/v1/batch/objects", json={"objects": objects}).status_code == 200
+    path.write_text(REVECTORIZE.format(dims=32), encoding="utf-8")
+    reload = client.post("/v1/config/reload").json()
+    assert reload["result"] == "applied" and reload["plan"]["revectorize"] == [{"collection": "Doc", "vector": "pg"}], reload
+    # A write while the rebuild may still run is embedded for both, and searchable in the new index once it is promoted.
+    assert client.post("/v1/objects", json={"class": "Doc", "id": uuid(60), "properties": {"title": "a late note"}}).status_code == 200
+    wait_for(finished(client, "re-vectorize"), "the re-vectorization")
+    for i in (3, 60):
+        stored = client.get(f"/v1/objects/Doc/{uuid(i)}", params={"include": "vector"}).json()
+        vector = np.asarray(stored["vectors"]["pg"], dtype=np.float32)
+        assert vector.shape == (32,)
+        assert near(client, "pg", vector, 1)[0] == (uuid(i), pytest.approx(0.0, abs=1e-5))
+    assert len(near(client, "pg", vector, 100)) == 61
 
 
 def test_pgvector_is_refused_on_sqlite_with_the_line_and_a_fix(write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
