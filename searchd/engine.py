@@ -83,6 +83,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+IDS_ELSEWHERE_MAX = 100_000
 STORE_ATTEMPTS = 3  # embed-and-commit rounds for a write that keeps meeting re-vectorization swaps
 
 
@@ -110,6 +111,7 @@ class Engine:
         self._checkpoint = Checkpoints(self)
         self._shadows: dict[tuple[str, str], Shadow] = {}
         self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
+        self._ids_elsewhere: dict[tuple[str, int], str] = {}  # (collection, doc) → id, of docs other processes wrote (_learn_ids)
         self.open_indexes(holder.current, progress)
         release_free_memory()  # loading and catching up built transient arrays
         # What is saved is as current as the store, unless opening had much to catch up on: then save soon.
@@ -607,11 +609,17 @@ class Engine:
         A doc this process has not seen (a pgvector index finds what other processes wrote) is looked up in the store.
         """
         found = self.table(collection).ids_of(docs)
-        unseen = [d for d, i in zip(docs, found) if i is None]
-        if unseen:
-            stored = self.store.get_docs(collection, unseen)
-            found = [i if i is not None else (stored[d].id if d in stored else None) for d, i in zip(docs, found)]
+        if self._ids_elsewhere and None in found:
+            found = [i if i is not None else self._ids_elsewhere.get((collection, d)) for d, i in zip(docs, found)]
         return found
+
+    def _learn_ids(self, collection: str, hits: Sequence[Hit]) -> None:
+        """Ids of docs a pgvector search found that this process has not seen (written by another one): read once, in the search's thread."""
+        unseen = [h.id for h, i in zip(hits, self.table(collection).ids_of([h.id for h in hits])) if i is None and (collection, h.id) not in self._ids_elsewhere]
+        if unseen:
+            if len(self._ids_elsewhere) > IDS_ELSEWHERE_MAX:
+                self._ids_elsewhere.clear()  # docs are never reused, so any entry stays true; this only bounds the memory
+            self._ids_elsewhere.update({(collection, doc): obj.id for doc, obj in self.store.get_docs(collection, unseen).items()})
 
     def list_objects(
         self, collection: str | None, limit: int, offset: int = 0, after: str | None = None, where: Filter | None = None, order: Sequence[SortKey] = (), vectors: bool = True
@@ -640,7 +648,10 @@ class Engine:
         if allowed is not None:
             # An exact scan over a few allowed docs reads their (best candidates') vectors from the store.
             allowed = AllowList(allowed.mask, lambda docs: self.store.vector_matrix(collection.name, vector.name, docs), allowed.where)
-        hits = self._index_for(collection.name, vector, query).search(query, limit + offset, allowed)[offset:]
+        index = self._index_for(collection.name, vector, query)
+        hits = index.search(query, limit + offset, allowed)[offset:]
+        if isinstance(index, PgVectorIndex):
+            self._learn_ids(collection.name, hits)
         if max_distance is not None:
             hits = [h for h in hits if h.distance <= max_distance + 1e-6]
         return hits

@@ -134,7 +134,12 @@ def ensure(db: psycopg.Connection[Any], table: str, spec: IndexSpec, dimensions:
     layouts = read_layouts(db)
     ops = "vector_ip_ops" if spec.multivector else _OPS[spec.distance][0]
     target = f"{table}_tokens" if spec.multivector else table
+    name = _index_name(table, spec, spec.multivector)
+    hnsw = [str(r[0]) for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%USING hnsw%%'", (target,))]
     known = layouts.get(table)
+    if known == layout and hnsw == [name]:
+        # Built already (every start after the first): no DDL, whose exclusive lock would stall other processes' reads.
+        return layout
     if known != layout:
         # Settings that change what is stored (length, tokens or not, normalisation): start this table's embeddings afresh.
         db.execute(f"DROP TABLE IF EXISTS {table}_tokens")
@@ -146,11 +151,11 @@ def ensure(db: psycopg.Connection[Any], table: str, spec: IndexSpec, dimensions:
     layouts[table] = layout
     _write_layouts(db, layouts)
     _backfill(db, table, layout)
-    name = _index_name(table, spec, spec.multivector)
     db.execute(f"SET LOCAL maintenance_work_mem = '{_BUILD_MEMORY}'")
     db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target} USING hnsw (embedding {ops}) WITH (m = {int(spec.max_connections)}, ef_construction = {int(spec.ef_construction)})")
-    for (other,) in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%USING hnsw%%' AND indexname != %s", (target, name)).fetchall():
-        db.execute(f"DROP INDEX IF EXISTS {other}")
+    for other in hnsw:
+        if other != name:
+            db.execute(f"DROP INDEX IF EXISTS {other}")
     return layout
 
 
