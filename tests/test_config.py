@@ -562,7 +562,7 @@ def test_schema_and_semantic_errors_in_one_collection_come_in_one_round(write_co
     assert [(i.line, i.path, i.message) for i in issues_of(config)] == [
         (3, "collections[0].descripton", "Additional properties are not allowed ('descripton' was unexpected)"),
         (9, "collections[0].vectors.broken.vectorizer.dimensions", "'64' is not of type 'integer'"),
-        (10, "collections[0].vectors.broken.index.type", "'hnws' is not one of ['hnsw', 'annoy', 'flat', 'multivector']"),
+        (10, "collections[0].vectors.broken.index.type", "'hnws' is not one of ['hnsw', 'annoy', 'flat', 'multivector', 'pgvector']"),
         (16, "collections[0].vectors.clip.vectorizer.weights.caption", "weights names 'caption', which is not one of this vector's fields (title, image)"),
         (19, "collections[0].vectors.own.index.distance", "a hnsw index cannot compute hamming distance"),
         (20, "collections[0].invertedIndex.bm25.b", "2 is greater than the maximum of 1"),

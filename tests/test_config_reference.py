@@ -178,6 +178,7 @@ CHANGES: dict[str, tuple[Any, Any]] = {
     "collections[].vectors.<name>.index.searchK": (0, 1000),
     "collections[].vectors.<name>.index.mergeThreshold": (5000, 1000),
     "collections[].vectors.<name>.index.candidates": (64, 128),
+    "collections[].vectors.<name>.index.multivector": (False, True),
     "collections[].invertedIndex.bm25.k1": (1.2, 1.5),
     "collections[].invertedIndex.bm25.b": (0.75, 0.5),
     "collections[].invertedIndex.stopwords.preset": ("en", "none"),
