@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -185,6 +185,14 @@ def _backfill(db: psycopg.Connection[Any], table: str, layout: Layout) -> None:
             )
 
 
+@dataclass
+class SearchSettings:
+    """The hnsw.* settings each of the store's reader connections has (one record per store: its indexes share the connections)."""
+
+    by_connection: weakref.WeakKeyDictionary[Any, tuple[int, int]] = field(default_factory=weakref.WeakKeyDictionary)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class DatabaseVectors:
     """One named vector's pgvector index, searched by SQL on the store's reader connections.
 
@@ -192,11 +200,10 @@ class DatabaseVectors:
     reader connection (session-level, only when they change), so a search is one statement.
     """
 
-    def __init__(self, read: Any, objects: str, table: str, metric: Distance, layout: Layout) -> None:
+    def __init__(self, read: Any, objects: str, table: str, metric: Distance, layout: Layout, settings: SearchSettings) -> None:
         self._read: Any = read  # the store's reader: a context manager factory yielding a connection
         self.objects, self.table, self.metric, self.layout = objects, table, metric, layout
-        self._settings: weakref.WeakKeyDictionary[Any, tuple[int, int]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._settings = settings
         op = "<#>" if layout.tokens else _OPS[metric][1]
         self._op = op
         self._distance = f"(embedding {op} %s::vector)" if metric is not Distance.L2_SQUARED else f"((embedding {op} %s::vector) ^ 2)"
@@ -205,15 +212,15 @@ class DatabaseVectors:
     def _connection(self, ef: int) -> Iterator[psycopg.Connection[Any]]:
         with cast(AbstractContextManager[psycopg.Connection[Any]], self._read()) as db:
             wanted = (ef, MAX_SCAN_TUPLES)
-            with self._lock:
-                current = self._settings.get(db)
+            with self._settings.lock:
+                current = self._settings.by_connection.get(db)
             if current != wanted:
                 db.execute(
                     "SELECT set_config('hnsw.ef_search', %s, false), set_config('hnsw.iterative_scan', 'relaxed_order', false), set_config('hnsw.max_scan_tuples', %s, false)",
                     (str(ef), str(MAX_SCAN_TUPLES)),
                 )
-                with self._lock:
-                    self._settings[db] = wanted
+                with self._settings.lock:
+                    self._settings.by_connection[db] = wanted
             yield db
 
     def size(self) -> int:

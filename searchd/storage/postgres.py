@@ -41,7 +41,7 @@ from searchd.storage.applied import Applied, applied_document, new_applied, read
 from searchd.storage.base import BULK
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
-from searchd.storage.pgvector import DatabaseVectors, Layout, ensure, extension_problem, put_vector, read_layouts
+from searchd.storage.pgvector import DatabaseVectors, Layout, SearchSettings, ensure, extension_problem, put_vector, read_layouts
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import matrix_of, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
@@ -92,6 +92,7 @@ class PostgresStore(SqlStore):
         self.data_dir = data_dir
         self._lock = threading.Lock()
         self._layouts: dict[str, Layout] | None = None  # pgvector tables (searchd.storage.pgvector), read per write transaction
+        self._search_settings = SearchSettings()
         self._init_tables()
         try:
             self._db = connect(url)
@@ -228,7 +229,7 @@ class PostgresStore(SqlStore):
             objects = self._table_for_write(db, collection)
             table = self._vector_table_for_write(db, collection, name)
             layout = ensure(db, table, spec, dimensions)
-        return DatabaseVectors(self._read, objects, table, spec.distance, layout)
+        return DatabaseVectors(self._read, objects, table, spec.distance, layout, self._search_settings)
 
     def _drop_table(self, db: Any, name: str) -> None:
         db.execute(f"DROP TABLE IF EXISTS {name}_tokens")  # a pgvector multi-vector's token rows, if any
