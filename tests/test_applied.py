@@ -136,6 +136,7 @@ EVERYTHING = Spec(
                         search_k=99,
                         merge_threshold=10,
                         candidates=3,
+                        multivector=True,  # read by pgvector only, but the applied spec keeps every field
                     ),
                     default=True,
                 ),
