@@ -344,6 +344,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = opening.catalog.spec.server
     host = args.host if args.host is not None else server.host
     port = args.port if args.port is not None else server.port
+    startup.address = (host, port)
     companions = []
     if server.grpc.enabled:
         from searchd.grpc.service import grpc_server

@@ -25,10 +25,13 @@ from searchd.checkpoints import CHECKPOINT_CHANGES, Checkpoints, release_free_me
 from searchd.config.spec import IndexSpec, IndexType
 from searchd.drafts import Draft, draft_object, stored_unchanged, supplied_vectors
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, QueryError, SearchdError
+from searchd.follower import Follower
 from searchd.index import Hit, VectorIndex
 from searchd.index.base import AllowList, build_index
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import (
+    fill_index,
+    fill_keyword_index,
     index_dir,
     keyword_dir,
     keyword_fingerprint,
@@ -112,10 +115,14 @@ class Engine:
         self._shadows: dict[tuple[str, str], Shadow] = {}
         self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
         self._ids_elsewhere: dict[tuple[str, int], str] = {}  # (collection, doc) → id, of docs other processes wrote (_learn_ids)
+        replication = store.replication()
+        start_seq = store.write_seq() if replication is not None else 0  # the indexes opened next reflect at least this
         self.open_indexes(holder.current, progress)
         release_free_memory()  # loading and catching up built transient arrays
         # What is saved is as current as the store, unless opening had much to catch up on: then save soon.
         self._checkpoint.saved(-1 if sum(self._stale) >= CHECKPOINT_CHANGES else store.write_seq())
+        # On a shared store (PostgreSQL), what other replicas write reaches this process's indexes through the change log.
+        self.follower = Follower(self, replication, data_dir, holder.current.spec.server.storage, start_seq) if replication is not None else None
 
     # -- indexes ---------------------------------------------------------------
 
@@ -209,6 +216,8 @@ class Engine:
     def close(self) -> None:
         """Save every index (so the next start loads instead of rebuilding), then release them."""
         self._checkpoint.stop()
+        if self.follower is not None:
+            self.follower.stop()
         self.save_indexes(closing=True)
 
     def save_indexes(self, closing: bool = False) -> int:
@@ -218,7 +227,8 @@ class Engine:
         """
         catalog = self.holder.current
         with self._write_lock:
-            write_seq = self.store.write_seq()
+            # With other writers, the indexes hold what the follower applied (and this process's own writes): no more.
+            write_seq = self.follower.applied if self.follower is not None else self.store.write_seq()
             for (collection, name), serving in self._indexes.items():
                 index, vector = serving.index, serving.vector
                 if closing:
@@ -239,8 +249,11 @@ class Engine:
         return write_seq
 
     def start_checkpoints(self) -> None:
-        """Save the indexes in the background as writes accumulate, so a restart after kill -9 replays few writes."""
+        """Save the indexes in the background as writes accumulate, so a restart after kill -9 replays few writes;
+        on a shared store, follow the other replicas' writes too."""
         self._checkpoint.start()
+        if self.follower is not None:
+            self.follower.start()
 
     # -- writes ----------------------------------------------------------------
 
@@ -322,7 +335,7 @@ class Engine:
             ]
             docs = self.store.put_many(objects)
             objects = [replace(o, doc=doc) for o, doc in zip(objects, docs)]
-            self._index(drafts, objects)
+            self._index([d.staged for d in drafts], objects)
         stored = iter(objects)
         return [_public(next(stored)) if isinstance(d, Draft) else d for d in settled]
 
@@ -353,8 +366,11 @@ class Engine:
                 return ConfigChanged(f"the vector '{vector_name}' of '{name}' was rebuilt with new settings while this object was embedded", "send it again")
         return replace(draft, vectors=vectors)
 
-    def _index(self, drafts: Sequence[Draft], objects: Sequence[StoredObject]) -> None:
-        """Bring the derived indexes up to date with stored objects, one batch call per index."""
+    def _index(self, staged_for: Sequence[set[str]], objects: Sequence[StoredObject]) -> None:
+        """Bring the derived indexes up to date with stored objects, one batch call per index.
+
+        ``staged_for``: per object, the staged vectors it was written with (a running re-vectorization embeds the others).
+        """
         upserts: dict[tuple[str, str], tuple[list[int], list[np.ndarray]]] = {}
         keys: dict[str, list[tuple[str, str]]] = {}
         for obj in objects:
@@ -375,10 +391,10 @@ class Engine:
         for key, (ids, vectors) in upserts.items():
             self._indexes[key].index.upsert_many(ids, vectors)
         for shadow in self._shadows.values():
-            for draft, obj in zip(drafts, objects):
+            for staged, obj in zip(staged_for, objects):
                 if obj.collection != shadow.collection:
                     continue
-                if shadow.reembed and shadow.source not in draft.staged:
+                if shadow.reembed and shadow.source not in staged:
                     shadow.unstaged.add(obj.id)
                 else:
                     shadow.unstaged.discard(obj.id)
@@ -463,17 +479,23 @@ class Engine:
             doc = self.store.delete(collection.name, the_id)
             if doc is None:
                 raise NotFound(f"no object with id '{the_id}' in '{collection.name}'")
-            if collection.name in self._tables:
-                self._tables[collection.name].remove(doc)
-            for key, serving in self._indexes.items():
-                if key[0] == collection.name:
-                    serving.index.delete(doc)
-            if collection.name in self._keyword:
-                self._keyword[collection.name].delete(doc)
-            for shadow in self._shadows.values():
-                if shadow.collection == collection.name:
-                    shadow.unstaged.discard(the_id)
-                    shadow.captured.append((doc, None))
+            self._unindex(collection.name, doc, the_id)
+
+    def _unindex(self, collection: str, doc: int, object_id: str | None) -> None:
+        """Take a deleted object out of every index (under the write lock)."""
+        table = self._tables.get(collection)
+        if table is not None:
+            table.remove(doc)
+        for key, serving in self._indexes.items():
+            if key[0] == collection:
+                serving.index.delete(doc)
+        if collection in self._keyword:
+            self._keyword[collection].delete(doc)
+        for shadow in self._shadows.values():
+            if shadow.collection == collection:
+                if object_id is not None:
+                    shadow.unstaged.discard(object_id)
+                shadow.captured.append((doc, None))
 
     # -- rebuilds beside the serving indexes (driven by searchd.reload) ---------
 
@@ -528,14 +550,58 @@ class Engine:
                 self._keyword[shadow.collection] = built
             else:
                 assert shadow.target is not None
-                previous = self._indexes.get(shadow.key)
-                if previous is not None:  # it still answers queries that began before the swap (see _index_for): retired first
-                    previous.index.close()
-                    with self._retired_lock:
-                        self._retired[shadow.key] = (*self._retired.get(shadow.key, ()), replace(previous, retired_at=time.monotonic()))
-                self._indexes[shadow.key] = Serving(built, shadow.target)
+                self._replace_index(shadow.key, Serving(built, shadow.target))
             del self._shadows[shadow.key]
             then()
+            return True
+
+    def _replace_index(self, key: tuple[str, str], serving: Serving) -> None:
+        previous = self._indexes.get(key)
+        if previous is not None:  # it still answers queries that began before the swap (see _index_for): retired first
+            previous.index.close()
+            with self._retired_lock:
+                self._retired[key] = (*self._retired.get(key, ()), replace(previous, retired_at=time.monotonic()))
+        self._indexes[key] = serving
+
+    # -- writes by other replicas (searchd.follower) ------------------------------
+
+    def apply_changes(self, collection: str, docs: Sequence[int]) -> None:
+        """Bring this process's indexes up to date with the store for ``docs``, which another replica wrote or deleted.
+
+        Read and applied under the write lock: a write of this process to the same object cannot fall in between
+        and be overwritten by the older version read before it.
+        """
+        with self._write_lock:
+            if collection not in self.holder.current.collections:
+                return  # not served here (yet): the catalog that adds it builds its indexes from the store
+            found = self.store.get_docs(collection, docs, vectors=True)
+            dims = {k[1]: s.vector.dimensions for k, s in self._indexes.items() if k[0] == collection}
+            # A vector made for other settings (a replica on another revision) is not searchable here.
+            present = [replace(o, vectors={n: v for n, v in o.vectors.items() if dims.get(n) == v.shape[-1]}) for o in found.values()]
+            self._index([set() for _ in present], present)
+            for doc in docs:
+                if doc not in found:
+                    self._unindex(collection, doc, None)
+
+    def rebuild_collection(self, collection: str) -> bool:
+        """Rebuild a collection's indexes from the store, as a start without saved indexes does; whether it is served here.
+
+        For a change to the whole collection by another replica (a dropped property, promoted vectors), or changes
+        this process can no longer read (the log was trimmed past them while it was away).
+        """
+        with self._write_lock:
+            compiled = self.holder.current.collections.get(collection)
+            if compiled is None:
+                return False
+            self._tables.pop(collection, None)
+            self._open_table(compiled)
+            source = self.source(collection)
+            if collection in self._keyword:
+                self._keyword[collection] = fill_keyword_index(BM25Index(compiled.spec), source, collection)
+            for key in [k for k in self._indexes if k[0] == collection]:
+                vector = self._indexes[key].vector
+                built = fill_index(build_index(vector.spec.index, vector.dimensions), source, vector.name, vector.dimensions, f"{collection}.{vector.name} {vector.spec.index.type}")
+                self._replace_index(key, Serving(built, vector))
             return True
 
     def drop(self, collection: str, vector: str | None = None) -> None:

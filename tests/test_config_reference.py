@@ -124,6 +124,8 @@ CHANGES: dict[str, tuple[Any, Any]] = {
     "server.dataDir": ("data", "data2"),
     "server.storage.backend": ("sqlite", "postgres"),
     "server.storage.url": ("postgresql://a/db", "postgresql://b/db"),
+    "server.storage.heartbeatSeconds": (5, 1),
+    "server.storage.replicaExpirySeconds": (600, 60),
     "server.limits.maxBodyBytes": (10485760, 2048),
     "server.limits.queryLimitDefault": (100, 10),
     "server.limits.queryLimitMax": (10000, 500),

@@ -151,6 +151,8 @@ class StorageBackend(enum.Enum):
 class StorageSpec:
     backend: StorageBackend = StorageBackend.SQLITE
     url: str = field(default="", repr=False)  # from ${ENV}: it may hold a password, so it is never logged
+    heartbeat_seconds: float = 5.0  # how often a replica on PostgreSQL says it is alive (searchd.follower)
+    replica_expiry_seconds: float = 600.0  # a replica silent this long leaves /v1/nodes and loses its claim on the change log
 
 
 @dataclass(frozen=True)
@@ -363,6 +365,15 @@ def _inverted_index_spec(data: Mapping[str, Any]) -> InvertedIndexSpec:
     )
 
 
+def _storage_spec(storage: Mapping[str, Any]) -> StorageSpec:
+    return StorageSpec(
+        StorageBackend(storage.get("backend", "sqlite")),
+        storage.get("url", ""),
+        float(storage.get("heartbeatSeconds", StorageSpec.heartbeat_seconds)),
+        float(storage.get("replicaExpirySeconds", StorageSpec.replica_expiry_seconds)),
+    )
+
+
 def _connections_spec(data: Mapping[str, Any]) -> ConnectionsSpec:
     defaults = ConnectionsSpec()
     return ConnectionsSpec(
@@ -451,7 +462,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
             host=server.get("host", "127.0.0.1"),
             port=server.get("port", 8080),
             data_dir=server.get("dataDir"),
-            storage=StorageSpec(StorageBackend(server.get("storage", {}).get("backend", "sqlite")), server.get("storage", {}).get("url", "")),
+            storage=_storage_spec(server.get("storage", {})),
             limits=LimitsSpec(
                 max_body_bytes=limits.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES),
                 query_limit_default=limits.get("queryLimitDefault", DEFAULT_QUERY_LIMIT),

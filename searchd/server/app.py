@@ -206,12 +206,14 @@ class Startup:
         self.services: Services | None = None
         self.error: BaseException | None = None
         self.on_failure: Callable[[], None] = lambda: None
+        self.address: tuple[str, int] | None = None  # where HTTP is served: a replica's name in /v1/nodes
         self._thread: threading.Thread | None = None
 
     def begin(self, state: State) -> None:
         def run() -> None:
             try:
                 self.services = finish_services(self.opening, self.readiness.report)
+                self._follow(self.services)
                 if self.then is not None:
                     self.then(self.services, self.readiness, self.stopping)
             except BaseException as exc:  # the server cannot serve: say why, and stop it
@@ -230,6 +232,17 @@ class Startup:
 
         self._thread = threading.Thread(target=run, name="searchd-startup", daemon=True)
         self._thread.start()
+
+    def _follow(self, services: Services) -> None:
+        """On a shared store: name this replica by its address, and stay not ready until it has caught up with
+        what the other replicas wrote before it began following them."""
+        follower = services.engine.follower
+        if follower is None:
+            return
+        if self.address is not None:
+            follower.advertise(*self.address)
+        while (behind := follower.caught_up()) is not None and not self.stopping.wait(0.05):
+            self.readiness.report("catching up with the other replicas' writes", *behind)
 
     def end(self) -> Services | None:
         """Stop loading (after the batch in hand) and wait for the thread; the services to close, if it opened them."""

@@ -1,4 +1,8 @@
-"""GET /v1/nodes: this one process as a Weaviate cluster of one node, one shard per collection.
+"""GET /v1/nodes: the replicas serving the store as a Weaviate cluster, one shard per collection.
+
+On SQLite the cluster is this one process.  On PostgreSQL it is every live replica (``searchd.follower``),
+each with ``seq`` (the last write of the change log it has applied) and ``lag`` (writes behind the
+log, and seconds the oldest of them has waited); they share the store, so their shards are the same.
 
 Clients read it for health and counts, and weaviate-client's ``batch.dynamic()`` sizes its batches
 from ``batchStats``: searchd has no batch queue (a write is indexed before it is acknowledged), so
@@ -8,12 +12,13 @@ from ``batchStats``: searchd has no batch queue (a write is indexed before it is
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from searchd import WEAVIATE_API_VERSION, __version__
 from searchd.catalog import CompiledCollection
 from searchd.errors import InvalidInput
+from searchd.follower import Member
 
 OUTPUTS = ("minimal", "verbose")
 
@@ -45,21 +50,31 @@ def shard_json(collection: CompiledCollection, node: str, objects: int, indexing
     }
 
 
-def nodes_json(collections: Iterable[CompiledCollection], counts: Mapping[str, int], indexing: frozenset[str], verbose: bool) -> dict[str, Any]:
-    """The body of GET /v1/nodes; ``counts`` holds each collection's objects, ``indexing`` the collections being rebuilt."""
-    name = node_name()
-    node: dict[str, Any] = {
-        "name": name,
-        "status": "HEALTHY",
-        "version": WEAVIATE_API_VERSION,
-        "gitHash": f"searchd-{__version__}",
-        "batchStats": {"queueLength": 0, "ratePerSecond": 0},
-    }
-    if verbose:
-        shards = [shard_json(c, name, counts[c.name], c.name in indexing) for c in collections]
-        node["stats"] = {"objectCount": sum(s["objectCount"] for s in shards), "shardCount": len(shards)}
-        node["shards"] = shards
-    return {"nodes": [node]}
+def nodes_json(
+    collections: Iterable[CompiledCollection], counts: Mapping[str, int], indexing: frozenset[str], verbose: bool, members: Sequence[Member] | None = None
+) -> dict[str, Any]:
+    """The body of GET /v1/nodes; ``counts`` holds each collection's objects, ``indexing`` the collections being rebuilt,
+    ``members`` the live replicas of a shared store (None: this process alone)."""
+    collections = list(collections)
+    nodes = []
+    for member in members if members is not None else [None]:
+        name = member.name if member is not None else node_name()
+        node: dict[str, Any] = {
+            "name": name,
+            "status": "HEALTHY" if member is None or member.healthy else "UNHEALTHY",
+            "version": WEAVIATE_API_VERSION,
+            "gitHash": f"searchd-{member.version if member is not None else __version__}",
+            "batchStats": {"queueLength": 0, "ratePerSecond": 0},
+        }
+        if member is not None:
+            address = f"{member.host}:{member.port}" if member.port is not None else member.host
+            node.update({"seq": member.applied, "lag": {"seqs": member.lag_seqs, "seconds": member.lag_seconds}, "address": address, "self": member.this})
+        if verbose:
+            shards = [shard_json(c, name, counts[c.name], c.name in indexing) for c in collections]
+            node["stats"] = {"objectCount": sum(s["objectCount"] for s in shards), "shardCount": len(shards)}
+            node["shards"] = shards
+        nodes.append(node)
+    return {"nodes": nodes}
 
 
 def shard_statuses(collection: CompiledCollection, indexing: bool) -> list[dict[str, Any]]:

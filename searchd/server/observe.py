@@ -84,6 +84,13 @@ class DataCollector(Collector):
         drift = GaugeMetricFamily("searchd_config_drift", "1 when this replica's config files do not hold the applied revision (see GET /v1/config/status)")
         drift.add_metric([], 1 if services.config.drift()["drift"] else 0)
         yield from (objects, vectors, cache, entries, rebuild, drift)
+        follower = services.engine.follower
+        if follower is not None:  # a replica on a shared store: how far behind the other replicas' writes it is
+            lag_seqs, lag_seconds = follower.lag()
+            yield GaugeMetricFamily("searchd_replication_applied_seq", "The last write of the change log applied to this replica's indexes", value=follower.applied)
+            yield GaugeMetricFamily("searchd_replication_lag_writes", "Writes in the change log not yet applied to this replica's indexes", value=lag_seqs)
+            yield GaugeMetricFamily("searchd_replication_lag_seconds", "How long the oldest write not yet applied here has waited", value=lag_seconds)
+            yield CounterMetricFamily("searchd_replication_rebuilt_collections", "Collections rebuilt from the store since the start", value=follower.rebuilt)
 
 
 def query_kind(document: DocumentNode) -> str:

@@ -154,7 +154,9 @@ async def nodes(request: Request) -> Response:
     collections = [catalog.collection(class_name)] if class_name else list(catalog.collections.values())
     services = _services(request)
     counts = {c.name: await anyio.to_thread.run_sync(services.engine.count, c.name) for c in collections} if verbose else {}
-    return JSONResponse(nodes_json(collections, counts, _indexing(request), verbose))
+    follower = services.engine.follower
+    members = await anyio.to_thread.run_sync(follower.members) if follower is not None else None
+    return JSONResponse(nodes_json(collections, counts, _indexing(request), verbose, members))
 
 
 def _indexing(request: Request) -> frozenset[str]:

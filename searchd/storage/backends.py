@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 def effective_storage(storage: StorageSpec, environ: Mapping[str, str] = os.environ) -> StorageSpec:
     """The config's storage, or PostgreSQL at $SEARCHD_DATABASE_URL when the config leaves the default."""
-    if storage == StorageSpec() and environ.get(DATABASE_URL_ENV):
-        return StorageSpec(StorageBackend.POSTGRES, environ[DATABASE_URL_ENV])
+    if (storage.backend, storage.url) == (StorageBackend.SQLITE, "") and environ.get(DATABASE_URL_ENV):
+        return replace(storage, backend=StorageBackend.POSTGRES, url=environ[DATABASE_URL_ENV])
     return storage
 
 

@@ -14,7 +14,7 @@ replica in another process) catches up by reading the changes after the sequence
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from searchd.config.spec import Spec
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied
 from searchd.where import Filter, SortKey
+
+if TYPE_CHECKING:  # psycopg is loaded only for a PostgreSQL store
+    from searchd.storage.pgreplicas import ReplicaLog
 
 BULK = -1  # a change to a whole collection (a dropped property, promoted vectors): its indexes rebuild
 RETIRED_TABLE_GRACE_S = 60.0  # how long a dropped table stays for reads that began before the drop
@@ -49,6 +52,9 @@ class Store(Protocol):
     def write_seq(self) -> int: ...
     def changes_since(self, seq: int, collection: str) -> list[int] | None: ...
     def trim_changes(self, upto: int) -> None: ...
+    def replication(self) -> ReplicaLog | None:
+        """The change feed other processes write to (PostgreSQL), or None: this process is the only writer (SQLite)."""
+        ...
 
     # -- reads
     def get(self, collection: str, object_id: str, vectors: bool = True) -> StoredObject | None: ...

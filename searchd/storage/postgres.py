@@ -6,10 +6,13 @@ The layout follows SQLite's (``searchd.storage.sqlite``), in tables named ``sear
   ``id`` (text, compared bytewise), ``properties`` (jsonb), the two timestamps;
 * one table per named vector (and per staged re-vectorization), ``searchd_v<tag>``:
   ``doc`` → ``dims`` and the float32 bytes;
-* ``searchd_changes``: a sequence number per written or deleted document.  Every write
-  transaction first takes one transaction-level advisory lock, so sequence numbers are
-  committed in the order they were drawn: a reader in any process that has seen
-  sequence ``n`` has seen every change up to ``n`` (what replicas will follow);
+* ``searchd_changes``: a sequence number per written or deleted document, and which process
+  wrote it.  Every write transaction first takes one transaction-level advisory lock, so
+  sequence numbers are committed in the order they were drawn: a reader in any process that
+  has seen sequence ``n`` has seen every change up to ``n``.  Replicas follow it
+  (``searchd.storage.pgreplicas``, ``searchd.follower``); a write transaction also reads the
+  table registry's version under that lock, so a table another replica created is known
+  before this one writes;
 * ``searchd_applied``: the applied spec (redacted, as in the data directory) and its revision;
 * ``searchd_embeddings`` (``searchd.storage.postgres_cache``): the embedding cache.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +46,8 @@ from searchd.storage.base import BULK
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.pgvector import DatabaseVectors, Layout, SearchSettings, ensure, extension_problem, put_vector, read_layouts
+from searchd.storage.pgreplicas import LOG_CHANGES, ReplicaLog
+from searchd.storage.pgreplicas import SCHEMA as REPLICA_SCHEMA
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import matrix_of, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
@@ -74,6 +80,7 @@ _OBJECTS_TABLE = """CREATE TABLE IF NOT EXISTS searchd_o{tag} (
     created_ms bigint NOT NULL, updated_ms bigint NOT NULL)"""
 _VECTORS_TABLE = "CREATE TABLE IF NOT EXISTS searchd_v{tag} (doc bigint PRIMARY KEY, dims int NOT NULL, data bytea NOT NULL)"
 _COLUMNS = "doc, id, properties, created_ms, updated_ms"
+_REGISTRY = "SELECT value FROM searchd_meta WHERE key = 'registry'"
 _PAGE = 5000
 _POOL_SIZE = 8
 
@@ -94,17 +101,22 @@ class PostgresStore(SqlStore):
         self._layouts: dict[str, Layout] | None = None  # pgvector tables (searchd.storage.pgvector), read per write transaction
         self._search_settings = SearchSettings()
         self._init_tables()
+        self._registry: str | None = None  # the version of the table registry last read (see _transaction)
         try:
             self._db = connect(url)
             with self._guard() as db:
                 db.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))  # two first starts must not race on CREATE
                 try:
                     db.execute(_SCHEMA)
+                    db.execute(REPLICA_SCHEMA)
+                    self._registry = self._registry_version(db)
+                    self._reload_tags(db)
                 finally:
                     db.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
-                self._reload_tags(db)
             self._pool = ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, kwargs={"autocommit": True}, open=False, name="searchd-readers")
             self._pool.open(wait=True, timeout=30)
+            # This process's writes carry a fresh id each start: its follower skips them (it indexed them as it wrote).
+            self._replicas = ReplicaLog(url, self._where, self._read, uuid.uuid4().hex, self.refresh_registry)
         except BaseException:
             if hasattr(self, "_db"):
                 self._db.close()
@@ -160,7 +172,12 @@ class PostgresStore(SqlStore):
             self._writer = threading.get_ident()
             try:
                 with db.transaction():
-                    db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    # The lock, and the registry's version as it is under the lock: a table another replica made or
+                    # dropped is known before this transaction writes (see searchd.storage.pgreplicas).
+                    row = db.execute("SELECT searchd_write_lock(%s)", (WRITE_LOCK,)).fetchone()
+                    if row is not None and row[0] != self._registry:
+                        self._reload_tags(db)
+                        self._registry = row[0]
                     self._layouts = None  # another process may have added a pgvector index since
                     yield db
             except BaseException:
@@ -171,6 +188,32 @@ class PostgresStore(SqlStore):
             self._publish_tags()
 
     # -- tables ------------------------------------------------------------------
+
+    @staticmethod
+    def _registry_version(db: psycopg.Connection[Any]) -> str | None:
+        row = db.execute(_REGISTRY).fetchone()
+        return None if row is None else str(row[0])
+
+    def refresh_registry(self) -> bool:
+        """Reload the table registry if another replica changed it (a collection or vector table made or dropped); whether it did."""
+        with self._read() as db:
+            version = self._registry_version(db)
+        if version == self._registry:
+            return False
+        with self._guard() as db:  # the write connection, between transactions: the writer works on the registry
+            self._reload_tags(db)
+            self._registry = version
+        return True
+
+    def replication(self) -> ReplicaLog:
+        return self._replicas
+
+    def _log_changes(self, db: psycopg.Connection[Any], changes: Sequence[tuple[str, int]]) -> None:
+        """Log the transaction's changes under this process's id, and announce them to the other replicas at COMMIT."""
+        db.execute(LOG_CHANGES, {"origin": self._replicas.origin, "collections": [c for c, _ in changes], "docs": [d for _, d in changes]})
+
+    def _bulk_change(self, db: Any, collection: str) -> None:
+        self._log_changes(db, [(collection, BULK)])
 
     def _next_tag(self, db: psycopg.Connection[Any]) -> int:
         row = db.execute("SELECT nextval('searchd_tags')").fetchone()
@@ -203,8 +246,7 @@ class PostgresStore(SqlStore):
                         self._put_vector(db, vectors, doc, obj.vectors[name])
                     else:
                         db.execute(f"DELETE FROM {vectors} WHERE doc = %s", (doc,))
-            with db.cursor() as cursor:
-                cursor.executemany("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", [(o.collection, d) for o, d in zip(objects, docs)])
+            self._log_changes(db, [(o.collection, d) for o, d in zip(objects, docs)])
         return docs
 
     def _put_vector(self, db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray) -> None:
@@ -245,7 +287,7 @@ class PostgresStore(SqlStore):
                 return None
             for vectors in self._vector_tables(collection).values():
                 db.execute(f"DELETE FROM {vectors} WHERE doc = %s", (row[0],))
-            db.execute("INSERT INTO searchd_changes (collection, doc) VALUES (%s, %s)", (collection, row[0]))
+            self._log_changes(db, [(collection, int(row[0]))])
         return int(row[0])
 
     # -- the change log ----------------------------------------------------------
@@ -268,7 +310,9 @@ class PostgresStore(SqlStore):
         return None if BULK in docs else docs
 
     def trim_changes(self, upto: int) -> None:
+        """This process's indexes are saved at ``upto``: forget the changes no replica heard from lately still needs."""
         with self._transaction() as db:
+            upto = self._replicas.trim_floor(db, upto)
             db.execute("DELETE FROM searchd_changes WHERE seq <= %s", (upto,))
             db.execute(
                 "INSERT INTO searchd_meta VALUES ('trimmed', %s) ON CONFLICT (key) DO UPDATE SET value = GREATEST(searchd_meta.value::bigint, excluded.value::bigint)::text",

@@ -285,6 +285,9 @@ class SqliteStore(SqlStore):
         with self._transaction() as db:
             db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
 
+    def replication(self) -> None:
+        """None: the data directory's lock makes this process the store's only writer, so there is nothing to follow."""
+
     # -- reads -------------------------------------------------------------------
 
     def get_many(self, collection: str, object_ids: Sequence[str], vectors: bool = True) -> dict[str, StoredObject]:
