@@ -113,11 +113,17 @@ class Follower:
         log.info("following the change log of %s from write %d as replica %s", self._engine.store.where, self.applied, self._id[:8])
 
     def stop(self) -> None:
+        """Stop following, after one last catch-up: the indexes saved next are as current as the log."""
         self._stopping.set()
         for thread in self._threads:
             thread.join()
-        if self._threads:
+        if not self._threads:
+            return
+        try:
+            self._catch_up(last=True)
             self._report(stopped=True)  # gone from /v1/nodes at once; trimming still spares its saved indexes until it expires
+        except SearchdError as exc:  # the database is gone: the next start replays from the saved sequence
+            log.warning("could not catch up before stopping: %s", exc)
 
     def advertise(self, host: str, port: int) -> None:
         """Where this replica serves HTTP: its name in /v1/nodes becomes <hostname>:<port>."""
@@ -180,8 +186,8 @@ class Follower:
             self._advance(note.last)
         return True
 
-    def _catch_up(self) -> None:
-        while not self._stopping.is_set():
+    def _catch_up(self, last: bool = False) -> None:
+        while last or not self._stopping.is_set():
             changes = self._log.changes_after(self.applied, READ_CHANGES)
             self._saw_head(changes.head)
             if changes.trimmed:
