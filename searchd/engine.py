@@ -482,9 +482,10 @@ class Engine:
             self._unindex(collection.name, doc, the_id)
 
     def _unindex(self, collection: str, doc: int, object_id: str | None) -> None:
-        """Take a deleted object out of every index (under the write lock)."""
+        """Take a deleted object out of every index (under the write lock); ``object_id`` if known (else the doc table's)."""
         table = self._tables.get(collection)
         if table is not None:
+            object_id = object_id or table.ids_of([doc])[0]
             table.remove(doc)
         for key, serving in self._indexes.items():
             if key[0] == collection:
