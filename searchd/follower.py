@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,6 +95,10 @@ class Follower:
         self._pending: deque[tuple[int, float]] = deque()  # (head seen, when): how long the oldest unapplied change waits
         self._lag_lock = threading.Lock()  # _pending is read by the heartbeat and /metrics while the follower moves on
         self.rebuilt = 0  # collections rebuilt from the store since the start (a restart that catches up rebuilds none)
+        # The coordinated reload's say on a change to a whole collection (vectors promoted by the leader's re-vectorization
+        # under a new revision): True when it takes it (swaps this replica to the revision, then rebuilds); by default the
+        # collection is rebuilt here at once with the catalog served now.
+        self.on_bulk: Callable[[str], bool] = lambda collection: False
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_error: str | None = None
@@ -210,7 +215,8 @@ class Follower:
             by_collection.setdefault(collection, []).append(doc)
         for collection, docs in by_collection.items():
             if BULK in docs:
-                self._rebuild(collection, "another replica changed it as a whole")
+                if not self.on_bulk(collection):
+                    self._rebuild(collection, "another replica changed it as a whole")
                 continue
             unique = list(dict.fromkeys(docs))
             for start in range(0, len(unique), APPLY_DOCS):
