@@ -83,7 +83,7 @@ EVERYTHING = Spec(
         host="0.0.0.0",
         port=18080,
         data_dir="/var/lib/searchd",
-        storage=StorageSpec(StorageBackend.POSTGRES, "postgresql://searchd:secret@db:5432/searchd"),
+        storage=StorageSpec(StorageBackend.POSTGRES, "postgresql://searchd:secret@db:5432/searchd", 2.5, 120.0),
         limits=LimitsSpec(
             max_body_bytes=1, query_limit_default=2, query_limit_max=3, max_batch_objects=4, max_query_depth=5,
             max_query_tokens=6, max_query_cost=7, max_searches_per_query=8, max_filter_operands=9, max_filter_depth=12,
