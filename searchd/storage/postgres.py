@@ -45,9 +45,9 @@ from searchd.storage.applied import Applied, applied_document, new_applied, read
 from searchd.storage.base import BULK
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
-from searchd.storage.pgvector import DatabaseVectors, Layout, SearchSettings, ensure, extension_problem, put_vector, read_layouts
 from searchd.storage.pgreplicas import LOG_CHANGES, ReplicaLog
 from searchd.storage.pgreplicas import SCHEMA as REPLICA_SCHEMA
+from searchd.storage.pgvector import DatabaseVectors, Layout, SearchSettings, ensure, extension_problem, put_vector, read_layouts
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import matrix_of, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
