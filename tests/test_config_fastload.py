@@ -24,7 +24,9 @@ from searchd.modules import default_registry
 WriteConfig = Callable[..., Path]
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
-ENV = {"PORT": "9090", "HOST": "0.0.0.0", "KEY": "abcdefghijklmnopqrstuvwxyz", "RATIO": "0.5", "FLAG": "yes", "EMPTY": ""}
+# The last two are what examples/replicas needs (its database URL and admin key come from the environment).
+ENV = {"PORT": "9090", "HOST": "0.0.0.0", "KEY": "abcdefghijklmnopqrstuvwxyz", "RATIO": "0.5", "FLAG": "yes", "EMPTY": "",
+       "DATABASE_URL": "postgresql://searchd@db:5432/searchd", "SEARCHD_ADMIN_KEY": "admin-key-0123456789"}
 
 HEAD = "collections:\n  - name: Article\n    properties:\n      - {name: title, type: TEXT}\n"
 VECTOR = "    vectors:\n      v: {vectorizer: {module: text2vec-hash, dimensions: 64}, index: {type: flat}}\n"
