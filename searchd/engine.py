@@ -176,11 +176,14 @@ class Engine:
             raise ConfigChanged(f"the vector '{name}' of '{collection}' has a pgvector index, but the object store is not PostgreSQL", "set server.storage.backend: postgres, or use index type hnsw")
         return PgVectorIndex(index, vector.dimensions, make(collection, name, index, vector.dimensions))
 
-    def _open_table(self, collection: CompiledCollection, steps: Steps | None = None) -> None:
-        """The collection's doc table, built from the store when new or when its filterable properties changed."""
+    def _open_table(self, collection: CompiledCollection, steps: Steps | None = None, rebuild: bool = False) -> None:
+        """The collection's doc table, built from the store when new, when its filterable properties changed, or to ``rebuild`` it.
+
+        The table being replaced keeps answering until the new one is built (queries never find none).
+        """
         columns = tuple((p.name, p.type) for p in collection.spec.properties if p.filterable)
         current = self._tables.get(collection.name)
-        if current is not None and current.columns == columns:
+        if current is not None and current.columns == columns and not rebuild:
             return
         table = DocTable(collection.spec)
         for obj in self.store.iter_objects(collection.name):
@@ -594,8 +597,7 @@ class Engine:
             compiled = self.holder.current.collections.get(collection)
             if compiled is None:
                 return False
-            self._tables.pop(collection, None)
-            self._open_table(compiled)
+            self._open_table(compiled, rebuild=True)
             source = self.source(collection)
             if collection in self._keyword:
                 self._keyword[collection] = fill_keyword_index(BM25Index(compiled.spec), source, collection)
