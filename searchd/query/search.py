@@ -300,9 +300,10 @@ async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25:
 # -- hybrid -------------------------------------------------------------------------
 
 
-async def _hybrid_vector_leg(
-    context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], fetch: int, allowed: AllowList | None
-) -> tuple[str, CompiledVector | None, list[Hit]]:
+async def _hybrid_vector_query(
+    context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any]
+) -> tuple[str, CompiledVector, np.ndarray, float | None]:
+    """The vector side of a hybrid: its leg's name, the vector searched, the query vector and its distance bound."""
     searches = hybrid.get("searches") or []
     if len(searches) > 1:
         raise QueryError("hybrid takes one entry in searches", "keep one of nearText, nearVector, nearImage")
@@ -310,23 +311,23 @@ async def _hybrid_vector_leg(
         given = [k for k in ("nearText", "nearVector", "nearImage") if searches[0].get(k) is not None]
         if len(given) != 1:
             raise QueryError("each hybrid searches entry needs exactly one of nearText, nearVector, nearImage", "e.g. searches: [{nearImage: {image: \"...\"}}]")
-        near = {**searches[0][given[0]]}
+        name, kind, near = f"vector,{given[0]}", given[0], {**searches[0][given[0]]}
         near.setdefault("targetVectors", hybrid.get("targetVectors"))
-        return (f"vector,{given[0]}", *await near_hits(context, collection, given[0], near, fetch, allowed))
-    targets = hybrid.get("targetVectors")
-    if hybrid.get("vector") is not None:
-        near = {"vector": hybrid["vector"], "targetVectors": targets}
-        return ("vector,hybridVector", *await near_hits(context, collection, "nearVector", near, fetch, allowed))
-    if not hybrid.get("query"):
+    elif hybrid.get("vector") is not None:
+        name, kind, near = "vector,hybridVector", "nearVector", {"vector": hybrid["vector"], "targetVectors": hybrid.get("targetVectors")}
+    elif not hybrid.get("query"):
         raise QueryError("hybrid with alpha > 0 needs a query, a vector or searches", "add query: \"...\"")
-    searched = target_vector(collection, targets)
-    if searched.vectorizer is None:
-        raise QueryError(
-            f"hybrid needs a vector for its vector side: '{searched.name}' brings its own vectors (module: none), so the query text cannot be embedded",
-            f"send hybrid: {{query: \"...\", vector: [...]}} with {searched.dimensions} numbers{' per row' if searched.is_multi else ''}, or alpha: 0 for keyword search only",
-        )
-    near = {"concepts": [hybrid["query"]], "targetVectors": targets}
-    return ("vector,hybridVector", *await near_hits(context, collection, "nearText", near, fetch, allowed))
+    else:
+        searched = target_vector(collection, hybrid.get("targetVectors"))
+        if searched.vectorizer is None:
+            raise QueryError(
+                f"hybrid needs a vector for its vector side: '{searched.name}' brings its own vectors (module: none), so the query text cannot be embedded",
+                f"send hybrid: {{query: \"...\", vector: [...]}} with {searched.dimensions} numbers{' per row' if searched.is_multi else ''}, or alpha: 0 for keyword search only",
+            )
+        name, kind, near = "vector,hybridVector", "nearText", {"concepts": [hybrid["query"]], "targetVectors": hybrid.get("targetVectors")}
+    searched = target_vector(collection, near.get("targetVectors"))
+    threshold = max_distance(searched, near)
+    return name, searched, await query_vector(context, collection, searched, kind, near), threshold
 
 
 class _IdsOnDemand(Mapping[int, str]):
@@ -377,26 +378,38 @@ async def hybrid_rows(
     alpha = DEFAULT_ALPHA if hybrid.get("alpha") is None else float(hybrid["alpha"])
     if not 0.0 <= alpha <= 1.0:
         raise QueryError(f"alpha should be between 0.0 and 1.0, got {alpha}", "0 is pure keyword search, 1 pure vector search")
+    # The query vector first (it may be embedded by a provider); then both legs and the fusion in one worker call.
+    vector_side = await _hybrid_vector_query(context, collection, hybrid) if alpha > 0.0 else None
+    return await context.engine.offload(_hybrid_fused, context, collection, hybrid, alpha, vector_side, limit, allowed, explain)
+
+
+def _hybrid_fused(
+    context: QueryContext,
+    collection: CompiledCollection,
+    hybrid: Mapping[str, Any],
+    alpha: float,
+    vector_side: tuple[str, CompiledVector, np.ndarray, float | None] | None,
+    limit: int,
+    allowed: AllowList | None,
+    explain: bool,
+) -> list[Row]:
+    """Both legs at hybrid's candidate depth, then the fusion (in a worker thread: it is all CPU)."""
     fetch = max(HYBRID_MIN_CANDIDATES, limit)
+    ranked = hybrid.get("fusionType") == "rankedFusion"
     query = hybrid.get("query") or ""
-
-    async def keyword() -> list[KeywordHit]:
-        if alpha >= 1.0 or not query:
-            return []
-        ordered = explain or hybrid.get("fusionType") == "rankedFusion"
-        return await context.engine.offload(keyword_hits, context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain, ordered)
-
-    async def vector() -> tuple[str, CompiledVector | None, list[Hit]]:
-        return ("vector,hybridVector", None, []) if alpha <= 0.0 else await _hybrid_vector_leg(context, collection, hybrid, fetch, allowed)
-
-    keyword_result, (vector_name, searched, vector_result) = await asyncio.gather(keyword(), vector())
+    keyword_result: list[KeywordHit] = []
+    if alpha < 1.0 and query:
+        keyword_result = keyword_hits(context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain, explain or ranked)
+    vector_name, searched, vector_result = "vector,hybridVector", None, []
+    if vector_side is not None:
+        vector_name, searched, near_vector, threshold = vector_side
+        vector_result = context.engine.search_hits(collection, searched, near_vector, fetch, 0, threshold, allowed)
     cap = hybrid.get("maxVectorDistance")
     if cap is not None:
         # A relevance gate: far vector hits go, and keyword hits the vector side did not keep go too.
         vector_result = [h for h in vector_result if h.distance <= cap]
         kept = {h.id for h in vector_result}
         keyword_result = [h for h in keyword_result if h.id in kept]
-    ranked = hybrid.get("fusionType") == "rankedFusion"
     if not explain:
         return _fused_rows(context, collection, searched, keyword_result, vector_result, alpha, ranked, limit)
     # Fusion ranks and explains by id (ties too, as Weaviate does): docs become ids first.
