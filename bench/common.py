@@ -270,6 +270,23 @@ class Server:
     def rss_mb(self) -> float | None:
         return rss_mb(self.pid)
 
+    def settled_rss_mb(self, max_s: float = 15.0) -> float | None:
+        """VmRSS once it holds still: two readings a second apart within 1 MB (bounded by max_s).
+
+        Right after an import a server may not yet have handed its freed buffers back (searchd trims when its
+        writes have paused for a second; glibc keeps freed memory otherwise), so a single reading lands on
+        either side of that by chance. Every system is measured this way.
+        """
+        last = self.rss_mb()
+        deadline = time.perf_counter() + max_s
+        while last is not None and time.perf_counter() < deadline:
+            time.sleep(1.0)
+            now = self.rss_mb()
+            if now is None or abs(now - last) < 1.0:
+                return now
+            last = now
+        return last
+
     def tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

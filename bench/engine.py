@@ -40,7 +40,7 @@ turns within a round, so slow drift of the shared machine's load touches all of 
    HttpClient (500 per batch), pgvector COPY + CREATE INDEX (hnsw m=16 ef_construction=64, btree on bucket)
    + ANALYZE; each from the first request until a nearVector of the last object returns it.
 6. Disk per object after a clean stop (du of the data directory; pgvector: pg_total_relation_size), and VmRSS
-   of the server after import (searchd, chroma).
+   of the server after import (searchd, chroma), read once it holds still (two readings 1 s apart within 1 MB).
 7. searchd restart after SIGKILL: process start -> /v1/.well-known/ready answers 200 and a nearVector of
    the last object returns it.
 8. GET /v1/.well-known/live (chroma: /api/v2/heartbeat) from another client at ~20/s during the 8-client load.
@@ -580,7 +580,7 @@ class Searchd(System):
             with http_client(url) as client:
                 self.import_all(client)
                 server.settle()
-                self.rec.add(self.name, "rss_after_import_mb", server.rss_mb())
+                self.rec.add(self.name, "rss_after_import_mb", server.settled_rss_mb())
                 if self.ef is None:
                     self.ef = calibrate(
                         self, lambda ef: self.recall(client), self.bench.start_ef, lambda ef: self.reload_ef(client, work, ef)
@@ -733,7 +733,7 @@ class Chroma(System):
             with http_client(base) as raw:
                 cid = self.import_all(client, raw, self.ef or self.bench.start_ef, record=True)
                 server.settle()
-                self.rec.add(self.name, "rss_after_import_mb", server.rss_mb())
+                self.rec.add(self.name, "rss_after_import_mb", server.settled_rss_mb())
                 if self.ef is None:
                     holder = {"cid": cid}
 
