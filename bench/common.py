@@ -414,10 +414,13 @@ class LeanHTTP:
     """
 
     def __init__(self, base: str, timeout_s: float = 300.0) -> None:
-        address = base.split("://", 1)[-1].rstrip("/")
-        host, _, port = address.partition(":")
-        self._host = address
-        self._sock = socket.create_connection((host, int(port or 80)), timeout=timeout_s)
+        self._host = base.split("://", 1)[-1].rstrip("/")
+        self._timeout_s = timeout_s
+        self._connect()
+
+    def _connect(self) -> None:
+        host, _, port = self._host.partition(":")
+        self._sock = socket.create_connection((host, int(port or 80)), timeout=self._timeout_s)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
 
@@ -434,8 +437,16 @@ class LeanHTTP:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self._sock.sendall(head.encode() + b"\r\n" + (body or b""))
-        status, headers = self._head()
+        message = head.encode() + b"\r\n" + (body or b"")
+        try:
+            self._sock.sendall(message)
+            status, headers = self._head()
+        except (ConnectionError, BrokenPipeError):
+            # The server closed the idle keep-alive connection (between two loops): once more on a new one, as httpx does.
+            self._sock.close()
+            self._connect()
+            self._sock.sendall(message)
+            status, headers = self._head()
         if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
             return status, self._chunked()
         return status, self._exactly(int(headers.get(b"content-length", b"0")))
