@@ -177,3 +177,23 @@ def test_real_entry_point_on_a_broken_config(write_config: WriteConfig) -> None:
     assert [m.group("path") for m in map(ISSUE_LINE.match, lines) if m] == [e[2] for e in BROKEN_ERRORS]
     assert len(lines) == len(BROKEN_ERRORS)
     assert result.stderr == f"{len(BROKEN_ERRORS)} error(s) in {config}\n"
+
+
+def test_every_command_runs_numpy_blas_on_one_thread() -> None:
+    # OpenBLAS starts as many threads as it is told (here 4, or the cores there are); searchd sets it to one whatever the command, since each
+    # request runs in its own worker thread and BLAS threads of its own spin on a busy machine.
+    script = (
+        "import json, sys\n"
+        "from threadpoolctl import threadpool_info\n"
+        "import numpy\n"
+        "before = [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "from searchd.cli import main\n"
+        f"code = main(['validate', {str(QUICKSTART)!r}])\n"
+        "after = [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "print(json.dumps({'code': code, 'before': before, 'after': after}))\n"
+    )
+    env = {"OPENBLAS_NUM_THREADS": "4", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=True)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0 and len(seen["before"]) == 1  # numpy's OpenBLAS was found (it caps 4 at the cores there are)
+    assert seen["after"] == [1]
