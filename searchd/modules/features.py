@@ -12,11 +12,14 @@ import hashlib
 import io
 import itertools
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from searchd.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_FEATURES = 128  # 64 colour-histogram bins + 8x8 luminance layout
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -56,6 +59,8 @@ def text_features(text: str, dimensions: int) -> np.ndarray:
 
 def decode_image(data: bytes) -> Image.Image:
     """Decode image bytes fully, or raise InvalidInput saying why."""
+    from PIL import Image, UnidentifiedImageError  # here, not at start: a server with no image module never loads Pillow (about 2 MB)
+
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
@@ -71,6 +76,8 @@ def decode_image(data: bytes) -> Image.Image:
 
 def image_features(data: bytes) -> np.ndarray:
     """A 128-d perceptual descriptor: colour distribution plus coarse luminance layout."""
+    from PIL import Image
+
     image = decode_image(data).convert("RGB")
     small = np.asarray(image.resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64) / 255.0
     bins = np.minimum((small * 4).astype(int), 3)

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from searchd.config.spec import CollectionSpec, NamedVectorSpec
 from searchd.errors import InvalidInput
@@ -37,6 +36,8 @@ LLAMA_EMBEDQA = ModelInfo(
 
 def data_uri(b64: str) -> str:
     """A stored image as nvclip wants it: a data URI of a PNG or JPEG no larger than the inline limit."""
+    from PIL import Image  # here, not at start: a server with no image module never loads Pillow (about 2 MB)
+
     raw = base64.b64decode(b64)
     try:
         image = Image.open(io.BytesIO(raw))
