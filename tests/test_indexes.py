@@ -33,7 +33,7 @@ import pytest
 from searchd.config.spec import Distance, IndexSpec
 from searchd.index.annoy import AnnoyIndex
 from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, build_index, prepare, restore_index, top_k
-from searchd.index.codes import rerank_count
+from searchd.index.codes import ScanCodes, rerank_count
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
@@ -1454,3 +1454,19 @@ def test_multivector_distance_is_negative_maxsim() -> None:
 def test_unsupported_distances_are_refused(kind: str, metric: Distance) -> None:
     with pytest.raises(ValueError, match="does not support"):
         make_index(kind, metric, 4)
+
+
+def test_scan_codes_are_the_set_of_live_docs() -> None:
+    # hnsw's live docs are the docs with a code: the count survives repeated, re-put and removed docs.
+    codes = ScanCodes(4, Distance.COSINE)
+    rows = np.eye(4, dtype=np.float32)
+    codes.put(np.array([7, 2, 7, 40]), rows)  # 7 twice in one put: counted once
+    assert (len(codes), list(codes)) == (3, [2, 7, 40])
+    codes.put(np.array([2, 5]), rows[:2])  # 2 again: only 5 is new
+    assert (len(codes), list(codes)) == (4, [2, 5, 7, 40])
+    codes.remove(7)
+    codes.remove(7)  # twice: once counted
+    codes.remove(1000)  # never held
+    assert (len(codes), list(codes)) == (3, [2, 5, 40])
+    assert [d in codes for d in (2, 7, 40, -1, 41, 10**9, "2", 2.0)] == [True, False, True, False, False, False, False, False]
+    assert codes >= {2, 40} and not codes >= {2, 7}

@@ -77,7 +77,7 @@ class SharedLock:
 
 
 class HnswIndex(ApproximateIndex):
-    def __init__(self, spec: IndexSpec, dimensions: int, graph: hnswlib.Index | None = None, live: set[int] | None = None) -> None:
+    def __init__(self, spec: IndexSpec, dimensions: int, graph: hnswlib.Index | None = None, codes: ScanCodes | None = None) -> None:
         if spec.distance not in SPACES:
             raise ValueError(f"hnsw does not support {spec.distance.value} distance")
         self.metric = spec.distance
@@ -88,12 +88,12 @@ class HnswIndex(ApproximateIndex):
             graph.init_index(max_elements=_INITIAL_CAPACITY, ef_construction=spec.ef_construction, M=spec.max_connections, allow_replace_deleted=True)
         graph.set_num_threads(1)  # one request, one core: queries scale by running side by side
         self._graph = graph
-        self._codes = ScanCodes(dimensions, spec.distance)
+        # The live docs are the docs with a scan code (ScanCodes is also their set).
+        self._codes = codes if codes is not None else ScanCodes(dimensions, spec.distance)
         self.spec = spec
-        self._live: set[int] = live if live is not None else set()
         # Docs marked deleted whose label hnswlib may still hold (a re-insert must unmark it, not add it twice).
-        self._deleted: set[int] = set(graph.get_ids_list()) - self._live if live is not None else set()
-        self.saved_size = len(self._live)  # restored: how many docs the save held (its manifest's count)
+        self._deleted: set[int] = set(graph.get_ids_list()) - set(self._codes) if codes is not None else set()
+        self.saved_size = len(self._codes)  # restored: how many docs the save held (its manifest's count)
         self._threads = max(1, os.cpu_count() or 1)
 
     @property
@@ -107,10 +107,10 @@ class HnswIndex(ApproximateIndex):
         self._graph.set_ef(spec.ef)
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._codes)
 
     def __contains__(self, doc: object) -> bool:
-        return doc in self._live
+        return doc in self._codes
 
     def _reserve(self, extra: int) -> None:
         needed = self._graph.get_current_count() + extra
@@ -128,10 +128,9 @@ class HnswIndex(ApproximateIndex):
         latest: dict[int, int] = {int(doc): row for row, doc in enumerate(docs)}  # last write wins
         coded = self._comparable(matrix[list(latest.values())])
         with self._lock.exclusive():
-            self._codes.put(np.fromiter(latest, dtype=np.int64, count=len(latest)), coded)
             updates, inserts = [], []
             for doc in latest:
-                if doc in self._live:
+                if doc in self._codes:
                     updates.append(doc)
                 elif doc in self._deleted:
                     self._deleted.discard(doc)
@@ -151,19 +150,18 @@ class HnswIndex(ApproximateIndex):
                     # Inserts that may reuse a deleted slot are updates inside hnswlib: one thread too.
                     threads = self._threads if replace and not self._deleted and len(group) >= _PARALLEL_FROM else 1
                     self._graph.add_items(matrix[[latest[d] for d in group]], np.asarray(group, dtype=np.int64), num_threads=threads, replace_deleted=replace)
-            self._live.update(latest)
+            self._codes.put(np.fromiter(latest, dtype=np.int64, count=len(latest)), coded)
 
     def delete(self, doc: int) -> None:
         with self._lock.exclusive():
-            if doc in self._live:
+            if doc in self._codes:
                 self._graph.mark_deleted(doc)
                 self._codes.remove(doc)
-                self._live.discard(doc)
                 self._deleted.add(doc)
 
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
         with self._lock.shared():
-            k = min(k, len(self._live))
+            k = min(k, len(self._codes))
             if k == 0:
                 return []
             try:
@@ -186,11 +184,11 @@ class HnswIndex(ApproximateIndex):
         if allowed is not None:
             with self._lock.shared():
                 candidates = self._codes.nearest(query, self._codes.held(allowed.docs), rerank_count(k))
-            found = self._exact_from_store(query, k, allowed, self._live, candidates)
+            found = self._exact_from_store(query, k, allowed, self._codes, candidates)
             if found is not None:
                 return found
         with self._lock.shared():
-            docs = sorted(self._live) if candidates is None else [d for d in candidates.tolist() if d in self._live]
+            docs = list(self._codes) if candidates is None else [d for d in candidates.tolist() if d in self._codes]
             if not docs:
                 return []
             matrix = self._graph.get_items(docs, return_type="numpy")
@@ -203,7 +201,7 @@ class HnswIndex(ApproximateIndex):
         """
         with self._lock.exclusive():
             state: dict[str, Any] = dict(cast(Any, self._graph).__getstate__()[0])  # hnswlib's own arrays; written below as .npz and JSON
-            live = sorted(self._live)
+            live = list(self._codes)  # ascending
         count, width = int(state["cur_element_count"]), int(state["size_data_per_element"])
         level0 = np.asarray(state.pop("data_level0")).reshape(count, width)
         start, end = int(state["offset_data"]), int(state["offset_data"]) + 4 * self.dimensions
@@ -253,8 +251,7 @@ class HnswIndex(ApproximateIndex):
         state.update(arrays)
         graph = hnswlib.Index.__new__(hnswlib.Index)
         cast(Any, graph).__setstate__((state,))
-        index = cls(spec, dimensions, graph, set(found))
-        index._codes = codes
+        index = cls(spec, dimensions, graph, codes)
         index.saved_size = len(live)  # the docs below are no longer live
         for doc in set(live) - set(found):  # deleted from the store since the save: the catch-up would find it gone
             graph.mark_deleted(doc)
