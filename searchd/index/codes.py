@@ -12,7 +12,8 @@ filters (300 queries each; bench/RESULTS.md, "Filtered search").
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Set
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def rerank_count(k: int) -> int:
     return 2 * k + 20
 
 
-class ScanCodes(Set[int]):
+class ScanCodes(AbstractSet[int]):
     """int8 codes and scales by doc (docs are the store's small integers), and, as a set, the docs that hold one.
 
     The owning index's live docs are exactly the docs with a code, so the set stands in for a Python set of them
