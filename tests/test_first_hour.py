@@ -10,7 +10,7 @@ import pytest
 import watchfiles
 from starlette.testclient import TestClient
 
-from searchd.reload.manager import config_events
+from searchd.reload.watcher import config_events
 from tests.conftest import ClientFactory, graphql
 
 CONFIG = """\

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import watchfiles
 
-from searchd.reload.manager import config_events
+from searchd.reload.watcher import config_events
 from tests.conftest import BACKENDS, ClientFactory
 
 pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
