@@ -3,7 +3,6 @@ what the leader applied."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import anyio.to_thread
@@ -18,8 +17,6 @@ from searchd.reload.plan import classify
 from searchd.reload.rebuild_tasks import RebuildTasks
 from searchd.reload.served import served_spec
 from searchd.storage.applied import Applied
-
-log = logging.getLogger("searchd.reload")
 
 
 class Following(RebuildTasks):
