@@ -82,7 +82,6 @@ class Engine(WritePath, ShadowIndexes, ReplicaChanges):
         release_free_memory()  # loading and catching up built transient arrays
         # What is saved is as current as the store, unless opening had much to catch up on: then save soon.
         self._checkpoint.saved(-1 if sum(self._stale) >= CHECKPOINT_CHANGES else store.write_seq())
-        # On a shared store (PostgreSQL), what other replicas write reaches this process's indexes through the change log.
         self.follower = Follower(self, replication, data_dir, holder.current.spec.server.storage, start_seq) if replication is not None else None
 
     # -- running, saving and stopping -------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 from searchd.catalog import Catalog, CatalogHolder, CompiledCollection, CompiledVector
 from searchd.config.spec import IndexSpec, IndexType
 from searchd.errors import ConfigChanged, NotFound, QueryError
+from searchd.follower import Follower
 from searchd.index import VectorIndex
 from searchd.index.base import build_index
 from searchd.index.bm25 import BM25Index
@@ -52,6 +53,9 @@ class ServedIndexes:
         self._shadows: dict[tuple[str, str], Shadow] = {}
         self._promoted: dict[tuple[str, str], CompiledVector] = {}  # (collection, staging name) → the vector it became
         self._ids_elsewhere: dict[tuple[str, int], str] = {}  # (collection, doc) → id, of docs other processes wrote (_learn_ids)
+        # On a shared store (PostgreSQL), what other replicas write reaches this process's indexes through the change log
+        # (searchd.engine starts one once the indexes are open; saves and swaps consult what it applied).
+        self.follower: Follower | None = None
 
     # -- indexes ---------------------------------------------------------------
 
