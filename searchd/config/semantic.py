@@ -118,7 +118,11 @@ def _check_storage(storage: StorageSpec, locator: Locator) -> Iterator[ConfigIss
 def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
     yield from _check_storage(spec.server.storage, locator)
     seen: dict[str, int] = {}
+    # What a collection's checks below find depends on its properties and vectors only (its name and position
+    # only word the messages), and spec_from_data builds equal declarations once, as one object: parts that
+    # passed once pass again.  By the objects' ids: the spec holds them, so no id is reused meanwhile.
     passed: set[tuple[int, ...]] = set()
+    passed_vectors: set[tuple[int, ...]] = set()
     for index, collection in enumerate(spec.collections):
         path: PathKey = ("collections", index)
         folded = collection.name.lower()
@@ -131,7 +135,13 @@ def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterato
             )
         else:
             seen[folded] = index
-        yield from _check_collection(collection, path, locator, registry, passed)
+        parts = (*map(id, collection.properties), 0, *map(id, collection.vectors))
+        if parts in passed:
+            continue
+        found = list(_check_collection(collection, path, locator, registry, passed_vectors))
+        if not found:
+            passed.add(parts)
+        yield from found
 
 
 def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules, passed: set[tuple[int, ...]]) -> Iterator[ConfigIssue]:
@@ -156,8 +166,7 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
             "mark at most one named vector default: true",
         )
     for vector in collection.vectors:
-        # What a vector's checks find depends on it and the collection's properties only (the rest words the
-        # message), and spec_from_data shares equal declarations: a pair that passed once passes again.
+        # A vector's checks depend on it and the collection's properties only: a pair that passed once passes again.
         pair = (id(vector), *map(id, collection.properties))
         if pair in passed:
             continue

@@ -431,9 +431,9 @@ class _Shared:
     def __init__(self) -> None:
         self.built: dict[bytes, Any] = {}
 
-    def get(self, kind: bytes, declaration: Any, build: Callable[[], _T]) -> _T:
+    def get(self, kind: bytes, declaration: Any, build: Callable[[], _T], option: int = orjson.OPT_SORT_KEYS) -> _T:
         try:
-            key = kind + orjson.dumps(declaration, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME)
+            key = kind + orjson.dumps(declaration, option=option | orjson.OPT_PASSTHROUGH_DATETIME)
         except (TypeError, orjson.JSONEncodeError):
             return build()  # not plain JSON (a huge integer, a date that would read as its string): built every time
         found: _T | None = self.built.get(key)
@@ -442,21 +442,31 @@ class _Shared:
         return found
 
 
+_Parts = tuple[tuple[PropertySpec, ...], InvertedIndexSpec, tuple[NamedVectorSpec, ...]]
+
+
+def _collection_parts(shared: _Shared, c: Mapping[str, Any]) -> _Parts:
+    """A collection's properties, inverted index and vectors, each distinct declaration built once."""
+    inverted = c.get("invertedIndex", {})
+    return (
+        tuple(shared.get(b"p", p, partial(_property_spec, p)) for p in c.get("properties", [])),
+        shared.get(b"i", inverted, partial(_inverted_index_spec, inverted)),
+        tuple(shared.get(b"v", [name, v], partial(_vector_spec, name, v)) for name, v in c.get("vectors", {}).items()),
+    )
+
+
 def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     """Build the spec from schema-valid data (shape errors are caught before this)."""
     server = data.get("server", {})
     limits = server.get("limits", {})
     shared = _Shared()
-    collections = tuple(
-        CollectionSpec(
-            name=c["name"],
-            description=c.get("description", ""),
-            properties=tuple(shared.get(b"p", p, partial(_property_spec, p)) for p in c.get("properties", [])),
-            inverted_index=shared.get(b"i", c.get("invertedIndex", {}), partial(_inverted_index_spec, c.get("invertedIndex", {}))),
-            vectors=tuple(shared.get(b"v", [name, v], partial(_vector_spec, name, v)) for name, v in c.get("vectors", {}).items()),
-        )
-        for c in data.get("collections", [])
-    )
+    collections = []
+    for c in data.get("collections", []):
+        # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep theirs),
+        # so that the many collections of a generated config that differ only in name cost one lookup each.
+        declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
+        properties, inverted_index, vectors = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
+        collections.append(CollectionSpec(name=c["name"], description=c.get("description", ""), properties=properties, inverted_index=inverted_index, vectors=vectors))
     return Spec(
         server=ServerSpec(
             host=server.get("host", "127.0.0.1"),
@@ -490,6 +500,6 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
             grpc=GrpcSpec(enabled=server.get("grpc", {}).get("enabled", True), port=server.get("grpc", {}).get("port", 50051)),
         ),
         modules=_frozen({name: _frozen(settings) for name, settings in data.get("modules", {}).items()}),
-        collections=collections,
+        collections=tuple(collections),
         base_dir=base_dir,
     )
