@@ -106,9 +106,12 @@ path, reading = sys.argv[1], sys.argv[2]
 raw = stage("read", lambda: Path(path).read_bytes())
 if reading == "fast":
     assert stage("byte scans", lambda: fastload._plain_source(raw))
-    tree = stage("ryml parse", lambda: ryml.parse_in_arena(raw))
+    def parse():
+        tree = ryml.Tree(); tree.reserve(fastload._node_estimate(raw)); ryml.parse_in_arena(raw, tree=tree)
+        return tree
+    tree = stage("ryml parse", parse)
     text = stage("ryml JSON", lambda: ryml.emit_json(tree))
-    data = stage("json read", lambda: json.loads(text, parse_float=fastload._float, parse_constant=fastload._constant))
+    data = stage("json read", lambda: fastload._read_json(raw, text))
     assert stage("duplicate keys", lambda: text.count('":') == orjson.dumps(data).count(b'":'))
     assert stage("plain subset", lambda: fastload._safe_validator().is_valid(data))
     document = loader.SourceDocument(path, data, loader.Locator(default_file=path), exact=False)

@@ -24,14 +24,17 @@ the size limit was applied before the file was read.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
+import numpy as np
 import orjson
 import yaml
 
 from searchd.config.loader import ENV_REF, STR_TAG, TYPED_TAGS, PathKey, is_secret
+from searchd.config.validate import config_schema
 from searchd.config.yamlsafe import YamlLimits
 
 # Below this a file is read exactly at once: it takes milliseconds, and a fast reading saves nothing.
@@ -78,9 +81,11 @@ def _plain_source(raw: bytes) -> bool:
     return _brackets_close_flows(raw)
 
 
-# For one pass of counts in C: closing brackets become `]`, what may follow one at once (a comma, the line's end)
-# `,`, quotes `"`, and every other byte `X`, so that a bracket followed by anything else is a `]X`.
-_FOLLOWERS = b"".join(b"]" if c in b"]}" else b"," if c in b",\n" else b'"' if c in b"\"'" else b"[" if c == ord("[") else b"X" for c in range(256))
+# The bytes that may follow a closing bracket at once, and the quotes that may when the bracket closes `[]`.
+_CLOSERS_FOLLOWERS = np.zeros(256, dtype=bool)
+_CLOSERS_FOLLOWERS[list(b",]}\n")] = True
+_QUOTES = np.zeros(256, dtype=bool)
+_QUOTES[list(b"\"'")] = True
 
 
 def _brackets_close_flows(raw: bytes) -> bool:
@@ -88,18 +93,21 @@ def _brackets_close_flows(raw: bytes) -> bool:
 
     ryml reads `- [a] - b` as two entries and `k: ]` as a string, where PyYAML refuses both; a closing bracket
     that starts a string is left by the safe schema (no string starts with one).  ``"TEXT[]"`` is allowed.
+    The brackets followed at once by one of those are found by numpy in a few passes in C; only the others
+    (``] #``, a ``${VAR}``, a bracket in a comment) are looked at one by one.
     """
-    mapped = raw.translate(_FOLLOWERS)
-    if b"${" not in raw and b"]X" not in mapped and mapped.count(b']"') == mapped.count(b'[]"'):
-        return True  # a compact file: no bracket needs a closer look
-    for bracket in b"]}":
-        at = raw.find(bracket)
-        while at != -1:
-            after = raw[at + 1 : at + 65].lstrip(b" ")[:1]
-            allowed = after in (b",", b"]", b"}", b"\n", b"#") or (not after and at + 65 >= len(raw))
-            if not (allowed or raw[at - 1 : at + 2] in (b'[]"', b"[]'") or _ends_reference(raw, at) or _in_comment(raw, at)):
-                return False
-            at = raw.find(bracket, at + 1)
+    if b"]" not in raw and b"}" not in raw:
+        return True
+    data = np.frombuffer(raw, dtype=np.uint8)
+    closers = np.flatnonzero((data == ord("]")) | (data == ord("}")))
+    inner = closers[closers + 1 < len(raw)]
+    following = data[inner + 1]
+    plain = _CLOSERS_FOLLOWERS[following] | (_QUOTES[following] & (data[np.maximum(inner - 1, 0)] == ord("[")))
+    for at in (*inner[~plain].tolist(), *closers[closers + 1 >= len(raw)].tolist()):
+        after = raw[at + 1 : at + 65].lstrip(b" ")[:1]
+        allowed = after in (b",", b"]", b"}", b"\n", b"#") or (not after and at + 65 >= len(raw))
+        if not (allowed or raw[at - 1 : at + 2] in (b'[]"', b"[]'") or _ends_reference(raw, at) or _in_comment(raw, at)):
+            return False
     return True
 
 
@@ -133,13 +141,15 @@ def _safe_validator() -> Any:
     except ImportError:
         return None
     typed = _typed_when_plain()  # a quoted string of this form is a string to both: it only costs the exact reading
+    names = sorted(name for name in _declared_names(config_schema()) if not re.search(typed, name) and re.fullmatch(r"[^\]}\s]\S*", name))
     # ... nor one that starts with a closing bracket (ryml reads `k: ]` as one, PyYAML refuses it).
     string: dict[str, Any] = {"not": {"type": "string", "pattern": f"{typed}|^[\\]}}]"}}
     defs: dict[str, Any] = {"level0": {**string, "type": ["string", "number", "boolean", "null"]}}
     for k in range(1, YamlLimits().max_depth + 1):
         inner = {"$ref": f"#/$defs/level{k - 1}"}
         # A key with whitespace is left too: a key folded from several lines is an error to PyYAML, not to ryml.
-        keys = {"not": {"pattern": typed}, "pattern": r"^[^\]}\s]\S*$"}
+        # The names the config schema declares are most keys, and none is typed: an enum passes them at less cost.
+        keys = {"anyOf": [{"enum": names}, {"not": {"pattern": typed}, "pattern": r"^[^\]}\s]\S*$"}]}
         defs[f"level{k}"] = {**string, "propertyNames": keys, "items": inner, "additionalProperties": inner}
     return jsonschema_rs.validator_for({"$defs": defs, "$ref": f"#/$defs/level{YamlLimits().max_depth}"})
 
@@ -150,6 +160,21 @@ def _node_estimate(raw: bytes) -> int:
     keeps about 140 bytes a node, and ryml grows one past its reservation by itself."""
     counted = raw.count(b":") + raw.count(b"- ") + raw.count(b",") + raw.count(b"[") + 16
     return min(counted, len(raw) // 12 + 16)
+
+
+def _declared_names(schema: Any) -> set[str]:
+    """Every key a ``properties`` of the schema declares, at any depth."""
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                found.update(node["properties"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _parse_ryml(raw: bytes) -> str:
