@@ -48,6 +48,10 @@ PLAIN = {
     "no collections": "server: {port: 8080}\n",
     "leading dot": "server: {limits: {queueTimeout: .5}}\n" + HEAD + VECTOR,  # ryml writes 0.5: the same float
     "addresses and paths": "server: {host: 127.0.0.1, dataDir: ../data}\n" + HEAD + VECTOR,
+    # A digit before an `e` in a string: json (with its hook on exponents) reads the JSON, not orjson; the same data.
+    "exponent-like text": HEAD + "    description: model 1e5x, build 2E3 and .e\n" + VECTOR,
+    "brackets before a comment": HEAD + "    vectors: {v: {vectorizer: {module: text2vec-hash, dimensions: 64}, index: {type: flat}}}  # [x] {y} z\n",
+    "array type and flow ends": HEAD + '      - {name: tags, type: "TEXT[]"}\n      - {name: more, type: \'TEXT[]\'}\n' + VECTOR + "    invertedIndex: {stopwords: {additions: [a]}}\n",
 }
 
 # Texts outside the plain subset: the fast reading steps aside (None), and the exact loader decides.
@@ -73,6 +77,10 @@ NOT_PLAIN = {
     "tilde": HEAD + "    description: ~\n" + VECTOR,
     "exponent": "server: {limits: {queryTimeout: 1e3}}\n" + HEAD + VECTOR,
     "signed exponent": "server: {limits: {queryTimeout: 1.0e+3}}\n" + HEAD + VECTOR,
+    "exponent in a list": HEAD + VECTOR + "    invertedIndex: {stopwords: {additions: [a, 1E5]}}\n",
+    "text after a flow": HEAD + VECTOR + "    description: [a] b\n",
+    "text after a flow map": HEAD + "    vectors: {v: {vectorizer: {module: text2vec-hash}}} x\n",
+    "flow after a flow": HEAD + VECTOR + "    description: [a][b]\n",
     "hex": "server: {port: 0x1F90}\n" + HEAD + VECTOR,
     "octal": "server: {port: 017}\n" + HEAD + VECTOR,
     "underscores": "server: {port: 8_080}\n" + HEAD + VECTOR,
@@ -207,6 +215,34 @@ def test_equal_declarations_are_shared_but_each_collection_is_checked(write_conf
     assert k1s == [1, 1, 1] and spec.collections[0].inverted_index is spec.collections[2].inverted_index
     assert spec.collections[0].inverted_index is not spec.collections[1].inverted_index  # written 1 and 1.0
     assert spec.collections[0].properties[0] is spec.collections[1].properties[0]
+
+
+def test_vectors_keep_their_order_when_collections_share_parts(write_config: WriteConfig) -> None:
+    """spec_from_data looks a collection's parts up as written: the same vectors in another order are another collection's."""
+    a = "{vectorizer: {module: text2vec-hash, dimensions: 64}, index: {type: flat}}"
+    b = "{vectorizer: {module: text2vec-hash, dimensions: 32}, index: {type: flat}}"
+    properties = "    properties: [{name: title, type: TEXT}]\n"
+    path = write_config(
+        "collections:\n"
+        + f"  - name: A\n{properties}    vectors: {{a: {a}, b: {b}}}\n"
+        + f"  - name: B\n{properties}    vectors: {{b: {b}, a: {a}}}\n"
+        + f"  - name: C\n{properties}    vectors: {{a: {a}, b: {b}}}\n"
+    )
+    spec = load_spec(path, default_registry(), environ={})
+    assert [[(v.name, v.vectorizer.dimensions) for v in c.vectors] for c in spec.collections] == [
+        [("a", 64), ("b", 32)], [("b", 32), ("a", 64)], [("a", 64), ("b", 32)]
+    ]
+    assert spec.collections[0].vectors is spec.collections[2].vectors and spec.collections[0].vectors[0] is spec.collections[1].vectors[1]
+
+
+def test_a_shared_collection_part_with_an_issue_is_reported_in_every_collection(write_config: WriteConfig) -> None:
+    """The semantic checks skip the parts of a collection that passed before, never parts that failed."""
+    block = "  - name: {name}\n    properties: [{{name: n, type: INT, tokenization: word}}]\n"
+    path = write_config("collections:\n" + "".join(block.format(name=name) for name in "ABC"))
+    assert [issue.render() for issue in pytest.raises(ConfigError, load_spec, path, default_registry(), environ={}).value.issues] == [
+        f"{path}:{line}:53: collections[{index}].properties[0].tokenization: 'tokenization' applies to TEXT and TEXT[] properties; 'n' is INT (remove 'tokenization')"
+        for index, line in enumerate((3, 5, 7))
+    ]
 
 
 # Pieces of YAML, valid and not, that random texts are made of (a fixed seed: the same texts every run).
