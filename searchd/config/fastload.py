@@ -34,7 +34,8 @@ import orjson
 import yaml
 
 from searchd.config.loader import ENV_REF, STR_TAG, TYPED_TAGS, PathKey, is_secret
-from searchd.config.validate import config_schema
+from searchd.config.repeats import fold
+from searchd.config.validate import config_schema, entries_independent, surely_valid
 from searchd.config.yamlsafe import YamlLimits
 
 # Below this a file is read exactly at once: it takes milliseconds, and a fast reading saves nothing.
@@ -220,25 +221,43 @@ def _constant(text: str) -> Any:
 
 def fast_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
     """The file's data as the exact loader would build it without an issue, or None: read it exactly."""
+    return _fast_reading(raw, environ, schema=False)
+
+
+def fast_valid_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """``fast_data`` for a file that also passes the config schema, else None: the exact loader words its errors.
+
+    The schema is checked on the folded reading (repeats.py), before each left-out entry is put back: it equals
+    an entry checked in the same place, and a collection's keys are checked each on its own (``entries_independent``).
+    """
+    return _fast_reading(raw, environ, schema=True)
+
+
+def _fast_reading(raw: bytes, environ: Mapping[str, str], schema: bool) -> dict[str, Any] | None:
     validator = _safe_validator()
     if validator is None or not _plain_source(raw):
         return None
+    folded = fold(raw)
+    source = raw if folded is None else folded.text
     try:
-        text = _parse_ryml(raw)
-        data = _read_json(raw, text)
+        text = _parse_ryml(source)
+        data: dict[str, Any] = _read_json(source, text)
         if not isinstance(data, dict):
             raise _Unsure
         # A key given twice: JSON keeps the last silently.  Each key is written `"key":` once, and a
         # string holds `"` only escaped, so a lost key leaves fewer of them in the data written back.
         if text.count('":') != orjson.dumps(data).count(b'":') or not validator.is_valid(data):
             raise _Unsure
+        if schema and not surely_valid(data if folded is None or entries_independent() else folded.unfold(data)):
+            raise _Unsure
         server = data.get("server")
         # Secrets are `apiKey` anywhere, server.auth's keys and server.storage's url (loader.is_secret).
         if b"${" in raw or b"apiKey" in raw or (isinstance(server, dict) and ("auth" in server or "storage" in server)):
-            _environment(data, environ)
+            _environment(data, environ)  # on the folded data: a left-out entry is filled as its first occurrence was
+        whole = data if folded is None else folded.unfold(data)
     except (_Unsure, ValueError, TypeError, OverflowError, RecursionError, orjson.JSONEncodeError):
         return None
-    return data
+    return whole
 
 
 def _environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:

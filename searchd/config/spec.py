@@ -461,11 +461,18 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     limits = server.get("limits", {})
     shared = _Shared()
     collections = []
+    # A folded reading (repeats.py) gives repeated parts as one object: found by identity first, with no encoding.
+    # The data outlives this loop, so no id is reused meanwhile.
+    by_identity: dict[tuple[int, int, int], _Parts] = {}
     for c in data.get("collections", []):
         # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep theirs),
         # so that the many collections of a generated config that differ only in name cost one lookup each.
         declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
-        properties, inverted_index, vectors = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
+        identity = (id(declared[0]), id(declared[1]), id(declared[2]))
+        parts = by_identity.get(identity)
+        if parts is None:
+            parts = by_identity[identity] = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
+        properties, inverted_index, vectors = parts
         collections.append(CollectionSpec(name=c["name"], description=c.get("description", ""), properties=properties, inverted_index=inverted_index, vectors=vectors))
     return Spec(
         server=ServerSpec(

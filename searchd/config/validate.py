@@ -51,6 +51,25 @@ def _fast_validator() -> Any:
     return jsonschema_rs.validator_for(config_schema())
 
 
+# What a collection's schema may say besides its keys' own schemas, for each key to be checked on its own.
+_ANNOTATIONS = frozenset({"description", "title", "type", "additionalProperties", "required", "properties"})
+
+
+@cache
+def entries_independent() -> bool:
+    """Whether the schema checks each key of a collection on its own (and the list, item by item): then a collection
+    with some of its entries left out, each equal to one checked in the same place, is valid when the whole is."""
+    schema = config_schema()
+    collection = schema["$defs"]["collection"]
+    listed = schema["properties"]["collections"]
+    return (
+        all(key in _ANNOTATIONS or key.startswith("x-") for key in collection)
+        and all(key in ("description", "type", "items") or key.startswith("x-") for key in listed)
+        and listed.get("items") == {"$ref": "#/$defs/collection"}
+        and collection.get("additionalProperties") is False
+    )
+
+
 def surely_valid(data: Any) -> bool:
     fast = _fast_validator()
     if fast is None:
