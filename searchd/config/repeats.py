@@ -68,12 +68,10 @@ def _balanced(piece: bytes) -> bool:
 
 def fold(raw: bytes) -> Folded | None:
     """``raw`` with each repeated entry of a collection left out, or None where that does not plainly apply."""
-    if raw.startswith(_HEAD):
-        start = len(_HEAD)
-    else:
-        start = raw.find(b"\n" + _HEAD) + 1 + len(_HEAD)
-        if start == len(_HEAD) or raw.find(b"\n" + _HEAD, start) != -1:
-            return None
+    at = 0 if raw.startswith(_HEAD) else raw.find(b"\n" + _HEAD) + 1
+    start = at + len(_HEAD)
+    if (at == 0 and not raw.startswith(_HEAD)) or raw.find(b"\n" + _HEAD, start - 1) != -1:
+        return None  # no list, or two (the exact loader reports the duplicate key)
     margin = re.compile(rb" *").match(raw, start)
     indent = margin.end() - start if margin else 0
     prefix = b" " * indent + b"- "
