@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from searchd.config import build, load_spec
-from searchd.config.fastload import fast_data
+from searchd.config.fastload import _dot_tokens, fast_data
 from searchd.config.loader import parse_yaml
 from searchd.errors import ConfigError
 from searchd.modules import default_registry
@@ -322,3 +322,11 @@ def test_a_directory_of_fast_and_exact_files(tmp_path: Path, monkeypatch: pytest
     assert isinstance(mixed, list) == broken
     if broken:
         assert mixed == [f"{directory / 'small.yaml'}:2:26: modules.text2vec-hash: module 'text2vec-hash' is already set in {directory / 'big.yaml'} (set it in one file only)"]
+
+
+def test_dot_tokens_are_found_as_a_byte_search_finds_them() -> None:
+    """``_dot_tokens`` (numpy, from the dots) answers as searching for `-.`, `+.` and a line starting `...` would."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        raw = bytes(rng.choice(b"-+.\n a1") for _ in range(rng.randint(0, 12)))
+        assert _dot_tokens(raw) == any(token in raw for token in (b"-.", b"+.", b"\n...")), raw

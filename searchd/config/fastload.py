@@ -47,7 +47,7 @@ _TOKEN_START = frozenset(b" \n[{,")
 # Anywhere: escapes (the two libraries unescape alike, but the check below could not see through them),
 # tabs and carriage returns (indentation corners), ryml's rewrite of `-.5` to -0.5 (PyYAML: a string),
 # a document marker, and `${` (handled below, but only when present).
-_FORBIDDEN = (b"\\", b"\t", b"\r", b"-.", b"+.", b"\n---", b"\n...")
+_FORBIDDEN = (b"\\", b"\t", b"\r", b"\n---")
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
 
 
@@ -64,7 +64,7 @@ class _Unsure(Exception):
 
 def _plain_source(raw: bytes) -> bool:
     """Whether the bytes keep to the plain subset (cheap scans; a false alarm only costs the exact reading)."""
-    if raw.startswith((b"---", b"...", b"%", b"\xef\xbb\xbf")) or any(token in raw for token in _FORBIDDEN):
+    if raw.startswith((b"---", b"...", b"%", b"\xef\xbb\xbf")) or any(token in raw for token in _FORBIDDEN) or _dot_tokens(raw):
         return False
     if raw.isascii():
         if raw.translate(None, _PRINTABLE_ASCII):
@@ -87,6 +87,21 @@ _CLOSERS_FOLLOWERS = np.zeros(256, dtype=bool)
 _CLOSERS_FOLLOWERS[list(b",]}\n")] = True
 _QUOTES = np.zeros(256, dtype=bool)
 _QUOTES[list(b"\"'")] = True
+
+
+def _dot_tokens(raw: bytes) -> bool:
+    """Whether ``-.``, ``+.`` or a line starting ``...`` is in the bytes: found from the dots, by numpy (three byte
+    searches cost more, as `-` starts every block list item)."""
+    if b"." not in raw:
+        return False
+    data = np.frombuffer(raw, dtype=np.uint8)
+    dots = np.flatnonzero(data == ord("."))
+    dots = dots[dots > 0]
+    before = data[dots - 1]
+    if ((before == ord("-")) | (before == ord("+"))).any():
+        return True
+    lines = dots[(before == ord("\n")) & (dots + 2 < len(raw))]
+    return bool(((data[lines + 1] == ord(".")) & (data[lines + 2] == ord("."))).any())
 
 
 def _brackets_close_flows(raw: bytes) -> bool:
@@ -156,10 +171,10 @@ def _safe_validator() -> Any:
 
 
 def _node_estimate(raw: bytes) -> int:
-    """About how many nodes ryml's tree will hold, from above: each is a map entry (a ``:``), a sequence item (a ``- ``
+    """About how many nodes ryml's tree will hold, from above: each is a map entry (a ``:``), a sequence item (a ``-``
     or a ``,``), a flow sequence (a ``[``) or the root.  Bytes inside strings count too, so it is capped: a tree
     keeps about 140 bytes a node, and ryml grows one past its reservation by itself."""
-    counted = raw.count(b":") + raw.count(b"- ") + raw.count(b",") + raw.count(b"[") + 16
+    counted = raw.count(b":") + raw.count(b"-") + raw.count(b",") + raw.count(b"[") + 16
     return min(counted, len(raw) // 12 + 16)
 
 

@@ -25,8 +25,9 @@ _ENTRY_KEY = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*):(?:[ \n]|$)")
 _HEAD = b"collections:\n"
 # Below this share of the list's text left out, folding saves less than its own cost.
 MIN_SAVED = 0.5
-# A list whose first items repeat nothing is not a generated one: stop looking there.
-GIVE_UP_AFTER = 1000
+# A list whose first items repeat less than that is not a generated one: the rest is not looked at.
+SAMPLE_ITEMS = 200
+MIN_ITEMS = 16
 
 
 @dataclass
@@ -77,13 +78,33 @@ def fold(raw: bytes) -> Folded | None:
     prefix = b" " * indent + b"- "
     if indent == 0 or not raw.startswith(prefix, start):
         return None
+    # Its first items tell whether it repeats itself (a few look-ups): a list of one long item, or of items
+    # that differ, is left at once to the whole reading.
+    sample_end = start
+    for count in range(SAMPLE_ITEMS):
+        sample_end = raw.find(b"\n" + prefix, sample_end + 1)
+        if sample_end == -1:
+            if count < MIN_ITEMS:
+                return None  # too few items to gain anything
+            break
     # The list ends at the first line that starts at the margin (another key, a comment, a blank line).
     end_match = re.compile(rb"\n[^ ]").search(raw, start)
     end = end_match.start() if end_match else len(raw) - (1 if raw.endswith(b"\n") else 0)
-    if end <= start or (end_match is None and raw.endswith(b"\n\n")):
+    if start < sample_end < end and _fold_items(raw[start:sample_end], indent) is None:
         return None
+    found = _fold_items(raw[start:end], indent)
+    if found is None:
+        return None
+    kept, items = found
+    return Folded(raw[:start] + b"\n".join(kept) + raw[end:], items)
+
+
+def _fold_items(region: bytes, indent: int) -> tuple[list[bytes], list[list[tuple[str, int | None]]]] | None:
+    """The entries of a list's items kept (each item's first, and each entry not seen before) and each item's plan;
+    None when the list is not laid out plainly, or when less than MIN_SAVED of it repeats."""
+    prefix = b" " * indent + b"- "
     # Cut before each item and before each entry of an item (a line two spaces deeper that is not a `- `).
-    pieces = re.compile(rb"\n(?=" + prefix + rb"| {" + str(indent + 2).encode() + rb"}[^ \-])").split(raw[start:end])
+    pieces = re.compile(rb"\n(?=" + prefix + rb"| {" + str(indent + 2).encode() + rb"}[^ \-])").split(region)
     seen: dict[bytes, tuple[str, int]] = {}
     items: list[list[tuple[str, int | None]]] = []
     kept: list[bytes] = []
@@ -103,13 +124,10 @@ def fold(raw: bytes) -> Folded | None:
         key = match.group(1).decode()
         if first:
             items.append([(key, None)])
-            if len(items) == GIVE_UP_AFTER and len(kept) + 1 == sum(map(len, items)):
-                return None  # nothing repeated yet: not a generated list
         else:
             seen[piece] = (key, len(items) - 1)
             items[-1].append((key, None))
         kept.append(piece)
-    saved = (end - start) - sum(map(len, kept))
-    if saved < MIN_SAVED * (end - start):
+    if len(region) - sum(map(len, kept)) < MIN_SAVED * len(region):
         return None
-    return Folded(raw[:start] + b"\n".join(kept) + raw[end:], items)
+    return kept, items
