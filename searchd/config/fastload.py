@@ -71,8 +71,10 @@ def _plain_source(raw: bytes) -> bool:
             return False  # a control character PyYAML refuses
     elif yaml.reader.Reader.NON_PRINTABLE.search(raw.decode("utf-8")):
         return False
-    if raw.count(b"[") != raw.count(b"]") or raw.count(b"{") != raw.count(b"}"):
-        return False  # an unclosed or stray bracket: ryml may read it as text where PyYAML refuses it
+    for opening, closing in ((b"[", b"]"), (b"{", b"}")):
+        # An unclosed or stray bracket: ryml may read it as text where PyYAML refuses it.  (Counted only when present.)
+        if (opening in raw or closing in raw) and raw.count(opening) != raw.count(closing):
+            return False
     for indicator in _INDICATORS:
         at = raw.find(indicator)
         while at != -1:

@@ -332,7 +332,8 @@ def max_file_bytes(environ: Mapping[str, str]) -> int | ConfigIssue:
     return ConfigIssue(MAX_BYTES_ENV, 1, 1, "", f"{MAX_BYTES_ENV}={raw!r} is not a number of bytes", "set it to a positive whole number, e.g. 8388608 for 8 MiB")
 
 
-def _read_text(file: Path, limit: int) -> str | ConfigIssue:
+def _read_text(file: Path, limit: int) -> bytes | ConfigIssue:
+    """The file's bytes, checked to be UTF-8 (an ASCII file, most of them, is not decoded: the fast reading takes bytes)."""
     hint = f"config files are limited to {limit:,} bytes; split the config into several files in a directory, or raise {MAX_BYTES_ENV}"
     try:
         if file.stat().st_size > limit:  # refused before reading a byte
@@ -341,7 +342,9 @@ def _read_text(file: Path, limit: int) -> str | ConfigIssue:
             data = source.read(limit + 1)  # a file that grows while read (or a FIFO) is bounded too
         if len(data) > limit:
             return _file_issue(file, f"file is over the limit of {limit:,} bytes", hint)
-        return data.decode("utf-8")
+        if not data.isascii():
+            data.decode("utf-8")
+        return data
     except (OSError, UnicodeDecodeError) as exc:
         return _file_issue(file, f"cannot read file: {exc}", "check the file's permissions and encoding (UTF-8)")
 
@@ -370,11 +373,11 @@ def read_documents(
                 issues.append(text)
                 continue
             if fast is not None and len(text) >= fast_min_bytes:
-                data = fast(text.encode("utf-8"), env)
+                data = fast(text, env)
                 if data is not None:
                     documents.append(SourceDocument(str(file), data, Locator(default_file=str(file)), exact=False))
                     continue
-            document, found = parse_yaml(text, str(file), env)
+            document, found = parse_yaml(text.decode("utf-8"), str(file), env)
             issues.extend(found)
             if document is not None:
                 documents.append(document)

@@ -445,9 +445,12 @@ class _Shared:
 _Parts = tuple[tuple[PropertySpec, ...], InvertedIndexSpec, tuple[NamedVectorSpec, ...]]
 
 
-def _collection_parts(shared: _Shared, c: Mapping[str, Any]) -> _Parts:
-    """A collection's properties, inverted index and vectors, each distinct declaration built once."""
+def _collection_parts(shared: _Shared | None, c: Mapping[str, Any]) -> _Parts:
+    """A collection's properties, inverted index and vectors, each distinct declaration built once (None: no sharing)."""
     inverted = c.get("invertedIndex", {})
+    if shared is None:
+        vectors = tuple(_vector_spec(name, v) for name, v in c.get("vectors", {}).items())
+        return tuple(map(_property_spec, c.get("properties", []))), _inverted_index_spec(inverted), vectors
     return (
         tuple(shared.get(b"p", p, partial(_property_spec, p)) for p in c.get("properties", [])),
         shared.get(b"i", inverted, partial(_inverted_index_spec, inverted)),
@@ -464,13 +467,16 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     # A folded reading (repeats.py) gives repeated parts as one object: found by identity first, with no encoding.
     # The data outlives this loop, so no id is reused meanwhile.
     by_identity: dict[tuple[int, int, int], _Parts] = {}
-    for c in data.get("collections", []):
+    declared_collections = data.get("collections", [])
+    for c in declared_collections:
         # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep theirs),
         # so that the many collections of a generated config that differ only in name cost one lookup each.
         declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
         identity = (id(declared[0]), id(declared[1]), id(declared[2]))
         parts = by_identity.get(identity)
-        if parts is None:
+        if parts is None and len(declared_collections) == 1:
+            parts = _collection_parts(None, c)  # nothing to share with: no encoding (of a long stopword list, say)
+        elif parts is None:
             parts = by_identity[identity] = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
         properties, inverted_index, vectors = parts
         collections.append(CollectionSpec(name=c["name"], description=c.get("description", ""), properties=properties, inverted_index=inverted_index, vectors=vectors))
