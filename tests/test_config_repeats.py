@@ -58,6 +58,7 @@ NOT_FOLDED = {
     "a comment line": "collections:\n" + items(item=ITEM.replace("    properties:\n", "    # props\n    properties:\n")),
     "a quoted key": "collections:\n" + items(item=ITEM.replace("    description:", "    'description':")),
     "list at the margin": "collections:\n" + items().replace("\n  ", "\n").lstrip(" ").replace("\n- name", "\n- name"),
+    "a shallower line": "collections:\n" + items(item=ITEM.replace("    description: collection {i}\n", "    description: collection {i}\n   more\n")),
     "two collections keys": "collections:\n" + items() + "collections:\n" + items(),
     "a value running on": "collections:\n" + items(item=ITEM.replace("    invertedIndex: {{bm25: {{k1: 1.2, b: 0.75}}}}\n", "    invertedIndex: {{bm25: {{k1: 1.2,\n    b: 0.75}}}}\n")),
 }

@@ -10,7 +10,8 @@ reads as the same value, so this gives the data a whole reading would give.
 
 It applies only where that is plain to see, else ``fold`` answers None and the whole file is read:
 - one ``collections:`` line at the file's start of a line, its items at one indentation (1 or more spaces),
-  each starting ``- key:``, each of their entries a line ``key:`` two spaces deeper (a simple key);
+  each starting ``- key:``, each of their entries a line ``key:`` two spaces deeper (a simple key), and no
+  other line less deep than that;
 - every kept entry with balanced brackets and an even number of each quote (no value runs into the next);
 - and, once read, every item holds exactly the keys of its kept entries, in order (``unfold`` checks it).
 """
@@ -96,7 +97,12 @@ def fold(raw: bytes) -> Folded | None:
     if found is None:
         return None
     kept, items = found
-    return Folded(raw[:start] + b"\n".join(kept) + raw[end:], items)
+    region = b"\n".join(kept)
+    # A line less deep than an entry that does not start an item (a stray or wrongly indented line) is left to the
+    # whole reading: what it means may depend on what stands before it.  (The left-out entries are kept ones' copies.)
+    if re.compile(rb"\n(?!" + prefix + rb"| {" + str(indent + 2).encode() + rb"})").search(region):
+        return None
+    return Folded(raw[:start] + region + raw[end:], items)
 
 
 def _fold_items(region: bytes, indent: int) -> tuple[list[bytes], list[list[tuple[str, int | None]]]] | None:
