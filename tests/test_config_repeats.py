@@ -56,6 +56,7 @@ NOT_FOLDED = {
     "few repeats": "collections:\n" + items(2),
     "an odd quote": "collections:\n" + items(item=ITEM.replace("collection {i}", "it's {i}")),
     "a comment line": "collections:\n" + items(item=ITEM.replace("    properties:\n", "    # props\n    properties:\n")),
+    "an entry without a colon": "collections:\n" + items(item=ITEM.replace("    invertedIndex:", "    invertedIndex\n    invertedIndex:")),
     "a quoted key": "collections:\n" + items(item=ITEM.replace("    description:", "    'description':")),
     "list at the margin": "collections:\n" + items().replace("\n  ", "\n").lstrip(" ").replace("\n- name", "\n- name"),
     "a shallower line": "collections:\n" + items(item=ITEM.replace("    description: collection {i}\n", "    description: collection {i}\n   more\n")),

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_ENTRY_KEY = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*):(?:[ \n]|$)")
+_ENTRY_KEY = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _HEAD = b"collections:\n"
 # Below this share of the list's text left out, folding saves less than its own cost.
 MIN_SAVED = 0.5
@@ -112,6 +112,7 @@ def _fold_items(region: bytes, indent: int) -> tuple[list[bytes], list[list[tupl
     # Cut before each item and before each entry of an item (a line two spaces deeper that is not a `- `).
     pieces = re.compile(rb"\n(?=" + prefix + rb"| {" + str(indent + 2).encode() + rb"}[^ \-])").split(region)
     seen: dict[bytes, tuple[str, int]] = {}
+    names: dict[bytes, str] = {}  # each key's bytes, checked once
     items: list[list[tuple[str, int | None]]] = []
     kept: list[bytes] = []
     entry_start = indent + 2
@@ -124,10 +125,17 @@ def _fold_items(region: bytes, indent: int) -> tuple[list[bytes], list[list[tupl
                 continue
             if not items:
                 return None
-        match = _ENTRY_KEY.match(piece, entry_start)
-        if match is None or not _balanced(piece):
+        colon = piece.find(b":", entry_start)
+        if colon == -1:
             return None
-        key = match.group(1).decode()
+        written = piece[entry_start:colon]
+        key = names.get(written)
+        if key is None:
+            if _ENTRY_KEY.fullmatch(written) is None:
+                return None
+            key = names[written] = written.decode()
+        if piece[colon + 1 : colon + 2] not in (b" ", b"\n", b"") or (piece.translate(None, _NOT_DELIMITERS) and not _balanced(piece)):
+            return None
         if first:
             items.append([(key, None)])
         else:
