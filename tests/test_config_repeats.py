@@ -7,6 +7,7 @@ it does not, it steps aside to the whole reading (or to the exact loader), never
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,3 +133,57 @@ def test_the_schema_checks_each_collection_key_on_its_own(monkeypatch: pytest.Mo
     finally:
         monkeypatch.undo()
         validate.entries_independent.cache_clear()
+
+
+# Entries, plain and odd, that random collections lists are made of (a fixed seed: the same lists every run).
+ENTRIES = [
+    "    description: plain text\n",
+    "    description: folded\n      over two lines\n",
+    "    description: 'single, quoted'\n",
+    '    description: "double: quoted"\n',
+    "    description: it's\n",
+    "    description: [a, b]\n",
+    "    description: yes\n",
+    "    description:\n",
+    "    description: a # comment\n",
+    "    properties:\n      - {name: title, type: TEXT}\n",
+    "    properties:\n    - {name: title, type: TEXT}\n",
+    "    properties: [{name: title, type: TEXT}, {name: n, type: INT}]\n",
+    "    properties:\n      - name: title\n        type: TEXT\n",
+    "    properties:\n      - {name: title,\n         type: TEXT}\n",
+    "    invertedIndex: {bm25: {k1: 1.2, b: 0.75}}\n",
+    "    invertedIndex:\n      bm25:\n        k1: 1\n",
+    "    invertedIndex:\n      stopwords: {additions: [a, b]}\n\n",
+    "    vectors:\n      v: {vectorizer: {module: text2vec-hash, dimensions: 64}, index: {type: flat}}\n",
+    "    vectors:\n      v:\n        vectorizer: {module: text2vec-hash, dimensions: 64}\n      # a comment\n",
+    "    # a comment\n",
+    "   stray: 1\n",
+    "    vectors:\n     v: {}\n",
+    "    description: one\n    description: two\n",
+]
+
+
+def test_random_lists_are_read_alike_when_folded() -> None:
+    rng = random.Random(13)
+    groups: dict[str, list[str]] = {}
+    for entry in ENTRIES:
+        groups.setdefault(entry.split(":")[0].strip(), []).append(entry)
+    folded = compared = 0
+    for _ in range(150):
+        # Each list draws three keys (now and then a comment or a stray line too), one or two variants of each;
+        # each item a few entries, each key once.
+        keys = rng.sample(["description", "invertedIndex", "properties", "vectors"], 3) + (rng.sample(["# a comment", "stray"], 1) if rng.random() < 0.15 else [])
+        pool = {key: rng.sample(groups[key], min(len(groups[key]), 2)) for key in keys}
+        body = "".join(
+            f"  - name: C{i}\n" + "".join(rng.choice(pool[key]) for key in rng.sample(sorted(pool), rng.randint(0, 3)))
+            for i in range(rng.randint(16, 40))
+        )
+        for text in ("collections:\n" + body, "server: {port: 8080}\ncollections:\n" + body + "modules: {}\n"):
+            is_folded = fold(text.encode()) is not None
+            fast, exact, issues = readings(text)
+            if fast is not None:
+                assert issues == [] and typed(fast) == typed(exact), text
+                compared += is_folded
+            folded += is_folded
+    # The fold was taken, and read fast, often enough for the comparison to mean something.
+    assert folded > 100 and compared > 50, (folded, compared)
