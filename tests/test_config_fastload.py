@@ -330,3 +330,12 @@ def test_dot_tokens_are_found_as_a_byte_search_finds_them() -> None:
     for _ in range(3000):
         raw = bytes(rng.choice(b"-+.\n a1") for _ in range(rng.randint(0, 12)))
         assert _dot_tokens(raw) == any(token in raw for token in (b"-.", b"+.", b"\n...")), raw
+
+
+def test_the_schema_is_checked_after_the_environment_is_filled_in(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`host: '${EMPTY}'` passes the schema as written, not once filled in (host takes at least one character)."""
+    path = write_config("", "x.yaml")
+    path.write_text("server: {host: '${EMPTY}'}\n" + HEAD + VECTOR)
+    fast = outcome(path, True, monkeypatch)
+    assert fast == outcome(path, False, monkeypatch)
+    assert isinstance(fast, list) and len(fast) == 1 and fast[0].startswith(f"{path}:1:16: server.host: ''"), fast

@@ -1,4 +1,4 @@
-"""A fast first reading of a large config file, for when it is valid: rapidyaml parses it in C++, json reads its JSON.
+"""A fast first reading of a large config file, for when it is valid: rapidyaml parses it in C++, orjson reads its JSON.
 
 The exact loader (``loader.py``: PyYAML's events, a node walk that records every position) costs
 about 1 µs per YAML event before any check, 5 s or more for 40 MB of dense YAML.  Positions are only
@@ -16,6 +16,9 @@ exact loader reads the file, unless the file keeps to a plain subset where the t
   null, number, timestamp or merge key if it was unquoted (``_SAFE_SCHEMA``, checked in Rust);
 - no duplicate key (JSON would keep the last one silently; PyYAML's loader reports it);
 - nesting within ``YamlLimits.max_depth``; a ``${VAR}`` that is set and reads as a string.
+
+A collections list whose items repeat whole entries (a generated config) is folded first (``repeats.py``):
+each repeated entry is parsed and checked once, and shared by the collections that repeat it.
 
 So the limits of ``yamlsafe`` hold here too: nothing is expanded (no alias), nesting is bounded, and
 the size limit was applied before the file was read.
@@ -265,12 +268,13 @@ def _fast_reading(raw: bytes, environ: Mapping[str, str], schema: bool) -> dict[
         # string holds `"` only escaped, so a lost key leaves fewer of them in the data written back.
         if text.count('":') != orjson.dumps(data).count(b'":') or not validator.is_valid(data):
             raise _Unsure
-        if schema and not surely_valid(data if folded is None or entries_independent() else folded.unfold(data)):
-            raise _Unsure
         server = data.get("server")
         # Secrets are `apiKey` anywhere, server.auth's keys and server.storage's url (loader.is_secret).
         if b"${" in raw or b"apiKey" in raw or (isinstance(server, dict) and ("auth" in server or "storage" in server)):
             _environment(data, environ)  # on the folded data: a left-out entry is filled as its first occurrence was
+        # The schema checks the values filled in (`host: '${EMPTY}'` is no host).
+        if schema and not surely_valid(data if folded is None or entries_independent() else folded.unfold(data)):
+            raise _Unsure
         whole = data if folded is None else folded.unfold(data)
     except (_Unsure, ValueError, TypeError, OverflowError, RecursionError, orjson.JSONEncodeError):
         return None
