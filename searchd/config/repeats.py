@@ -88,11 +88,11 @@ def fold(raw: bytes) -> Folded | None:
             if count < MIN_ITEMS:
                 return None  # too few items to gain anything
             break
+    if sample_end != -1 and _fold_items(raw[start:sample_end], indent) is None:
+        return None  # (a sample that runs past the list's end only makes this guess a rougher one)
     # The list ends at the first line that starts at the margin (another key, a comment, a blank line).
     end_match = re.compile(rb"\n[^ ]").search(raw, start)
     end = end_match.start() if end_match else len(raw) - (1 if raw.endswith(b"\n") else 0)
-    if start < sample_end < end and _fold_items(raw[start:sample_end], indent) is None:
-        return None
     found = _fold_items(raw[start:end], indent)
     if found is None:
         return None
