@@ -50,7 +50,7 @@ class RecordedRequest:
 @dataclass(frozen=True)
 class _Fault:
     status: int | None  # None = malformed 200
-    retry_after: str | None
+    retry_after: str | Callable[[], str] | None  # a callable is asked when the answer is made (an HTTP date, say)
     body: Any
     delay: float
 
@@ -125,10 +125,10 @@ class FakeProvider:
     def bodies(self) -> list[Any]:
         return [r.body for r in self.requests]
 
-    def fail_next(self, status: int, times: int = 1, *, retry_after: str | None = None, body: Any = None, delay: float = 0.0) -> None:
+    def fail_next(self, status: int, times: int = 1, *, retry_after: str | Callable[[], str] | None = None, body: Any = None, delay: float = 0.0) -> None:
         """Answer the next ``times`` requests with ``status`` (provider error shape, or ``body`` if given).
 
-        ``retry_after`` sets a Retry-After header. ``delay`` sleeps before answering; longer than the client's timeout
+        ``retry_after`` sets a Retry-After header (a callable: its value when the answer is made). ``delay`` sleeps before answering; longer than the client's timeout
         means "never answers". A ``status`` below 400 means "answer normally, after ``delay``".
         """
         with self._lock:
@@ -236,7 +236,8 @@ class FakeProvider:
 
     def _fault_response(self, fault: _Fault) -> Response:
         assert fault.status is not None
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        retry_after = fault.retry_after() if callable(fault.retry_after) else fault.retry_after
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
         if fault.body is None:
             return self.error_response(fault.status, _default_message(fault.status), headers=headers)
         if isinstance(fault.body, (str, bytes)):
