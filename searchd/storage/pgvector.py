@@ -239,11 +239,11 @@ class DatabaseVectors:
                     self._settings.by_connection[db] = wanted
             yield db
 
-    def size(self) -> int:
+    def docs(self) -> np.ndarray:
+        """The docs that have an embedding (or token rows): read once, when an index opens (its count is kept from then on)."""
         with self._read() as db:
-            source = f"(SELECT DISTINCT doc FROM {self.table}_tokens) AS t" if self.layout.tokens else f"{self.table} WHERE embedding IS NOT NULL"
-            row = db.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
-        return int(row[0]) if row else 0
+            sql = f"SELECT DISTINCT doc FROM {self.table}_tokens" if self.layout.tokens else f"SELECT doc FROM {self.table} WHERE embedding IS NOT NULL"
+            return np.fromiter((int(r[0]) for r in db.execute(sql)), dtype=np.int64)
 
     def contains(self, doc: int) -> bool:
         with self._read() as db:
