@@ -455,6 +455,20 @@ class PostgresStore(SqlStore):
             self._put_vectors(db, vectors, list(puts), list(puts.values()))
         return set(doc_of)
 
+    def promote_vectors_after(self, collection: str, staging: str, name: str, applied: int) -> bool:
+        """Promote staged vectors, unless another replica changed the collection after ``applied`` (what this process's
+        follower applied): such a write may have dropped an object's staged vector, and this process has not yet heard
+        that the object needs a new one.  Checked under the write lock, so no write falls between the check and the swap.
+        """
+        with self._transaction() as db:
+            later = db.execute(
+                "SELECT 1 FROM searchd_changes WHERE seq > %s AND collection = %s AND origin <> %s LIMIT 1", (applied, collection, self._replicas.origin)
+            ).fetchone()
+            if later is not None:
+                return False
+            self._promote_in(db, collection, staging, name)
+        return True
+
     def drop_property(self, collection: str, name: str) -> None:
         if not name.isidentifier():
             raise StorageError(f"refusing to drop property name {name!r}")
