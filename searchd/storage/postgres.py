@@ -42,7 +42,7 @@ from searchd.config.spec import IndexSpec, Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, applied_document, new_applied, read_applied
-from searchd.storage.base import BULK
+from searchd.storage.base import BULK, OthersAhead
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.pgreplicas import LOG_CHANGES, ReplicaLog
@@ -455,19 +455,20 @@ class PostgresStore(SqlStore):
             self._put_vectors(db, vectors, list(puts), list(puts.values()))
         return set(doc_of)
 
-    def promote_vectors_after(self, collection: str, staging: str, name: str, applied: int) -> bool:
-        """Promote staged vectors, unless another replica changed the collection after ``applied`` (what this process's
-        follower applied): such a write may have dropped an object's staged vector, and this process has not yet heard
-        that the object needs a new one.  Checked under the write lock, so no write falls between the check and the swap.
+    def promote_vectors(self, collection: str, staging: str, name: str) -> None:
+        """Promote staged vectors, unless another replica changed the collection after what this process's follower has
+        applied (``OthersAhead``): such a write may have dropped an object's staged vector, and this process has not yet
+        heard that the object needs a new one.  Checked under the write lock: no write falls between the check and the swap.
         """
+        applied = self._replicas.applied
         with self._transaction() as db:
-            later = db.execute(
-                "SELECT 1 FROM searchd_changes WHERE seq > %s AND collection = %s AND origin <> %s LIMIT 1", (applied, collection, self._replicas.origin)
-            ).fetchone()
-            if later is not None:
-                return False
+            if applied is not None:
+                later = db.execute(
+                    "SELECT seq FROM searchd_changes WHERE seq > %s AND collection = %s AND origin <> %s LIMIT 1", (applied, collection, self._replicas.origin)
+                ).fetchone()
+                if later is not None:
+                    raise OthersAhead(f"another replica wrote to {collection} (change {later[0]}) after this one applied change {applied}", "promote once it is applied")
             self._promote_in(db, collection, staging, name)
-        return True
 
     def drop_property(self, collection: str, name: str) -> None:
         if not name.isidentifier():
