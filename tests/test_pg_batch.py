@@ -3,7 +3,8 @@
 The same batches go to a ``SqliteStore`` and a ``PostgresStore``; what each then holds (objects, vectors, the change
 log) must be the same: a replace keeps the doc and drops the vectors the new object lacks, an id given twice in one
 batch ends with the last content at one doc, a batch may span collections, and a pgvector table's embeddings and
-token rows follow the stored vectors.
+token rows follow the stored vectors.  And a re-vectorization's staged vectors are promoted only once the promoting
+process has applied every other replica's write to the collection.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.records import StoredObject
+from searchd.storage.base import OthersAhead
 from searchd.storage.postgres import PostgresStore
 from searchd.storage.sqlite import SqliteStore
 from tests import pgcluster
@@ -118,3 +120,19 @@ def test_a_batch_fills_pgvector_embeddings_and_token_rows(stores: tuple[SqliteSt
         ((tag,),) = db.execute("SELECT tag FROM searchd_vector_tables WHERE collection = 'A' AND name = 'w'").fetchall()
         assert db.execute(f"SELECT doc, token, embedding::text FROM searchd_v{tag}_tokens ORDER BY doc, token").fetchall() == [(1, 0, "[2,0,0]")]
     assert tokens.search(np.asarray([[1, 0, 0]], dtype=np.float32), 5, 40) == [(1, -2.0)]
+
+
+def test_staged_vectors_are_promoted_only_once_other_replicas_writes_are_applied(tmp_path: Path) -> None:
+    url = os.environ["SEARCHD_DATABASE_URL"]
+    with PostgresStore(url, tmp_path / "leader") as leader, PostgresStore(url, tmp_path / "other") as other:
+        leader.put_many([obj("A", "a1", "a1", 1, v=[1, 0, 0])])
+        leader.put_vectors_if_unchanged("A", "v#next", [("a1", 1, np.asarray([0, 1], dtype=np.float32))])
+        leader.replication().applied = leader.write_seq()  # its follower is up to date
+        other.put_many([obj("A", "a2", "a2 from another replica", 2, v=[0, 0, 1])])  # not applied by the leader yet
+        with pytest.raises(OthersAhead, match="another replica wrote to A"):
+            leader.promote_vectors("A", "v#next", "v")
+        assert leader.has_vectors("A", "v#next")  # nothing promoted
+        leader.put_many([obj("A", "a3", "a3", 3, v=[1, 1, 1])])  # its own writes never hold a promotion back
+        leader.replication().applied = other.write_seq()  # now it has applied the other replica's write
+        leader.promote_vectors("A", "v#next", "v")
+        assert content(leader, "A", ["a1"])["a1"][3] == {"v": [0.0, 1.0]} and not leader.has_vectors("A", "v#next")
