@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from searchd.config.spec import IndexType
 from searchd.engine_indexes import ServedIndexes
 from searchd.index import Hit
 from searchd.index.base import build_index
@@ -53,7 +54,10 @@ class ReplicaChanges(ServedIndexes):
                 self._keyword[collection] = fill_keyword_index(BM25Index(compiled.spec), source, collection)
             for key in [k for k in self._indexes if k[0] == collection]:
                 vector = self._indexes[key].vector
-                built = fill_index(build_index(vector.spec.index, vector.dimensions), source, vector.name, vector.dimensions, f"{collection}.{vector.name} {vector.spec.index.type}")
+                if vector.spec.index.kind is IndexType.PGVECTOR:  # the database's, current already: a fresh handle recounts it
+                    built = self.new_index(collection, vector.name, vector)
+                else:
+                    built = fill_index(build_index(vector.spec.index, vector.dimensions), source, vector.name, vector.dimensions, f"{collection}.{vector.name} {vector.spec.index.type}")
                 self._replace_index(key, Serving(built, vector))
             return True
 

@@ -11,6 +11,7 @@ from searchd.engine_indexes import ServedIndexes
 from searchd.index import VectorIndex
 from searchd.index.bm25 import BM25Index
 from searchd.serving import Serving, Shadow
+from searchd.storage.base import OthersAhead
 
 
 class ShadowIndexes(ServedIndexes):
@@ -53,6 +54,9 @@ class ShadowIndexes(ServedIndexes):
         with self._write_lock:
             if shadow.unstaged:
                 return False
+            promoting = shadow.reembed and shadow.target is not None
+            if promoting and not self._promote(shadow):
+                return False  # another replica's write is not applied here yet: it may need the new vector too
             for object_id, value in shadow.captured:
                 if value is None:
                     built.delete(object_id)
@@ -60,8 +64,8 @@ class ShadowIndexes(ServedIndexes):
                     built.upsert(object_id, value)
                 else:
                     built.upsert_many([object_id], [value])
-            if shadow.reembed and shadow.target is not None:
-                self.store.promote_vectors(shadow.collection, shadow.source, shadow.target.name)
+            if promoting:
+                assert shadow.target is not None
                 self._promoted[(shadow.collection, shadow.source)] = shadow.target
             if isinstance(built, BM25Index):
                 self._keyword[shadow.collection] = built
@@ -71,6 +75,15 @@ class ShadowIndexes(ServedIndexes):
             del self._shadows[shadow.key]
             then()
             return True
+
+    def _promote(self, shadow: Shadow) -> bool:
+        """Promote a shadow's staged vectors; False when other replicas' writes must be applied here first (a shared store)."""
+        assert shadow.target is not None
+        try:
+            self.store.promote_vectors(shadow.collection, shadow.source, shadow.target.name)
+        except OthersAhead:
+            return False
+        return True
 
     def shadows(self) -> list[Shadow]:
         return list(self._shadows.values())

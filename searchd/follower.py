@@ -90,6 +90,7 @@ class Follower:
         self._port: int | None = None
         self._name = self._host
         self.applied = start_seq  # written by the follower thread only (and read anywhere: an int is read whole)
+        replicas.applied = start_seq  # the store reads it too: it promotes re-vectorized vectors only once others' writes are in
         self._target: int | None = None  # the head when following began: ready once applied reaches it
         self._head = start_seq
         self._pending: deque[tuple[int, float]] = deque()  # (head seen, when): how long the oldest unapplied change waits
@@ -157,7 +158,7 @@ class Follower:
 
     def _advance(self, seq: int) -> None:
         with self._lag_lock:
-            self.applied = max(self.applied, seq)
+            self.applied = self._log.applied = max(self.applied, seq)
             while self._pending and self._pending[0][0] <= self.applied:
                 self._pending.popleft()
 

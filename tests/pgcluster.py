@@ -71,7 +71,10 @@ class Cluster:
     def new_database(self, template: str | None = None) -> str:
         """A new database, empty or a copy of ``template`` (which nobody may be connected to)."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        self.admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+        # FILE_COPY (PostgreSQL 15+): copying the template's files beats WAL-logging them block by block, with fsync off
+        # here (about half the time; a database is made for every PostgreSQL test).
+        strategy = " STRATEGY = FILE_COPY" if self.admin.info.server_version >= 150000 else ""
+        self.admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "") + strategy)
         return name
 
     def drop_database(self, name: str) -> None:

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from searchd.config import load_spec
+from searchd.config.spec import IndexSpec
 from searchd.errors import ConfigError
 from searchd.index import pgvector as pgvector_index
 from searchd.modules import default_registry
@@ -185,6 +186,48 @@ def test_deletes_and_updates_are_visible_at_once(client_factory: ClientFactory, 
     assert response.status_code == 200, response.text
     assert near(client, "pg", moved, 1)[0] == (uuid(20), pytest.approx(0.0, abs=1e-5))
     assert len(near(client, "pg", target, 100)) == 49
+    assert index_vectors(client) == {"pg": 49, "mem": 49}
+
+
+def index_vectors(client: httpx.Client) -> dict[str, int]:
+    """searchd_index_vectors of the Doc collection, by vector, from /metrics."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    prefix = 'searchd_index_vectors{collection="Doc",vector="'
+    return {line[len(prefix) :].split('"')[0]: int(float(line.rsplit(" ", 1)[1])) for line in response.text.splitlines() if line.startswith(prefix)}
+
+
+class Database:
+    """A pgvector table's stand-in: the docs it holds when an index opens, and nothing else (a count reads no rows)."""
+
+    def __init__(self, docs: list[int]) -> None:
+        self.opened = np.asarray(docs, dtype=np.int64)
+
+    def docs(self) -> np.ndarray:
+        return self.opened
+
+    def search(self, query: np.ndarray, k: int, ef: int, where: Any = None, docs: Any = None, candidates: int = 0) -> list[tuple[int, float]]:
+        raise AssertionError("not searched here")
+
+    def contains(self, doc: int) -> bool:
+        raise AssertionError("not asked here")
+
+
+@pytest.mark.parametrize("multivector", [False, True])
+def test_the_index_size_is_kept_from_the_writes_not_counted_in_the_database(multivector: bool) -> None:
+    index = pgvector_index.PgVectorIndex(IndexSpec(type="pgvector", multivector=multivector), 3, Database([1, 2, 5]))
+    assert len(index) == 3
+    one = np.ones((2, 3) if multivector else 3, dtype=np.float32)
+    index.upsert_many([2, 7, 7, 300], [one, one, one, one])  # a replace, a new doc (twice in the batch), a doc past the end
+    assert len(index) == 5
+    index.upsert(5, np.ones(4, dtype=np.float32))  # another length: stored, not indexed (the store gives it no embedding)
+    assert len(index) == 4
+    index.delete(1)
+    index.delete(1)
+    index.delete(10_000)
+    assert len(index) == 3
+    index.upsert(1, np.zeros((0, 3), dtype=np.float32) if multivector else one)
+    assert len(index) == (3 if multivector else 4)  # a matrix with no rows has no token rows
 
 
 def test_a_second_server_sees_the_first_servers_writes_with_no_follower(
@@ -206,7 +249,10 @@ def test_a_second_server_sees_the_first_servers_writes_with_no_follower(
             assert first.delete(f"/v1/objects/Doc/{uuid(3)}").status_code == 204
             assert uuid(3) not in [i for i, _ in near(http, "pg", data[3], 20)]
             put(http, data[150:160], start=150)  # and the other way round
+            # The size in /metrics follows the other server's writes (through the follower), as the in-memory index does.
+            wait_for(lambda: index_vectors(http) == {"pg": 159, "mem": 159}, "the second server's index sizes")
         assert near(first, "pg", data[155], 1)[0] == (uuid(155), pytest.approx(0.0, abs=1e-5))
+        wait_for(lambda: index_vectors(first) == {"pg": 159, "mem": 159}, "the first server's index sizes")
     finally:
         second.stop()
 

@@ -466,3 +466,148 @@ def test_the_leader_lock_is_one_replicas_at_a_time_and_ends_with_its_session(dat
 
 def store_revision(url: str) -> str:
     return str(applied_document(url)["revision"])
+
+
+# -- writes through another replica during a re-vectorization; a failed one ---------------------------------------
+
+
+NEAR = "query($v: Vector!) { Get { Doc(nearVector: {vector: $v}, limit: 1) { title _additional { id distance } } } }"
+
+
+def revectorized(replica: Replica, dims: int) -> dict[str, Any]:
+    """The replica's settled status once its Doc.text vector has ``dims`` dimensions; empty before."""
+    now = settled(replica)
+    return now if now and replica.schema("Doc")["vectorConfig"]["text"]["vectorizer"]["text2vec-jinaai"]["dimensions"] == dims else {}
+
+
+def running_rebuild(replica: Replica) -> bool:
+    return any(r["state"] == "running" for r in replica.status()["rebuilds"])
+
+
+class GatedJina(FakeJina):
+    """The fake provider, where requests for ``dimensions`` (the re-vectorization's) pass only while the gate allows:
+    the leader's re-vectorization stops half-way while the other replica's writes (the old dimensions) go on."""
+
+    def __init__(self, dimensions: int) -> None:
+        super().__init__()
+        self.dimensions = dimensions
+        self.allowed = 1_000_000  # how many more gated requests are answered before the gate holds the rest
+        self.gate = threading.Condition()
+
+    def _embeddings(self, call: Any) -> Any:
+        if isinstance(call.body, dict) and call.body.get("dimensions") == self.dimensions:
+            with self.gate:
+                assert self.gate.wait_for(lambda: self.allowed > 0, timeout=WAIT_S), "the gate stayed shut"
+                self.allowed -= 1
+        return super()._embeddings(call)
+
+    def hold_after(self, count: int) -> None:
+        with self.gate:
+            self.allowed = count
+
+    def open(self) -> None:
+        with self.gate:
+            self.allowed = 1_000_000
+            self.gate.notify_all()
+
+    def gated(self) -> int:
+        return len(passage_inputs(self.requests, self.dimensions))
+
+
+def test_writes_through_another_replica_during_a_revectorization_get_the_new_vector(
+    database: str, tmp_path: Path, start_replica: StartReplica, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JINAAI_APIKEY", "test-key")
+    fake = GatedJina(128)
+    with serving(fake.app) as url:
+        text = JINA.format(url=url)
+        docs = DOCS
+        leader, writer = start_replicas(start_replica, tmp_path, text, docs, count=2)
+        written: dict[str, str] = {}  # id -> title, of every object written through the non-leader replica
+
+        def write(object_id: str, title: str) -> None:
+            response = writer.http.put(f"/v1/objects/Doc/{object_id}", json={"class": "Doc", "id": object_id, "properties": {"title": title}})
+            assert response.status_code == 200, response.text
+            written[object_id] = title
+
+        for n in range(5):
+            write(f"40000000-0000-4000-8000-{n:012d}", f"written before {n} b{n:04d}x")
+        requests = len(docs) // 4  # 4 objects a request, in steps of 256 objects: all but the last request are answered,
+        fake.hold_after(requests - 1)  # so the steps without it are staged and the one with it waits
+        leader.write(text.replace("dimensions: 256", "dimensions: 128"))
+        response = leader.reload()
+        assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
+        wait_for(lambda: fake.gated() == requests, "the re-vectorization to wait for its last request", WAIT_S)
+        assert running_rebuild(leader)
+        staged = staged_ids(database)
+        assert 0 < len(staged) < len(docs), len(staged)
+        for n in range(5, 25):
+            write(f"40000000-0000-4000-8000-{n:012d}", f"written during {n} d{n:04d}x")
+        # Replaced objects: some the leader staged already (their staged vector is of the old content), some not yet.
+        replaced = [d["id"] for d in docs if d["id"] in staged][:10] + [d["id"] for d in docs if d["id"] not in staged][:10]
+        for n, object_id in enumerate(replaced):
+            write(object_id, f"replaced during {n} r{n:04d}x")
+        fake.open()
+        for replica in (leader, writer):
+            wait_for(functools.partial(revectorized, replica, 128), "the re-vectorized vector on both replicas", WAIT_S)
+        for n in range(1000, 1005):
+            write(f"40000000-0000-4000-8000-{n:012d}", f"written after {n} a{n:04d}x")
+
+        for replica in (leader, writer):
+            for object_id, title in written.items():
+                expected = expected_jina(title, 128)
+                got = replica.http.get(f"/v1/objects/Doc/{object_id}", params={"include": "vector"}).json()
+                np.testing.assert_allclose(got.get("vector", []), expected, atol=1e-5, err_msg=f"{object_id} {title} on {replica.server.url}")
+                # The replica's index holds it too: a search with that vector finds the object first.
+                body = replica.http.post("/v1/graphql", json={"query": NEAR, "variables": {"v": expected.tolist()}}).json()
+                (hit,) = body["data"]["Get"]["Doc"]
+                assert (hit["_additional"]["id"], hit["title"]) == (object_id, title) and hit["_additional"]["distance"] == pytest.approx(0.0, abs=1e-5)
+
+
+def leader_lock_held(url: str) -> bool:
+    with psycopg.connect(url) as db:
+        return db.execute("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted", (LEADER_LOCK,)).fetchone() is not None
+
+
+def test_a_failed_revectorization_lets_go_of_the_leader_lock_and_every_replica_reports_it(
+    database: str, tmp_path: Path, start_replica: StartReplica, jina: tuple[FakeJina, str]
+) -> None:
+    fake, url = jina
+    text = JINA.format(url=url)
+    leader, other = start_replicas(start_replica, tmp_path, text, DOCS[:40], count=2)
+    probe = DOCS[3]
+    old_vector = leader.http.get(f"/v1/objects/Doc/{probe['id']}", params={"include": "vector"}).json()["vector"]
+    fake.fail_next(400, times=1_000_000)  # the provider refuses every request from now on
+    leader.write(text.replace("dimensions: 256", "dimensions: 128"))
+    response = leader.reload()
+    assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
+
+    def failed(replica: Replica) -> dict[str, Any]:
+        rebuilds = [r for r in replica.status()["rebuilds"] if r["target"] == "text"]
+        return next((r for r in rebuilds if r["state"] == "failed"), {})
+
+    def reported(replica: Replica) -> str:
+        target = replica.status()["replicas"]["target"]
+        return str(target["failed"] or "") if target is not None and target["finished"] is None else ""
+
+    report = wait_for(functools.partial(failed, leader), "the rebuild to fail on the leader", WAIT_S)
+    assert "400" in (report.get("error") or ""), report
+    wait_for(lambda: not leader_lock_held(database), "the leader lock to be released", WAIT_S)
+    for replica in (leader, other):
+        message = wait_for(functools.partial(reported, replica), f"the failure reported on {replica.server.url}", WAIT_S)
+        assert message.startswith("Doc.text (re-vectorize): ") and "400" in message, message
+        assert replica.schema("Doc")["vectorConfig"]["text"]["vectorizer"]["text2vec-jinaai"]["dimensions"] == 256
+        got = replica.http.get(f"/v1/objects/Doc/{probe['id']}", params={"include": "vector"}).json()["vector"]
+        np.testing.assert_allclose(got, old_vector, atol=1e-6)
+        body = replica.http.post("/v1/graphql", json={"query": NEAR, "variables": {"v": old_vector}}).json()
+        assert [h["_additional"]["id"] for h in body["data"]["Get"]["Doc"]] == [probe["id"]], body  # the old index serves
+    # The lock is free: the other replica leads the next attempt, once the provider works again, and both swap.
+    fake.reset()
+    other.write(text.replace("dimensions: 256", "dimensions: 128"))
+    response = other.reload()
+    assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
+    for replica in (leader, other):
+        wait_for(functools.partial(revectorized, replica, 128), "the re-vectorized vector on both replicas", WAIT_S)
+        assert replica.status()["replicas"]["target"]["failed"] is None
+        got = replica.http.get(f"/v1/objects/Doc/{probe['id']}", params={"include": "vector"}).json()["vector"]
+        np.testing.assert_allclose(got, expected_jina(probe["properties"]["title"], 128), atol=1e-5)

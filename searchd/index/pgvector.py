@@ -12,6 +12,7 @@ allowed docs, so ``k`` hits come back whenever that many allowed docs have a vec
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -38,7 +39,7 @@ class DatabaseIndex(Protocol):
 
     def search(self, query: np.ndarray, k: int, ef: int, where: Filter | None = None, docs: Sequence[int] | None = None, candidates: int = 0) -> list[tuple[int, float]]: ...
 
-    def size(self) -> int: ...
+    def docs(self) -> np.ndarray: ...
 
     def contains(self, doc: int) -> bool: ...
 
@@ -48,15 +49,39 @@ class PgVectorIndex:
         self.spec = spec  # ef and candidates are read per search: a reload changes them in place
         self.dimensions = dimensions
         self._database = database
+        self._lock = threading.Lock()
+        self._present = np.zeros(0, dtype=bool)  # by doc: whether the database indexes a vector of it
+        self._count = 0
+        self._mark(database.docs(), True)
+
+    def _mark(self, docs: np.ndarray, present: bool) -> None:
+        with self._lock:
+            if len(docs) and int(docs.max()) >= len(self._present):
+                grown = np.zeros(max(int(docs.max()) + 1, 2 * len(self._present)), dtype=bool)
+                grown[: len(self._present)] = self._present
+                self._present = grown
+            docs = np.unique(docs)
+            self._count += int(np.count_nonzero(self._present[docs] != present)) * (1 if present else -1)
+            self._present[docs] = present
+
+    def _indexed(self, vector: np.ndarray) -> bool:
+        """Whether the store gives this vector an embedding (or token rows): it has this index's length (and one row, unless tokens)."""
+        shape = np.shape(vector)
+        return bool(shape) and shape[-1] == self.dimensions and (math.prod(shape) > 0 if self.spec.multivector else math.prod(shape) == self.dimensions)
 
     def upsert(self, doc: int, vector: np.ndarray) -> None:
-        """Nothing to do: the store wrote the embedding with the object."""
+        """The store wrote the embedding with the object: only count it."""
+        self.upsert_many([doc], [vector])
 
     def upsert_many(self, docs: Sequence[int], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
-        """Nothing to do: the store wrote the embeddings with the objects."""
+        """The store wrote the embeddings with the objects: only count them (a vector of another length has none)."""
+        indexed = [self._indexed(v) for v in vectors]
+        self._mark(np.asarray([d for d, i in zip(docs, indexed) if i], dtype=np.int64), True)
+        self._mark(np.asarray([d for d, i in zip(docs, indexed) if not i], dtype=np.int64), False)
 
     def delete(self, doc: int) -> None:
-        """Nothing to do: the store's delete took the embedding with it."""
+        """The store's delete took the embedding with it: only count it."""
+        self._mark(np.asarray([doc], dtype=np.int64), False)
 
     def search(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         if k <= 0:
@@ -74,7 +99,7 @@ class PgVectorIndex:
         return [Hit(doc, distance) for doc, distance in found]
 
     def __len__(self) -> int:
-        return self._database.size()
+        return self._count
 
     def __contains__(self, doc: object) -> bool:
         return isinstance(doc, (int, np.integer)) and self._database.contains(int(doc))

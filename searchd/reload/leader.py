@@ -61,6 +61,15 @@ class Shared(Protocol):
     def refresh_tables(self) -> None: ...
 
 
+def failure(manager: ConfigManager) -> str | None:
+    """What failed, once no rebuild of the manager runs and one of them failed; None otherwise."""
+    rebuilds = list(manager.rebuilds.values())  # a copy: the manager's rebuilds add to it
+    if any(p.state == "running" for p in rebuilds):
+        return None
+    failed = [f"{p.collection}.{p.target} ({p.kind}): {p.error}" for p in rebuilds if p.state == "failed"]
+    return "; ".join(failed) or None
+
+
 def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -156,6 +165,7 @@ class Coordinator:
                 "by": target.replica,
                 "started": target.started,
                 "finished": target.finished,
+                "failed": target.failed,
                 "revectorize": [{"collection": c, "vector": v} for c, v in target.revectorize],
             },
         }
@@ -191,17 +201,24 @@ class Coordinator:
             await manager.stop_rebuilds()
             return
         if self.ledger.leading:
+            target = self.seen.target
             if not manager.busy():
-                target = self.seen.target
                 if target is not None and target.finished is None:
                     await anyio.to_thread.run_sync(self.ledger.finish, target.revision)
                     log.info("revision %s is applied on every vector; letting another replica lead", target.revision)
+                await anyio.to_thread.run_sync(self.ledger.step_down)
+            elif (error := failure(manager)) is not None:
+                # Nothing runs and a rebuild failed: the old vectors keep serving.  Say so in the ledger (every replica
+                # reports it) and let go, so that a reload or a start on any replica can lead again.
+                if target is not None and target.finished is None:
+                    await anyio.to_thread.run_sync(self.ledger.fail, target.revision, error)
+                    log.error("revision %s could not be applied (%s); letting go of the reload lock", target.revision, error)
                 await anyio.to_thread.run_sync(self.ledger.step_down)
             return
         files = manager.files_spec
         if files is None:
             return
-        orphaned = self.seen.target is not None and self.seen.target.finished is None
+        orphaned = self.seen.target is not None and self.seen.target.finished is None and self.seen.target.failed is None
         leads = False
         if orphaned or self.waiting:
             leads = await anyio.to_thread.run_sync(self.ledger.try_lead)

@@ -39,6 +39,7 @@ EMBED_BATCH = 256
 # Steps embedded at once: enough to keep a provider's concurrent requests busy when one step is a single batch.
 STEPS_IN_FLIGHT = 4
 LOG_EVERY_S = 5.0
+CATCH_UP_WAIT_S = 0.05  # before trying to promote again, when other replicas' writes are still being applied here
 
 
 @dataclass
@@ -112,7 +113,8 @@ async def rebuild_vector(
             async with exclusive or contextlib.nullcontext():
                 if await anyio.to_thread.run_sync(engine.finish_shadow, shadow, built, done):
                     break
-            await _catch_up(engine, shadow, target)
+            if not await _catch_up(engine, shadow, target):
+                await anyio.sleep(CATCH_UP_WAIT_S)  # nothing to embed: another replica's write is on its way to the follower
     except BaseException:
         engine.abandon_shadow(shadow)
         raise
@@ -207,10 +209,12 @@ def _finite(object_id: str, result: Any) -> Any:
     return result
 
 
-async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> None:
-    """Embed objects that were written while the rebuild began but embedded just before it."""
+async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> bool:
+    """Embed objects that were written while the rebuild began but embedded just before it; whether there were any."""
     assert target.vectorizer is not None
     object_ids = engine.take_unstaged(shadow)
+    if not object_ids:
+        return False
     objects = await anyio.to_thread.run_sync(engine.store.get_many, shadow.collection, object_ids, False)
     present = [objects[i] for i in object_ids if i in objects]
     results = await target.vectorizer.embed_objects([o.properties for o in present])
@@ -221,6 +225,7 @@ async def _catch_up(engine: Engine, shadow: Shadow, target: CompiledVector) -> N
             raise result
         rows.append((obj.id, obj.updated_ms, result))
     await anyio.to_thread.run_sync(engine.stage, shadow, rows)
+    return True
 
 
 async def rebuild_keyword(engine: Engine, collection: CollectionSpec, progress: Progress, done: Callable[[], None]) -> None:

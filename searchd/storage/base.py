@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from searchd.config.spec import Spec
+from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied
 from searchd.where import Filter, SortKey
@@ -28,6 +29,10 @@ if TYPE_CHECKING:  # psycopg is loaded only for a PostgreSQL store
 
 BULK = -1  # a change to a whole collection (a dropped property, promoted vectors): its indexes rebuild
 RETIRED_TABLE_GRACE_S = 60.0  # how long a dropped table stays for reads that began before the drop
+
+
+class OthersAhead(StorageError):
+    """Another replica changed the collection after what this process has applied: a promotion waits until it has."""
 
 
 class Store(Protocol):

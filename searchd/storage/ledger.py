@@ -21,6 +21,7 @@ class Target:
     replica: str  # who made it the target (host:pid)
     started: float
     finished: float | None
+    failed: str | None = None  # why its leader could not apply it (then it let go, and no replica takes it over)
 
     def applied(self, where: str) -> Applied:
         return read_applied(where, self.document)

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS searchd_revisions (revision text PRIMARY KEY, at floa
 CREATE TABLE IF NOT EXISTS searchd_reload (
     one int PRIMARY KEY CHECK (one = 1), revision text NOT NULL, document bytea NOT NULL, revectorize jsonb NOT NULL,
     replica text NOT NULL, started float8 NOT NULL, finished float8);
+ALTER TABLE searchd_reload ADD COLUMN IF NOT EXISTS failed text;
 """
 
 
@@ -141,7 +142,7 @@ class ReloadLedger:
                     db.execute(
                         "INSERT INTO searchd_reload VALUES (1, %s, %s, %s::jsonb, %s, %s, NULL) ON CONFLICT (one) DO UPDATE SET "
                         "revision = excluded.revision, document = excluded.document, revectorize = excluded.revectorize, "
-                        "replica = excluded.replica, started = excluded.started, finished = NULL",
+                        "replica = excluded.replica, started = excluded.started, finished = NULL, failed = NULL",
                         (applied.revision, document, json.dumps(revectorize), replica, time.time()),
                     )
                     db.execute(
@@ -160,12 +161,24 @@ class ReloadLedger:
             except psycopg.Error as exc:
                 raise pg_error(exc, self._where) from exc
 
+    def fail(self, revision: str, error: str) -> None:
+        """Record why the target ``revision`` could not be applied (its leader lets go next); only while leading.
+
+        A failed target is no orphan: no replica takes it over (it would fail alike) until a reload or a start sets one.
+        """
+        with self._guard:
+            db = self._leader_session()
+            try:
+                db.execute("UPDATE searchd_reload SET failed = %s WHERE revision = %s AND finished IS NULL", (error, revision))
+            except psycopg.Error as exc:
+                raise pg_error(exc, self._where) from exc
+
     # -- reading and following ---------------------------------------------------------
 
     def read(self) -> Ledger:
         with self._connection() as db:
             try:
-                row = db.execute("SELECT revision, document, revectorize, replica, started, finished FROM searchd_reload WHERE one = 1").fetchone()
+                row = db.execute("SELECT revision, document, revectorize, replica, started, finished, failed FROM searchd_reload WHERE one = 1").fetchone()
                 history = frozenset(r[0] for r in db.execute("SELECT revision FROM searchd_revisions"))
                 applied = db.execute("SELECT revision FROM searchd_applied WHERE one = 1").fetchone()
             except psycopg.Error as exc:
@@ -173,7 +186,7 @@ class ReloadLedger:
         target = None
         if row is not None:
             revectorize = tuple((str(c), str(v)) for c, v in row[2])
-            target = Target(str(row[0]), bytes(row[1]), revectorize, str(row[3]), float(row[4]), None if row[5] is None else float(row[5]))
+            target = Target(str(row[0]), bytes(row[1]), revectorize, str(row[3]), float(row[4]), None if row[5] is None else float(row[5]), row[6])
         return Ledger(target, history, None if applied is None else str(applied[0]))
 
     def announce(self, revision: str) -> None:

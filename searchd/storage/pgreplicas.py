@@ -150,6 +150,7 @@ class ReplicaLog:
         self._url, self._where, self._read, self.origin = url, where, read, origin
         self.refresh_registry = refresh_registry  # reload the store's table registry if another replica changed it; whether it did
         self.replica_id: str | None = None  # set once this process registers as a replica
+        self.applied: int | None = None  # the last change this process's follower applied (searchd.follower); None: none follows
         self.expiry_s = DEFAULT_EXPIRY_S
 
     @contextmanager

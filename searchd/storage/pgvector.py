@@ -18,6 +18,7 @@ whose allowed docs are few, is an exact scan over those docs.
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,9 @@ from typing import Any, cast
 
 import numpy as np
 import psycopg
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.storage.pgwhere import to_sql
@@ -44,6 +48,38 @@ _BUILD_MEMORY = "256MB"  # maintenance_work_mem for CREATE INDEX: a graph that f
 def literal(vector: np.ndarray) -> str:
     """pgvector's text form; float32 values printed as the shortest float64 text that reads back as the same float32."""
     return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).astype(np.float64).tolist())) + "]"
+
+
+class Embedding:
+    """One float32 row for a ``vector`` column, sent in pgvector's binary form (no text to print and parse: a third of the
+    time an import spent in PostgreSQL, HNSW aside)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: np.ndarray) -> None:
+        self.row = row
+
+
+class _EmbeddingDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: Embedding) -> bytes:
+        # vector_recv: int16 dimensions, int16 unused, then big-endian float4s.
+        return struct.pack(">HH", len(obj.row), 0) + np.asarray(obj.row, dtype=">f4").tobytes()
+
+
+def _binary_embeddings(db: psycopg.Connection[Any]) -> None:
+    """Let ``db`` send ``Embedding`` values (and lists of them) as pgvector's type; once per connection."""
+    try:
+        db.adapters.get_dumper(Embedding, PyFormat.BINARY)
+        return
+    except psycopg.ProgrammingError:
+        pass
+    info = TypeInfo.fetch(db, "vector")
+    if info is None:
+        raise psycopg.ProgrammingError("the vector type (pgvector) is not in this database")
+    info.register(db)
+    db.adapters.register_dumper(Embedding, type("EmbeddingDumper", (_EmbeddingDumper,), {"oid": info.oid}))
 
 
 def extension_problem(db: psycopg.Connection[Any]) -> str | None:
@@ -96,28 +132,47 @@ def _rows(vector: np.ndarray, layout: Layout) -> np.ndarray | None:
     return matrix
 
 
-def put_vector(db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray, layout: Layout | None) -> None:
-    """Store a vector (and, for a pgvector table, its embedding or token rows) in the caller's transaction."""
-    dims, data = blob(vector)
+def put_vectors(db: psycopg.Connection[Any], table: str, docs: Sequence[int], vectors: Sequence[np.ndarray], layout: Layout | None) -> None:
+    """Store several docs' vectors (and, for a pgvector table, their embeddings or token rows) in the caller's transaction.
+
+    One statement per table, whatever the number of docs (a round trip per row halved the import rate); ``docs``
+    must be distinct (an upsert cannot touch a row twice).  The float32 bytes travel in binary (``%b``).
+    """
+    if not docs:
+        return
+    blobs = [blob(v) for v in vectors]
+    params: list[Any] = [[int(d) for d in docs], [d for d, _ in blobs], [b for _, b in blobs]]
     if layout is None or layout.tokens:
-        db.execute(f"INSERT INTO {table} VALUES (%s, %s, %s) ON CONFLICT (doc) DO UPDATE SET dims = excluded.dims, data = excluded.data", (doc, dims, data))
-    else:
-        rows = _rows(vector, layout)
         db.execute(
-            f"INSERT INTO {table} (doc, dims, data, embedding) VALUES (%s, %s, %s, %s::vector) "
+            f"INSERT INTO {table} (doc, dims, data) SELECT * FROM unnest(%s::bigint[], %s::int[], %b::bytea[]) "
+            "ON CONFLICT (doc) DO UPDATE SET dims = excluded.dims, data = excluded.data",
+            params,
+        )
+    else:
+        _binary_embeddings(db)
+        embeddings = [None if (rows := _rows(v, layout)) is None or len(rows) != 1 else Embedding(rows[0]) for v in vectors]
+        db.execute(
+            f"INSERT INTO {table} (doc, dims, data, embedding) SELECT * FROM unnest(%s::bigint[], %s::int[], %b::bytea[], %b::vector[]) "
             "ON CONFLICT (doc) DO UPDATE SET dims = excluded.dims, data = excluded.data, embedding = excluded.embedding",
-            (doc, dims, data, None if rows is None or len(rows) != 1 else literal(rows[0])),
+            [*params, embeddings],
         )
     if layout is not None and layout.tokens:
-        _put_tokens(db, table, doc, vector, layout)
+        _put_tokens(db, table, docs, vectors, layout)
 
 
-def _put_tokens(db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray, layout: Layout) -> None:
-    db.execute(f"DELETE FROM {table}_tokens WHERE doc = %s", (doc,))
-    rows = _rows(vector, layout)
-    if rows is not None and len(rows):
-        with db.cursor() as cursor:
-            cursor.executemany(f"INSERT INTO {table}_tokens VALUES (%s, %s, %s::vector)", [(doc, i, literal(r)) for i, r in enumerate(rows)])
+def _put_tokens(db: psycopg.Connection[Any], table: str, docs: Sequence[int], vectors: Sequence[np.ndarray], layout: Layout) -> None:
+    db.execute(f"DELETE FROM {table}_tokens WHERE doc = ANY(%s::bigint[])", ([int(d) for d in docs],))
+    tokens = [(int(doc), i, Embedding(r)) for doc, v in zip(docs, vectors) if (m := _rows(v, layout)) is not None for i, r in enumerate(m)]
+    _insert_tokens(db, table, tokens)
+
+
+def _insert_tokens(db: psycopg.Connection[Any], table: str, tokens: Sequence[tuple[int, int, Embedding]]) -> None:
+    if tokens:
+        _binary_embeddings(db)
+        db.execute(
+            f"INSERT INTO {table}_tokens SELECT * FROM unnest(%s::bigint[], %s::int[], %b::vector[])",
+            ([t[0] for t in tokens], [t[1] for t in tokens], [t[2] for t in tokens]),
+        )
 
 
 def _index_name(table: str, spec: IndexSpec, tokens: bool) -> str:
@@ -167,20 +222,20 @@ def _backfill(db: psycopg.Connection[Any], table: str, layout: Layout) -> None:
         else f"SELECT doc, dims, data FROM {table} WHERE doc > %s AND embedding IS NULL ORDER BY doc LIMIT {_BACKFILL_PAGE}"
     )
     last = -1
+    _binary_embeddings(db)
     while True:
         rows = db.execute(missing, (last,)).fetchall()
         if not rows:
             return
         last = int(rows[-1][0])
         if layout.tokens:
-            tokens = [(int(doc), i, literal(r)) for doc, dims, data in rows if (m := _rows(vector_from_blob(dims, data), layout)) is not None for i, r in enumerate(m)]
-            with db.cursor() as cursor:
-                cursor.executemany(f"INSERT INTO {table}_tokens VALUES (%s, %s, %s::vector)", tokens)
+            tokens = [(int(doc), i, Embedding(r)) for doc, dims, data in rows if (m := _rows(vector_from_blob(dims, data), layout)) is not None for i, r in enumerate(m)]
+            _insert_tokens(db, table, tokens)
             continue
-        fills = [(int(doc), literal(m[0])) for doc, dims, data in rows if (m := _rows(vector_from_blob(dims, data), layout)) is not None and len(m) == 1]
+        fills = [(int(doc), Embedding(m[0])) for doc, dims, data in rows if (m := _rows(vector_from_blob(dims, data), layout)) is not None and len(m) == 1]
         if fills:
             db.execute(
-                f"UPDATE {table} AS v SET embedding = f.e::vector FROM unnest(%s::bigint[], %s::text[]) AS f(doc, e) WHERE v.doc = f.doc",
+                f"UPDATE {table} AS v SET embedding = f.e FROM unnest(%s::bigint[], %b::vector[]) AS f(doc, e) WHERE v.doc = f.doc",
                 ([d for d, _ in fills], [e for _, e in fills]),
             )
 
@@ -223,11 +278,11 @@ class DatabaseVectors:
                     self._settings.by_connection[db] = wanted
             yield db
 
-    def size(self) -> int:
+    def docs(self) -> np.ndarray:
+        """The docs that have an embedding (or token rows): read once, when an index opens (its count is kept from then on)."""
         with self._read() as db:
-            source = f"(SELECT DISTINCT doc FROM {self.table}_tokens) AS t" if self.layout.tokens else f"{self.table} WHERE embedding IS NOT NULL"
-            row = db.execute(f"SELECT COUNT(*) FROM {source}").fetchone()
-        return int(row[0]) if row else 0
+            sql = f"SELECT DISTINCT doc FROM {self.table}_tokens" if self.layout.tokens else f"SELECT doc FROM {self.table} WHERE embedding IS NOT NULL"
+            return np.fromiter((int(r[0]) for r in db.execute(sql)), dtype=np.int64)
 
     def contains(self, doc: int) -> bool:
         with self._read() as db:

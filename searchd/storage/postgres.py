@@ -42,12 +42,12 @@ from searchd.config.spec import IndexSpec, Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, applied_document, new_applied, read_applied
-from searchd.storage.base import BULK
+from searchd.storage.base import BULK, OthersAhead
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.pgreplicas import LOG_CHANGES, ReplicaLog
 from searchd.storage.pgreplicas import SCHEMA as REPLICA_SCHEMA
-from searchd.storage.pgvector import DatabaseVectors, Layout, SearchSettings, ensure, extension_problem, put_vector, read_layouts
+from searchd.storage.pgvector import DatabaseVectors, Layout, SearchSettings, ensure, extension_problem, put_vectors, read_layouts
 from searchd.storage.pgwhere import order_sql, text_of, to_sql
 from searchd.storage.rows import matrix_of, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
@@ -223,37 +223,55 @@ class PostgresStore(SqlStore):
     # -- writes ------------------------------------------------------------------
 
     def put_many(self, objects: Sequence[StoredObject]) -> list[int]:
-        """Insert or replace objects (with all their vectors) in one transaction; their docs, in order."""
+        """Insert or replace objects (with all their vectors) in one transaction; their docs, in order.
+
+        A few statements per collection and vector table, not per object.  An id given twice in one batch is written
+        once, with the last object's content, at the first one's place in the batch (the doc it draws): as if each
+        object replaced the one before, which is what SQLite's row-by-row upserts do.
+        """
         if not objects:
             return []
-        docs: list[int] = []
+        latest: dict[tuple[str, str], StoredObject] = {}
+        for obj in objects:
+            latest[obj.collection, obj.id] = obj  # a dict keeps the first position of a key and takes the last value
+        by_collection: dict[str, list[StoredObject]] = {}
+        for obj in latest.values():
+            by_collection.setdefault(obj.collection, []).append(obj)
+        doc_of: dict[tuple[str, str], int] = {}
         with self._transaction() as db:
-            for obj in objects:
-                table = self._table_for_write(db, obj.collection)
-                row = db.execute(
-                    f"INSERT INTO {table} (id, properties, created_ms, updated_ms) VALUES (%s, %s::jsonb, %s, %s) "
+            for collection, group in by_collection.items():
+                table = self._table_for_write(db, collection)
+                rows = db.execute(
+                    f"INSERT INTO {table} (id, properties, created_ms, updated_ms) "
+                    "SELECT id, p::jsonb, c, u FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS r(id, p, c, u, n) ORDER BY n "
                     "ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms "
-                    "RETURNING doc",
-                    (obj.id, json.dumps(obj.properties, separators=(",", ":")), obj.created_ms, obj.updated_ms),
-                ).fetchone()
-                assert row is not None
-                doc = int(row[0])
-                docs.append(doc)
-                for name in obj.vectors:
-                    self._vector_table_for_write(db, obj.collection, name)
-                for name, vectors in self._vector_tables(obj.collection).items():
-                    if name in obj.vectors:
-                        self._put_vector(db, vectors, doc, obj.vectors[name])
-                    else:
-                        db.execute(f"DELETE FROM {vectors} WHERE doc = %s", (doc,))
-            self._log_changes(db, [(o.collection, d) for o, d in zip(objects, docs)])
-        return docs
+                    "RETURNING id, doc",
+                    (
+                        [o.id for o in group],
+                        [json.dumps(o.properties, separators=(",", ":")) for o in group],
+                        [o.created_ms for o in group],
+                        [o.updated_ms for o in group],
+                    ),
+                ).fetchall()
+                docs = {str(i): int(d) for i, d in rows}
+                doc_of.update(((collection, i), d) for i, d in docs.items())
+                for name in dict.fromkeys(n for o in objects if o.collection == collection for n in o.vectors):
+                    self._vector_table_for_write(db, collection, name)
+                for name, vectors in self._vector_tables(collection).items():
+                    having = [o for o in group if name in o.vectors]
+                    self._put_vectors(db, vectors, [docs[o.id] for o in having], [o.vectors[name] for o in having])
+                    lacking = [docs[o.id] for o in group if name not in o.vectors]
+                    if lacking:
+                        db.execute(f"DELETE FROM {vectors} WHERE doc = ANY(%s::bigint[])", (lacking,))
+            found = [doc_of[o.collection, o.id] for o in objects]
+            self._log_changes(db, [(o.collection, d) for o, d in zip(objects, found)])
+        return found
 
-    def _put_vector(self, db: psycopg.Connection[Any], table: str, doc: int, vector: np.ndarray) -> None:
-        """In a write transaction: the vector, and its pgvector embedding when the table has one."""
+    def _put_vectors(self, db: psycopg.Connection[Any], table: str, docs: Sequence[int], vectors: Sequence[np.ndarray]) -> None:
+        """In a write transaction: the vectors, and their pgvector embeddings when the table has them."""
         if self._layouts is None:
             self._layouts = read_layouts(db)
-        put_vector(db, table, doc, vector, self._layouts.get(table))
+        put_vectors(db, table, docs, vectors, self._layouts.get(table))
 
     # -- pgvector indexes (searchd.storage.pgvector) -------------------------------
 
@@ -423,18 +441,34 @@ class PostgresStore(SqlStore):
             return {r[0] for r in rows}
 
     def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> set[str]:
-        current: set[str] = set()
+        if not rows:
+            return set()
         with self._transaction() as db:
             table = self._table_for_write(db, collection)
             vectors = self._vector_table_for_write(db, collection, name)
-            for object_id, updated_ms, vec in rows:
-                found = db.execute(f"SELECT doc FROM {table} WHERE id = %s AND updated_ms = %s", (object_id, updated_ms)).fetchone()
-                if found is None:
-                    continue
-                if vec is not None:
-                    self._put_vector(db, vectors, int(found[0]), vec)
-                current.add(object_id)
-        return current
+            unchanged = db.execute(
+                f"SELECT o.id, o.doc FROM {table} AS o JOIN unnest(%s::text[], %s::bigint[]) AS r(id, updated_ms) ON o.id = r.id AND o.updated_ms = r.updated_ms",
+                ([r[0] for r in rows], [r[1] for r in rows]),
+            ).fetchall()
+            doc_of = {str(i): int(d) for i, d in unchanged}
+            puts = {doc_of[i]: vec for i, _, vec in rows if i in doc_of and vec is not None}  # one row per doc: the last
+            self._put_vectors(db, vectors, list(puts), list(puts.values()))
+        return set(doc_of)
+
+    def promote_vectors(self, collection: str, staging: str, name: str) -> None:
+        """Promote staged vectors, unless another replica changed the collection after what this process's follower has
+        applied (``OthersAhead``): such a write may have dropped an object's staged vector, and this process has not yet
+        heard that the object needs a new one.  Checked under the write lock: no write falls between the check and the swap.
+        """
+        applied = self._replicas.applied
+        with self._transaction() as db:
+            if applied is not None:
+                later = db.execute(
+                    "SELECT seq FROM searchd_changes WHERE seq > %s AND collection = %s AND origin <> %s LIMIT 1", (applied, collection, self._replicas.origin)
+                ).fetchone()
+                if later is not None:
+                    raise OthersAhead(f"another replica wrote to {collection} (change {later[0]}) after this one applied change {applied}", "promote once it is applied")
+            self._promote_in(db, collection, staging, name)
 
     def drop_property(self, collection: str, name: str) -> None:
         if not name.isidentifier():

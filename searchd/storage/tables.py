@@ -105,14 +105,17 @@ class TaggedTables(abc.ABC):
     def promote_vectors(self, collection: str, staging: str, name: str) -> None:
         """The re-vectorized vectors replace the old ones, in one transaction."""
         with self._transaction() as db:
-            old = self._vector_tags.pop((collection, name), None)
-            if old is not None:
-                self._retire_table(db, f"{self.VECTORS}{old}")
-                db.execute(self._sql(f"DELETE FROM {self.VECTOR_TABLES} WHERE tag = ?"), (old,))
-            self._vector_table_for_write(db, collection, staging)
-            db.execute(self._sql(f"UPDATE {self.VECTOR_TABLES} SET name = ? WHERE collection = ? AND name = ?"), (name, collection, staging))
-            self._vector_tags[(collection, name)] = self._vector_tags.pop((collection, staging))
-            self._bulk_change(db, collection)
+            self._promote_in(db, collection, staging, name)
+
+    def _promote_in(self, db: Any, collection: str, staging: str, name: str) -> None:
+        old = self._vector_tags.pop((collection, name), None)
+        if old is not None:
+            self._retire_table(db, f"{self.VECTORS}{old}")
+            db.execute(self._sql(f"DELETE FROM {self.VECTOR_TABLES} WHERE tag = ?"), (old,))
+        self._vector_table_for_write(db, collection, staging)
+        db.execute(self._sql(f"UPDATE {self.VECTOR_TABLES} SET name = ? WHERE collection = ? AND name = ?"), (name, collection, staging))
+        self._vector_tags[(collection, name)] = self._vector_tags.pop((collection, staging))
+        self._bulk_change(db, collection)
 
     def drop_vectors(self, collection: str, name: str) -> None:
         with self._transaction() as db:
