@@ -22,6 +22,9 @@ log = logging.getLogger("searchd")
 
 CHECKPOINT_CHANGES = 5_000  # writes since the last save that make the next one due (a restart replays at most about this many)
 CHECKPOINT_SECONDS = 60.0  # and the longest a smaller number of writes waits
+# Once writes pause for a tick, this many waiting writes are saved at once rather than up to a minute later, when
+# queries may be running: the end of a bulk import is saved while the server is idle.
+CHECKPOINT_IDLE_CHANGES = 500
 CHECKPOINT_TICK_S = 1.0
 
 
@@ -53,9 +56,12 @@ class Checkpoints:
     def saved(self, seq: int) -> None:
         self._saved_seq, self._saved_at = seq, time.monotonic()
 
-    def due(self, write_seq: int) -> bool:
+    def due(self, write_seq: int, idle: bool = False) -> bool:
+        """Whether to save now; ``idle``: no write came in during the last tick."""
         pending = write_seq - self._saved_seq
-        return pending >= CHECKPOINT_CHANGES or (pending > 0 and time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS)
+        if pending >= CHECKPOINT_CHANGES or (idle and pending >= CHECKPOINT_IDLE_CHANGES):
+            return True
+        return pending > 0 and time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS
 
     def start(self) -> None:
         if self._thread is None:
@@ -72,7 +78,7 @@ class Checkpoints:
             try:
                 self._engine.store.drop_retired()
                 write_seq = self._engine.store.write_seq()
-                if self.due(write_seq):
+                if self.due(write_seq, idle=write_seq == self._seen_seq):
                     started = time.monotonic()
                     seq = self._engine.save_indexes()
                     release_free_memory()  # a save copies an index's arrays while it writes them out
