@@ -1305,7 +1305,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         return Plan(
             n=args.n or 10_000, nq=args.queries or 200, rounds=args.rounds or 1, filter_queries=100, hybrid_queries=100, multi_s=3.0
         )
-    return Plan(n=args.n or 60_000, nq=args.queries or 1000, rounds=args.rounds or 3, filter_queries=150, hybrid_queries=200, multi_s=6.0)
+    return Plan(n=args.n or 60_000, nq=args.queries or 1000, rounds=args.rounds or 3, filter_queries=300, hybrid_queries=200, multi_s=6.0)
 
 
 def searchd_command(args: argparse.Namespace, tmp: Path, env: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
