@@ -20,6 +20,7 @@ import numpy as np
 
 from searchd import deadline
 from searchd.config.spec import CollectionSpec, PropertyType
+from searchd.index.ids import IdMap
 from searchd.where import COMPARISONS, ID_PATHS, TIME_PATHS, Combination, Condition, Filter, epoch_seconds, like_regex
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -248,14 +249,13 @@ class DocTable:
         self.live = np.zeros(0, dtype=bool)
         self.created = np.zeros(0, dtype=np.int64)
         self.updated = np.zeros(0, dtype=np.int64)
-        self._ids: list[str | None] = []
-        self._docs: dict[str, int] = {}
+        self._ids = IdMap()
         self._columns: dict[str, _Column] = {p.name: _column_for(p.type) for p in collection.properties if p.filterable}
         self.columns = tuple((p.name, p.type) for p in collection.properties if p.filterable)
         self._inexact: set[str] = set()  # columns that met a value they cannot represent
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return len(self._ids)
 
     @property
     def size(self) -> int:
@@ -263,10 +263,10 @@ class DocTable:
         return self._size
 
     def doc_of(self, object_id: str) -> int | None:
-        return self._docs.get(object_id)
+        return self._ids.doc_of(object_id)
 
     def id_of(self, doc: int) -> str | None:
-        return self._ids[doc] if doc < len(self._ids) else None
+        return self._ids.id_of(doc)
 
     def alive(self, docs: np.ndarray) -> np.ndarray:
         """``live`` for an array of docs (False past the end)."""
@@ -277,10 +277,8 @@ class DocTable:
         return result
 
     def ids_of(self, docs: Sequence[int]) -> list[str | None]:
-        """``id_of`` for many docs at once (a search's hits): one list lookup each, no call per doc."""
-        ids = self._ids
-        known = len(ids)
-        return [ids[doc] if doc < known else None for doc in docs]
+        """``id_of`` for many docs at once (a search's hits)."""
+        return self._ids.ids_of(docs)
 
     def _grow(self, doc: int) -> None:
         if doc < self._size:
@@ -291,8 +289,6 @@ class DocTable:
         self.updated = _grown(self.updated, size, 0)
         for column in self._columns.values():
             column.grow(size)
-        if len(self._ids) < size:
-            self._ids.extend([None] * (len(self.live) - len(self._ids)))
         self._size = size
 
     def put(self, doc: int, object_id: str, properties: Mapping[str, Any], created_ms: int, updated_ms: int) -> None:
@@ -300,11 +296,10 @@ class DocTable:
         for name, column in list(self._columns.items()):
             if not column.put(doc, properties.get(name)):
                 self._drop(name)
-            elif isinstance(column, _Text) and len(column.values) > max(_DISTINCT_TEXT_MIN, len(self._docs) // 2):
+            elif isinstance(column, _Text) and len(column.values) > max(_DISTINCT_TEXT_MIN, len(self._ids) // 2):
                 self._drop(name)  # nearly every value distinct (a description, a gloss): a copy of the text, of little use to filters
         self.created[doc], self.updated[doc] = created_ms, updated_ms
-        self._ids[doc] = object_id
-        self._docs[object_id] = doc
+        self._ids.put(doc, object_id)
         self.live[doc] = True
 
     def _drop(self, name: str) -> None:
@@ -316,10 +311,7 @@ class DocTable:
         if doc >= self._size or not self.live[doc]:
             return
         self.live[doc] = False
-        object_id = self._ids[doc]
-        self._ids[doc] = None
-        if object_id is not None:
-            self._docs.pop(object_id, None)
+        self._ids.remove(doc)
         for column in self._columns.values():
             column.remove(doc)
 
@@ -379,12 +371,10 @@ class DocTable:
             if op == "ContainsAll" and len(set(listed)) > 1:
                 return np.zeros(size, dtype=bool)
             mask = np.zeros(size, dtype=bool)
-            docs = [d for d in (self._docs.get(v) for v in listed) if d is not None and d < size]
+            docs = [d for d in (self._ids.doc_of(v) for v in listed) if d is not None and d < size]
             mask[docs] = True
             return ~mask if op in ("NotEqual", "ContainsNone") else mask
-        compare = _COMPARE[op]
-        ids = self._ids[:size]
-        return np.fromiter((i is not None and bool(compare(i, value)) for i in deadline.checked(ids)), dtype=bool, count=len(ids))
+        return self._ids.compare(_COMPARE[op], value, size)
 
 
 def _time_match(column: np.ndarray, condition: Condition, size: int) -> np.ndarray:

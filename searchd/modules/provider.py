@@ -17,12 +17,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from searchd.errors import ProviderError, ProviderRejectedInput, ProviderUnavailable
+
+if TYPE_CHECKING:
+    # Imported where a request is made: httpx with what it pulls in (its CLI's click, rich and pygments when they are
+    # installed) holds about 7 MB that a server whose vectorizers are all offline never uses.
+    import httpx
 
 log = logging.getLogger("searchd.modules")
 
@@ -87,6 +91,8 @@ class HttpPool:
         key = (id(asyncio.get_running_loop()), module)
         found = self._clients.get(key)
         if found is None:
+            import httpx
+
             found = self._clients[key] = httpx.AsyncClient(transport=self._transport, limits=httpx.Limits(max_connections=64), follow_redirects=False)
         return found
 
@@ -145,6 +151,8 @@ def error_detail(response: httpx.Response) -> str:
 
 def endpoint(base_url: str) -> str:
     """The host and port a URL points at, for errors: never its path, query or user info (which may hold a secret)."""
+    import httpx
+
     url = httpx.URL(base_url)
     port = url.port or {"http": 80, "https": 443}.get(url.scheme)
     return f"{url.host}:{port}" if port else url.host
@@ -202,6 +210,8 @@ class ProviderClient:
 
     async def post(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str]) -> Any:
         """POST JSON and return the decoded answer, retrying what is worth retrying."""
+        import httpx
+
         url = f"{self.settings.base_url}{path}"
         sent = {"Content-Type": "application/json", "Accept": "application/json", **headers}
         last_problem = ""
