@@ -14,7 +14,7 @@ k1, b and stopwords are read at query time, so a reload may set them in place.
 
 Layout, per property (no Python object per posting or per doc):
 
-- ``vocab``: term → term id (ids are dense; the dict's order is the id order).
+- ``vocab``: term → term id (ids are dense; ``searchd.index.vocab``).
 - the *base*: postings sorted by term id, as three numpy arrays — ``offsets``
   (term id t's postings are ``docs[offsets[t]:offsets[t+1]]``, ``freqs`` alike).
 - the *log*: postings written since the base was built, appended as ``array('i')``
@@ -63,6 +63,7 @@ from searchd import deadline
 from searchd.config.spec import CollectionSpec, InvertedIndexSpec, Tokenization
 from searchd.index.base import AllowList
 from searchd.index.bm25_files import checked_array, checksum, header_count, load_arrays, read_property
+from searchd.index.vocab import Vocabulary
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ALNUM = re.compile(r"[\W_]+", re.UNICODE)
@@ -130,7 +131,7 @@ class _Property:
 
     def __init__(self, tokenization: Tokenization, capacity: int) -> None:
         self.tokenization = tokenization
-        self.vocab: dict[str, int] = {}
+        self.vocab = Vocabulary()
         self.offsets = np.zeros(1, dtype=np.int64)
         self.docs = _EMPTY_INT32
         self.freqs = _EMPTY_INT32
@@ -177,8 +178,7 @@ class _Property:
         if not tokens:
             return
         counts = Counter(tokens)
-        vocab = self.vocab
-        terms = [vocab.setdefault(term, len(vocab)) for term in counts]
+        terms = self.vocab.ids_for(counts)
         self.slot[doc] = len(self.log_terms)
         self.log_count[doc] = len(terms)
         self.log_terms.extend(terms)
@@ -286,7 +286,7 @@ class _Property:
         dead = len(self.vocab) - int(np.count_nonzero(per_term))
         if dead > max(_DEAD_TERMS_MIN, len(self.vocab) // 4):
             alive = per_term > 0
-            self.vocab = {term: i for i, term in enumerate(t for t, keep in zip(self.vocab, alive.tolist()) if keep)}
+            self.vocab = Vocabulary([t for t, keep in zip(self.vocab.terms(), alive.tolist()) if keep])
             per_term = per_term[alive]
         offsets = np.zeros(len(per_term) + 1, dtype=np.int64)
         np.cumsum(per_term, out=offsets[1:])
@@ -316,7 +316,7 @@ class _Property:
             views.clear()  # an array('i') cannot grow while a view of it lives (not even in a traceback)
 
     def terms_in_order(self) -> list[str]:
-        return list(self.vocab)  # insertion order is id order
+        return self.vocab.terms()
 
 
 def _sum_by_doc(docs_parts: list[np.ndarray], score_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

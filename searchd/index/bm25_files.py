@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from searchd.index.vocab import Vocabulary
+
 
 @dataclass(frozen=True)
 class SavedProperty:
     """One property's postings as saved: its vocabulary (term → id), the base postings and the doc lengths."""
 
-    vocab: dict[str, int]
+    vocab: Vocabulary
     offsets: np.ndarray
     docs: np.ndarray
     freqs: np.ndarray
@@ -85,7 +87,8 @@ def read_property(arrays: Mapping[str, np.ndarray], prefix: str, about: Mapping[
     if int(np.count_nonzero(lengths)) != documents or int(lengths.sum(dtype=np.int64)) != total_length:
         raise ValueError(f"saved BM25 lengths of {about.get('name')!r} do not match the header's counts")
     bounds = [0, *ends.tolist()]
-    vocab = {text[bounds[t] : bounds[t + 1]]: t for t in range(terms)}
-    if len(vocab) != terms:
-        raise ValueError(f"saved BM25 vocabulary of {about.get('name')!r} repeats a term")
+    try:
+        vocab = Vocabulary([text[bounds[t] : bounds[t + 1]] for t in range(terms)])
+    except ValueError:
+        raise ValueError(f"saved BM25 vocabulary of {about.get('name')!r} repeats a term") from None
     return SavedProperty(vocab, offsets, docs, freqs, lengths, documents, total_length)
