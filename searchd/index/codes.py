@@ -6,8 +6,10 @@ list at a time (about 20 µs each), and reading them from the store costs a B-tr
 (about 1.5 µs each plus the copy).  The codes answer from memory instead: one int8 per dimension
 and one float32 scale per vector (a quarter of the floats), scanned in numpy; the best few
 candidates are then re-ranked on their exact stored vectors, so the distances returned are exact.
-On the WordNet/MiniLM data, re-ranking 2·k + 20 candidates kept recall@10 at 1.0 for 1 % and 5 %
-filters (300 queries each; bench/RESULTS.md, "Filtered search").
+Re-ranking k + 10 candidates kept recall@10 at 1.0, every query, on the WordNet/MiniLM data (1,000
+queries against random 1 % and 5 % filters; 12 candidates did too) and on random unit vectors of
+32 to 1,024 dimensions (300 queries each against 1,000 allowed docs), the hardest case for
+quantization since their distances crowd together.  Each candidate read costs about 2.5 us.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ _GROW = 1.5
 
 def rerank_count(k: int) -> int:
     """How many code-ranked candidates get their exact distance (k of them are returned)."""
-    return 2 * k + 20
+    return k + 10
 
 
 class ScanCodes(AbstractSet[int]):
@@ -95,7 +97,12 @@ class ScanCodes(AbstractSet[int]):
         """The ``count`` docs of ``docs`` nearest to ``query`` by their codes (all of them when there are no more)."""
         if len(docs) <= count:
             return docs
-        approximate = self._codes[docs].astype(np.float32) * self._scales[docs, None]
-        scores = distances(approximate, query, self.metric)
+        codes = self._codes[docs].astype(np.float32)
+        if self.metric is Distance.L2_SQUARED:
+            scores = distances(codes * self._scales[docs, None], query, self.metric)
+        else:
+            # Cosine codes are of unit rows, so both rank by the dot product alone; scaling the products instead of the
+            # rows halves the scan (600 docs: about 230 -> 125 us).
+            scores = -(codes @ query) * self._scales[docs]
         nearest: np.ndarray = docs[np.argpartition(scores, count - 1)[:count]]
         return nearest
