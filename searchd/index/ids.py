@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from searchd import deadline
+
 WIDTH = 36  # a canonical UUID
 _FOLD_MIN = 4_096  # recent ids always kept in the dict before a fold …
 _FOLD_FRACTION = 4  # … and at most one per this many sorted ones
@@ -116,7 +118,7 @@ class IdMap:
         known = min(size, len(self._live))
         if self._odd_ids or not value.isascii():
             listed = self.ids_of(range(known))
-            result[:known] = [i is not None and bool(compare(i, value)) for i in listed]
+            result[:known] = [i is not None and bool(compare(i, value)) for i in deadline.checked(listed)]
         else:  # byte rows compare as their ASCII strings do
             result[:known] = np.asarray(compare(self._rows[:known], np.bytes_(value.encode())), dtype=bool) & self._live[:known]
         return result
