@@ -611,3 +611,87 @@ def test_a_failed_revectorization_lets_go_of_the_leader_lock_and_every_replica_r
         assert replica.status()["replicas"]["target"]["failed"] is None
         got = replica.http.get(f"/v1/objects/Doc/{probe['id']}", params={"include": "vector"}).json()["vector"]
         np.testing.assert_allclose(got, expected_jina(probe["properties"]["title"], 128), atol=1e-5)
+
+
+# -- the last window: another replica promoted, this one has not swapped yet ------------------------------------
+
+
+LEADS = ("50000000-0000-4000-8000-000000000002", "written through the leader l0002x")
+FOUND = "query($v: Vector!) { Get { Doc(nearVector: {vector: $v}, limit: 1%s) { title _additional { id distance } } } }"
+
+
+def promoted_at(url: str, after: int) -> bool:
+    """Whether a change to the whole of Doc (a promotion) was logged after change ``after``."""
+    with psycopg.connect(url) as db:
+        return db.execute("SELECT 1 FROM searchd_changes WHERE collection = 'Doc' AND doc = -1 AND seq > %s", (after,)).fetchone() is not None
+
+
+def test_a_replica_that_has_not_swapped_yet_answers_from_its_revision_and_embeds_a_write_again_for_the_promoted_one(
+    database: str, tmp_path: Path, start_replica: StartReplica, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader promotes re-vectorized vectors (256 -> 128 dimensions) while the other replica cannot learn of the new
+    revision: the test holds a lock on the ledger's table of revisions, which every replica reads to follow (and nothing
+    else needs).  In that window the other replica still answers searches, filtered ones too, from the revision it
+    serves, and a write through it is stored with the promoted settings' vector once it has swapped: never the old one."""
+    monkeypatch.setenv("JINAAI_APIKEY", "test-key")
+    fake = GatedJina(128)
+    with serving(fake.app) as url:
+        text = JINA.format(url=url).replace("type: flat", "type: hnsw")  # its filtered searches scan stored vectors exactly
+        docs = DOCS[:40]
+        leader, other = start_replicas(start_replica, tmp_path, text, docs, count=2)
+        probe = docs[5]
+        old = expected_jina(probe["properties"]["title"], 256).tolist()
+        fake.hold_after(0)  # the re-vectorization waits at its first request
+        leader.write(text.replace("dimensions: 256", "dimensions: 128"))
+        response = leader.reload()
+        assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
+        wait_for(lambda: fake.gated() >= 1, "the re-vectorization to wait for the provider", WAIT_S)
+        with psycopg.connect(database, autocommit=True) as db:
+            ((before,),) = db.execute("SELECT COALESCE(max(seq), 0) FROM searchd_changes").fetchall()
+        object_id, title = "50000000-0000-4000-8000-000000000001", "written in the window w0001x"
+        outcome: dict[str, httpx.Response] = {}
+
+        def write() -> None:
+            with httpx.Client(base_url=other.server.url, timeout=WAIT_S, trust_env=False) as http:
+                outcome["put"] = http.put(f"/v1/objects/Doc/{object_id}", json={"class": "Doc", "id": object_id, "properties": {"title": title}})
+
+        writer = threading.Thread(target=write, name="window-write")
+        hold = psycopg.connect(database)
+        try:
+            hold.execute("LOCK TABLE searchd_revisions IN ACCESS EXCLUSIVE MODE")  # no replica reads the ledger until released
+            fake.open()
+            wait_for(lambda: promoted_at(database, int(before)), "the leader to promote the re-vectorized vectors", WAIT_S)
+            log = other.server.stderr_path
+            wait_for(lambda: "rebuilt collection Doc from the store" in log.read_text(encoding="utf-8"), "the other replica to hear of the promotion", WAIT_S)
+            assert revectorized(other, 256), "the other replica swapped while the ledger was held"
+
+            # Searches on the replica that has not swapped: its served revision's vectors answer them, filtered or not.
+            for where in ("", f', where: {{path: ["id"], operator: Equal, valueText: "{probe["id"]}"}}'):
+                body = other.http.post("/v1/graphql", json={"query": FOUND % where, "variables": {"v": old}}).json()
+                assert not body.get("errors"), body
+                (hit,) = body["data"]["Get"]["Doc"]
+                assert hit["_additional"]["id"] == probe["id"] and hit["_additional"]["distance"] == pytest.approx(0.0, abs=1e-5), (where, hit)
+
+            # A write through the leader meanwhile: the other replica hears of it, and indexes it once it swaps.
+            response = leader.http.put(f"/v1/objects/Doc/{LEADS[0]}", json={"class": "Doc", "id": LEADS[0], "properties": {"title": LEADS[1]}})
+            assert response.status_code == 200, response.text
+            # A write through the other replica: acknowledged once it can be stored with the promoted settings' vector.
+            writer.start()
+            waits = "waits for this replica to serve"
+            wait_for(lambda: "put" in outcome or waits in log.read_text(encoding="utf-8"), "the write to be stored or to wait", WAIT_S)
+            # Not acknowledged while this replica cannot swap: stored now, it would keep the old settings' vector for good.
+            assert "put" not in outcome, outcome["put"].text
+        finally:
+            hold.close()  # the lock goes with the session: the replicas follow the new revision
+        writer.join(timeout=WAIT_S)
+        assert outcome["put"].status_code == 200, outcome["put"].text
+        for replica in (leader, other):
+            wait_for(functools.partial(revectorized, replica, 128), "the re-vectorized vector on both replicas", WAIT_S)
+        for replica in (leader, other):
+            for written, written_title in ((object_id, title), LEADS, (probe["id"], probe["properties"]["title"])):
+                expected = expected_jina(written_title, 128)
+                got = replica.http.get(f"/v1/objects/Doc/{written}", params={"include": "vector"}).json()
+                np.testing.assert_allclose(got.get("vector", []), expected, atol=1e-5, err_msg=f"{written} on {replica.server.url}")
+                body = replica.http.post("/v1/graphql", json={"query": NEAR, "variables": {"v": expected.tolist()}}).json()
+                (hit,) = body["data"]["Get"]["Doc"]
+                assert (hit["_additional"]["id"], hit["title"]) == (written, written_title), (replica.server.url, hit)
