@@ -359,7 +359,13 @@ def test_the_leader_killed_during_a_revectorization_is_taken_over_and_no_query_f
     text = JINA.format(url=url)
     replicas = start_replicas(start_replica, tmp_path, text, DOCS)
     leader, others = replicas[0], replicas[1:]
-    queries = ['{ Get { Doc(bm25: {query: "doc"}, limit: 3) { title } } }', "{ Get { Doc(limit: 3) { title } } }"]
+    # Vector searches too, filtered and not: a replica that has not swapped yet answers them from its revision's index.
+    queries = [
+        '{ Get { Doc(bm25: {query: "doc"}, limit: 3) { title } } }',
+        "{ Get { Doc(limit: 3) { title } } }",
+        '{ Get { Doc(nearText: {concepts: ["doc 7 on t0007q"]}, limit: 3) { title } } }',
+        '{ Get { Doc(nearText: {concepts: ["doc 7 on t0007q"]}, where: {path: ["id"], operator: Equal, valueText: "' + DOCS[7]["id"] + '"}) { title } } }',
+    ]
     with QueryLoad(replicas[1:], queries) as load:
         fake.latency = 0.02
         leader.write(text.replace("dimensions: 256", "dimensions: 128"))
