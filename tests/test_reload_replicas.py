@@ -28,6 +28,7 @@ import pytest
 from searchd.config.spec import Spec
 from searchd.records import StoredObject
 from searchd.reload.leader import decide, drift
+from searchd.reload.rebuild import EMBED_BATCH, STEPS_IN_FLIGHT
 from searchd.storage.applied import new_applied
 from searchd.storage.base import StaleVectors
 from searchd.storage.ledger import Ledger, Target
@@ -526,6 +527,12 @@ def running_rebuild(replica: Replica) -> bool:
     return any(r["state"] == "running" for r in replica.status()["rebuilds"])
 
 
+def rebuild_progress(replica: Replica) -> tuple[int, int]:
+    """(done, total) of the replica's running rebuild; it must run."""
+    (running,) = [r for r in replica.status()["rebuilds"] if r["state"] == "running"]
+    return int(running["done"]), int(running["total"])
+
+
 class GatedJina(FakeJina):
     """The fake provider, where requests for ``dimensions`` (with an input holding ``marker``, if given: what the
     re-vectorization embeds) pass only while the gate allows: the leader's re-vectorization stops half-way while the
@@ -586,7 +593,12 @@ def test_writes_through_another_replica_during_a_revectorization_get_the_new_vec
         response = leader.reload()
         assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
         wait_for(lambda: fake.gated() == requests, "the re-vectorization to wait for its last request", WAIT_S)
-        assert running_rebuild(leader)
+        # The answered steps are stored a moment after their last answer: wait until every step but the held one is (the
+        # progress then counts every object but that step's, a figure no other moment shows).
+        _, total = rebuild_progress(leader)  # the objects written before the reload count too
+        steps = [min(EMBED_BATCH, total - start) for start in range(0, total, EMBED_BATCH)]
+        assert len(steps) <= STEPS_IN_FLIGHT  # all of them embedded at once: only the held one waits
+        wait_for(lambda: rebuild_progress(leader)[0] in {total - s for s in steps}, "every step without the held request staged", WAIT_S)
         staged = staged_ids(database)
         assert 0 < len(staged) < len(docs), len(staged)
         for n in range(5, 25):
