@@ -5,7 +5,7 @@
     .venv/bin/python bench/pgvector_index.py --limit 5000 --queries 200 --rounds 1 --seconds 5   # a quick look
 
 Needs PostgreSQL 15 with pgvector (scripts/pgvector.sh) and the data set of bench/benchdata.py
-($SEARCHD_BENCH_DATA).  One throwaway cluster (tests/pgcluster.py, shared_buffers raised to 1 GB) holds
+($SEARCHD_BENCH_DATA).  One throwaway cluster (scripts/pgcluster.py, shared_buffers raised to 1 GB) holds
 two databases; two `searchd serve` processes keep their objects there, one collection each, alike but
 for the index: `{type: pgvector}` (HNSW in the database) or `{type: hnsw}` (hnswlib in the process);
 both m = 16, efConstruction = 64.  They run one at a time, so the cluster's CPU is the measured one's.
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psycopg
 import yaml
 from common import (
     DEFAULT_DATA,
@@ -59,7 +58,7 @@ from common import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
-from tests.pgcluster import Cluster  # (the repository's throwaway cluster, once REPO is on the path)
+from scripts.pgcluster import Cluster  # (the repository's throwaway cluster, once REPO is on the path)
 
 LADDER = [16, 24, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1000]
 TARGET = 0.95
@@ -216,11 +215,8 @@ def main() -> None:
     plain = [body(t) for t in data.query_text]
     filtered = {level: [body(t, level) for t in data.query_text] for level in FILTERS}
     results: dict[str, Any] = {"objects": data.n, "queries": data.nq, "rounds": args.rounds, "systems": {}}
-    cluster = Cluster()
+    cluster = Cluster(settings={"shared_buffers": "1GB", "maintenance_work_mem": "512MB"})
     try:
-        cluster._run("pg_ctl", "-D", str(cluster.data), "-l", str(cluster.root / "server.log"), "-o", "-c shared_buffers=1GB -c maintenance_work_mem=512MB", "-w", "restart")
-        cluster.admin.close()
-        cluster.admin = psycopg.connect(cluster.url("postgres"), autocommit=True)
         with tempfile.TemporaryDirectory(prefix="searchd-pgvector-bench-") as tmp, multiprocessing.get_context("spawn").Pool(CLIENTS) as pool:
             for kind in INDEXES:
                 log(f"{kind}: importing {data.n} objects")

@@ -36,12 +36,9 @@ import os
 os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"})
 
 import argparse
-import contextlib
 import json
 import multiprocessing
-import pwd
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: scripts.pgcluster
 from common import (
     DEFAULT_DATA,
     VENV_BIN,
@@ -71,7 +70,8 @@ from common import (
     vector_json,
 )
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+from scripts.pgcluster import PG_BIN, Cluster
+
 BATCH = 500
 EF = 64
 LAG_LOAD_BATCH, LAG_LOAD_EVERY_S = 10, 0.1
@@ -113,53 +113,6 @@ def batches(data: Dataset) -> Iterator[tuple[int, bytes]]:
         rows = range(start, min(start + BATCH, data.n))
         objects = ",".join(object_json(data.uuids[i], data.entries[i], i % 100, data.vec_text[i]) for i in rows)
         yield len(rows), f'{{"objects": [{objects}]}}'.encode()
-
-
-class Cluster:
-    """A throwaway PostgreSQL on a Unix socket (owned by the postgres user when run as root: it refuses root)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.data, self.socket = root, root / "pgdata", root / "socket"
-        self.socket.mkdir(parents=True)
-        self.owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-        if self.owner:
-            for path in (root.parent, root, self.socket):
-                os.chmod(path, 0o711)
-                os.chown(path, self.owner.pw_uid, self.owner.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8")
-        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(f"listen_addresses = ''\nunix_socket_directories = '{self.socket}'\nport = 5432\nshared_buffers = 256MB\nmax_connections = 100\n")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(root / "server.log"), "-w", "-t", "120", "start")
-        self.started = True
-        self._names = 0
-
-    def _run(self, program: str, *args: str) -> None:
-        command = [str(PG_BIN / program), *args]
-        if self.owner:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
-        if done.returncode != 0:
-            raise SystemExit(f"{program} failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
-
-    def url(self, database: str) -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket}&port=5432"
-
-    def new_database(self) -> str:
-        import psycopg
-
-        self._names += 1
-        name = f"replicas_{self._names}"
-        with psycopg.connect(self.url("postgres"), autocommit=True) as db:
-            db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            db.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
-
-    def cpu_s(self) -> float:
-        return tree_cpu_s(int((self.data / "postmaster.pid").read_text().split()[0]))
-
-    def stop(self) -> None:
-        with contextlib.suppress(SystemExit, subprocess.TimeoutExpired):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
 
 class Replicas:
@@ -316,7 +269,7 @@ def one_round(r: int, args: argparse.Namespace, data: Dataset, cluster: Cluster,
         sqlite.stop()
     log(f"round {r + 1}: PostgreSQL")
     group = Replicas(argv, env, tmp / f"postgres-{r}", {"backend": "postgres", "url": "${REPLICAS_BENCH_DATABASE_URL}"})
-    group.env = {**env, "REPLICAS_BENCH_DATABASE_URL": cluster.new_database()}
+    group.env = {**env, "REPLICAS_BENCH_DATABASE_URL": cluster.url(cluster.new_database())}
     try:
         _, a_url, _ = group.start()
         out["postgres.import_per_s"] = import_all(a_url, data)
@@ -331,7 +284,7 @@ def one_round(r: int, args: argparse.Namespace, data: Dataset, cluster: Cluster,
         log(f"  import {out['postgres.import_per_s']:,.0f}/s; replicas B and C ready in {out['postgres.b_ready_s']:.1f} s and {out['postgres.c_ready_s']:.1f} s")
 
         def cpu() -> float:
-            return group.cpu_s() + cluster.cpu_s()
+            return group.cpu_s() + tree_cpu_s(cluster.pid)
 
         for n in (1, 2, 3):
             out[f"postgres.query{n}"] = q = query_load(pool, urls[:n], data, args.clients, args.seconds, cpu)
@@ -409,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv_ = [str(VENV_BIN / "searchd")] if (VENV_BIN / "searchd").exists() else [sys.executable, "-m", "searchd"]
     env: dict[str, str] = {}
     pool = multiprocessing.get_context("spawn").Pool(args.clients)
-    cluster = Cluster(tmp / "pg")
+    # Durable, as PostgreSQL runs by default (import objects/s pays for its commits); the buffers a dedicated server has.
+    cluster = Cluster(tmp / "pg", {"shared_buffers": "256MB", "max_connections": "100"}, durable=True)
     rounds: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):

@@ -198,9 +198,12 @@ class Engine(WritePath, ShadowIndexes, ReplicaChanges):
         allowed: AllowList | None = None,
     ) -> list[Hit]:
         """Nearest docs and distances (not the objects); ``allowed`` restricts the search to what a filter passes."""
-        if allowed is not None:
+        if allowed is not None and self.stored_for(collection.name, vector):
             # An exact scan over a few allowed docs reads their (best candidates') vectors from the store.
             allowed = AllowList(allowed.mask, lambda docs: self.store.vector_matrix(collection.name, vector.name, docs), allowed.where)
+        elif allowed is not None:
+            # The store holds vectors another replica promoted for settings not served here yet: the index's own answer.
+            allowed = AllowList(allowed.mask, None, allowed.where)
         index = self._index_for(collection.name, vector, query)
         hits = index.search(query, limit + offset, allowed)[offset:]
         if isinstance(index, PgVectorIndex):

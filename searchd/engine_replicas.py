@@ -1,18 +1,25 @@
 """Writes by other replicas on a shared store (searchd.follower applies them), and the ids of their objects that a
-pgvector search finds before this process has seen them."""
+pgvector search finds before this process has seen them.
+
+Another replica may promote a re-vectorization before this one swaps to its revision: from then on the store holds
+vectors made for settings this process does not serve yet (``Store.vector_stamps`` says so).  Until it swaps, this
+process keeps answering from the indexes of the revision it serves, and never puts those vectors into them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
 
+from searchd.catalog import CompiledVector
 from searchd.config.spec import IndexType
 from searchd.engine_indexes import ServedIndexes
 from searchd.index import Hit
 from searchd.index.base import build_index
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import fill_index, fill_keyword_index
-from searchd.serving import Serving
+from searchd.records import StoredObject
+from searchd.serving import Serving, staging_stamp
 
 IDS_ELSEWHERE_MAX = 100_000
 
@@ -30,13 +37,34 @@ class ReplicaChanges(ServedIndexes):
             if collection not in self.holder.current.collections:
                 return  # not served here (yet): the catalog that adds it builds its indexes from the store
             found = self.store.get_docs(collection, docs, vectors=True)
-            dims = {k[1]: s.vector.dimensions for k, s in self._indexes.items() if k[0] == collection}
+            serving = {k[1]: s.vector for k, s in self._indexes.items() if k[0] == collection}
+            fits = {n: self.stored_for(collection, v) for n, v in serving.items()}
             # A vector made for other settings (a replica on another revision) is not searchable here.
-            present = [replace(o, vectors={n: v for n, v in o.vectors.items() if dims.get(n) == v.shape[-1]}) for o in found.values()]
+            present = [replace(o, vectors={n: v for n, v in o.vectors.items() if fits.get(n) and serving[n].dimensions == v.shape[-1]}) for o in found.values()]
             self._index([set() for _ in present], present)
+            self._capture_promoted(collection, list(found.values()))
             for doc in docs:
                 if doc not in found:
                     self._unindex(collection, doc, None)
+
+    def stored_for(self, collection: str, vector: CompiledVector) -> bool:
+        """Whether the store's vectors of ``vector``'s name were made for its settings (unless a promotion said otherwise)."""
+        stamp = self.store.vector_stamps(collection).get(vector.name)
+        return stamp is None or stamp == staging_stamp(vector)
+
+    def _capture_promoted(self, collection: str, objects: Sequence[StoredObject]) -> None:
+        """Give a rebuild that re-indexes promoted vectors (this replica following the new revision) the ones just read:
+        ``_index`` captured them as missing, since the serving index's settings are not theirs."""
+        for shadow in self._shadows.values():
+            target, served = shadow.target, self._indexes.get(shadow.key)
+            if shadow.collection != collection or shadow.reembed or target is None or not self.stored_for(collection, target):
+                continue
+            if served is not None and self.stored_for(collection, served.vector):
+                continue  # the serving index's settings are the stored ones: ``_index`` captured them
+            for obj in objects:
+                vector = obj.vectors.get(shadow.source)
+                if vector is not None and vector.shape[-1] == target.dimensions:
+                    shadow.captured.append((obj.doc, vector))
 
     def rebuild_collection(self, collection: str) -> bool:
         """Rebuild a collection's indexes from the store, as a start without saved indexes does; whether it is served here.
@@ -54,6 +82,8 @@ class ReplicaChanges(ServedIndexes):
                 self._keyword[collection] = fill_keyword_index(BM25Index(compiled.spec), source, collection)
             for key in [k for k in self._indexes if k[0] == collection]:
                 vector = self._indexes[key].vector
+                if not self.stored_for(collection, vector):
+                    continue  # promoted for another revision: the served index answers until the swap re-indexes them
                 if vector.spec.index.kind is IndexType.PGVECTOR:  # the database's, current already: a fresh handle recounts it
                     built = self.new_index(collection, vector.name, vector)
                 else:

@@ -4,6 +4,7 @@ re-vectorization's swap calls for."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -17,9 +18,17 @@ from searchd.engine_indexes import ServedIndexes
 from searchd.errors import AlreadyExists, ConfigChanged, InvalidInput, NotFound, SearchdError
 from searchd.modules.base import NO_KEYS
 from searchd.records import StoredObject
+from searchd.serving import staging_stamp
+from searchd.storage.base import StaleVectors
 from searchd.values import check_properties, normalize_uuid
 
+log = logging.getLogger("searchd.engine")
+
 STORE_ATTEMPTS = 3  # embed-and-commit rounds for a write that keeps meeting re-vectorization swaps
+# How long a write waits for this replica to swap to vectors another replica promoted (its re-index of them from the
+# store); then it fails with a hint to send it again.  Polled: the swap happens on the config manager's loop.
+SWAP_WAIT_S = 60.0
+SWAP_POLL_S = 0.05
 
 
 def _public(obj: StoredObject) -> StoredObject:
@@ -109,11 +118,36 @@ class WritePath(ServedIndexes):
                 )
                 for d in drafts
             ]
-            docs = self.store.put_many(objects)
+            # On a shared store, what the vectors were made for: another replica may have promoted others since.
+            made_for = self._made_for({d.collection.name for d in drafts}) if self.store.replication() is not None else None
+            docs = self.store.put_many(objects, made_for)
             objects = [replace(o, doc=doc) for o, doc in zip(objects, docs)]
             self._index([d.staged for d in drafts], objects)
         stored = iter(objects)
         return [_public(next(stored)) if isinstance(d, Draft) else d for d in settled]
+
+    def _made_for(self, collections: set[str]) -> dict[str, dict[str, str]]:
+        """What the vectors this process serves (and so writes, once settled) were made for, per collection."""
+        made: dict[str, dict[str, str]] = {c: {} for c in collections}
+        for (collection, name), serving in self._indexes.items():
+            if collection in made:
+                made[collection][name] = staging_stamp(serving.vector)
+        return made
+
+    def _promoted_elsewhere(self, collections: set[str]) -> list[str]:
+        """The vectors of ``collections`` whose stored ones another replica promoted for settings not served here yet."""
+        made = self._made_for(collections)
+        return [f"{c}.{n}" for c in sorted(collections) for n, stamp in self.store.vector_stamps(c).items() if made[c].get(n) != stamp]
+
+    async def _until_swapped(self, collections: set[str], stale: StaleVectors, deadline: float) -> None:
+        """Wait (until ``deadline``) for this replica to serve the settings of the vectors another replica promoted."""
+        log.info("a write to %s waits for this replica to serve the vectors another replica promoted, to embed it for them", ", ".join(sorted(collections)))
+        while True:
+            if time.monotonic() >= deadline:
+                raise StaleVectors(f"{stale.problem} within {SWAP_WAIT_S:.0f} s", "send the write again, or to the replica leading the reload") from stale
+            await anyio.sleep(SWAP_POLL_S)  # at least once: the store refused, whatever this process's view of it says
+            if not self._promoted_elsewhere(collections):
+                return
 
     def _settle(self, draft: Draft) -> Draft | ConfigChanged:
         """The draft as it may be stored now (under the write lock), its vectors checked against the indexes in service.
@@ -152,16 +186,24 @@ class WritePath(ServedIndexes):
         """Embed and commit; a draft that met a re-vectorization's swap half-way is drafted and embedded again."""
         results: list[StoredObject | SearchdError | None] = [None] * len(drafts)
         todo = list(enumerate(drafts))
-        for attempt in range(STORE_ATTEMPTS):
+        attempt, swap_deadline = 0, time.monotonic() + SWAP_WAIT_S
+        while attempt < STORE_ATTEMPTS:
             errors = await self.embed([d for _, d in todo], keys)
             ready = [(p, d) for (p, d), e in zip(todo, errors) if e is None]
             for (position, _), error in zip(todo, errors):
                 results[position] = error
-            committed = await anyio.to_thread.run_sync(self.commit, [d for _, d in ready], require_new)
+            try:
+                committed: list[StoredObject | ConfigChanged] = await anyio.to_thread.run_sync(self.commit, [d for _, d in ready], require_new)
+                attempt += 1
+            except StaleVectors as stale:
+                # Another replica promoted vectors for settings this one does not serve yet, and nothing was stored: once
+                # it serves them (a swap, in a moment), the drafts are embedded again for them.  No attempt is spent.
+                await self._until_swapped({d.collection.name for _, d in ready}, stale, swap_deadline)
+                committed = [ConfigChanged(stale.problem, stale.hint) for _ in ready]
             todo = []
             for (position, draft), result in zip(ready, committed):
                 results[position] = result
-                if isinstance(result, ConfigChanged) and attempt + 1 < STORE_ATTEMPTS:
+                if isinstance(result, ConfigChanged) and attempt < STORE_ATTEMPTS:
                     try:
                         todo.append((position, self._redraft(draft)))
                     except SearchdError as exc:

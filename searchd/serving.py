@@ -3,10 +3,13 @@ rebuild fills beside it (``Shadow``, driven by searchd.reload.rebuild), and wher
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from searchd.catalog import CompiledVector
+from searchd.config.revision import canonical
 from searchd.index import VectorIndex
 
 
@@ -49,3 +52,14 @@ RETIRED_GRACE_S = 60.0
 def staging_name(vector: str, stamp: str) -> str:
     """Where re-vectorized vectors wait until they replace the old ones; '#' never occurs in a vector name."""
     return f"{vector}#{stamp}"
+
+
+def staging_stamp(vector: CompiledVector) -> str:
+    """What vectors made for ``vector`` are: its vectorizer, model and dimensions (not its endpoint).
+
+    A staging name holds it; on a shared store, so does a promoted vector table (``Store.vector_stamps``).
+    """
+    settings = canonical(vector.spec.vectorizer)
+    settings.pop("base_url", None)
+    data = json.dumps({"vectorizer": settings, "dimensions": vector.dimensions}, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:10]

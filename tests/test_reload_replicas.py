@@ -26,8 +26,11 @@ import psycopg
 import pytest
 
 from searchd.config.spec import Spec
+from searchd.records import StoredObject
 from searchd.reload.leader import decide, drift
+from searchd.reload.rebuild import EMBED_BATCH, STEPS_IN_FLIGHT
 from searchd.storage.applied import new_applied
+from searchd.storage.base import StaleVectors
 from searchd.storage.ledger import Ledger, Target
 from searchd.storage.pgreload import LEADER_LOCK, ReloadLedger
 from searchd.storage.postgres import PostgresStore
@@ -359,7 +362,13 @@ def test_the_leader_killed_during_a_revectorization_is_taken_over_and_no_query_f
     text = JINA.format(url=url)
     replicas = start_replicas(start_replica, tmp_path, text, DOCS)
     leader, others = replicas[0], replicas[1:]
-    queries = ['{ Get { Doc(bm25: {query: "doc"}, limit: 3) { title } } }', "{ Get { Doc(limit: 3) { title } } }"]
+    # Vector searches too, filtered and not: a replica that has not swapped yet answers them from its revision's index.
+    queries = [
+        '{ Get { Doc(bm25: {query: "doc"}, limit: 3) { title } } }',
+        "{ Get { Doc(limit: 3) { title } } }",
+        '{ Get { Doc(nearText: {concepts: ["doc 7 on t0007q"]}, limit: 3) { title } } }',
+        '{ Get { Doc(nearText: {concepts: ["doc 7 on t0007q"]}, where: {path: ["id"], operator: Equal, valueText: "' + DOCS[7]["id"] + '"}) { title } } }',
+    ]
     with QueryLoad(replicas[1:], queries) as load:
         fake.latency = 0.02
         leader.write(text.replace("dimensions: 256", "dimensions: 128"))
@@ -464,6 +473,40 @@ def test_the_leader_lock_is_one_replicas_at_a_time_and_ends_with_its_session(dat
         second.close()
 
 
+def test_a_shared_store_refuses_vectors_made_for_other_settings_than_a_promotion_recorded(database: str, tmp_path: Path) -> None:
+    ids = [f"60000000-0000-4000-8000-{i:012d}" for i in range(4)]
+
+    def obj(n: int, **vectors: list[float]) -> StoredObject:
+        return StoredObject("Doc", ids[n], {"n": n}, {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}, n + 1, n + 1)
+
+    old, new = {"Doc": {"v": "s-old"}}, {"Doc": {"v": "s-new"}}
+    with PostgresStore(database, tmp_path / "leader") as leader, PostgresStore(database, tmp_path / "other") as other:
+        leader.put_many([obj(0, v=[1, 0, 0, 0])], old)  # a table a write made records nothing: any writer may write it
+        assert leader.vector_stamps("Doc") == {}
+        leader.put_vectors_if_unchanged("Doc", "v#s-new", [(ids[0], 1, np.asarray([0, 1], dtype=np.float32))])
+        leader.promote_vectors("Doc", "v#s-new", "v")
+        assert leader.vector_stamps("Doc") == {"v": "s-new"}
+        with psycopg.connect(database) as db:
+            assert db.execute("SELECT name, stamp FROM searchd_vector_tables WHERE collection = 'Doc'").fetchall() == [("v", "s-new")]
+
+        # The other replica has not heard of it: its write, embedded for the old settings, is refused and nothing is written.
+        with pytest.raises(StaleVectors, match=r"promoted re-vectorized vectors of Doc\.v that this replica does not serve yet"):
+            other.put_many([obj(1, v=[1, 1, 0, 0])], old)
+        with pytest.raises(StaleVectors):
+            other.put_many([obj(1)], {"Doc": {}})  # nor a write that knows no such vector (a new vector promoted)
+        assert other.get("Doc", ids[1]) is None
+        assert other.vector_stamps("Doc") == {"v": "s-new"}  # read under the write lock
+        other.put_many([obj(1, v=[1, 1])], new)  # embedded again for the promoted settings
+        other.put_many([obj(2, v=[2, 2])])  # a restore states nothing: nothing is checked
+        found = other.get_many("Doc", ids[:3])
+        assert {i: o.vectors["v"].tolist() for i, o in found.items()} == {ids[0]: [0.0, 1.0], ids[1]: [1.0, 1.0], ids[2]: [2.0, 2.0]}
+
+        other.drop_vectors("Doc", "v")  # a dropped vector's record goes with its table
+        assert other.vector_stamps("Doc") == {}
+        other.put_many([obj(3, v=[3, 3, 3, 3])], old)
+        assert other.get("Doc", ids[3]) is not None
+
+
 def store_revision(url: str) -> str:
     return str(applied_document(url)["revision"])
 
@@ -484,18 +527,30 @@ def running_rebuild(replica: Replica) -> bool:
     return any(r["state"] == "running" for r in replica.status()["rebuilds"])
 
 
-class GatedJina(FakeJina):
-    """The fake provider, where requests for ``dimensions`` (the re-vectorization's) pass only while the gate allows:
-    the leader's re-vectorization stops half-way while the other replica's writes (the old dimensions) go on."""
+def rebuild_progress(replica: Replica) -> tuple[int, int]:
+    """(done, total) of the replica's running rebuild; it must run."""
+    (running,) = [r for r in replica.status()["rebuilds"] if r["state"] == "running"]
+    return int(running["done"]), int(running["total"])
 
-    def __init__(self, dimensions: int) -> None:
+
+class GatedJina(FakeJina):
+    """The fake provider, where requests for ``dimensions`` (with an input holding ``marker``, if given: what the
+    re-vectorization embeds) pass only while the gate allows: the leader's re-vectorization stops half-way while the
+    other replica's writes (the old settings) go on."""
+
+    def __init__(self, dimensions: int, marker: str | None = None) -> None:
         super().__init__()
-        self.dimensions = dimensions
+        self.dimensions, self.marker = dimensions, marker
         self.allowed = 1_000_000  # how many more gated requests are answered before the gate holds the rest
         self.gate = threading.Condition()
 
+    def _for_target(self, body: Any) -> bool:
+        if not isinstance(body, dict) or body.get("dimensions") != self.dimensions:
+            return False
+        return self.marker is None or any(self.marker in str(text) for text in body.get("input") or ())
+
     def _embeddings(self, call: Any) -> Any:
-        if isinstance(call.body, dict) and call.body.get("dimensions") == self.dimensions:
+        if self._for_target(call.body):
             with self.gate:
                 assert self.gate.wait_for(lambda: self.allowed > 0, timeout=WAIT_S), "the gate stayed shut"
                 self.allowed -= 1
@@ -511,7 +566,7 @@ class GatedJina(FakeJina):
             self.gate.notify_all()
 
     def gated(self) -> int:
-        return len(passage_inputs(self.requests, self.dimensions))
+        return len(passage_inputs([r for r in self.requests if self._for_target(r.body)], self.dimensions))
 
 
 def test_writes_through_another_replica_during_a_revectorization_get_the_new_vector(
@@ -538,7 +593,12 @@ def test_writes_through_another_replica_during_a_revectorization_get_the_new_vec
         response = leader.reload()
         assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
         wait_for(lambda: fake.gated() == requests, "the re-vectorization to wait for its last request", WAIT_S)
-        assert running_rebuild(leader)
+        # The answered steps are stored a moment after their last answer: wait until every step but the held one is (the
+        # progress then counts every object but that step's, a figure no other moment shows).
+        _, total = rebuild_progress(leader)  # the objects written before the reload count too
+        steps = [min(EMBED_BATCH, total - start) for start in range(0, total, EMBED_BATCH)]
+        assert len(steps) <= STEPS_IN_FLIGHT  # all of them embedded at once: only the held one waits
+        wait_for(lambda: rebuild_progress(leader)[0] in {total - s for s in steps}, "every step without the held request staged", WAIT_S)
         staged = staged_ids(database)
         assert 0 < len(staged) < len(docs), len(staged)
         for n in range(5, 25):
@@ -611,3 +671,126 @@ def test_a_failed_revectorization_lets_go_of_the_leader_lock_and_every_replica_r
         assert replica.status()["replicas"]["target"]["failed"] is None
         got = replica.http.get(f"/v1/objects/Doc/{probe['id']}", params={"include": "vector"}).json()["vector"]
         np.testing.assert_allclose(got, expected_jina(probe["properties"]["title"], 128), atol=1e-5)
+
+
+# -- the last window: another replica promoted, this one has not swapped yet ------------------------------------
+
+
+FOUND = "query($v: Vector!) { Get { Doc(nearVector: {vector: $v}, limit: 1%s) { title _additional { id distance } } } }"
+
+
+def nearest_is(replica: Replica, vector: np.ndarray, object_id: str) -> bool:
+    body = replica.http.post("/v1/graphql", json={"query": NEAR, "variables": {"v": vector.tolist()}}).json()
+    assert not body.get("errors"), body
+    return [h["_additional"]["id"] for h in body["data"]["Get"]["Doc"]] == [object_id]
+
+
+def promoted_at(url: str, after: int) -> bool:
+    """Whether a change to the whole of Doc (a promotion) was logged after change ``after``."""
+    with psycopg.connect(url) as db:
+        return db.execute("SELECT 1 FROM searchd_changes WHERE collection = 'Doc' AND doc = -1 AND seq > %s", (after,)).fetchone() is not None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A re-vectorization: the config edit, and the vectors it makes (from ``field``, at ``dimensions``)."""
+
+    edit: tuple[str, str]
+    dimensions: int
+    field: str
+
+    def vector(self, obj: dict[str, Any]) -> np.ndarray:
+        return expected_jina(obj["properties"][self.field], self.dimensions)
+
+    def served(self, replica: Replica) -> dict[str, Any]:
+        """The replica's settled status once it serves the change; empty before."""
+        now = settled(replica)
+        shown = replica.schema("Doc")["vectorConfig"]["text"]["vectorizer"]["text2vec-jinaai"] if now else {}
+        return now if shown and shown["dimensions"] == self.dimensions and shown["properties"] == [self.field] else {}
+
+
+NOTED = "note "  # what the notes (embedded once the vector reads them instead of the titles) hold, and the titles do not
+
+
+def noted(i: int, object_id: str, title: str) -> dict[str, Any]:
+    return {"class": "Doc", "id": object_id, "properties": {"title": title, "note": f"{NOTED}{i} of {title} n{i:04d}y"}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(Change(("dimensions: 256", "dimensions: 128"), 128, "title"), id="other-dimensions"),
+        # The same dimensions, other vectors: only what the database records tells them apart.
+        pytest.param(Change(("textFields: [title]", "textFields: [note]"), 256, "note"), id="other-field"),
+    ],
+)
+def test_a_replica_that_has_not_swapped_yet_answers_from_its_revision_and_embeds_a_write_again_for_the_promoted_one(
+    database: str, tmp_path: Path, start_replica: StartReplica, monkeypatch: pytest.MonkeyPatch, change: Change
+) -> None:
+    """The leader promotes re-vectorized vectors while the other replica cannot learn of the new revision: the test
+    holds a lock on the ledger's table of revisions, which every replica reads to follow (and nothing else needs).  In
+    that window the other replica still answers searches, filtered ones too, from the revision it serves, and a write
+    through it is stored with the promoted settings' vector once it has swapped: never the old one."""
+    monkeypatch.setenv("JINAAI_APIKEY", "test-key")
+    fake = GatedJina(change.dimensions, NOTED if change.field == "note" else None)
+    with serving(fake.app) as url:
+        text = JINA.format(url=url).replace("type: flat", "type: hnsw")  # its filtered searches scan stored vectors exactly
+        text = text.replace("      - {name: title, type: TEXT}\n", "      - {name: title, type: TEXT}\n      - {name: note, type: TEXT}\n")
+        docs = [noted(i, d["id"], d["properties"]["title"]) for i, d in enumerate(DOCS[:40])]
+        leader, other = start_replicas(start_replica, tmp_path, text, docs, count=2)
+        probe = docs[5]
+        old = expected_jina(probe["properties"]["title"], 256).tolist()
+        fake.hold_after(0)  # the re-vectorization waits at its first request
+        leader.write(text.replace(*change.edit))
+        response = leader.reload()
+        assert response.status_code == 200 and response.json()["plan"]["revectorize"] == [{"collection": "Doc", "vector": "text"}], response.text
+        wait_for(lambda: fake.gated() >= 1, "the re-vectorization to wait for the provider", WAIT_S)
+        with psycopg.connect(database, autocommit=True) as db:
+            ((before,),) = db.execute("SELECT COALESCE(max(seq), 0) FROM searchd_changes").fetchall()
+        leads = noted(101, "50000000-0000-4000-8000-000000000002", "written through the leader l0002x")
+        window = noted(100, "50000000-0000-4000-8000-000000000001", "written in the window w0001x")
+        outcome: dict[str, httpx.Response] = {}
+
+        def write() -> None:
+            with httpx.Client(base_url=other.server.url, timeout=WAIT_S, trust_env=False) as http:
+                outcome["put"] = http.put(f"/v1/objects/Doc/{window['id']}", json=window)
+
+        writer = threading.Thread(target=write, name="window-write")
+        hold = psycopg.connect(database)
+        try:
+            hold.execute("LOCK TABLE searchd_revisions IN ACCESS EXCLUSIVE MODE")  # no replica reads the ledger until released
+            fake.open()
+            wait_for(lambda: promoted_at(database, int(before)), "the leader to promote the re-vectorized vectors", WAIT_S)
+            log = other.server.stderr_path
+            wait_for(lambda: "rebuilt collection Doc from the store" in log.read_text(encoding="utf-8"), "the other replica to hear of the promotion", WAIT_S)
+            assert not change.served(other), "the other replica swapped while the ledger was held"
+
+            # Searches on the replica that has not swapped: its served revision's vectors answer them, filtered or not.
+            for where in ("", f', where: {{path: ["id"], operator: Equal, valueText: "{probe["id"]}"}}'):
+                body = other.http.post("/v1/graphql", json={"query": FOUND % where, "variables": {"v": old}}).json()
+                assert not body.get("errors"), body
+                (hit,) = body["data"]["Get"]["Doc"]
+                assert hit["_additional"]["id"] == probe["id"] and hit["_additional"]["distance"] == pytest.approx(0.0, abs=1e-5), (where, hit)
+
+            # A write through the leader meanwhile: the other replica hears of it, and indexes it once it swaps.
+            response = leader.http.put(f"/v1/objects/Doc/{leads['id']}", json=leads)
+            assert response.status_code == 200, response.text
+            # A write through the other replica: acknowledged once it can be stored with the promoted settings' vector.
+            writer.start()
+            waits = "waits for this replica to serve"
+            wait_for(lambda: "put" in outcome or waits in log.read_text(encoding="utf-8"), "the write to be stored or to wait", WAIT_S)
+            # Not acknowledged while this replica cannot swap: stored now, it would keep the old settings' vector for good.
+            assert "put" not in outcome, outcome["put"].text
+        finally:
+            hold.close()  # the lock goes with the session: the replicas follow the new revision
+        writer.join(timeout=WAIT_S)
+        assert outcome["put"].status_code == 200, outcome["put"].text
+        for replica in (leader, other):
+            wait_for(functools.partial(change.served, replica), "the re-vectorized vector on both replicas", WAIT_S)
+        for replica in (leader, other):
+            for written in (window, leads, probe):
+                expected = change.vector(written)
+                got = replica.http.get(f"/v1/objects/Doc/{written['id']}", params={"include": "vector"}).json()
+                np.testing.assert_allclose(got.get("vector", []), expected, atol=1e-5, err_msg=f"{written['id']} on {replica.server.url}")
+                # The replica's index holds it too, once the change log reached it (a write through the other one).
+                wait_for(functools.partial(nearest_is, replica, expected, written["id"]), f"{written['id']} in the index of {replica.server.url}", WAIT_S)

@@ -277,7 +277,8 @@ def nodes(server: Server) -> list[dict[str, Any]]:
 
 
 def listed_ports(listed: list[dict[str, Any]]) -> list[int]:
-    return sorted(int(n["address"].rsplit(":", 1)[1]) for n in listed)
+    """The HTTP ports listed; 0 for a replica whose heartbeat went out before it said where it serves (it has no port yet)."""
+    return sorted(int(n["address"].rsplit(":", 1)[1]) if ":" in n["address"] else 0 for n in listed)
 
 
 def head(url: str) -> int:

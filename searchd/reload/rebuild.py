@@ -12,8 +12,6 @@ lock, with the catalog swap that makes the new vector settings visible.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,14 +22,13 @@ import anyio.to_thread
 import numpy as np
 
 from searchd.catalog import CompiledVector
-from searchd.config.revision import canonical
 from searchd.config.spec import CollectionSpec, IndexType
 from searchd.engine import Engine
 from searchd.errors import ProviderUnavailable, SearchdError
 from searchd.index.base import VectorIndex
 from searchd.index.bm25 import BM25Index
 from searchd.index.persist import fill_index, fill_keyword_index
-from searchd.serving import Shadow, staging_name
+from searchd.serving import Shadow, staging_name, staging_stamp
 
 log = logging.getLogger("searchd.reload")
 
@@ -72,14 +69,6 @@ class Progress:
             "etaSeconds": round(remaining / rate, 1) if rate > 0 and self.state == "running" else None,
             "error": self.error,
         }
-
-
-def staging_stamp(vector: CompiledVector) -> str:
-    """Which vectors a staging name holds: the target's vectorizer, model and dimensions (not its endpoint)."""
-    settings = canonical(vector.spec.vectorizer)
-    settings.pop("base_url", None)
-    data = json.dumps({"vectorizer": settings, "dimensions": vector.dimensions}, sort_keys=True)
-    return hashlib.sha256(data.encode()).hexdigest()[:10]
 
 
 def vector_shadow(collection: str, target: CompiledVector, reembed: bool) -> Shadow:

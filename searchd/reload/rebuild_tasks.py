@@ -14,10 +14,10 @@ from searchd.config.spec import Spec
 from searchd.errors import SearchdError
 from searchd.modules.registry import default_registry
 from searchd.reload.plan import Plan
-from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, staging_stamp, vector_shadow
+from searchd.reload.rebuild import Progress, rebuild_keyword, rebuild_vector, vector_shadow
 from searchd.reload.served import Key, with_vector
 from searchd.reload.status import ReloadStatus
-from searchd.serving import RETIRED_GRACE_S, staging_name
+from searchd.serving import RETIRED_GRACE_S, staging_name, staging_stamp
 
 log = logging.getLogger("searchd.reload")
 

@@ -13,7 +13,7 @@ replica in another process) catches up by reading the changes after the sequence
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -35,6 +35,15 @@ class OthersAhead(StorageError):
     """Another replica changed the collection after what this process has applied: a promotion waits until it has."""
 
 
+class StaleVectors(StorageError):
+    """A write's vectors were made for other settings than the stored ones: another replica promoted a re-vectorization
+    this process does not serve yet.  Nothing was written; the write is embedded again once this process swaps."""
+
+
+# Per collection, per named vector: what a write's vectors were made for (searchd.serving.staging_stamp).
+MadeFor = Mapping[str, Mapping[str, str]]
+
+
 class Store(Protocol):
     """The durable object store: the source of truth every index is rebuilt from.
 
@@ -50,7 +59,10 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # -- writes
-    def put_many(self, objects: Sequence[StoredObject]) -> list[int]: ...
+    def put_many(self, objects: Sequence[StoredObject], made_for: MadeFor | None = None) -> list[int]:
+        """``made_for``: what the vectors were made for; a shared store refuses them (``StaleVectors``) when it holds
+        vectors of those names made for other settings."""
+        ...
     def delete(self, collection: str, object_id: str) -> int | None: ...
 
     # -- the change log
@@ -93,6 +105,10 @@ class Store(Protocol):
     def ids_with_vector(self, collection: str, name: str, object_ids: Sequence[str]) -> set[str]: ...
     def put_vectors_if_unchanged(self, collection: str, name: str, rows: Sequence[tuple[str, int, np.ndarray | None]]) -> set[str]: ...
     def has_vectors(self, collection: str, name: str) -> bool: ...
+    def vector_stamps(self, collection: str) -> dict[str, str]:
+        """What the stored vectors of the collection's named vectors were made for, where a shared store knows it (a
+        promotion by another replica); empty on a store only this process writes."""
+        ...
     def promote_vectors(self, collection: str, staging: str, name: str) -> None: ...
     def drop_vectors(self, collection: str, name: str) -> None: ...
     def drop_staging_except(self, keep: Sequence[tuple[str, str]]) -> None: ...

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from searchd.config.spec import IndexSpec, Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, applied_document, new_applied, read_applied
-from searchd.storage.base import BULK, OthersAhead
+from searchd.storage.base import BULK, MadeFor, OthersAhead, StaleVectors
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import connect, pg_error, safe_url
 from searchd.storage.pgreplicas import LOG_CHANGES, ReplicaLog
@@ -63,6 +63,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS searchd_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS searchd_collections (name text PRIMARY KEY, tag int NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS searchd_vector_tables (collection text NOT NULL, name text NOT NULL, tag int NOT NULL UNIQUE, PRIMARY KEY (collection, name));
+-- The settings a promoted table's vectors were made for (searchd.serving.staging_stamp); NULL for a table a write made.
+ALTER TABLE searchd_vector_tables ADD COLUMN IF NOT EXISTS stamp text;
 CREATE TABLE IF NOT EXISTS searchd_changes (seq bigserial PRIMARY KEY, collection text NOT NULL, doc bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS searchd_retired (name text PRIMARY KEY, at float8 NOT NULL);
 CREATE TABLE IF NOT EXISTS searchd_applied (one int PRIMARY KEY CHECK (one = 1), revision text NOT NULL, document bytea NOT NULL);
@@ -98,6 +100,7 @@ class PostgresStore(SqlStore):
         self._lock_file = lock_data_dir(data_dir) if data_dir is not None else None
         self.data_dir = data_dir
         self._lock = threading.Lock()
+        self._stamps: dict[tuple[str, str], str] = {}  # (collection, vector) -> what its promoted vectors were made for
         self._layouts: dict[str, Layout] | None = None  # pgvector tables (searchd.storage.pgvector), read per write transaction
         self._search_settings = SearchSettings()
         self._init_tables()
@@ -194,6 +197,15 @@ class PostgresStore(SqlStore):
         row = db.execute(_REGISTRY).fetchone()
         return None if row is None else str(row[0])
 
+    def _reload_tags(self, db: Any) -> None:
+        super()._reload_tags(db)
+        self._stamps = {(c, n): str(s) for c, n, s in db.execute("SELECT collection, name, stamp FROM searchd_vector_tables WHERE stamp IS NOT NULL")}
+
+    def vector_stamps(self, collection: str) -> dict[str, str]:
+        """What the stored vectors of each of ``collection``'s named vectors were made for, where a promotion said so."""
+        tables = self._views()[1]  # a dropped table's stamp is gone with it
+        return {n: s for (c, n), s in self._stamps.items() if c == collection and "#" not in n and (c, n) in tables}
+
     def refresh_registry(self) -> bool:
         """Reload the table registry if another replica changed it (a collection or vector table made or dropped); whether it did."""
         with self._read() as db:
@@ -222,8 +234,12 @@ class PostgresStore(SqlStore):
 
     # -- writes ------------------------------------------------------------------
 
-    def put_many(self, objects: Sequence[StoredObject]) -> list[int]:
+    def put_many(self, objects: Sequence[StoredObject], made_for: MadeFor | None = None) -> list[int]:
         """Insert or replace objects (with all their vectors) in one transaction; their docs, in order.
+
+        ``made_for``: per collection, what the writer's vectors were made for (``staging_stamp``).  Another replica may
+        have promoted a re-vectorization since this one embedded them: then nothing is written (``StaleVectors``, checked
+        under the write lock) and the writer embeds them again once it serves the promoted settings.
 
         A few statements per collection and vector table, not per object.  An id given twice in one batch is written
         once, with the last object's content, at the first one's place in the batch (the doc it draws): as if each
@@ -240,6 +256,8 @@ class PostgresStore(SqlStore):
         doc_of: dict[tuple[str, str], int] = {}
         with self._transaction() as db:
             for collection, group in by_collection.items():
+                if made_for is not None and collection in made_for:
+                    self._check_stamps(collection, made_for[collection])
                 table = self._table_for_write(db, collection)
                 rows = db.execute(
                     f"INSERT INTO {table} (id, properties, created_ms, updated_ms) "
@@ -266,6 +284,21 @@ class PostgresStore(SqlStore):
             found = [doc_of[o.collection, o.id] for o in objects]
             self._log_changes(db, [(o.collection, d) for o, d in zip(objects, found)])
         return found
+
+    def _check_stamps(self, collection: str, made_for: Mapping[str, str]) -> None:
+        """In a write transaction (the registry read under the lock): refuse vectors made for other settings than stored ones."""
+        stale = sorted(n for n, stamp in self.vector_stamps(collection).items() if made_for.get(n) != stamp)
+        if stale:
+            names = ", ".join(f"{collection}.{n}" for n in stale)
+            raise StaleVectors(
+                f"another replica promoted re-vectorized vectors of {names} that this replica does not serve yet", "the write is embedded again once it does"
+            )
+
+    def _promote_in(self, db: Any, collection: str, staging: str, name: str) -> None:
+        super()._promote_in(db, collection, staging, name)
+        stamp = staging.partition("#")[2]  # a staging name holds the stamp of the settings its vectors were made for
+        db.execute("UPDATE searchd_vector_tables SET stamp = %s WHERE collection = %s AND name = %s", (stamp, collection, name))
+        self._stamps = {**self._stamps, (collection, name): stamp}
 
     def _put_vectors(self, db: psycopg.Connection[Any], table: str, docs: Sequence[int], vectors: Sequence[np.ndarray]) -> None:
         """In a write transaction: the vectors, and their pgvector embeddings when the table has them."""

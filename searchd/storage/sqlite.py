@@ -36,7 +36,7 @@ from searchd.config.spec import Spec
 from searchd.errors import StorageError
 from searchd.records import StoredObject
 from searchd.storage.applied import Applied, load_applied, save_applied
-from searchd.storage.base import BULK
+from searchd.storage.base import BULK, MadeFor
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.failures import storage_error
 from searchd.storage.migrate import LAYOUT, migrate
@@ -217,12 +217,16 @@ class SqliteStore(SqlStore):
         if self._unanalyzed >= 10_000:
             self.analyze()
 
+    def vector_stamps(self, collection: str) -> dict[str, str]:
+        return {}  # no other process promotes vectors here
+
     # -- writes ------------------------------------------------------------------
 
-    def put_many(self, objects: Sequence[StoredObject]) -> list[int]:
+    def put_many(self, objects: Sequence[StoredObject], made_for: MadeFor | None = None) -> list[int]:
         """Insert or replace objects (with all their vectors) in one durable transaction; their docs, in order.
 
-        A replaced object keeps its doc; a vector it no longer has is removed.
+        A replaced object keeps its doc; a vector it no longer has is removed.  ``made_for`` is not checked: this
+        process is the only writer, and its promotions swap its indexes under the engine's write lock.
         """
         if not objects:
             return []

@@ -1,0 +1,1 @@
+"""Developer scripts; a package so that the tests and the benchmarks can import ``scripts.pgcluster``."""
