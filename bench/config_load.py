@@ -7,7 +7,9 @@
 Shapes, each one valid config file written to a temporary directory:
 - ``description``: one collection whose description is one long string (few YAML events, long scalars);
 - ``stopwords``: one collection with one stopword addition per line (one event per ~14 bytes);
-- ``collections``: many small collections of 4 properties and a vector each (dense: one event per ~8 bytes).
+- ``collections``: many small collections of 4 properties and a vector each (dense: one event per ~8 bytes),
+  alike but for their names (a generated config: repeats.py folds it);
+- ``distinct``: as many collections that share nothing (their own property and vector names, k1, dimensions).
 
 Each file is validated with ``load_spec`` (load, schema, merge, semantic checks) in a fresh process, with
 SEARCHD_CONFIG_MAX_BYTES raised above the size; the wall time and the process CPU time of the call are
@@ -48,6 +50,23 @@ COLLECTION = """\
         vectorizer: {{module: text2vec-hash, dimensions: 64, textFields: [title, body]}}
         index: {{type: flat, distance: cosine}}
 """
+# The same collection with nothing repeated: its own property and vector names, k1 and dimensions (no entry folds,
+# no part of the spec is shared, every check runs for every collection).
+DISTINCT = """\
+  - name: C{i}
+    description: collection number {i}
+    properties:
+      - {{name: title{i}, type: TEXT}}
+      - {{name: body{i}, type: TEXT, tokenization: word}}
+      - {{name: count{i}, type: INT}}
+      - {{name: tags{i}, type: "TEXT[]"}}
+    invertedIndex:
+      bm25: {{k1: 1.{i:06d}, b: 0.75}}
+    vectors:
+      v{i}:
+        vectorizer: {{module: text2vec-hash, dimensions: {dimensions}, textFields: [title{i}, body{i}]}}
+        index: {{type: flat, distance: cosine}}
+"""
 HEAD = "collections:\n  - name: A\n    properties:\n      - {name: t, type: TEXT}\n"
 
 
@@ -71,7 +90,7 @@ def write(path: Path, shape: str, size: int) -> None:
             out.write("collections:\n")
             written, i = 0, 0
             while written < size:
-                block = COLLECTION.format(i=i)
+                block = COLLECTION.format(i=i) if shape == "collections" else DISTINCT.format(i=i, dimensions=16 + i % 4000)
                 out.write(block)
                 written, i = written + len(block), i + 1
 
@@ -138,7 +157,7 @@ print(json.dumps(stages))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 40])
-    parser.add_argument("--shapes", nargs="+", default=["description", "stopwords", "collections"])
+    parser.add_argument("--shapes", nargs="+", default=["description", "stopwords", "collections", "distinct"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--stages", action="store_true", help="also time each stage of each reading")
     parser.add_argument("--readings", nargs="+", default=["fast", "exact"], choices=["fast", "exact"])
