@@ -3,6 +3,8 @@ broken links in a config directory are named; every failure is a located issue, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import tracemalloc
@@ -16,7 +18,7 @@ from starlette.testclient import TestClient
 from searchd.catalog import compile_catalog
 from searchd.config import load_spec
 from searchd.config.loader import MAX_BYTES_ENV, config_digest, config_files, parse_yaml
-from searchd.config.revision import redacted, revision
+from searchd.config.revision import canonical, content_revision, redacted, revision
 from searchd.config.spec import Spec
 from searchd.config.yamlsafe import YamlLimits
 from searchd.errors import ConfigError, ConfigIssue
@@ -426,3 +428,15 @@ def test_a_reloads_work_grows_linearly_with_the_file(write_config: WriteConfig, 
 
         counted[n] = counted_lines(reload)
     assert 2 <= counted[200] / counted[50] <= 4.2, counted
+
+
+@pytest.mark.parametrize("shape", ["collections", "distinct"])
+def test_the_revision_is_the_hash_of_the_specs_canonical_json(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """Stored revisions were taken as sha256(json.dumps(canonical(redacted(spec)), sort_keys=True)): the faster ways
+    (shared parts written once; orjson and json) give that very hash, or a stored revision would no longer match."""
+    monkeypatch.setattr("searchd.config.build.FAST_MIN_BYTES", 0)  # read fast: a repeating list is folded, its parts shared
+    spec = load_spec(write_config(SHAPES[shape](60)), default_registry(), environ={})
+    if shape == "collections":
+        assert len({id(c.properties) for c in spec.collections}) == 1
+    canonical_json = json.dumps(canonical(redacted(spec)), sort_keys=True)
+    assert revision(spec) == content_revision(spec) == hashlib.sha256(canonical_json.encode()).hexdigest()[:12]
