@@ -1,9 +1,10 @@
-"""A fast first reading of a large config file, for when it is valid: rapidyaml parses it in C++, orjson reads its JSON.
+"""A fast first reading of a large config file: rapidyaml parses it in C++, orjson reads its JSON.
 
 The exact loader (``loader.py``: PyYAML's events, a node walk that records every position) costs
 about 1 µs per YAML event before any check, 5 s or more for 40 MB of dense YAML.  Positions are only
-needed to report an issue, so a large file is first read here, without them, and checked; a file
-with any issue at all is read again by the exact loader, which then words and locates every issue.
+needed to report an issue, so a large file is first read here, without them, and checked; an issue
+is then located by reading again exactly only the collection it is in (``locate.py``), or the whole
+file where that cannot be done.
 
 What this reading gives must therefore be exactly the data the exact loader builds.  Two YAML
 libraries differ in corners, and rapidyaml reads YAML 1.2 (``yes`` is a string, ``1e3`` a number)
@@ -246,21 +247,13 @@ def fast_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
     return None if read is None else read[0]
 
 
-def fast_valid_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """``fast_data`` for a file that also passes the config schema, else None: the exact loader words its errors.
-
-    The schema is checked on the folded reading (repeats.py), before each left-out entry is put back: it equals
-    an entry checked in the same place, and a collection's keys are checked each on its own (``entries_independent``).
-    """
-    read = _fast_reading(raw, environ, schema=True)
-    return None if read is None or not read[1] else read[0]
-
-
 def fast_document(raw: bytes, environ: Mapping[str, str], file: str) -> SourceDocument | None:
     """The file read fast as a document whose positions are found when an issue asks for them (locate.py), or None.
 
     Its ``checked`` says whether it passed the config schema (checked in Rust): when not, the Python validator
-    words the errors on this data, the one the exact loader would build.
+    words the errors on this data, the one the exact loader would build.  The schema is checked on the folded
+    reading (repeats.py), before each left-out entry is put back: it equals an entry checked in the same place,
+    and a collection's keys are checked each on its own (``validate.entries_independent``).
     """
     read = _fast_reading(raw, environ, schema=True)
     if read is None:
