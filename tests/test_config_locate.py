@@ -194,3 +194,19 @@ def test_only_the_collections_with_schema_errors_are_walked_in_python(name: str)
     whole = shown(validate._validator().iter_errors(data.data))
     assert len(whole) >= 2 and any(path[0] == "collections" for path, _, _ in whole)
     assert shown(validate._python_errors(data.data)) == whole
+
+
+LAYOUTS = {
+    "keys before and after the list": lambda text: "server: {port: 8081}\n" + text + "modules:\n  text2vec-hash: {}\n",
+    "items indented by four": lambda text: text.replace("\n  ", "\n    "),
+    "comments inside items and between them": lambda text: text.replace("    invertedIndex:\n", "    # BM25\n    invertedIndex:\n").replace("\n  - name: C5", "\n    # the fifth\n  - name: C5"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_issues_are_located_alike_in_other_layouts(write_config: Any, monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
+    path = write_config(LAYOUTS[layout](config([(4, "dimensions: 20", "dimensions: 2"), (100, "textFields: [title100, body100]", "textFields: [nope]")])))
+    exact = outcome(path, False, monkeypatch)
+    assert isinstance(exact, list) and len(exact) == 2, exact
+    refuse_whole_reading(monkeypatch)
+    assert outcome(path, True, monkeypatch) == exact
