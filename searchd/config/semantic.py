@@ -121,9 +121,9 @@ def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterato
     yield from _check_storage(spec.server.storage, locator)
     seen: dict[str, int] = {}
     # What a collection's checks below find depends on its properties and vectors only (its name and position
-    # only word the messages), and spec_from_data builds equal declarations once, as one object: parts that
-    # passed once pass again.  By the objects' ids: the spec holds them, so no id is reused meanwhile.
-    passed: set[tuple[int, ...]] = set()
+    # only word the messages), and spec_from_data builds equal declarations once, as one object (the tuples of
+    # them too): parts that passed once pass again.  By the objects' ids: the spec holds them, so no id is reused.
+    passed: set[tuple[int, int]] = set()
     memo = _Passed()
     registry = dict(registry)  # a plain dict: the registry's own Mapping looks names up in Python
     declared = locator.data.get("collections") if isinstance(locator.data, dict) else None
@@ -139,7 +139,7 @@ def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterato
             )
         else:
             seen[folded] = index
-        parts = (*map(id, collection.properties), 0, *map(id, collection.vectors))
+        parts = (id(collection.properties), id(collection.vectors))
         if parts in passed:
             continue
         raw = declared[index] if isinstance(declared, list) and index < len(declared) else None
@@ -153,7 +153,7 @@ class _Passed:
     """What passed once and passes again wherever it stands (by the objects' ids, or by the values checked)."""
 
     def __init__(self) -> None:
-        self.vectors: set[tuple[int, ...]] = set()  # a vector with the collection's properties
+        self.vectors: set[tuple[int, int]] = set()  # a vector with the collection's properties (the tuple of them)
         # A vector's index and model checks read these values only, never a name: (module, model, dimensions,
         # lateChunking, truncate, index type, distance, multivector).
         self.models: set[tuple[Any, ...]] = set()
@@ -186,7 +186,7 @@ def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locato
             found.append(locator.issue((*path, "vectors"), f"several vectors are marked default: {', '.join(defaults)}", "mark at most one named vector default: true"))
     for vector in collection.vectors:
         # A vector's checks depend on it and the collection's properties only: a pair that passed once passes again.
-        pair = (id(vector), *map(id, collection.properties))
+        pair = (id(vector), id(collection.properties))
         if pair in passed.vectors:
             continue
         vector_issues = _check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry, passed.models, by_name)

@@ -519,17 +519,22 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     # The data outlives this loop, so no id is reused meanwhile.
     by_identity: dict[tuple[int, int, int], _Parts] = {}
     declared_collections = data.get("collections", [])
+    alone, identical = len(declared_collections) == 1, 0
     for c in declared_collections:
-        # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep theirs),
-        # so that the many collections of a generated config that differ only in name cost one lookup each.
-        declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
-        identity = (id(declared[0]), id(declared[1]), id(declared[2]))
-        parts = by_identity.get(identity)
-        if parts is None and (len(declared_collections) == 1 or not shared.pays):
-            parts = _collection_parts(None, c)  # nothing to share with (one collection, or collections that share nothing)
-        elif parts is None:
-            parts = by_identity[identity] = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
-        properties, inverted_index, vectors = parts
+        if alone or not (identical or shared.pays):
+            # Nothing to share with: one collection, or collections that share nothing (none found by identity either).
+            properties, inverted_index, vectors = _collection_parts(None, c)
+        else:
+            # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep
+            # theirs), so that the many collections of a generated config that differ only in name cost one lookup each.
+            declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
+            identity = (id(declared[0]), id(declared[1]), id(declared[2]))
+            parts = by_identity.get(identity)
+            if parts is None:
+                parts = by_identity[identity] = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
+            else:
+                identical += 1
+            properties, inverted_index, vectors = parts
         collections.append(
             _assemble(CollectionSpec, {"name": c["name"], "properties": properties, "vectors": vectors, "description": c.get("description", ""), "inverted_index": inverted_index})
         )
