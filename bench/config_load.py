@@ -3,11 +3,15 @@
 
     .venv/bin/python bench/config_load.py                 # 4 and 40 MB of each shape
     .venv/bin/python bench/config_load.py --sizes 1 4     # other sizes (MB)
+    .venv/bin/python bench/config_load.py --issue         # each file with one issue at its end (an invalid file's cost)
+    .venv/bin/python bench/config_load.py --reload        # and what a reload does next (revision, plan, catalog)
 
 Shapes, each one valid config file written to a temporary directory:
 - ``description``: one collection whose description is one long string (few YAML events, long scalars);
 - ``stopwords``: one collection with one stopword addition per line (one event per ~14 bytes);
-- ``collections``: many small collections of 4 properties and a vector each (dense: one event per ~8 bytes).
+- ``collections``: many small collections of 4 properties and a vector each (dense: one event per ~8 bytes),
+  alike but for their names (a generated config: repeats.py folds it);
+- ``distinct``: as many collections that share nothing (their own property and vector names, k1, dimensions).
 
 Each file is validated with ``load_spec`` (load, schema, merge, semantic checks) in a fresh process, with
 SEARCHD_CONFIG_MAX_BYTES raised above the size; the wall time and the process CPU time of the call are
@@ -48,10 +52,31 @@ COLLECTION = """\
         vectorizer: {{module: text2vec-hash, dimensions: 64, textFields: [title, body]}}
         index: {{type: flat, distance: cosine}}
 """
+# The same collection with nothing repeated: its own property and vector names, k1 and dimensions (no entry folds,
+# no part of the spec is shared, every check runs for every collection).
+DISTINCT = """\
+  - name: C{i}
+    description: collection number {i}
+    properties:
+      - {{name: title{i}, type: TEXT}}
+      - {{name: body{i}, type: TEXT, tokenization: word}}
+      - {{name: count{i}, type: INT}}
+      - {{name: tags{i}, type: "TEXT[]"}}
+    invertedIndex:
+      bm25: {{k1: 1.{i:06d}, b: 0.75}}
+    vectors:
+      v{i}:
+        vectorizer: {{module: text2vec-hash, dimensions: {dimensions}, textFields: [title{i}, body{i}]}}
+        index: {{type: flat, distance: cosine}}
+"""
 HEAD = "collections:\n  - name: A\n    properties:\n      - {name: t, type: TEXT}\n"
 
 
-def write(path: Path, shape: str, size: int) -> None:
+# With --issue: one more collection at the end, whose vector names a property it does not have.
+ISSUE = "  - name: Zz\n    properties: [{name: t, type: TEXT}]\n    vectors: {v: {vectorizer: {module: text2vec-hash, textFields: [nope]}}}\n"
+
+
+def write(path: Path, shape: str, size: int, issue: bool = False) -> None:
     with path.open("w", encoding="utf-8") as out:
         if shape == "description":
             out.write(HEAD + '    description: "')
@@ -71,19 +96,39 @@ def write(path: Path, shape: str, size: int) -> None:
             out.write("collections:\n")
             written, i = 0, 0
             while written < size:
-                block = COLLECTION.format(i=i)
+                block = COLLECTION.format(i=i) if shape == "collections" else DISTINCT.format(i=i, dimensions=16 + i % 4000)
                 out.write(block)
                 written, i = written + len(block), i + 1
+        if issue:
+            out.write(ISSUE)
 
 
 TIMER = """
 import json, sys, time
+from searchd.catalog import compile_catalog
 from searchd.config import load_spec
+from searchd.config.revision import redacted, revision
+from searchd.errors import ConfigError
 from searchd.modules import default_registry
+from searchd.reload.plan import classify
 registry = default_registry()
 started, cpu = time.perf_counter(), time.process_time()
-load_spec(sys.argv[1], registry)
-print(json.dumps([time.perf_counter() - started, time.process_time() - cpu]))
+try:
+    spec = load_spec(sys.argv[1], registry)
+except ConfigError as error:
+    assert sys.argv[2] == "issue" and len(error.issues) == 1, error
+    spec = None
+times = [time.perf_counter() - started, time.process_time() - cpu]
+if sys.argv[2] == "reload" and spec is not None:
+    # What a reload does next with the spec: its revision, the plan against the applied spec (here the same
+    # files, applied before), the catalog.  The cyclic collector runs as in the server.
+    applied = redacted(load_spec(sys.argv[1], registry))
+    started, cpu = time.perf_counter(), time.process_time()
+    revision(spec)
+    classify(applied, redacted(spec))
+    compile_catalog(spec, registry)
+    times += [time.perf_counter() - started, time.process_time() - cpu]
+print(json.dumps(times))
 """
 
 
@@ -138,22 +183,27 @@ print(json.dumps(stages))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 40])
-    parser.add_argument("--shapes", nargs="+", default=["description", "stopwords", "collections"])
+    parser.add_argument("--shapes", nargs="+", default=["description", "stopwords", "collections", "distinct"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--stages", action="store_true", help="also time each stage of each reading")
     parser.add_argument("--readings", nargs="+", default=["fast", "exact"], choices=["fast", "exact"])
+    parser.add_argument("--issue", action="store_true", help="each file with one issue in its last collection (located, then reported)")
+    parser.add_argument("--reload", action="store_true", help="also time what a reload does next: revision, plan, catalog")
     args = parser.parse_args()
     env = {**os.environ, "SEARCHD_CONFIG_MAX_BYTES": str(10**10)}
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'shape':<12} {'MB':>6} {'wall s':>8} {'CPU s':>8} {'MB/CPU s':>9}")
+        mode = "issue" if args.issue else "reload" if args.reload else "load"
+        extra = f" {'reload wall s':>14} {'reload CPU s':>13}" if args.reload else ""
+        print(f"{'shape':<12} {'MB':>6} {'wall s':>8} {'CPU s':>8} {'MB/CPU s':>9}{extra}")
         for shape in args.shapes:
             for size in args.sizes:
                 path = Path(tmp) / f"{shape}-{size}.yaml"
-                write(path, shape, int(size * MB))
-                runs = [json.loads(subprocess.run([sys.executable, "-c", TIMER, str(path)], env=env, check=True, capture_output=True, text=True).stdout) for _ in range(args.repeat)]
-                wall, cpu = min(runs, key=lambda r: r[1])
+                write(path, shape, int(size * MB), args.issue)
+                runs = [json.loads(subprocess.run([sys.executable, "-c", TIMER, str(path), mode], env=env, check=True, capture_output=True, text=True).stdout) for _ in range(args.repeat)]
+                wall, cpu, *reload = min(runs, key=lambda r: r[1])
                 megabytes = path.stat().st_size / MB
-                print(f"{shape:<12} {megabytes:>6.1f} {wall:>8.2f} {cpu:>8.2f} {megabytes / cpu:>9.1f}", flush=True)
+                shown = f" {reload[0]:>14.2f} {reload[1]:>13.2f}" if reload else ""
+                print(f"{shape:<12} {megabytes:>6.1f} {wall:>8.2f} {cpu:>8.2f} {megabytes / cpu:>9.1f}{shown}", flush=True)
                 for reading in args.readings if args.stages else ():
                     out = subprocess.run([sys.executable, "-c", STAGES, str(path), reading], env=env, check=True, capture_output=True, text=True).stdout
                     stages = json.loads(out)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from searchd.config.loader import collector_paused
 from searchd.config.spec import CollectionSpec, NamedVectorSpec, PropertyType, Spec
 from searchd.errors import NotFound
 from searchd.modules.base import ModuleInfo, ModuleRuntime, Vectorizer
@@ -100,6 +101,11 @@ def _compile_vector(collection: CollectionSpec, vector: NamedVectorSpec, spec: S
 def compile_catalog(spec: Spec, registry: ModuleRegistry, runtime: ModuleRuntime | None = None) -> Catalog:
     """``runtime`` is what vectorizers share across catalogs; without one nothing is cached on disk."""
     runtime = runtime or ModuleRuntime.offline()
+    with collector_paused():  # objects by the hundred thousand for a large config: see collector_paused
+        return _compile(spec, registry, runtime)
+
+
+def _compile(spec: Spec, registry: ModuleRegistry, runtime: ModuleRuntime) -> Catalog:
     collections = {}
     for collection in spec.collections:
         vectors = {v.name: _compile_vector(collection, v, spec, registry, runtime) for v in collection.vectors}

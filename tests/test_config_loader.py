@@ -3,6 +3,8 @@ broken links in a config directory are named; every failure is a located issue, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import tracemalloc
@@ -13,11 +15,15 @@ from types import FrameType
 import pytest
 from starlette.testclient import TestClient
 
+from searchd.catalog import compile_catalog
 from searchd.config import load_spec
 from searchd.config.loader import MAX_BYTES_ENV, config_digest, config_files, parse_yaml
+from searchd.config.revision import canonical, content_revision, redacted, revision
+from searchd.config.spec import Spec
 from searchd.config.yamlsafe import YamlLimits
 from searchd.errors import ConfigError, ConfigIssue
 from searchd.modules import default_registry
+from searchd.reload.plan import classify
 from tests.conftest import ClientFactory
 
 WriteConfig = Callable[..., Path]
@@ -306,8 +312,32 @@ COLLECTION = """\
         vectorizer: {{module: text2vec-hash, dimensions: 64, textFields: [title]}}
         index: {{type: flat, distance: cosine}}
 """
+# Nothing repeats: its own property and vector names, k1 and dimensions (no entry folds, no spec part is shared).
+DISTINCT = """\
+  - name: C{i}
+    properties:
+      - {{name: title{i}, type: TEXT}}
+      - {{name: count{i}, type: INT}}
+    invertedIndex:
+      bm25: {{k1: 1.{i}, b: 0.75}}
+    vectors:
+      v{i}:
+        vectorizer: {{module: text2vec-hash, dimensions: {d}, textFields: [title{i}]}}
+        index: {{type: flat, distance: cosine}}
+"""
 ONE = "collections:\n  - name: A\n    properties:\n      - {name: t, type: TEXT}\n"
+
+
+def distinct(n: int, issue: bool = False) -> str:
+    text = "collections:\n" + "".join(DISTINCT.format(i=i, d=16 + i) for i in range(n))
+    # An issue in the last collection: located (read fast, the one collection again; exactly, the whole file).
+    return text.replace(f"textFields: [title{n - 1}]", f"textFields: [count{n - 1}]") if issue else text
+
+
 SHAPES: dict[str, Callable[[int], str]] = {
+    # Collections that share nothing: every part of the spec built, every check run, for each one.
+    "distinct": distinct,
+    "distinct, an issue": lambda n: distinct(n, issue=True),
     # Many small collections: an event every ~8 bytes, and the merge renumbers every collection's positions.
     "collections": lambda n: "collections:\n" + "".join(COLLECTION.format(i=i) for i in range(n)),
     # One long list: an event every ~14 bytes.
@@ -327,7 +357,19 @@ SHAPES: dict[str, Callable[[int], str]] = {
 def validation_work(path: Path) -> int:
     """The Python lines one validation executes (loop bodies and comprehensions included): work, not time."""
     registry = default_registry()
-    load_spec(path, registry, environ={})  # caches (the schema, its validators) filled outside the count
+
+    def validate() -> None:
+        try:
+            load_spec(path, registry, environ={})
+        except ConfigError:
+            pass
+
+    return counted_lines(validate)
+
+
+def counted_lines(work: Callable[[], object]) -> int:
+    """The Python lines ``work()`` executes, after a first run outside the count (caches: the schema, its validators)."""
+    work()
     lines = 0
 
     def local(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
@@ -341,7 +383,7 @@ def validation_work(path: Path) -> int:
     previous = sys.gettrace()
     sys.settrace(called)
     try:
-        load_spec(path, registry, environ={})
+        work()
     finally:
         sys.settrace(previous)
     return lines
@@ -365,3 +407,36 @@ def test_validation_work_grows_linearly_with_the_file(write_config: WriteConfig,
     # read fast, a list of stopwords is made in C and costs no line per item).
     per_value = shape != "description" and not (reading == "fast" and shape == "stopwords")
     assert (2 if per_value else 1) <= ratio <= 4.2, f"{shape}: {counted[small]} lines run for {small.stat().st_size:,} bytes, {counted[large]} for {large.stat().st_size:,}"
+
+
+@pytest.mark.parametrize("shape", ["collections", "distinct"])
+def test_a_reloads_work_grows_linearly_with_the_file(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """What a reload does with a loaded spec grows linearly too: its revision, the plan against the applied spec
+    (it looked each collection up by a scan, quadratic), and the catalog compiled from it."""
+    monkeypatch.setattr("searchd.config.build.FAST_MIN_BYTES", 0)
+    registry = default_registry()
+    counted = {}
+    for n in (50, 200):
+        path = write_config(SHAPES[shape](n), f"{shape}-{n}.yaml")
+        applied = redacted(load_spec(path, registry, environ={}))
+
+        def reload(path: Path = path, applied: Spec = applied) -> None:
+            spec = load_spec(path, registry, environ={})  # a new spec: its revision is taken again
+            revision(spec)
+            assert classify(applied, redacted(spec)).empty
+            compile_catalog(spec, registry)
+
+        counted[n] = counted_lines(reload)
+    assert 2 <= counted[200] / counted[50] <= 4.2, counted
+
+
+@pytest.mark.parametrize("shape", ["collections", "distinct"])
+def test_the_revision_is_the_hash_of_the_specs_canonical_json(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """Stored revisions were taken as sha256(json.dumps(canonical(redacted(spec)), sort_keys=True)): the faster ways
+    (shared parts written once; orjson and json) give that very hash, or a stored revision would no longer match."""
+    monkeypatch.setattr("searchd.config.build.FAST_MIN_BYTES", 0)  # read fast: a repeating list is folded, its parts shared
+    spec = load_spec(write_config(SHAPES[shape](60)), default_registry(), environ={})
+    if shape == "collections":
+        assert len({id(c.properties) for c in spec.collections}) == 1
+    canonical_json = json.dumps(canonical(redacted(spec)), sort_keys=True)
+    assert revision(spec) == content_revision(spec) == hashlib.sha256(canonical_json.encode()).hexdigest()[:12]

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from searchd.config.capabilities import KnownModules
-from searchd.config.fastload import FAST_MIN_BYTES, fast_valid_data
-from searchd.config.loader import Locator, PathKey, SourceDocument, collector_paused, read_documents, render_path
+from searchd.config.fastload import FAST_MIN_BYTES, fast_document
+from searchd.config.loader import Locator, PathKey, SourceDocument, Unlocated, collector_paused, read_documents, render_path
 from searchd.config.semantic import non_finite_issues, semantic_issues
 from searchd.config.spec import Spec, spec_from_data
 from searchd.config.validate import schema_errors, schema_issues
@@ -85,6 +85,7 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
             locator.positions[("collections",)] = document.locator.find(("collections",))
     issues: list[ConfigIssue] = []
     owners: dict[PathKey, str] = {}
+    origins: dict[int, tuple[Locator, int]] = {}
 
     def take(document: SourceDocument, groups: dict[PathKey, list[PathKey]], path: PathKey, what: str) -> bool:
         if path in owners:
@@ -121,8 +122,32 @@ def _merge(documents: list[tuple[SourceDocument, dict[str, Any]]], default_file:
             locator.aliases[("collections", new_index)] = ("collections", index)
             for path in groups.get(("collections", index), ()):
                 locator.positions[("collections", new_index, *path[2:])] = document.locator.positions[path]
+            if not document.exact:
+                origins[new_index] = (document.locator, index)
     locator.data = merged
+    if origins:
+        locator.lazy = _MergedLocate(origins)
     return merged, locator, issues
+
+
+class _MergedLocate:
+    """The lazy locator of merged documents: a collection of a file read fast is placed by that file's own
+    (``locate.ItemLocator``), and its positions are copied under the collection's merged index."""
+
+    def __init__(self, origins: dict[int, tuple[Locator, int]]) -> None:
+        self.origins = origins  # merged index -> (the fast document's locator, the index in its file)
+
+    def __call__(self, locator: Locator, path: PathKey) -> bool:
+        if len(path) < 2 or path[0] != "collections" or not isinstance(path[1], int):
+            return path == ("collections",) and path in locator.positions
+        origin = self.origins.get(path[1])
+        if origin is None or ("collections", path[1]) in locator.positions:
+            return True  # a collection of an exact document (its positions were copied), or one placed already
+        source, index = origin
+        source.find(("collections", index))  # raises Unlocated when it cannot
+        prefix = ("collections", index)
+        locator.positions.update({("collections", path[1], *p[2:]): position for p, position in source.positions.items() if p[:2] == prefix})
+        return True
 
 
 def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str] | None = None, vector_extension: str | None = "") -> Spec:
@@ -135,23 +160,21 @@ def load_spec(path: str | Path, modules: KnownModules, environ: Mapping[str, str
     with collector_paused():
         try:
             return _load_spec(Path(path), modules, environ, fast=True, vector_extension=vector_extension)
-        except _ReadAgain:
+        except Unlocated:
+            # An issue in a file read fast that its lazy locator cannot place (outside the collections list, say):
+            # every file is read again exactly, so that each issue is worded and located.
             return _load_spec(Path(path), modules, environ, fast=False, vector_extension=vector_extension)
 
 
-class _ReadAgain(Exception):
-    """A file read fast has an issue somewhere: read every file exactly, so that each issue is worded and located."""
-
-
 def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, str] | None, fast: bool, vector_extension: str | None = "") -> Spec:
-    reader = fast_valid_data if fast else None
+    reader = fast_document if fast else None
     documents, issues = read_documents(config_path, environ, reader, FAST_MIN_BYTES)
-    exact = all(document.exact for document in documents)
     checked: list[tuple[SourceDocument, dict[str, Any]]] = []
     cut_out: list[tuple[str, str]] = []  # (file, rendered path) of parts left out of the semantic checks
     for document in documents:
-        # A document read fast passed the schema there (fastload.fast_valid_data); the exact reading words its errors.
-        found = schema_issues(document.data, document.locator) if document.exact else []
+        # A document read fast was checked against the schema there (fastload.fast_document): only one that failed is
+        # checked again here, by the Python validator, which words the errors.
+        found = schema_issues(document.data, document.locator) if document.exact or not document.checked else []
         issues.extend(issue for _, issue in found)
         unknown = [p for p, issue in found if issue.message.startswith("Additional properties are not allowed")]
         kept, pruned = _valid_parts(document.data, [p for p, _ in found], unknown)
@@ -159,8 +182,6 @@ def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, s
         cut_out.extend((document.file, render_path(p)) for p in pruned)
     merged, locator, merge_issues = _merge(checked, str(config_path))
     issues.extend(merge_issues)
-    if not exact and issues:
-        raise _ReadAgain
     if any(document.exact for document in documents):
         # A fast reading holds no NaN or infinity (JSON has none, and it refuses a `${VAR}` that would read as one).
         issues.extend(non_finite_issues(merged, locator))
@@ -171,8 +192,6 @@ def _load_spec(config_path: Path, modules: KnownModules, environ: Mapping[str, s
     issues.extend(i for i in semantic_issues(spec, locator, modules, vector_extension, os.environ if environ is None else environ) if not any(f == i.file and _related(i.path, p) for f, p in cut_out))
     if not spec.collections and not issues:
         issues.append(locator.issue(("collections",), "no collections are declared", "add a 'collections:' list with at least one collection"))
-    if issues and not exact:
-        raise _ReadAgain
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.file, i.line, i.column)))
     return spec

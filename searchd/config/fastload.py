@@ -1,9 +1,10 @@
-"""A fast first reading of a large config file, for when it is valid: rapidyaml parses it in C++, orjson reads its JSON.
+"""A fast first reading of a large config file: rapidyaml parses it in C++, orjson reads its JSON.
 
 The exact loader (``loader.py``: PyYAML's events, a node walk that records every position) costs
 about 1 µs per YAML event before any check, 5 s or more for 40 MB of dense YAML.  Positions are only
-needed to report an issue, so a large file is first read here, without them, and checked; a file
-with any issue at all is read again by the exact loader, which then words and locates every issue.
+needed to report an issue, so a large file is first read here, without them, and checked; an issue
+is then located by reading again exactly only the collection it is in (``locate.py``), or the whole
+file where that cannot be done.
 
 What this reading gives must therefore be exactly the data the exact loader builds.  Two YAML
 libraries differ in corners, and rapidyaml reads YAML 1.2 (``yes`` is a string, ``1e3`` a number)
@@ -36,7 +37,8 @@ import numpy as np
 import orjson
 import yaml
 
-from searchd.config.loader import ENV_REF, STR_TAG, TYPED_TAGS, PathKey, is_secret
+from searchd.config.loader import ENV_REF, STR_TAG, TYPED_TAGS, Locator, PathKey, SourceDocument, is_secret
+from searchd.config.locate import ItemLocator
 from searchd.config.repeats import fold
 from searchd.config.validate import config_schema, entries_independent, surely_valid
 from searchd.config.yamlsafe import YamlLimits
@@ -241,19 +243,27 @@ def _constant(text: str) -> Any:
 
 def fast_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
     """The file's data as the exact loader would build it without an issue, or None: read it exactly."""
-    return _fast_reading(raw, environ, schema=False)
+    read = _fast_reading(raw, environ, schema=False)
+    return None if read is None else read[0]
 
 
-def fast_valid_data(raw: bytes, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """``fast_data`` for a file that also passes the config schema, else None: the exact loader words its errors.
+def fast_document(raw: bytes, environ: Mapping[str, str], file: str) -> SourceDocument | None:
+    """The file read fast as a document whose positions are found when an issue asks for them (locate.py), or None.
 
-    The schema is checked on the folded reading (repeats.py), before each left-out entry is put back: it equals
-    an entry checked in the same place, and a collection's keys are checked each on its own (``entries_independent``).
+    Its ``checked`` says whether it passed the config schema (checked in Rust): when not, the Python validator
+    words the errors on this data, the one the exact loader would build.  The schema is checked on the folded
+    reading (repeats.py), before each left-out entry is put back: it equals an entry checked in the same place,
+    and a collection's keys are checked each on its own (``validate.entries_independent``).
     """
-    return _fast_reading(raw, environ, schema=True)
+    read = _fast_reading(raw, environ, schema=True)
+    if read is None:
+        return None
+    data, valid = read
+    return SourceDocument(file, data, Locator(default_file=file, lazy=ItemLocator(raw, file, environ, data)), exact=False, checked=valid)
 
 
-def _fast_reading(raw: bytes, environ: Mapping[str, str], schema: bool) -> dict[str, Any] | None:
+def _fast_reading(raw: bytes, environ: Mapping[str, str], schema: bool) -> tuple[dict[str, Any], bool] | None:
+    """The data and whether it passed the config schema (``schema``; else True), or None."""
     validator = _safe_validator()
     if validator is None or not _plain_source(raw):
         return None
@@ -272,13 +282,14 @@ def _fast_reading(raw: bytes, environ: Mapping[str, str], schema: bool) -> dict[
         # Secrets are `apiKey` anywhere, server.auth's keys and server.storage's url (loader.is_secret).
         if b"${" in raw or b"apiKey" in raw or (isinstance(server, dict) and ("auth" in server or "storage" in server)):
             _environment(data, environ)  # on the folded data: a left-out entry is filled as its first occurrence was
-        # The schema checks the values filled in (`host: '${EMPTY}'` is no host).
-        if schema and not surely_valid(data if folded is None or entries_independent() else folded.unfold(data)):
-            raise _Unsure
         whole = data if folded is None else folded.unfold(data)
+        if whole is None:
+            raise _Unsure
+        # The schema checks the values filled in (`host: '${EMPTY}'` is no host).
+        valid = not schema or surely_valid(data if folded is None or entries_independent() else whole)
     except (_Unsure, ValueError, TypeError, OverflowError, RecursionError, orjson.JSONEncodeError):
         return None
-    return whole
+    return whole, valid
 
 
 def _environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -47,6 +47,15 @@ def render_path(path: PathKey) -> str:
     return out
 
 
+class Unlocated(Exception):
+    """A path of a document read fast (without positions) that its lazy locator cannot place: read it exactly."""
+
+
+# Places the part of a document read fast that holds a path: records its positions in the locator, or answers
+# False when it cannot (then the document is read again exactly).
+LazyLocate = Callable[["Locator", "PathKey"], bool]
+
+
 @dataclass
 class Locator:
     """Maps a path inside the (merged) document to its source position."""
@@ -58,6 +67,8 @@ class Locator:
     # The (merged) data the paths lead into: whether a key was written is read from it, since a
     # document read fast (fastload.py) has no positions.
     data: Any = None
+    # A document read fast has no positions: they are looked up when an issue needs them (``fastload.ItemLocator``).
+    lazy: LazyLocate | None = None
 
     def written(self, path: PathKey) -> bool:
         """Whether the document has a value at ``path`` (a key the user wrote, or a merge key brought)."""
@@ -70,6 +81,8 @@ class Locator:
         return True
 
     def find(self, path: PathKey) -> Position:
+        if self.lazy is not None and path not in self.positions and not self.lazy(self, path):
+            raise Unlocated(render_path(path))
         # Fall back to the nearest ancestor: a missing key is reported where its parent is.
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
@@ -98,7 +111,8 @@ class SourceDocument:
     file: str
     data: Any
     locator: Locator
-    exact: bool = True  # False: read by fastload without positions (it had no issue there; any later one means a second, exact reading)
+    exact: bool = True  # False: read by fastload without positions (located lazily, or read again exactly)
+    checked: bool = True  # whether it passed the config schema already (a fast reading checks it in Rust)
 
 
 _SECRET_KEYS = frozenset({"apiKey", "key", "url"})  # the last step of every path is_secret can accept
@@ -349,13 +363,13 @@ def _read_text(file: Path, limit: int) -> bytes | ConfigIssue:
         return _file_issue(file, f"cannot read file: {exc}", "check the file's permissions and encoding (UTF-8)")
 
 
-FastReader = Callable[[bytes, Mapping[str, str]], "dict[str, Any] | None"]
+FastReader = Callable[[bytes, Mapping[str, str], str], "SourceDocument | None"]
 
 
 def read_documents(
     path: Path, environ: Mapping[str, str] | None = None, fast: FastReader | None = None, fast_min_bytes: int = 0
 ) -> tuple[list[SourceDocument], list[ConfigIssue]]:
-    """Every config file's data and the issues found; ``fast`` (fastload.fast_data) first reads files of ``fast_min_bytes`` or more."""
+    """Every config file's data and the issues found; ``fast`` (fastload.fast_document) first reads files of ``fast_min_bytes`` or more."""
     env = os.environ if environ is None else environ
     if not path.exists():
         return [], [ConfigIssue(str(path), 1, 1, "", "config path does not exist", "pass a YAML file or a directory of them")]
@@ -373,9 +387,9 @@ def read_documents(
                 issues.append(text)
                 continue
             if fast is not None and len(text) >= fast_min_bytes:
-                data = fast(text, env)
-                if data is not None:
-                    documents.append(SourceDocument(str(file), data, Locator(default_file=str(file)), exact=False))
+                read = fast(text, env, str(file))
+                if read is not None:
+                    documents.append(read)
                     continue
             document, found = parse_yaml(text.decode("utf-8"), str(file), env)
             issues.extend(found)

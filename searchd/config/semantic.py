@@ -14,6 +14,7 @@ from searchd.config.spec import (
     Distance,
     IndexType,
     NamedVectorSpec,
+    PropertySpec,
     PropertyType,
     Spec,
     StorageBackend,
@@ -53,11 +54,12 @@ def _check_pgvector(spec: Spec, locator: Locator, vector_extension: str | None, 
     """A pgvector index needs the postgres backend with the vector extension, and pgvector's bounds on its parameters."""
     for position, collection in enumerate(spec.collections):
         for vector in collection.vectors:
-            index, path = vector.index, ("collections", position, "vectors", vector.name, "index")
-            if index.kind is not IndexType.PGVECTOR:
+            index = vector.index
+            if index.type != IndexType.PGVECTOR.value:  # (a valid type: the schema checked it)
                 if index.multivector:
-                    yield locator.issue((*path, "multivector"), "'multivector' is read by the pgvector index type only", "use index: {type: multivector}, or type: pgvector")
+                    yield locator.issue(("collections", position, "vectors", vector.name, "index", "multivector"), "'multivector' is read by the pgvector index type only", "use index: {type: multivector}, or type: pgvector")
                 continue
+            path: PathKey = ("collections", position, "vectors", vector.name, "index")
             if not postgres:
                 yield locator.issue(
                     (*path, "type"),
@@ -119,10 +121,12 @@ def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterato
     yield from _check_storage(spec.server.storage, locator)
     seen: dict[str, int] = {}
     # What a collection's checks below find depends on its properties and vectors only (its name and position
-    # only word the messages), and spec_from_data builds equal declarations once, as one object: parts that
-    # passed once pass again.  By the objects' ids: the spec holds them, so no id is reused meanwhile.
-    passed: set[tuple[int, ...]] = set()
-    passed_vectors: set[tuple[int, ...]] = set()
+    # only word the messages), and spec_from_data builds equal declarations once, as one object (the tuples of
+    # them too): parts that passed once pass again.  By the objects' ids: the spec holds them, so no id is reused.
+    passed: set[tuple[int, int]] = set()
+    memo = _Passed()
+    registry = dict(registry)  # a plain dict: the registry's own Mapping looks names up in Python
+    declared = locator.data.get("collections") if isinstance(locator.data, dict) else None
     for index, collection in enumerate(spec.collections):
         path: PathKey = ("collections", index)
         folded = collection.name.lower()
@@ -135,45 +139,61 @@ def _check_spec(spec: Spec, locator: Locator, registry: KnownModules) -> Iterato
             )
         else:
             seen[folded] = index
-        parts = (*map(id, collection.properties), 0, *map(id, collection.vectors))
+        parts = (id(collection.properties), id(collection.vectors))
         if parts in passed:
             continue
-        found = list(_check_collection(collection, path, locator, registry, passed_vectors))
+        raw = declared[index] if isinstance(declared, list) and index < len(declared) else None
+        found = _check_collection(collection, path, locator, registry, memo, raw if isinstance(raw, dict) else {})
         if not found:
             passed.add(parts)
         yield from found
 
 
-def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules, passed: set[tuple[int, ...]]) -> Iterator[ConfigIssue]:
-    names: set[str] = set()
+class _Passed:
+    """What passed once and passes again wherever it stands (by the objects' ids, or by the values checked)."""
+
+    def __init__(self) -> None:
+        self.vectors: set[tuple[int, int]] = set()  # a vector with the collection's properties (the tuple of them)
+        # A vector's index and model checks read these values only, never a name: (module, model, dimensions,
+        # lateChunking, truncate, index type, distance, multivector).
+        self.models: set[tuple[Any, ...]] = set()
+
+
+_TEXT_ONLY_KEYS = ("tokenization", "indexSearchable")
+
+
+def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules, passed: _Passed, raw: Mapping[str, Any]) -> list[ConfigIssue]:
+    """``raw``: the collection as declared (whether a key was written is read from it)."""
+    found: list[ConfigIssue] = []
+    by_name: dict[str, PropertySpec] = {}
+    declared_properties = raw.get("properties")
     for index, prop in enumerate(collection.properties):
-        where = (*path, "properties", index, "name")
         if prop.name in RESERVED_PROPERTY_NAMES:
-            yield locator.issue(where, f"property name '{prop.name}' is reserved", "rename the property")
-        if not prop.type.is_text:
-            for key in ("tokenization", "indexSearchable"):
-                where_key = (*path, "properties", index, key)
-                if locator.written(where_key):
-                    yield locator.issue(where_key, f"'{key}' applies to TEXT and TEXT[] properties; '{prop.name}' is {prop.type.value}", f"remove '{key}'")
-        if prop.name in names:
-            yield locator.issue(where, f"duplicate property name '{prop.name}' in collection '{collection.name}'", "each property is declared once")
-        names.add(prop.name)
-    defaults = [v.name for v in collection.vectors if v.default]
-    if len(defaults) > 1:
-        yield locator.issue(
-            (*path, "vectors"),
-            f"several vectors are marked default: {', '.join(defaults)}",
-            "mark at most one named vector default: true",
-        )
+            found.append(locator.issue((*path, "properties", index, "name"), f"property name '{prop.name}' is reserved", "rename the property"))
+        if prop.type is not PropertyType.TEXT and prop.type is not PropertyType.TEXT_ARRAY:
+            declared = declared_properties[index] if isinstance(declared_properties, list) and index < len(declared_properties) else None
+            for key in _TEXT_ONLY_KEYS:
+                if isinstance(declared, dict) and key in declared:
+                    where_key = (*path, "properties", index, key)
+                    found.append(locator.issue(where_key, f"'{key}' applies to TEXT and TEXT[] properties; '{prop.name}' is {prop.type.value}", f"remove '{key}'"))
+        if prop.name in by_name:
+            found.append(locator.issue((*path, "properties", index, "name"), f"duplicate property name '{prop.name}' in collection '{collection.name}'", "each property is declared once"))
+        else:
+            by_name[prop.name] = prop
+    if len(collection.vectors) > 1:
+        defaults = [v.name for v in collection.vectors if v.default]
+        if len(defaults) > 1:
+            found.append(locator.issue((*path, "vectors"), f"several vectors are marked default: {', '.join(defaults)}", "mark at most one named vector default: true"))
     for vector in collection.vectors:
         # A vector's checks depend on it and the collection's properties only: a pair that passed once passes again.
-        pair = (id(vector), *map(id, collection.properties))
-        if pair in passed:
+        pair = (id(vector), id(collection.properties))
+        if pair in passed.vectors:
             continue
-        found = list(_check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry))
-        if not found:
-            passed.add(pair)
-        yield from found
+        vector_issues = _check_vector(collection, vector, (*path, "vectors", vector.name), locator, registry, passed.models, by_name)
+        if not vector_issues:
+            passed.vectors.add(pair)
+        found.extend(vector_issues)
+    return found
 
 
 def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
@@ -198,38 +218,58 @@ def _check_index(vector: NamedVectorSpec, path: PathKey, locator: Locator, regis
         yield locator.issue((*path, "index", "type"), f"module '{module.name}' produces multi-vectors", "set index: {type: multivector} (or {type: pgvector, multivector: true})")
 
 
-def _check_vector(collection: CollectionSpec, vector: NamedVectorSpec, path: PathKey, locator: Locator, registry: KnownModules) -> Iterator[ConfigIssue]:
-    yield from _check_index(vector, path, locator, registry)
+def _check_vector(
+    collection: CollectionSpec,
+    vector: NamedVectorSpec,
+    path: PathKey,
+    locator: Locator,
+    registry: KnownModules,
+    passed_models: set[tuple[Any, ...]],
+    by_name: Mapping[str, PropertySpec],
+) -> list[ConfigIssue]:
     spec = vector.vectorizer
+    index = vector.index
+    # (The distance by its id: an Enum member hashes in Python, and members are singletons.)
+    model_key = (spec.module, spec.model, spec.dimensions, spec.late_chunking, spec.truncate, index.type, id(index.distance), index.multivector)
+    known = model_key in passed_models  # its index and model checks passed: they read nothing else
+    found = [] if known else list(_check_index(vector, path, locator, registry))
     vpath: PathKey = (*path, "vectorizer")
     module = registry.get(spec.module)
     if module is None:
-        yield locator.issue((*vpath, "module"), f"unknown module '{spec.module}'", "use one of: " + ", ".join(registry))
-        return
+        found.append(locator.issue((*vpath, "module"), f"unknown module '{spec.module}'", "use one of: " + ", ".join(registry)))
+        return found
     if module.brings_own_vectors:
         if spec.dimensions is None:
-            yield locator.issue(vpath, "module 'none' needs 'dimensions': the length of the vectors objects will bring", "add e.g. dimensions: 384")
+            found.append(locator.issue(vpath, "module 'none' needs 'dimensions': the length of the vectors objects will bring", "add e.g. dimensions: 384"))
         for key, value in (("model", spec.model), ("textFields", spec.text_fields), ("imageFields", spec.image_fields), ("weights", spec.weights)):
             if value is not None:
-                yield locator.issue((*vpath, key), f"module 'none' does not take '{key}': objects bring their own vectors", f"remove '{key}' or choose a vectorizer module")
-        return
-    yield from _check_model(module, spec, vpath, locator)
-    yield from _check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields or (), "text" in module.embeds)
-    yield from _check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields or (), "image" in module.embeds)
+                found.append(locator.issue((*vpath, key), f"module 'none' does not take '{key}': objects bring their own vectors", f"remove '{key}' or choose a vectorizer module"))
+        if not found:
+            passed_models.add(model_key)
+        return found
+    if not known:
+        found.extend(_check_model(module, spec, vpath, locator))
+        if not found:
+            passed_models.add(model_key)
+    found.extend(_check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields or (), "text" in module.embeds, by_name))
+    found.extend(_check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields or (), "image" in module.embeds, by_name))
     text_fields = spec.text_fields if spec.text_fields is not None else (
         tuple(p.name for p in collection.properties if p.type.is_text) if module.name.startswith(("text2vec", "text2multivec")) else ()
     )
     fields = (*text_fields, *(spec.image_fields or ()))
     if not fields:
         hint = "add textFields and/or imageFields" if "image" in module.modalities else "add a TEXT property or list textFields"
-        yield locator.issue(vpath, f"vector '{vector.name}' has nothing to embed", hint)
+        found.append(locator.issue(vpath, f"vector '{vector.name}' has nothing to embed", hint))
     for name in spec.weights or {}:
         if name not in fields:
-            yield locator.issue(
-                (*vpath, "weights", name),
-                f"weights names '{name}', which is not one of this vector's fields ({', '.join(fields) or 'none'})",
-                "weights are keyed by the names listed in textFields or imageFields",
+            found.append(
+                locator.issue(
+                    (*vpath, "weights", name),
+                    f"weights names '{name}', which is not one of this vector's fields ({', '.join(fields) or 'none'})",
+                    "weights are keyed by the names listed in textFields or imageFields",
+                )
             )
+    return found
 
 
 OPTION_KEYS = {"late_chunking": "lateChunking", "truncate": "truncate"}
@@ -269,15 +309,20 @@ def _check_fields(
     key: str,
     fields: tuple[str, ...],
     supported: bool,
-) -> Iterator[ConfigIssue]:
-    if fields and not supported:
-        yield locator.issue((*vpath, key), f"module '{vector.vectorizer.module}' does not embed {key[:-6]}s", f"remove '{key}' or use a multi2vec module")
-        return
+    by_name: Mapping[str, PropertySpec],
+) -> list[ConfigIssue]:
+    """``by_name``: the collection's properties by name (the first of each)."""
+    if not fields:
+        return []
+    if not supported:
+        return [locator.issue((*vpath, key), f"module '{vector.vectorizer.module}' does not embed {key[:-6]}s", f"remove '{key}' or use a multi2vec module")]
     wanted = "TEXT or TEXT[]" if key == "textFields" else "BLOB"
+    found = []
     for index, name in enumerate(fields):
-        prop = collection.find_property(name)
+        prop = by_name.get(name)
         if prop is None:
             known = ", ".join(p.name for p in collection.properties) or "none"
-            yield locator.issue((*vpath, key, index), f"'{name}' is not a property of collection '{collection.name}'", f"declared properties: {known}")
+            found.append(locator.issue((*vpath, key, index), f"'{name}' is not a property of collection '{collection.name}'", f"declared properties: {known}"))
         elif (prop.type.is_text if key == "textFields" else prop.type is PropertyType.BLOB) is False:
-            yield locator.issue((*vpath, key, index), f"'{name}' is {prop.type.value}, but {key} need {wanted} properties", f"declare '{name}' as {wanted} or remove it from {key}")
+            found.append(locator.issue((*vpath, key, index), f"'{name}' is {prop.type.value}, but {key} need {wanted} properties", f"declare '{name}' as {wanted} or remove it from {key}"))
+    return found

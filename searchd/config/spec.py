@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property, partial
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -316,16 +316,38 @@ class Spec:
     base_dir: str = "."
 
     def find_collection(self, name: str) -> CollectionSpec | None:
-        return next((c for c in self.collections if c.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def revision(self) -> str:
+        """A content hash of the effective config (``config/revision.py``), taken once."""
+        from searchd.config.revision import content_revision  # revision.py reads the spec: imported when first asked
+
+        return content_revision(self)
+
+    @cached_property
+    def _by_name(self) -> Mapping[str, CollectionSpec]:
+        """Collections by name, the first of each name (a plan looks up every one: a scan each was quadratic)."""
+        return MappingProxyType({c.name: c for c in reversed(self.collections)})
 
 
 _E = TypeVar("_E", bound=enum.Enum)
+_D = TypeVar("_D")
 
 
 def _member(kind: type[_E], value: Any) -> _E:
     """``kind(value)`` without the Enum call's cost (~1 µs, several per collection: a large config has 100,000)."""
     member = kind._value2member_map_.get(value)
     return member if isinstance(member, kind) else kind(value)
+
+
+def _assemble(kind: type[_D], values: dict[str, Any]) -> _D:
+    """``kind(**values)`` for a frozen dataclass, without its ``__init__``, which sets each field through
+    ``object.__setattr__``: 1.5 µs for six fields against 0.5 µs, and a large config builds 700,000 of these.
+    ``values`` names every field (``tests/test_config_spec_build.py`` holds each builder to the constructor)."""
+    built = object.__new__(kind)
+    object.__setattr__(built, "__dict__", values)
+    return built
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -336,32 +358,43 @@ def _names(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
-_INDEX_KEYS = {
-    "maxConnections": "max_connections",
-    "efConstruction": "ef_construction",
-    "ef": "ef",
-    "trees": "trees",
-    "searchK": "search_k",
-    "mergeThreshold": "merge_threshold",
-    "candidates": "candidates",
-    "multivector": "multivector",
-}
+_INDEX_KEYS = MappingProxyType(
+    {
+        "maxConnections": "max_connections",
+        "efConstruction": "ef_construction",
+        "ef": "ef",
+        "trees": "trees",
+        "searchK": "search_k",
+        "mergeThreshold": "merge_threshold",
+        "candidates": "candidates",
+        "multivector": "multivector",
+    }
+)
+# Every field of an IndexSpec at its default, for _assemble.
+_INDEX_DEFAULTS = MappingProxyType({f.name: f.default for f in fields(IndexSpec)})
 
 
 def _index_spec(data: Mapping[str, Any]) -> IndexSpec:
-    params = {_INDEX_KEYS[k]: v for k, v in data.items() if k in _INDEX_KEYS}
-    return IndexSpec(type=data.get("type", IndexSpec.type), distance=_member(Distance, data.get("distance", "cosine")), **params)
+    values = dict(_INDEX_DEFAULTS)
+    values["type"] = data.get("type", IndexSpec.type)
+    values["distance"] = _member(Distance, data.get("distance", "cosine"))
+    if len(data) > 2 or "type" not in data or "distance" not in data:  # most declare a type and a distance only
+        values.update({_INDEX_KEYS[k]: v for k, v in data.items() if k in _INDEX_KEYS})
+    return _assemble(IndexSpec, values)
 
 
 def _inverted_index_spec(data: Mapping[str, Any]) -> InvertedIndexSpec:
     bm25 = data.get("bm25", {})
     stopwords = data.get("stopwords", {})
-    return InvertedIndexSpec(
-        k1=float(bm25.get("k1", 1.2)),
-        b=float(bm25.get("b", 0.75)),
-        stopword_preset=stopwords.get("preset", "en"),
-        stopword_additions=tuple(stopwords.get("additions", ())),
-        stopword_removals=tuple(stopwords.get("removals", ())),
+    return _assemble(
+        InvertedIndexSpec,
+        {
+            "k1": float(bm25.get("k1", 1.2)),
+            "b": float(bm25.get("b", 0.75)),
+            "stopword_preset": stopwords.get("preset", "en"),
+            "stopword_additions": tuple(stopwords.get("additions", ())),
+            "stopword_removals": tuple(stopwords.get("removals", ())),
+        },
     )
 
 
@@ -390,34 +423,35 @@ def _rate_limit_spec(data: Mapping[str, Any]) -> RateLimitSpec:
 
 
 def _property_spec(p: Mapping[str, Any]) -> PropertySpec:
-    return PropertySpec(
-        p["name"],
-        _member(PropertyType, p["type"]),
-        p.get("description", ""),
-        _member(Tokenization, p.get("tokenization", "word")),
-        p.get("indexSearchable", True),
-        p.get("indexFilterable", True),
+    return _assemble(
+        PropertySpec,
+        {
+            "name": p["name"],
+            "type": _member(PropertyType, p["type"]),
+            "description": p.get("description", ""),
+            "tokenization": _member(Tokenization, p["tokenization"]) if "tokenization" in p else Tokenization.WORD,
+            "index_searchable": p.get("indexSearchable", True),
+            "index_filterable": p.get("indexFilterable", True),
+        },
     )
 
 
 def _vector_spec(name: str, v: Mapping[str, Any]) -> NamedVectorSpec:
     vectorizer = v["vectorizer"]
-    return NamedVectorSpec(
-        name=name,
-        default=bool(v.get("default", False)),
-        vectorizer=VectorizerSpec(
-            module=vectorizer["module"],
-            model=vectorizer.get("model"),
-            dimensions=vectorizer.get("dimensions"),
-            text_fields=_names(vectorizer.get("textFields")),
-            image_fields=_names(vectorizer.get("imageFields")),
-            weights=_frozen(vectorizer["weights"]) if "weights" in vectorizer else None,
-            late_chunking=bool(vectorizer.get("lateChunking", False)),
-            truncate=vectorizer.get("truncate"),
-            base_url=vectorizer.get("baseURL"),
-        ),
-        index=_index_spec(v.get("index", {})),
-    )
+    get = vectorizer.get
+    built = {
+        "module": vectorizer["module"],
+        "model": get("model"),
+        "dimensions": get("dimensions"),
+        "text_fields": _names(get("textFields")),
+        "image_fields": _names(get("imageFields")),
+        "weights": _frozen(vectorizer["weights"]) if "weights" in vectorizer else None,
+        "late_chunking": bool(get("lateChunking", False)),
+        "truncate": get("truncate"),
+        "base_url": get("baseURL"),
+    }
+    index = _index_spec(v["index"]) if "index" in v else IndexSpec()
+    return _assemble(NamedVectorSpec, {"name": name, "vectorizer": _assemble(VectorizerSpec, built), "index": index, "default": bool(v.get("default", False))})
 
 
 _T = TypeVar("_T")
@@ -426,31 +460,48 @@ _T = TypeVar("_T")
 class _Shared:
     """Builds each distinct declaration once.  A large generated config repeats the same properties and vectors
     in thousands of collections, and a frozen dataclass costs microseconds to build; the spec is immutable, so
-    equal declarations (equal as JSON, so 1 and 1.0, or true and 1, stay apart) can share one object."""
+    equal declarations (equal as JSON, so 1 and 1.0, or true and 1, stay apart) can share one object.
+
+    Encoding a declaration to find its equal costs about as much as building it: when the first ``SAMPLE``
+    look-ups found few repeats (a config whose collections share nothing), the rest are built without one."""
+
+    SAMPLE = 512
 
     def __init__(self) -> None:
         self.built: dict[bytes, Any] = {}
+        self.looked = 0
+        self.found = 0
+
+    @property
+    def pays(self) -> bool:
+        return self.looked < self.SAMPLE or 4 * self.found >= self.looked
 
     def get(self, kind: bytes, declaration: Any, build: Callable[[], _T], option: int = orjson.OPT_SORT_KEYS) -> _T:
         try:
             key = kind + orjson.dumps(declaration, option=option | orjson.OPT_PASSTHROUGH_DATETIME)
         except (TypeError, orjson.JSONEncodeError):
             return build()  # not plain JSON (a huge integer, a date that would read as its string): built every time
+        self.looked += 1
         found: _T | None = self.built.get(key)
         if found is None:
             found = self.built[key] = build()
+        else:
+            self.found += 1
         return found
 
 
 _Parts = tuple[tuple[PropertySpec, ...], InvertedIndexSpec, tuple[NamedVectorSpec, ...]]
+_NO_INVERTED_INDEX = InvertedIndexSpec()
 
 
 def _collection_parts(shared: _Shared | None, c: Mapping[str, Any]) -> _Parts:
     """A collection's properties, inverted index and vectors, each distinct declaration built once (None: no sharing)."""
-    inverted = c.get("invertedIndex", {})
+    inverted = c.get("invertedIndex")
     if shared is None:
-        vectors = tuple(_vector_spec(name, v) for name, v in c.get("vectors", {}).items())
-        return tuple(map(_property_spec, c.get("properties", []))), _inverted_index_spec(inverted), vectors
+        vectors = tuple([_vector_spec(name, v) for name, v in c["vectors"].items()]) if "vectors" in c else ()
+        properties = tuple([_property_spec(p) for p in c["properties"]]) if "properties" in c else ()
+        return properties, _NO_INVERTED_INDEX if inverted is None else _inverted_index_spec(inverted), vectors
+    inverted = inverted or {}
     return (
         tuple(shared.get(b"p", p, partial(_property_spec, p)) for p in c.get("properties", [])),
         shared.get(b"i", inverted, partial(_inverted_index_spec, inverted)),
@@ -468,18 +519,25 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
     # The data outlives this loop, so no id is reused meanwhile.
     by_identity: dict[tuple[int, int, int], _Parts] = {}
     declared_collections = data.get("collections", [])
+    alone, identical = len(declared_collections) == 1, 0
     for c in declared_collections:
-        # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep theirs),
-        # so that the many collections of a generated config that differ only in name cost one lookup each.
-        declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
-        identity = (id(declared[0]), id(declared[1]), id(declared[2]))
-        parts = by_identity.get(identity)
-        if parts is None and len(declared_collections) == 1:
-            parts = _collection_parts(None, c)  # nothing to share with: no encoding (of a long stopword list, say)
-        elif parts is None:
-            parts = by_identity[identity] = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
-        properties, inverted_index, vectors = parts
-        collections.append(CollectionSpec(name=c["name"], description=c.get("description", ""), properties=properties, inverted_index=inverted_index, vectors=vectors))
+        if alone or not (identical or shared.pays):
+            # Nothing to share with: one collection, or collections that share nothing (none found by identity either).
+            properties, inverted_index, vectors = _collection_parts(None, c)
+        else:
+            # All three parts of a collection looked up at once, as they were written (key order kept: vectors keep
+            # theirs), so that the many collections of a generated config that differ only in name cost one lookup each.
+            declared = [c.get("properties"), c.get("invertedIndex"), c.get("vectors")]
+            identity = (id(declared[0]), id(declared[1]), id(declared[2]))
+            parts = by_identity.get(identity)
+            if parts is None:
+                parts = by_identity[identity] = shared.get(b"c", declared, partial(_collection_parts, shared, c), option=0)
+            else:
+                identical += 1
+            properties, inverted_index, vectors = parts
+        collections.append(
+            _assemble(CollectionSpec, {"name": c["name"], "properties": properties, "vectors": vectors, "description": c.get("description", ""), "inverted_index": inverted_index})
+        )
     return Spec(
         server=ServerSpec(
             host=server.get("host", "127.0.0.1"),

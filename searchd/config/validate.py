@@ -128,12 +128,31 @@ def schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
     return errors
 
 
+def _python_errors(data: Any) -> list[jsonschema.ValidationError]:
+    """The Python validator's errors (it words them); when the schema checks each collection on its own, only the
+    collections the Rust validator finds errors in are walked in Python: it takes ~1 ms a collection, 90 s for 90,000."""
+    fast = _fast_validator()
+    collections = data.get("collections") if isinstance(data, dict) else None
+    if fast is None or not isinstance(collections, list) or not entries_independent():
+        return list(_validator().iter_errors(data))
+    try:
+        paths = [list(error.instance_path) for error in fast.iter_errors(data)]
+    except (ValueError, TypeError, OverflowError):  # not JSON (NaN, a date, a huge integer): the whole document in Python
+        return list(_validator().iter_errors(data))
+    bad = sorted({path[1] for path in paths if len(path) > 1 and path[0] == "collections" and isinstance(path[1], int)})
+    errors = list(_validator().iter_errors({**data, "collections": [collections[index] for index in bad]}))
+    for error in errors:
+        if len(error.path) > 1 and error.path[0] == "collections" and isinstance(error.path[1], int):
+            error.path[1] = bad[error.path[1]]  # back to the collection's place in the whole list
+    return errors
+
+
 def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssue]]:
     """Every schema violation, with the path it concerns (for dropping the invalid part)."""
     if surely_valid(data):
         return []
     issues = []
-    for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in sorted(_python_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = _located_path(error)
         if "propertyNames" in error.schema_path:
             # A bad mapping key (e.g. a vector name): the error is about the key, located at it.

@@ -255,6 +255,8 @@ class _Planner:
         self.add(ChangeKind.DESTRUCTIVE, "delete", f"collection {c.name}", "collection removed", drops)
 
     def collection(self, old: CollectionSpec, new: CollectionSpec) -> None:
+        if old == new:  # most collections of a large config are unchanged: one comparison, no field walk
+            return
         name = new.name
         diffs = _diff(old, new, skip=("properties", "vectors"))
         if diffs:
