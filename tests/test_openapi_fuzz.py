@@ -452,6 +452,37 @@ def test_fuzz_inline_vectors_answer_as_without_lifting(quickstart: TestClient, q
     FUZZ["vector examples"] += 1
 
 
+@pytest.mark.parametrize(
+    "search",
+    ['nearText: {concepts: ["fresh bread"]}', 'bm25: {query: "bread"}', 'hybrid: {query: "bread", alpha: 0.5}', "limit: 3", 'nearText: {concepts: ["x"]}, offset: 1'],
+)
+def test_every_additional_field_of_a_compiled_plan_answers_as_graphql_core(quickstart: TestClient, search: str) -> None:
+    """The plan reads each _additional field through its own getter: the same values, serialized alike, as the resolver's."""
+    fields = "title a: _additional { id distance certainty score explainScore creationTimeUnix lastUpdateTimeUnix vector }"
+    query = f"{{ Get {{ Article({search}) {{ {fields} }} }} }}"
+    planned: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:
+        execute_plan = routes.execute_plan
+
+        async def recorded(*args: Any) -> Any:
+            planned.append(await execute_plan(*args))
+            return planned[-1]
+
+        patch.setattr(routes, "execute_plan", recorded)
+        fast = post_graphql(quickstart, query)
+    assert len(planned) == 1 and planned[0] is not None  # the plan answered
+    with pytest.MonkeyPatch.context() as patch:
+
+        async def no_plan(*args: Any) -> None:
+            return None
+
+        patch.setattr(routes, "execute_plan", no_plan)
+        executed = post_graphql(quickstart, query)
+    assert fast == executed and fast["data"]["Get"]["Article"], query
+    shown = fast["data"]["Get"]["Article"][0]["a"]
+    assert isinstance(shown["id"], str) and isinstance(shown["vector"], list) and shown["creationTimeUnix"].isdigit()
+
+
 def test_inline_vector_with_a_wrong_shape_is_reported_where_the_client_wrote_it(quickstart: TestClient) -> None:
     for literal in ("[]", "[[1, 2], [3]]", "[99999999999999999999999]", "[[]]"):
         query = f"{{ Get {{ Article(nearVector: {{vector: {literal}}}) {{ title }} }} }}"

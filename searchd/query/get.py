@@ -83,25 +83,39 @@ def shown(info: GraphQLResolveInfo[Any]) -> Shown:
     return Shown(objects, vectors, explain)
 
 
-def additional_fields(collection: CompiledCollection, row: Row) -> dict[str, Any]:
-    obj, searched = row.object, row.vector
-    shown = searched or collection.default_vector
-    vectors = obj.vectors if obj is not None else {}
-    # vector and vectors are callables: graphql-core calls them only when the query asks for them.
-    additional: dict[str, Any] = {
-        "id": row.id,
-        "creationTimeUnix": str(obj.created_ms) if obj is not None else None,
-        "lastUpdateTimeUnix": str(obj.updated_ms) if obj is not None else None,
-        "vectors": lambda _info: {name: vector_json(collection, name, vec) for name, vec in vectors.items()},
-        "vector": lambda _info: vector_json(collection, shown.name, vectors[shown.name]) if shown is not None and shown.name in vectors else None,
-        "distance": row.distance,
-        "certainty": None,
-        "score": None if row.score is None else f"{row.score:.9g}",
-        "explainScore": row.explain,
-        "group": None,
-    }
+def _shown_vector(collection: CompiledCollection, row: Row) -> Any:
+    shown = row.vector or collection.default_vector
+    vectors = row.object.vectors if row.object is not None else {}
+    return vector_json(collection, shown.name, vectors[shown.name]) if shown is not None and shown.name in vectors else None
+
+
+def _certainty(collection: CompiledCollection, row: Row) -> float | None:
+    searched = row.vector
     if row.distance is not None and searched is not None and searched.spec.index.distance is Distance.COSINE:
-        additional["certainty"] = 1.0 - row.distance / 2.0
+        return 1.0 - row.distance / 2.0
+    return None
+
+
+# Each _additional field a plan (searchd.query.plan) reads row by row, without building the whole dict.
+ADDITIONAL_GETTERS: dict[str, Callable[[CompiledCollection, Row], Any]] = {
+    "id": lambda _collection, row: row.id,
+    "creationTimeUnix": lambda _collection, row: str(row.object.created_ms) if row.object is not None else None,
+    "lastUpdateTimeUnix": lambda _collection, row: str(row.object.updated_ms) if row.object is not None else None,
+    "vector": _shown_vector,
+    "distance": lambda _collection, row: row.distance,
+    "certainty": _certainty,
+    "score": lambda _collection, row: None if row.score is None else f"{row.score:.9g}",
+    "explainScore": lambda _collection, row: row.explain,
+}
+
+
+def additional_fields(collection: CompiledCollection, row: Row) -> dict[str, Any]:
+    vectors = row.object.vectors if row.object is not None else {}
+    # vector and vectors are callables: graphql-core calls them only when the query asks for them.
+    additional: dict[str, Any] = {name: get(collection, row) for name, get in ADDITIONAL_GETTERS.items() if name != "vector"}
+    additional["vector"] = lambda _info: _shown_vector(collection, row)
+    additional["vectors"] = lambda _info: {name: vector_json(collection, name, vec) for name, vec in vectors.items()}
+    additional["group"] = None
     return additional
 
 

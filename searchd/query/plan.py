@@ -14,6 +14,7 @@ Anything else goes through graphql-core as before.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,23 +24,27 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
     GraphQLList,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 
+from searchd.catalog import CompiledCollection
 from searchd.errors import InvalidInput, QueryError, SearchdError
-from searchd.query.get import Shown, additional_fields, get_rows
+from searchd.query.get import ADDITIONAL_GETTERS, Shown, get_rows
 from searchd.query.search import QueryContext, Row
 
-_ADDITIONAL = frozenset({"id", "distance", "certainty", "score", "explainScore", "creationTimeUnix", "lastUpdateTimeUnix", "vector"})
 _NEEDS_OBJECT = frozenset({"creationTimeUnix", "lastUpdateTimeUnix", "vector"})
 Serialize = Callable[[Any], Any]
+Getter = Callable[[CompiledCollection, Row], Any]
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ class ClassPlan:
     definition: GraphQLField
     properties: tuple[tuple[str, str, Serialize], ...]  # (response key, property, serializer)
     additional_key: str | None  # the response key of _additional, if selected
-    additional: tuple[tuple[str, str, Serialize], ...]  # (response key, _additional field, serializer)
+    additional: tuple[tuple[str, Getter, Serialize], ...]  # (response key, how the row gives the _additional field, serializer)
+    additional_names: frozenset[str]
     shown: Shown
 
 
@@ -66,6 +72,11 @@ def _serializer(output: Any) -> Serialize | None:
     """How graphql-core would serialize a leaf of this type (None: not a leaf this plan handles)."""
     if isinstance(output, GraphQLScalarType):
         serialize = output.serialize
+        # The values graphql-core's own serializers hand back unchanged, without the call (the common case per row).
+        if output is GraphQLFloat:
+            return lambda value: value if type(value) is float and math.isfinite(value) else None if value is None else serialize(value)
+        if output in (GraphQLString, GraphQLID):
+            return lambda value: value if type(value) is str else None if value is None else serialize(value)
         return lambda value: None if value is None else serialize(value)
     if isinstance(output, GraphQLList) and isinstance(output.of_type, GraphQLScalarType):
         inner = output.of_type.serialize
@@ -87,7 +98,8 @@ def _class_plan(node: FieldNode, definition: GraphQLField) -> ClassPlan | None:
     if not isinstance(object_type, GraphQLObjectType) or fields is None or any(a.name.value == "groupBy" for a in node.arguments or ()):
         return None
     properties: list[tuple[str, str, Serialize]] = []
-    additional: list[tuple[str, str, Serialize]] = []
+    additional: list[tuple[str, Getter, Serialize]] = []
+    additional_names: set[str] = set()
     additional_key: str | None = None
     for field in fields:
         key = field.alias.value if field.alias else field.name.value
@@ -99,18 +111,22 @@ def _class_plan(node: FieldNode, definition: GraphQLField) -> ClassPlan | None:
                 return None
             additional_key = key
             for extra in inner:
-                serialize = _serializer(additional_type.fields[extra.name.value].type) if extra.name.value in _ADDITIONAL else None
-                if serialize is None:
+                get = ADDITIONAL_GETTERS.get(extra.name.value)
+                serialize = _serializer(additional_type.fields[extra.name.value].type) if get is not None else None
+                if get is None or serialize is None:
                     return None
-                additional.append((extra.alias.value if extra.alias else extra.name.value, extra.name.value, serialize))
+                additional.append((extra.alias.value if extra.alias else extra.name.value, get, serialize))
+                additional_names.add(extra.name.value)
             continue
         serialize = _serializer(object_type.fields[name].type) if name in object_type.fields and not field.selection_set else None
         if serialize is None:
             return None
         properties.append((key, name, serialize))
-    wanted = {name for _, name, _ in additional}
+    wanted = frozenset(additional_names)
     shown = Shown(objects=bool(properties) or bool(wanted & _NEEDS_OBJECT), vectors="vector" in wanted, explain="explainScore" in wanted)
-    return ClassPlan(node.alias.value if node.alias else node.name.value, node.name.value, node, definition, tuple(properties), additional_key, tuple(additional), shown)
+    return ClassPlan(
+        node.alias.value if node.alias else node.name.value, node.name.value, node, definition, tuple(properties), additional_key, tuple(additional), wanted, shown
+    )
 
 
 def compile_get(schema: GraphQLSchema, document: DocumentNode) -> GetPlan | None:
@@ -147,12 +163,7 @@ def _rendered(plan: ClassPlan, rows: list[Row], context: QueryContext) -> list[d
         properties = row.object.properties if row.object is not None else {}
         result = {key: serialize(properties.get(name)) for key, name, serialize in plan.properties}
         if plan.additional_key is not None:
-            values = additional_fields(collection, row)
-            shown = {}
-            for key, name, serialize in plan.additional:
-                value = values[name]
-                shown[key] = serialize(value(None) if callable(value) else value)
-            result[plan.additional_key] = shown
+            result[plan.additional_key] = {key: serialize(get(collection, row)) for key, get, serialize in plan.additional}
         results.append(result)
     return results
 
