@@ -150,7 +150,7 @@ class RequestObserver:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"").decode("latin-1")
         request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -169,11 +169,12 @@ class RequestObserver:
         finally:
             elapsed = time.perf_counter() - started
             self.metrics().http.labels(route_template(scope), scope["method"], str(status)).observe(elapsed)
-            access_log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                elapsed * 1000,
-                extra={"request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status, "duration_ms": round(elapsed * 1000, 2), "key": state.get("api_key_name")},
-            )
+            if access_log.isEnabledFor(logging.INFO):  # --no-access-log: not even the record's fields are built
+                access_log.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed * 1000,
+                    extra={"request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status, "duration_ms": round(elapsed * 1000, 2), "key": state.get("api_key_name")},
+                )
