@@ -50,18 +50,20 @@ class IdMap:
         self._rows, self._live = rows, live
 
     def put(self, doc: int, object_id: str) -> None:
+        # Writes come one at a time (the engine's write lock) while searches read: the id goes in before the doc is live.
         self.remove(doc)
         self._grow(doc + 1)
-        self._live[doc] = True
-        self._count += 1
-        if len(object_id) == WIDTH and object_id.isascii() and "\0" not in object_id:
+        fits = len(object_id) == WIDTH and object_id.isascii() and "\0" not in object_id
+        if fits:
             self._rows[doc] = object_id.encode()
             self._recent[object_id] = doc
-            if len(self._recent) > max(_FOLD_MIN, len(self._order) // _FOLD_FRACTION):
-                self._fold()
         else:
             self._odd[object_id] = doc
             self._odd_ids[doc] = object_id
+        self._live[doc] = True
+        self._count += 1
+        if fits and len(self._recent) > max(_FOLD_MIN, len(self._order) // _FOLD_FRACTION):
+            self._fold()
 
     def remove(self, doc: int) -> None:
         if doc >= len(self._live) or not self._live[doc]:
@@ -102,14 +104,13 @@ class IdMap:
         return found if found is not None else self._odd.get(object_id)
 
     def id_of(self, doc: int) -> str | None:
-        if doc < 0 or doc >= len(self._live) or not self._live[doc]:
-            return None
-        odd = self._odd_ids.get(doc)
-        return odd if odd is not None else str(self._rows[doc].decode())
+        return self.ids_of((doc,))[0]
 
     def ids_of(self, docs: Sequence[int]) -> list[str | None]:
         """``id_of`` for many docs at once (a search's hits): no method call per doc."""
-        live, rows, odd, known = self._live, self._rows, self._odd_ids, len(self._live)
+        # One reading of each array: a write may replace them (``_grow``) meanwhile.
+        live, rows, odd = self._live, self._rows, self._odd_ids
+        known = min(len(live), len(rows))
         return [(odd.get(doc) or rows[doc].decode()) if 0 <= doc < known and live[doc] else None for doc in docs]
 
     def compare(self, compare: Any, value: str, size: int) -> np.ndarray:
@@ -120,5 +121,7 @@ class IdMap:
             listed = self.ids_of(range(known))
             result[:known] = [i is not None and bool(compare(i, value)) for i in deadline.checked(listed)]
         else:  # byte rows compare as their ASCII strings do
-            result[:known] = np.asarray(compare(self._rows[:known], np.bytes_(value.encode())), dtype=bool) & self._live[:known]
+            rows, live = self._rows, self._live
+            known = min(known, len(rows), len(live))
+            result[:known] = np.asarray(compare(rows[:known], np.bytes_(value.encode())), dtype=bool) & live[:known]
         return result
