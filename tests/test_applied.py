@@ -1,5 +1,5 @@
 """The applied spec, stored behind storage/ as versioned JSON: saved without secrets, read back into the same
-frozen dataclasses, and converted from the pickles older data directories hold."""
+frozen dataclasses; the pickles older data directories hold are refused, and converted by scripts/convert_applied_pickle.py."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scripts import convert_applied_pickle as converter
 from searchd.config import load_spec
 from searchd.config.revision import revision
 from searchd.config.spec import (
@@ -49,7 +50,7 @@ from searchd.config.spec import (
 from searchd.errors import StorageError
 from searchd.modules import default_registry
 from searchd.storage import applied as applied_module
-from searchd.storage.applied import APPLIED_DIR, FORMAT, Applied, from_data, load_applied, readonly, save_applied, to_data
+from searchd.storage.applied import APPLIED_DIR, FORMAT, Applied, from_data, load_applied, save_applied, to_data
 from tests.conftest import EXAMPLES, QUICKSTART
 
 EXAMPLE_CONFIGS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
@@ -325,15 +326,23 @@ def test_an_unreadable_applied_spec_is_a_storage_error_naming_the_file(name: str
     assert str(path) in str(raised.value) and expected in str(raised.value), str(raised.value)
 
 
-# -- data directories from before format 1: the pickle, converted once ----------------------------
+# -- data directories from before format 1: the pickle, refused, and converted by the script -----
 
 
-def old_pickle(applied: Applied, protocol: int | None = None) -> bytes:
-    """What ``save_applied`` wrote before format 1 (its ``_pickled``): the spec's read-only mappings as ``readonly(contents)``."""
+def old_pickle(applied: Applied, protocol: int = 0) -> bytes:
+    """What ``save_applied`` wrote before format 1: the spec's read-only mappings as ``readonly(contents)``, a function
+    the old code defined in its applied module (put back there, for the pickler, while it writes)."""
+
+    def readonly(contents: dict[Any, Any]) -> Mapping[Any, Any]:
+        return MappingProxyType(contents)
+
+    readonly.__module__, readonly.__qualname__ = "searchd.storage.applied", "readonly"
     out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol)
-    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: lambda m: (readonly, (dict(m),))}
-    pickler.dump(applied)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(applied_module, "readonly", readonly, raising=False)
+        pickler = pickle.Pickler(out, protocol)
+        pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: lambda m: (readonly, (dict(m),))}
+        pickler.dump(applied)
     return out.getvalue()
 
 
@@ -344,44 +353,53 @@ def old_data_dir(data_dir: Path, pickled: bytes) -> None:
     assert files(data_dir) == ["spec.pickle", "status.json"]
 
 
+def test_searchd_refuses_an_old_pickle_and_names_the_converter(tmp_path: Path) -> None:
+    saved = save_applied(tmp_path, quickstart())
+    old_data_dir(tmp_path, old_pickle(saved))
+    with pytest.raises(StorageError) as raised:
+        load_applied(tmp_path)
+    assert "spec.pickle" in raised.value.problem and "no longer reads" in raised.value.problem
+    assert f"python -m scripts.convert_applied_pickle {tmp_path}" in str(raised.value.hint)
+    assert files(tmp_path) == ["spec.pickle", "status.json"]  # left as it was
+
+
+@pytest.mark.parametrize("protocol", [0, pickle.DEFAULT_PROTOCOL])
 @pytest.mark.parametrize("spec", [quickstart(), EVERYTHING], ids=["quickstart", "everything"])
-def test_an_old_pickle_is_read_once_and_converted(spec: Spec, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_old_pickle_is_converted_once(spec: Spec, protocol: int, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     saved = save_applied(tmp_path, spec)
-    pickled = old_pickle(saved)
-    assert pickle.loads(pickled) == saved and b"searchd.storage.applied" in pickled  # what the old code wrote and read
+    pickled = old_pickle(saved, protocol)
+    assert b"searchd.storage.applied" in pickled and b"scripts" not in pickled  # what the old code wrote
     old_data_dir(tmp_path, pickled)
     with caplog.at_level(logging.INFO, logger="searchd.storage"):
-        loaded = load_applied(tmp_path)
-    assert loaded == saved
+        assert converter.main([str(tmp_path)]) == 0
     assert files(tmp_path) == ["spec.json", "status.json"]
     assert stored(tmp_path)["format"] == FORMAT
     assert any("converted the applied spec" in r.getMessage() and "spec.pickle" in r.getMessage() for r in caplog.records), caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="searchd.storage"):
-        again = load_applied(tmp_path)  # from the JSON now
-    assert again == saved and not caplog.records
+    again = load_applied(tmp_path)  # from the JSON now
+    assert again == saved
     assert again is not None
     same_objects(again, saved)
 
 
-def test_an_applied_spec_saved_before_it_moved_to_storage_still_loads(tmp_path: Path) -> None:
+def test_an_applied_spec_saved_before_it_moved_to_storage_converts(tmp_path: Path) -> None:
     """Data directories written when the applied spec lived in searchd.reload.applied name that module in their pickle."""
     saved = save_applied(tmp_path, quickstart())
-    pickled = old_pickle(saved, protocol=0)  # protocol 0 names classes as text lines, which can be rewritten
-    old = pickled.replace(b"csearchd.storage.applied\n", b"csearchd.reload.applied\n")
+    old = old_pickle(saved).replace(b"csearchd.storage.applied\n", b"csearchd.reload.applied\n")
     assert b"searchd.storage" not in old and b"searchd.reload.applied" in old
     old_data_dir(tmp_path, old)
-    assert load_applied(tmp_path) == saved
+    assert converter.convert(tmp_path) == saved
     assert files(tmp_path) == ["spec.json", "status.json"]
     assert load_applied(tmp_path) == saved
 
 
-def test_a_pickle_beside_the_json_is_converted_again(tmp_path: Path) -> None:
-    """A conversion interrupted before the pickle was removed, or an older searchd run on the directory since."""
+def test_a_pickle_beside_the_json_is_refused_and_converted(tmp_path: Path) -> None:
+    """An older searchd run on the directory since the JSON was written: the pickle is the newer."""
     first = save_applied(tmp_path, quickstart())
     newer = Applied(first.spec, "newer", first.applied_at + 1)
     (tmp_path / APPLIED_DIR / "spec.pickle").write_bytes(old_pickle(newer))
-    assert load_applied(tmp_path) == newer
+    with pytest.raises(StorageError, match="no longer reads"):
+        load_applied(tmp_path)
+    assert converter.convert(tmp_path) == newer
     assert files(tmp_path) == ["spec.json", "status.json"] and stored(tmp_path)["revision"] == "newer"
 
 
@@ -392,10 +410,7 @@ def test_saving_removes_an_old_pickle(tmp_path: Path) -> None:
     assert files(tmp_path) == ["spec.json", "status.json"] and load_applied(tmp_path) == second
 
 
-def test_a_pickle_that_cannot_be_converted_is_still_served(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A read-only copy of an old data directory: planned against as it is, converted by a later start."""
+def test_a_pickle_that_cannot_be_written_as_json_is_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved = save_applied(tmp_path, quickstart())
     old_data_dir(tmp_path, old_pickle(saved))
 
@@ -403,9 +418,9 @@ def test_a_pickle_that_cannot_be_converted_is_still_served(
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(applied_module, "_write_atomically", read_only)
-    with caplog.at_level(logging.WARNING, logger="searchd.storage"):
-        assert load_applied(tmp_path) == saved
-    assert files(tmp_path) == ["spec.pickle", "status.json"] and "could not convert" in caplog.text
+    with pytest.raises(StorageError, match="could not write the converted applied spec"):
+        converter.convert(tmp_path)
+    assert files(tmp_path) == ["spec.pickle", "status.json"]
 
 
 @pytest.mark.parametrize(
@@ -414,13 +429,15 @@ def test_a_pickle_that_cannot_be_converted_is_still_served(
         (b"\x80\x04\x95garbage", "cannot be read"),
         (b"", "cannot be read"),
         (pickle.dumps({"not": "applied"}), "holds a dict, not an applied spec"),
+        (pickle.dumps(logging.getLogger), "which an applied spec never holds"),
     ],
-    ids=["garbage", "empty", "another object"],
+    ids=["garbage", "empty", "another object", "another module"],
 )
-def test_an_unreadable_pickle_is_a_storage_error_naming_the_file(content: bytes, expected: str, tmp_path: Path) -> None:
+def test_an_unreadable_pickle_is_a_storage_error_naming_the_file(content: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_applied(tmp_path, quickstart())
     old_data_dir(tmp_path, content)
     with pytest.raises(StorageError) as raised:
-        load_applied(tmp_path)
+        converter.convert(tmp_path)
     assert str(tmp_path / APPLIED_DIR / "spec.pickle") in str(raised.value) and expected in str(raised.value), str(raised.value)
     assert files(tmp_path) == ["spec.pickle", "status.json"]  # left as it was
+    assert converter.main([str(tmp_path)]) == 1 and expected in capsys.readouterr().err

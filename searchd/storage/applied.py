@@ -12,21 +12,20 @@ A field missing from the file takes its default (fields added since it was writt
 a field the spec does not have, a value of the wrong type or another format version is
 a ``StorageError`` naming the file.
 
-Data directories written before format 1 hold ``applied/spec.pickle``.  It is read once,
-rewritten as ``spec.json`` and removed.  A pickle found beside ``spec.json`` is newer
-than it (a conversion interrupted before the removal, or an older searchd run on the
-directory since), so it is converted again.
+Data directories written before format 1 hold ``applied/spec.pickle``.  searchd reads no
+pickles: it refuses such a directory with a ``StorageError`` that names the one-off converter,
+``scripts/convert_applied_pickle.py``, which rewrites the pickle as ``spec.json``.  A pickle
+found beside ``spec.json`` is newer than it (an older searchd run on the directory since), so
+it is refused too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import io
 import json
 import logging
 import os
-import pickle
 import time
 import types
 import typing
@@ -47,10 +46,8 @@ SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
 FORMAT = 1
 
-# Before format 1: a pickle of Applied.  Read once, then converted.
+# Before format 1: a pickle of Applied, converted by scripts/convert_applied_pickle.py.
 PICKLE_FILE = "spec.pickle"
-# Where this module lived when older data directories were written: their pickles name it.
-_FORMER_MODULE = "searchd.reload.applied"
 _RESTORE_HINT = "restore the data directory's applied/ from a backup taken by this searchd version"
 
 
@@ -259,12 +256,18 @@ def new_applied(spec: Spec) -> Applied:
     return Applied(redacted(spec), revision(spec), time.time())
 
 
-def write_applied(data_dir: Path, applied: Applied, extra: Mapping[str, Any] | None = None) -> None:
-    """Save an applied spec in a data directory (``save_applied``; a backup of the PostgreSQL store copies it so)."""
+def write_spec_file(data_dir: Path, applied: Applied) -> Path:
+    """Write ``applied/spec.json`` (and remove a pre-format-1 pickle, older than it); its path."""
     directory = data_dir / APPLIED_DIR
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomically(directory / SPEC_FILE, applied_document(applied))
-    (directory / PICKLE_FILE).unlink(missing_ok=True)  # older than what was just written
+    (directory / PICKLE_FILE).unlink(missing_ok=True)
+    return directory / SPEC_FILE
+
+
+def write_applied(data_dir: Path, applied: Applied, extra: Mapping[str, Any] | None = None) -> None:
+    """Save an applied spec in a data directory (``save_applied``; a backup of the PostgreSQL store copies it so)."""
+    directory = write_spec_file(data_dir, applied).parent
     status = {"revision": applied.revision, "appliedAt": applied.applied_at, **(extra or {})}
     _write_atomically(directory / STATUS_FILE, json.dumps(status, indent=2).encode())
 
@@ -279,7 +282,11 @@ def load_applied(data_dir: Path) -> Applied | None:
     """The last applied spec, or None for a data directory that never had one; a StorageError when it cannot be read."""
     directory = data_dir / APPLIED_DIR
     if (directory / PICKLE_FILE).exists():
-        return _convert(directory)
+        raise StorageError(
+            f"the applied spec {directory / PICKLE_FILE} is a pickle from before format {FORMAT}, which searchd no longer reads",
+            f"stop the server and convert it once with `python -m scripts.convert_applied_pickle {data_dir}` from a searchd checkout, "
+            "or " + _RESTORE_HINT,
+        )
     path = directory / SPEC_FILE
     try:
         data = path.read_bytes()
@@ -313,50 +320,3 @@ def read_applied(path: Path | str, data: bytes) -> Applied:
     except Mismatch as exc:
         raise StorageError(f"the applied spec {path} does not fit format {FORMAT}: {exc}", _RESTORE_HINT) from None
     return Applied(spec, revision_, applied_at)
-
-
-# -- before format 1: the pickle -------------------------------------------------------------------
-
-
-def readonly(contents: dict[Any, Any]) -> Mapping[Any, Any]:
-    """How a pickled spec mapping was rebuilt (pickles before format 1 name this function)."""
-    return MappingProxyType(contents)
-
-
-class _Unpickler(pickle.Unpickler):
-    """Reads pickles that name this module by its former path too."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        return super().find_class(__name__ if module == _FORMER_MODULE else module, name)
-
-
-_UNPICKLING = (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError)
-
-
-def _convert(directory: Path) -> Applied:
-    """Read ``spec.pickle`` once, write it as ``spec.json`` and remove it."""
-    old, new = directory / PICKLE_FILE, directory / SPEC_FILE
-    try:
-        found = _Unpickler(io.BytesIO(old.read_bytes())).load()
-    except OSError as exc:
-        raise StorageError(f"cannot read the applied spec {old}: {exc}", "check the data directory's permissions") from exc
-    except _UNPICKLING as exc:
-        raise StorageError(f"the applied spec {old} (from before format {FORMAT}) cannot be read: {exc!r}", _RESTORE_HINT) from None
-    if not isinstance(found, Applied):
-        raise StorageError(f"{old} holds a {type(found).__name__}, not an applied spec", _RESTORE_HINT)
-    try:
-        document = applied_document(found)
-    except (TypeError, AttributeError) as exc:  # AttributeError: a field added since, without a plain default
-        raise StorageError(f"the applied spec {old} cannot be converted to format {FORMAT}: {exc}", _RESTORE_HINT) from None
-    try:
-        _write_atomically(new, document)
-    except OSError as exc:  # a read-only copy: served from the pickle now, converted by a later start
-        log.warning("could not convert the applied spec %s to %s (%s); it stays a pickle", old, new, exc)
-        return found
-    try:
-        old.unlink()
-    except OSError as exc:
-        log.warning("converted the applied spec %s to %s, but could not remove it (%s)", old, new, exc)
-        return found
-    log.info("converted the applied spec %s to %s (format %d), revision %s", old, new, FORMAT, found.revision)
-    return found
