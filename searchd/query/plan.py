@@ -56,7 +56,6 @@ class ClassPlan:
     properties: tuple[tuple[str, str, Serialize], ...]  # (response key, property, serializer)
     additional_key: str | None  # the response key of _additional, if selected
     additional: tuple[tuple[str, Getter, Serialize], ...]  # (response key, how the row gives the _additional field, serializer)
-    additional_names: frozenset[str]
     shown: Shown
 
 
@@ -99,7 +98,7 @@ def _class_plan(node: FieldNode, definition: GraphQLField) -> ClassPlan | None:
         return None
     properties: list[tuple[str, str, Serialize]] = []
     additional: list[tuple[str, Getter, Serialize]] = []
-    additional_names: set[str] = set()
+    wanted: set[str] = set()
     additional_key: str | None = None
     for field in fields:
         key = field.alias.value if field.alias else field.name.value
@@ -116,16 +115,15 @@ def _class_plan(node: FieldNode, definition: GraphQLField) -> ClassPlan | None:
                 if get is None or serialize is None:
                     return None
                 additional.append((extra.alias.value if extra.alias else extra.name.value, get, serialize))
-                additional_names.add(extra.name.value)
+                wanted.add(extra.name.value)
             continue
         serialize = _serializer(object_type.fields[name].type) if name in object_type.fields and not field.selection_set else None
         if serialize is None:
             return None
         properties.append((key, name, serialize))
-    wanted = frozenset(additional_names)
     shown = Shown(objects=bool(properties) or bool(wanted & _NEEDS_OBJECT), vectors="vector" in wanted, explain="explainScore" in wanted)
     return ClassPlan(
-        node.alias.value if node.alias else node.name.value, node.name.value, node, definition, tuple(properties), additional_key, tuple(additional), wanted, shown
+        node.alias.value if node.alias else node.name.value, node.name.value, node, definition, tuple(properties), additional_key, tuple(additional), shown
     )
 
 
