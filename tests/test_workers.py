@@ -1,0 +1,188 @@
+"""searchd.workers: the query path's worker threads (results, errors, context, cancellation, limits, idle ends)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from searchd.workers import WorkerThreads
+
+WAIT_S = 30.0  # a bound on waits for a condition, never a duration the test expects
+request_name: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="none")
+
+
+def _wait_until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what}")
+        time.sleep(0.001)
+
+
+@pytest.fixture
+def workers() -> WorkerThreads:
+    pool = WorkerThreads(limit=2, idle_s=0.05)
+    yield pool
+    pool.close()
+
+
+def test_work_answers_in_another_thread_with_the_callers_context(workers: WorkerThreads) -> None:
+    async def main() -> tuple[str, int, str]:
+        request_name.set("q-17")
+        return await workers.run(lambda: (request_name.get(), threading.get_ident(), threading.current_thread().name))
+
+    name, ident, thread_name = asyncio.run(main())
+    assert name == "q-17"
+    assert ident != threading.get_ident()
+    assert thread_name.startswith("searchd-worker-")
+
+
+def test_an_error_of_the_work_is_raised_to_the_caller(workers: WorkerThreads) -> None:
+    def fail() -> None:
+        raise ValueError("bad vector")
+
+    async def main() -> None:
+        await workers.run(fail)
+
+    with pytest.raises(ValueError, match="bad vector"):
+        asyncio.run(main())
+
+
+def test_a_cancelled_caller_waits_for_its_work_to_finish() -> None:
+    pool = WorkerThreads(limit=2, idle_s=5)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> int:
+        started.set()
+        release.wait(WAIT_S)
+        finished.set()
+        return 1
+
+    async def main() -> list[str]:
+        seen: list[str] = []
+        task = asyncio.create_task(pool.run(work))
+        await asyncio.to_thread(started.wait, WAIT_S)
+        task.cancel()
+        for _ in range(20):  # the loop turns while the work still runs: the task must not end
+            await asyncio.sleep(0)
+        seen.append(f"done while running: {task.done()}")
+        release.set()
+        try:
+            await task
+        except asyncio.CancelledError:
+            seen.append(f"cancelled after the work finished: {finished.is_set()}")
+        return seen
+
+    try:
+        assert asyncio.run(main()) == ["done while running: False", "cancelled after the work finished: True"]
+    finally:
+        release.set()
+        pool.close()
+
+
+def test_a_cancelled_anyio_scope_waits_for_the_work_as_well(workers: WorkerThreads) -> None:
+    # The query gate's timeout is an anyio scope, which cancels the task again at every await until it ends.
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        release.wait(WAIT_S)
+        finished.set()
+        return "late"
+
+    async def main() -> tuple[list[object], list[object]]:
+        ended: list[object] = []
+        scopes: list[anyio.CancelScope] = []
+
+        async def search() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                try:
+                    await workers.run(work)
+                finally:
+                    ended.append(finished.is_set())
+            ended.append(scope.cancelled_caught)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(search)
+            await anyio.to_thread.run_sync(started.wait, WAIT_S)
+            scopes[0].cancel()
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+            early = list(ended)
+            release.set()
+        return early, ended
+
+    try:
+        assert asyncio.run(main()) == ([], [True, True])
+    finally:
+        release.set()
+
+
+def test_at_most_limit_threads_run_and_the_rest_wait_their_turn(workers: WorkerThreads) -> None:
+    running: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def work(i: int) -> int:
+        with lock:
+            running.append(i)
+            most[0] = max(most[0], len(running))
+        release.wait(WAIT_S)
+        with lock:
+            running.remove(i)
+        return i * i
+
+    async def main() -> list[int]:
+        tasks = [asyncio.create_task(workers.run(lambda i=i: work(i))) for i in range(5)]
+        await asyncio.to_thread(_wait_until, lambda: len(running) == 2, "two running jobs")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(running) == 2  # the limit: three jobs wait in the queue
+        release.set()
+        return list(await asyncio.gather(*tasks))
+
+    assert asyncio.run(main()) == [0, 1, 4, 9, 16]
+    assert most[0] == 2
+
+
+def test_idle_threads_end_and_new_work_starts_one_again(workers: WorkerThreads) -> None:
+    def worker_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("searchd-worker-")]
+
+    before = set(worker_threads())
+    assert asyncio.run(workers.run(lambda: 5)) == 5
+    _wait_until(lambda: set(worker_threads()) <= before, "the idle thread to end")
+    assert asyncio.run(workers.run(lambda: 6)) == 6
+
+
+def test_closed_workers_refuse_new_work_and_leave_no_thread() -> None:
+    pool = WorkerThreads(limit=3, idle_s=60, name="closing-pool")
+
+    together = threading.Barrier(3, timeout=WAIT_S)  # three jobs that wait for one another need three threads
+
+    def work(i: int) -> int:
+        together.wait()
+        return i
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(pool.run(lambda i=i: work(i)) for i in range(3))))
+
+    assert asyncio.run(main()) == [0, 1, 2]
+    threads = [t for t in threading.enumerate() if t.name.startswith("closing-pool-")]
+    assert len(threads) == 3
+    pool.close()
+    assert all(not t.is_alive() for t in threads)
+
+    async def again() -> int:
+        return await pool.run(lambda: 1)
+
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(again())
