@@ -43,6 +43,28 @@ def test_work_answers_in_another_thread_with_the_callers_context(workers: Worker
     assert thread_name.startswith("searchd-worker-")
 
 
+def test_work_goes_to_the_thread_that_went_idle_last() -> None:
+    workers = WorkerThreads(limit=2, idle_s=600)  # no thread ends on its own during the test
+    release = threading.Event()
+
+    async def main() -> tuple[int, int, list[int]]:
+        # Two threads at once, then one job at a time: each goes to the thread that finished last.
+        first = asyncio.create_task(workers.run(lambda: (release.wait(WAIT_S), threading.get_ident())[1]))
+        second = await workers.run(threading.get_ident)
+        release.set()
+        held = await first
+        after = [await workers.run(threading.get_ident) for _ in range(5)]
+        return held, second, after
+
+    try:
+        held, second, after = asyncio.run(main())
+    finally:
+        release.set()
+        workers.close()
+    assert held != second
+    assert after == [held] * 5  # the thread that held the first job went idle last
+
+
 def test_an_error_of_the_work_is_raised_to_the_caller(workers: WorkerThreads) -> None:
     def fail() -> None:
         raise ValueError("bad vector")
