@@ -4,7 +4,7 @@ The query gate (server/limits.py) answers 503 once a request runs past
 ``server.limits.queryTimeout``, but nothing can stop a function already running in a worker
 thread from outside.  So the gate publishes the request's ``Deadline`` in a context variable
 for as long as the request runs: the coroutines under it see it, and so do the worker threads
-they start (anyio runs ``to_thread.run_sync`` in a copy of the caller's context).  The long
+they start (searchd.workers and anyio's ``to_thread.run_sync`` run work in a copy of the caller's context).  The long
 loops check it and stop at their next check, raising QueryTimeout: SQLite statements through
 the store's progress handler, the in-memory filter scans, BM25 scoring term by term, the
 decoding of fetched objects and the groups of an aggregation.  Work outside a request
