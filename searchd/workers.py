@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,6 +31,8 @@ from typing import Any, TypeVar
 import anyio
 
 T = TypeVar("T")
+CLOSE_WAIT_S = 60.0  # a query stops at its deadline; only a stuck thread would hold a shutdown longer
+log = logging.getLogger("searchd.workers")
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
 
 
@@ -128,13 +132,17 @@ class WorkerThreads:
         except RuntimeError:  # the loop was closed meanwhile: nobody waits any more
             pass
 
-    def close(self) -> None:
-        """End every thread once the work handed to it is done (new work is refused)."""
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """End every thread once the work handed to it is done (new work is refused); wait up to ``wait_s`` for them."""
         with self._lock:
             self._closed = True
             threads = dict(self._threads)
         for worker in threads:
             worker.jobs.put(None)
+        until = time.monotonic() + wait_s
         for thread in threads.values():
             if thread is not threading.current_thread():
-                thread.join()
+                thread.join(max(0.0, until - time.monotonic()))
+        busy = [t.name for t in threads.values() if t.is_alive() and t is not threading.current_thread()]
+        if busy:
+            log.warning("%d worker thread(s) still running after %g s at close: %s", len(busy), wait_s, ", ".join(busy))

@@ -208,3 +208,30 @@ def test_closed_workers_refuse_new_work_and_leave_no_thread() -> None:
 
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(again())
+
+
+def test_close_waits_a_bounded_time_for_a_busy_thread_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    pool = WorkerThreads(limit=1, idle_s=60, name="stuck-pool")
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        started.set()
+        release.wait(WAIT_S)
+
+    async def main() -> None:
+        task = asyncio.create_task(pool.run(work))
+        await asyncio.to_thread(started.wait, WAIT_S)
+        with caplog.at_level("WARNING", logger="searchd.workers"):
+            pool.close(wait_s=0.01)
+        release.set()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    assert [r.getMessage() for r in caplog.records] == ["1 worker thread(s) still running after 0.01 s at close: stuck-pool-0"]
+    stuck = [t for t in threading.enumerate() if t.name == "stuck-pool-0"]
+    for thread in stuck:
+        thread.join(WAIT_S)
+    assert not any(t.is_alive() for t in stuck)
