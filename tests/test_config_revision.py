@@ -123,6 +123,21 @@ def test_the_revision_is_the_canonical_hash_whatever_the_strings_and_floats(writ
     assert "a, b: c" in canonical_json and ("résumé" in spec.collections[1].description) == (case in ("awkward", "non-ASCII"))
 
 
+def test_the_revision_of_collections_that_share_their_parts_is_the_canonical_hash(write_config: WriteConfig) -> None:
+    """Collections that share their parts are written part by part (revision._text_of_shared): descriptions with
+    quotes, a percent sign, separators and non-ASCII characters are written as json.dumps writes them."""
+    descriptions = ['50% off, "quoted": yes', "résumé 😀", "", "tab\\there", "%s %(x)s"]
+    text = "collections:\n" + "".join(
+        f"  - name: C{i}\n    description: '{description}'\n    properties: [{{name: title, type: TEXT}}]\n"
+        "    vectors: {v: {vectorizer: {module: text2vec-hash, textFields: [title]}}}\n"
+        for i, description in enumerate(descriptions)
+    )
+    spec = load_spec(write_config(text), default_registry(), environ={})
+    assert len({id(c.properties) for c in spec.collections}) == 1 and spec.collections[3].description == "tab\\there"
+    canonical_json = json.dumps(canonical(redacted(spec)), sort_keys=True)
+    assert content_revision(spec) == hashlib.sha256(canonical_json.encode()).hexdigest()[:12]
+
+
 def test_a_load_hands_what_it_kept_to_the_oldest_generation() -> None:
     """Out of a paused collector, what survived is in the oldest generation (no young collection walks it), a cycle
     made meanwhile is still collected, and a frozen heap (a server's, settle_heap) stays frozen."""
