@@ -160,6 +160,7 @@ class _Passed:
 
 
 _TEXT_ONLY_KEYS = ("tokenization", "indexSearchable")
+_TEXT, _TEXT_ARRAY = PropertyType.TEXT, PropertyType.TEXT_ARRAY  # PropertyType.is_text, without its call (an Enum hashes in Python)
 
 
 def _check_collection(collection: CollectionSpec, path: PathKey, locator: Locator, registry: KnownModules, passed: _Passed, raw: Mapping[str, Any]) -> list[ConfigIssue]:
@@ -251,12 +252,14 @@ def _check_vector(
         found.extend(_check_model(module, spec, vpath, locator))
         if not found:
             passed_models.add(model_key)
-    found.extend(_check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields or (), "text" in module.embeds, by_name))
-    found.extend(_check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields or (), "image" in module.embeds, by_name))
+    if spec.text_fields:
+        found.extend(_check_fields(collection, vector, vpath, locator, "textFields", spec.text_fields, "text" in module.embeds, by_name))
+    if spec.image_fields:
+        found.extend(_check_fields(collection, vector, vpath, locator, "imageFields", spec.image_fields, "image" in module.embeds, by_name))
     text_fields = spec.text_fields if spec.text_fields is not None else (
         tuple(p.name for p in collection.properties if p.type.is_text) if module.name.startswith(("text2vec", "text2multivec")) else ()
     )
-    fields = (*text_fields, *(spec.image_fields or ()))
+    fields = text_fields + spec.image_fields if spec.image_fields else text_fields
     if not fields:
         hint = "add textFields and/or imageFields" if "image" in module.modalities else "add a TEXT property or list textFields"
         found.append(locator.issue(vpath, f"vector '{vector.name}' has nothing to embed", hint))
@@ -323,6 +326,6 @@ def _check_fields(
         if prop is None:
             known = ", ".join(p.name for p in collection.properties) or "none"
             found.append(locator.issue((*vpath, key, index), f"'{name}' is not a property of collection '{collection.name}'", f"declared properties: {known}"))
-        elif (prop.type.is_text if key == "textFields" else prop.type is PropertyType.BLOB) is False:
+        elif (prop.type is _TEXT or prop.type is _TEXT_ARRAY if key == "textFields" else prop.type is PropertyType.BLOB) is False:
             found.append(locator.issue((*vpath, key, index), f"'{name}' is {prop.type.value}, but {key} need {wanted} properties", f"declare '{name}' as {wanted} or remove it from {key}"))
     return found
