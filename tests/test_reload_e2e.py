@@ -122,7 +122,10 @@ def status(http: httpx.Client) -> dict[str, Any]:
 def wait_status(http: httpx.Client, done: Callable[[dict[str, Any]], bool], what: str, logs: Callable[[], str]) -> dict[str, Any]:
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        now = status(http)
+        try:
+            now = status(http)
+        except httpx.TransportError as exc:  # the server stopped answering: its log says why
+            pytest.fail(f"{what}: /v1/config/status failed ({exc!r})\n{logs()}")
         if done(now):
             return now
         if time.monotonic() > deadline:
