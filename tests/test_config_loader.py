@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -25,6 +26,9 @@ from searchd.errors import ConfigError, ConfigIssue
 from searchd.modules import default_registry
 from searchd.reload.plan import classify
 from tests.conftest import ClientFactory
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction  # typeshed's name for a trace function (stubs only)
 
 WriteConfig = Callable[..., Path]
 
@@ -372,12 +376,12 @@ def counted_lines(work: Callable[[], object]) -> int:
     work()
     lines = 0
 
-    def local(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
+    def local(frame: FrameType, event: str, arg: Any) -> TraceFunction:
         nonlocal lines
         lines += event == "line"
         return local
 
-    def called(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
+    def called(frame: FrameType, event: str, arg: Any) -> TraceFunction | None:
         return local if event == "call" else None
 
     previous = sys.gettrace()
