@@ -108,19 +108,22 @@ class WorkerThreads:
                         del self._threads[worker]
                         return
                 continue  # a job was handed to it as it timed out: it is in its queue
-            while job is not None:
-                self._do(*job)
-                with self._lock:
-                    if self._backlog:
-                        job = self._backlog.popleft()
-                    else:
-                        self._idle.append(worker)
-                        break
             if job is None:
                 return
+            self._run(worker, job)
+            job = None  # nothing of it stays referenced while the thread waits for the next one
+
+    def _run(self, worker: _Thread, job: _Job) -> None:
+        """This job, then the backlog's, until there is none: the thread is idle again."""
+        while True:
+            self._do(*job)
+            with self._lock:
+                if not self._backlog:
+                    self._idle.append(worker)
+                    return
+                job = self._backlog.popleft()
 
     def _do(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any], context: contextvars.Context, work: Callable[[], Any]) -> None:
-        # In its own frame, so that nothing of the job stays referenced while the thread waits for the next one.
         value: Any = None
         error: BaseException | None = None
         try:

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import threading
 import time
+import weakref
 
 import anyio
 import anyio.lowlevel
@@ -235,3 +236,20 @@ def test_close_waits_a_bounded_time_for_a_busy_thread_and_says_so(caplog: pytest
     for thread in stuck:
         thread.join(WAIT_S)
     assert not any(t.is_alive() for t in stuck)
+
+
+def test_an_idle_thread_keeps_nothing_of_the_job_it_ran() -> None:
+    # A job holds the request's arguments (a query vector, an allow-list): an idle thread must not keep them alive.
+    class Work:
+        def __call__(self) -> int:
+            return 7
+
+    pool = WorkerThreads(limit=1, idle_s=600)
+    work = Work()
+    released = weakref.ref(work)
+    try:
+        assert asyncio.run(pool.run(work)) == 7
+        del work
+        _wait_until(lambda: released() is None, "the finished job to be released by its idle thread")
+    finally:
+        pool.close()
