@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-import time
 import weakref
+from collections.abc import Iterator
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -18,16 +19,8 @@ WAIT_S = 30.0  # a bound on waits for a condition, never a duration the test exp
 request_name: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="none")
 
 
-def _wait_until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.001)
-
-
 @pytest.fixture
-def workers() -> WorkerThreads:
+def workers() -> Iterator[WorkerThreads]:
     pool = WorkerThreads(limit=2, idle_s=0.05)
     yield pool
     pool.close()
@@ -152,20 +145,22 @@ def test_at_most_limit_threads_run_and_the_rest_wait_their_turn(workers: WorkerT
     running: list[int] = []
     most = [0]
     lock = threading.Lock()
-    release = threading.Event()
+    release, two_running = threading.Event(), threading.Event()
 
     def work(i: int) -> int:
         with lock:
             running.append(i)
             most[0] = max(most[0], len(running))
+            if len(running) == 2:
+                two_running.set()
         release.wait(WAIT_S)
         with lock:
             running.remove(i)
         return i * i
 
     async def main() -> list[int]:
-        tasks = [asyncio.create_task(workers.run(lambda i=i: work(i))) for i in range(5)]
-        await asyncio.to_thread(_wait_until, lambda: len(running) == 2, "two running jobs")
+        tasks = [asyncio.create_task(workers.run(partial(work, i))) for i in range(5)]
+        assert await asyncio.to_thread(two_running.wait, WAIT_S), "two jobs never ran at once"
         for _ in range(20):
             await asyncio.sleep(0)
         assert len(running) == 2  # the limit: three jobs wait in the queue
@@ -177,13 +172,11 @@ def test_at_most_limit_threads_run_and_the_rest_wait_their_turn(workers: WorkerT
 
 
 def test_idle_threads_end_and_new_work_starts_one_again(workers: WorkerThreads) -> None:
-    def worker_threads() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name.startswith("searchd-worker-")]
-
-    before = set(worker_threads())
-    assert asyncio.run(workers.run(lambda: 5)) == 5
-    _wait_until(lambda: set(worker_threads()) <= before, "the idle thread to end")
-    assert asyncio.run(workers.run(lambda: 6)) == 6
+    first = asyncio.run(workers.run(threading.current_thread))
+    first.join(WAIT_S)  # idle for idle_s (0.05 s), it ends
+    assert not first.is_alive()
+    second = asyncio.run(workers.run(threading.current_thread))
+    assert second is not first and second.name.startswith("searchd-worker-")
 
 
 def test_closed_workers_refuse_new_work_and_leave_no_thread() -> None:
@@ -196,7 +189,7 @@ def test_closed_workers_refuse_new_work_and_leave_no_thread() -> None:
         return i
 
     async def main() -> list[int]:
-        return list(await asyncio.gather(*(pool.run(lambda i=i: work(i)) for i in range(3))))
+        return list(await asyncio.gather(*(pool.run(partial(work, i)) for i in range(3))))
 
     assert asyncio.run(main()) == [0, 1, 2]
     threads = [t for t in threading.enumerate() if t.name.startswith("closing-pool-")]
@@ -246,10 +239,11 @@ def test_an_idle_thread_keeps_nothing_of_the_job_it_ran() -> None:
 
     pool = WorkerThreads(limit=1, idle_s=600)
     work = Work()
-    released = weakref.ref(work)
+    released = threading.Event()
+    weakref.finalize(work, released.set)
     try:
         assert asyncio.run(pool.run(work)) == 7
         del work
-        _wait_until(lambda: released() is None, "the finished job to be released by its idle thread")
+        assert released.wait(WAIT_S), "the idle thread still holds the job it ran"
     finally:
         pool.close()
