@@ -116,24 +116,28 @@ class WorkerThreads:
     def _run(self, worker: _Thread, job: _Job) -> None:
         """This job, then the backlog's, until there is none: the thread is idle again."""
         while True:
-            self._do(*job)
+            loop, done, value, error = self._do(*job)
             with self._lock:
-                if not self._backlog:
+                following = self._backlog.popleft() if self._backlog else None
+                if following is None:
+                    # Idle before the caller hears of the result: its next job comes to this thread.
                     self._idle.append(worker)
-                    return
-                job = self._backlog.popleft()
+            try:
+                loop.call_soon_threadsafe(_settle, done, value, error)
+            except RuntimeError:  # the loop was closed meanwhile: nobody waits any more
+                pass
+            if following is None:
+                return
+            job = following
 
-    def _do(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any], context: contextvars.Context, work: Callable[[], Any]) -> None:
-        value: Any = None
-        error: BaseException | None = None
+    @staticmethod
+    def _do(
+        loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any], context: contextvars.Context, work: Callable[[], Any]
+    ) -> tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, BaseException | None]:
         try:
-            value = context.run(work)
+            return loop, done, context.run(work), None
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which raises it
-            error = exc
-        try:
-            loop.call_soon_threadsafe(_settle, done, value, error)
-        except RuntimeError:  # the loop was closed meanwhile: nobody waits any more
-            pass
+            return loop, done, None, exc
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """End every thread once the work handed to it is done (new work is refused); wait up to ``wait_s`` for them."""

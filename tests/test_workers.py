@@ -39,11 +39,19 @@ def test_work_answers_in_another_thread_with_the_callers_context(workers: Worker
 
 def test_work_goes_to_the_thread_that_went_idle_last() -> None:
     workers = WorkerThreads(limit=2, idle_s=600)  # no thread ends on its own during the test
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> int:
+        started.set()
+        release.wait(WAIT_S)
+        return threading.get_ident()
 
     async def main() -> tuple[int, int, list[int]]:
         # Two threads at once, then one job at a time: each goes to the thread that finished last.
-        first = asyncio.create_task(workers.run(lambda: (release.wait(WAIT_S), threading.get_ident())[1]))
+        first = asyncio.create_task(workers.run(hold))
+        # The first job must hold its thread before the second is handed over; otherwise the
+        # second can finish first and the first job rightly goes to the thread it left idle.
+        assert await asyncio.to_thread(started.wait, WAIT_S)
         second = await workers.run(threading.get_ident)
         release.set()
         held = await first
