@@ -25,7 +25,7 @@ from searchd.engine_writes import WritePath
 from searchd.errors import ConfigChanged
 from searchd.follower import Follower
 from searchd.index import Hit, VectorIndex
-from searchd.index.base import AllowList
+from searchd.index.base import AllowList, ApproximateIndex, columns
 from searchd.index.persist import index_dir, keyword_dir, keyword_fingerprint, save_index, vector_fingerprint
 from searchd.index.pgvector import PgVectorIndex
 from searchd.records import StoredObject
@@ -211,6 +211,20 @@ class Engine(WritePath, ShadowIndexes, ReplicaChanges):
         if max_distance is not None:
             hits = [h for h in hits if h.distance <= max_distance + 1e-6]
         return hits
+
+    def search_columns(
+        self, collection: CompiledCollection, vector: CompiledVector, query: np.ndarray, limit: int, max_distance: float | None = None, allowed: AllowList | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``search_hits`` as (docs, distances) arrays, for fusion: an unfiltered graph search gives them without making hits."""
+        index = self._index_for(collection.name, vector, query)
+        if allowed is not None or not isinstance(index, ApproximateIndex):
+            return columns(self.search_hits(collection, vector, query, limit, 0, max_distance, allowed))
+        docs, found = index.search_columns(query, limit)
+        found = found.astype(np.float64, copy=False)  # as the hits' Python floats: a bound compares in float64
+        if max_distance is not None:
+            kept = found <= max_distance + 1e-6
+            docs, found = docs[kept], found[kept]
+        return docs, found
 
     def _index_for(self, collection: str, vector: CompiledVector, query: np.ndarray) -> VectorIndex:
         """The index built for ``vector`` as the request's catalog declares it.

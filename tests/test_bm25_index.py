@@ -199,6 +199,8 @@ def test_scores_match_the_reference_on_a_larger_corpus() -> None:
     for _ in range(60):
         search = random_search(rng) | {"k": rng.randrange(1, 40)}
         assert hits_of(index, search) == expected_hits(reference, index, search, None), search
+        docs, scores = index.search_columns(**search)  # the arrays hybrid fuses: the same hits, in the same order
+        assert list(zip(docs.tolist(), scores.tolist(), strict=True)) == [(doc, score) for doc, score, _ in hits_of(index, search, explain=False)]
 
 
 def test_explanations_are_only_asked_for() -> None:

@@ -32,7 +32,7 @@ import pytest
 
 from searchd.config.spec import Distance, IndexSpec
 from searchd.index.annoy import AnnoyIndex
-from searchd.index.base import EXACT_SCAN_MAX, AllowList, Hit, VectorReader, build_index, prepare, restore_index, top_k
+from searchd.index.base import EXACT_SCAN_MAX, AllowList, ApproximateIndex, Hit, VectorReader, build_index, prepare, restore_index, top_k
 from searchd.index.codes import ScanCodes, rerank_count
 from searchd.index.flat import FlatIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
@@ -1429,6 +1429,10 @@ def test_distance_definitions(kind: str, metric: Distance) -> None:
         hits = index.search(query, 3)
         assert [h.id for h in hits] == nearest[:3]
         assert [h.distance for h in hits] == pytest.approx([expected[i] for i in nearest[:3]], abs=1e-4)
+        if isinstance(index, ApproximateIndex):  # the arrays hybrid fuses: the same docs and distances, exactly
+            for k in (3, 4):
+                docs, distances = index.search_columns(query, k)
+                assert list(zip(docs.tolist(), distances.tolist(), strict=True)) == [tuple(h) for h in index.search(query, k)]
         # The exact paths (an allow-list, its vectors read through its callback or not; k = everything) use the same definition.
         filtered = [index.search(query, 3, allowed=allow([*HAND_VECTORS, GHOST], vectors)) for vectors in (None, stored)]
         for exact in (*filtered, index.search(query, 4)):

@@ -54,6 +54,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,7 +62,7 @@ import numpy as np
 
 from searchd import deadline
 from searchd.config.spec import CollectionSpec, InvertedIndexSpec, Tokenization
-from searchd.index.base import AllowList
+from searchd.index.base import AllowList, distinct
 from searchd.index.bm25_files import checked_array, checksum, header_count, load_arrays, read_property
 from searchd.index.vocab import Vocabulary
 
@@ -323,15 +324,7 @@ def _sum_by_doc(docs_parts: list[np.ndarray], score_parts: list[np.ndarray]) -> 
     """(the distinct docs, each posting's index among them, each doc's summed score) of (property, term) segments."""
     if len(docs_parts) == 1:
         return docs_parts[0], np.arange(len(docs_parts[0])), score_parts[0]  # one term's postings hold each doc once
-    everything = np.concatenate(docs_parts)
-    order = np.argsort(everything, kind="stable")  # measured faster than the default kind on these sizes
-    ordered = everything[order]
-    starts = np.empty(len(everything), dtype=bool)
-    starts[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
-    inverse = np.empty(len(everything), dtype=np.intp)
-    inverse[order] = np.cumsum(starts) - 1
-    unique = ordered[starts]
+    unique, inverse = distinct(np.concatenate(docs_parts))
     # bincount adds each doc's contributions in input order, (property, term) order: the formula's order of additions.
     return unique, inverse, np.bincount(inverse, weights=np.concatenate(score_parts), minlength=len(unique))
 
@@ -346,6 +339,18 @@ def _best(candidates: np.ndarray, unique: np.ndarray, scores: np.ndarray, k: int
         candidates, negated = candidates[kept], negated[kept]
     ranked: np.ndarray = candidates[np.lexsort((unique[candidates], negated))]
     return ranked
+
+
+class _Top(NamedTuple):
+    """A search's scoring: the distinct matching docs, each posting's index among them, their scores, the k best (indexes
+    into ``unique``, best first), and for explanations each (property, term)'s frequencies and place in the postings."""
+
+    unique: np.ndarray
+    inverse: np.ndarray
+    scores: np.ndarray
+    ranked: np.ndarray
+    freq_parts: list[np.ndarray]
+    segments: list[tuple[_Property, str, int, int]]
 
 
 class BM25Index:
@@ -430,62 +435,86 @@ class BM25Index:
     ) -> list[KeywordHit]:
         """Top-k objects by BM25, and any tied with the k-th; ``properties`` are (name, boost) pairs (default: every searchable one)."""
         with self._lock:
-            chosen = properties if properties is not None else [(name, 1.0) for name in self.properties]
-            k1, b = self.k1, self.b
-            docs_parts: list[np.ndarray] = []
-            score_parts: list[np.ndarray] = []
-            freq_parts: list[np.ndarray] = []
-            segments: list[tuple[_Property, str, int, int]] = []  # (property, term, start, end) in the concatenation
-            needs: list[tuple[int, int, int]] = []  # (start, end, distinct terms needed) per property
-            used = 0
-            for name, boost in chosen:
-                prop = self.properties[name]
-                terms = self.query_terms(query, name)
-                if not terms or not prop.documents:
-                    continue
-                if prop.needs_fold():
-                    prop.fold()
-                prop.settle(k1, b, self._size)
-                first = used
-                for term, repeats in deadline.checked(terms.items(), every=64):  # a long query string: thousands of terms
-                    term_id = prop.vocab.get(term)
-                    scored = None if term_id is None else prop.scored(term_id, k1, b)
-                    if scored is None:
-                        continue
-                    # boost · repeats · idf · f / (f + norm), evaluated left to right as ever (the cached unit when the weight is idf).
-                    weight = boost * repeats * scored.idf
-                    docs_parts.append(scored.docs)
-                    score_parts.append(scored.unit if weight == scored.idf else weight * scored.freqs / scored.denominator)
-                    freq_parts.append(scored.freqs)
-                    segments.append((prop, term, used, used + len(scored.docs)))
-                    used += len(scored.docs)
-                needed = len(terms) if operator == "And" else max(1, minimum_match)
-                if needed > 1:
-                    needs.append((first, used, needed))
-                elif used > first:
-                    needs.append((first, used, 1))
-            if not used or k <= 0:
+            top = self._top(query, k, properties, operator, minimum_match, allowed)
+            if top is None:
                 return []
-            unique, inverse, scores = _sum_by_doc(docs_parts, score_parts)
-            if all(needed <= 1 for _, _, needed in needs):
-                candidates = np.arange(len(unique))
-            else:
-                eligible = np.zeros(len(unique), dtype=bool)
-                for start, end, needed in needs:
-                    eligible |= np.bincount(inverse[start:end], minlength=len(unique)) >= needed
-                candidates = np.flatnonzero(eligible)
-            if allowed is not None:
-                candidates = candidates[allowed.passes(unique[candidates])]
-            if not len(candidates):
-                return []
-            ranked = _best(candidates, unique, scores, k)
-            hit_docs = unique[ranked].tolist()
-            hit_scores = scores[ranked].tolist()
+            hit_docs = top.unique[top.ranked].tolist()
+            hit_scores = top.scores[top.ranked].tolist()
             if not explain:
-                return [KeywordHit(doc, score, "") for doc, score in zip(hit_docs, hit_scores)]
-            frequencies_all = np.concatenate(freq_parts) if len(freq_parts) > 1 else freq_parts[0]
-            notes = self._explain(ranked, hit_docs, len(unique), inverse, frequencies_all, segments)
-            return [KeywordHit(doc, score, note) for doc, score, note in zip(hit_docs, hit_scores, notes)]
+                return list(map(tuple.__new__, repeat(KeywordHit), zip(hit_docs, hit_scores, repeat("", len(hit_docs)))))  # in C: see hits_of
+            frequencies_all = np.concatenate(top.freq_parts) if len(top.freq_parts) > 1 else top.freq_parts[0]
+            notes = self._explain(top.ranked, hit_docs, len(top.unique), top.inverse, frequencies_all, top.segments)
+            return list(map(tuple.__new__, repeat(KeywordHit), zip(hit_docs, hit_scores, notes)))
+
+    def search_columns(
+        self,
+        query: str,
+        k: int,
+        properties: Sequence[tuple[str, float]] | None = None,
+        operator: str = "Or",
+        minimum_match: int = 1,
+        allowed: AllowList | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``search``'s docs and scores as arrays, without explanations: for a caller that works on arrays (hybrid's fusion)."""
+        with self._lock:
+            top = self._top(query, k, properties, operator, minimum_match, allowed)
+            if top is None:
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+            return top.unique[top.ranked].astype(np.int64, copy=False), top.scores[top.ranked]
+
+    def _top(
+        self, query: str, k: int, properties: Sequence[tuple[str, float]] | None, operator: str, minimum_match: int, allowed: AllowList | None
+    ) -> _Top | None:
+        """The scoring behind ``search`` (under the lock): every matching doc's score, and the k best (with ties)."""
+        chosen = properties if properties is not None else [(name, 1.0) for name in self.properties]
+        k1, b = self.k1, self.b
+        docs_parts: list[np.ndarray] = []
+        score_parts: list[np.ndarray] = []
+        freq_parts: list[np.ndarray] = []
+        segments: list[tuple[_Property, str, int, int]] = []  # (property, term, start, end) in the concatenation
+        needs: list[tuple[int, int, int]] = []  # (start, end, distinct terms needed) per property
+        used = 0
+        for name, boost in chosen:
+            prop = self.properties[name]
+            terms = self.query_terms(query, name)
+            if not terms or not prop.documents:
+                continue
+            if prop.needs_fold():
+                prop.fold()
+            prop.settle(k1, b, self._size)
+            first = used
+            for term, repeats in deadline.checked(terms.items(), every=64):  # a long query string: thousands of terms
+                term_id = prop.vocab.get(term)
+                scored = None if term_id is None else prop.scored(term_id, k1, b)
+                if scored is None:
+                    continue
+                # boost · repeats · idf · f / (f + norm), evaluated left to right as ever (the cached unit when the weight is idf).
+                weight = boost * repeats * scored.idf
+                docs_parts.append(scored.docs)
+                score_parts.append(scored.unit if weight == scored.idf else weight * scored.freqs / scored.denominator)
+                freq_parts.append(scored.freqs)
+                segments.append((prop, term, used, used + len(scored.docs)))
+                used += len(scored.docs)
+            needed = len(terms) if operator == "And" else max(1, minimum_match)
+            if needed > 1:
+                needs.append((first, used, needed))
+            elif used > first:
+                needs.append((first, used, 1))
+        if not used or k <= 0:
+            return None
+        unique, inverse, scores = _sum_by_doc(docs_parts, score_parts)
+        if all(needed <= 1 for _, _, needed in needs):
+            candidates = np.arange(len(unique))
+        else:
+            eligible = np.zeros(len(unique), dtype=bool)
+            for start, end, needed in needs:
+                eligible |= np.bincount(inverse[start:end], minlength=len(unique)) >= needed
+            candidates = np.flatnonzero(eligible)
+        if allowed is not None:
+            candidates = candidates[allowed.passes(unique[candidates])]
+        if not len(candidates):
+            return None
+        return _Top(unique, inverse, scores, _best(candidates, unique, scores, k), freq_parts, segments)
 
     @staticmethod
     def _explain(

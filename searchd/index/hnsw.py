@@ -25,7 +25,7 @@ import hnswlib
 import numpy as np
 
 from searchd.config.spec import Distance, IndexSpec
-from searchd.index.base import AllowList, ApproximateIndex, Hit, VectorReader, distances, top_k
+from searchd.index.base import AllowList, ApproximateIndex, Hit, VectorReader, columns, distances, hits_of, top_k
 from searchd.index.codes import ScanCodes, rerank_count
 
 SPACES: dict[Distance, Literal["cosine", "ip", "l2"]] = {Distance.COSINE: "cosine", Distance.DOT: "ip", Distance.L2_SQUARED: "l2"}
@@ -160,17 +160,26 @@ class HnswIndex(ApproximateIndex):
                 self._deleted.add(doc)
 
     def _approximate(self, query: np.ndarray, k: int) -> list[Hit]:
+        found = self._nearest(query, k)
+        return self._exact(query, k) if found is None else hits_of(found[0].tolist(), found[1].tolist())
+
+    def _approximate_columns(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = self._nearest(query, k)
+        return columns(self._exact(query, k)) if found is None else found
+
+    def _nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The graph's k nearest (docs, Weaviate distances); None when it cannot give k (the caller scans exactly)."""
         with self._lock.shared():
             k = min(k, len(self._codes))
             if k == 0:
-                return []
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
             try:
                 labels, raw = self._graph.knn_query(query, k=k, num_threads=1)  # hnswlib searches with max(ef, k)
             except RuntimeError:
                 # hnswlib cannot return k results when some nodes are unreachable from the entry
                 # point (k close to the index size): answer exactly instead of failing.
-                return self._exact(query, k)
-        return [Hit(int(label), float(d)) for label, d in zip(labels[0].tolist(), _weaviate_distance(self.metric, raw[0]).tolist())]
+                return None
+        return labels[0].astype(np.int64), _weaviate_distance(self.metric, raw[0])
 
     def _comparable(self, rows: np.ndarray) -> np.ndarray:
         """Rows as hnswlib compares them (it keeps cosine vectors normalised)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from searchd.index.base import distinct
+
 RRF_K = 60  # Weaviate's hard-coded rank constant; ranks are 0-based
 
 
@@ -104,38 +106,43 @@ def fused_top(legs: Sequence[ScoredLeg], ranked: bool, limit: int, id_of: Mappin
         if ranked:
             contribution = leg.weight / (np.arange(len(scores), dtype=np.float64) + RRF_K)
         else:
-            low, high = scores.min(), scores.max()
-            contribution = leg.weight * (np.ones_like(scores) if high == low else (scores - low) / (high - low))
+            low, high = float(scores.min()), float(scores.max())
+            contribution = np.full(len(scores), leg.weight) if high == low else leg.weight * ((scores - low) / (high - low))
         docs_parts.append(np.asarray(leg.docs, dtype=np.int64))
         contributions.append(contribution)
         originals.append(scores)
-    if not docs_parts:
+    if not docs_parts or limit <= 0:
         return []
-    unique, inverse = np.unique(np.concatenate(docs_parts), return_inverse=True)
-    # bincount adds each doc's contributions in leg order, starting from 0.0, as the dict-based fusion does.
-    score = np.bincount(inverse, weights=np.concatenate(contributions), minlength=len(unique))
-    secondary = np.zeros(len(unique))
-    np.maximum.at(secondary, inverse, np.concatenate(originals))
-    if limit <= 0:
-        return []
+    unique: np.ndarray
+    score: np.ndarray
+    secondary: np.ndarray
+    if len(docs_parts) == 1:  # a leg holds each doc once
+        unique, score, secondary = docs_parts[0], 0.0 + contributions[0], np.maximum(originals[0], 0.0)  # as from np.zeros below
+    else:
+        unique, inverse = distinct(np.concatenate(docs_parts))
+        # bincount adds each doc's contributions in leg order, starting from 0.0, as the dict-based fusion does.
+        score = np.bincount(inverse, weights=np.concatenate(contributions), minlength=len(unique))
+        secondary = np.zeros(len(unique))
+        np.maximum.at(secondary, inverse, np.concatenate(originals))
     # Ranks compare scores rounded to 7 decimals (exactly, as Python's round does), so only scores within rounding
     # reach of the limit-th best can make the cut: round() moves a score by 5e-8 at most, and rounding is monotonic.
-    near = np.arange(len(score))
     if limit < len(score):
         kth = -np.partition(-score, limit - 1)[limit - 1]
         near = np.flatnonzero(score >= kth - 2e-7)
-    rounded = np.array([round(value, 7) for value in score[near].tolist()])
-    order = near[np.lexsort((-secondary[near], -rounded))]
-    rank_of = dict(zip(near.tolist(), rounded.tolist()))
-    cut = min(limit, len(order))
-    last = order[cut - 1]
-    while cut < len(order) and rank_of[int(order[cut])] == rank_of[int(last)] and secondary[order[cut]] == secondary[last]:
+    else:
+        near = np.arange(len(score))
+    near_scores, near_secondary = score[near].tolist(), secondary[near].tolist()
+    rounded = [round(value, 7) for value in near_scores]
+    by_rank = np.lexsort((np.negative(near_secondary), np.negative(rounded))).tolist()  # positions in near, best first
+    cut = min(limit, len(by_rank))
+    last = by_rank[cut - 1]
+    while cut < len(by_rank) and rounded[by_rank[cut]] == rounded[last] and near_secondary[by_rank[cut]] == near_secondary[last]:
         cut += 1  # a tie at the cut: the id decides which of them stay
-    head = order[:cut].tolist()
-    keys = [(rank_of[i], float(secondary[i])) for i in head]
-    if len(set(keys)) < len(keys):  # equal ranks and scores: the id decides their order (looked up only then)
-        head = sorted(head, key=lambda i: (-rank_of[i], -secondary[i], id_of[int(unique[i])]))
-    return [(int(unique[i]), float(score[i])) for i in head[:limit]]
+    head = by_rank[:cut]
+    near_docs = unique[near].tolist()
+    if len({(rounded[i], near_secondary[i]) for i in head}) < len(head):  # equal ranks and scores: the id decides their order
+        head = sorted(head, key=lambda i: (-rounded[i], -near_secondary[i], id_of[near_docs[i]]))
+    return [(near_docs[i], near_scores[i]) for i in head[:limit]]
 
 
 def autocut(values: Sequence[float], jumps: int) -> int:

@@ -270,26 +270,43 @@ def keyword_hits(
     index = context.engine.keyword_index(collection)
     operator, minimum = _operator(search_operator)
     hits = index.search(query, limit, _properties(collection, properties), operator, minimum, allowed, explain=explain)
-    if not ordered:
-        return _cut_ties_by_id(context, collection, hits, limit)
-    ids = context.engine.ids(collection.name, [h.id for h in hits])
-    ranked = sorted(zip(hits, ids), key=lambda pair: (-pair[0].score, pair[1] or ""))  # equal scores: by id, deterministically
-    return [hit for hit, _ in ranked[:limit]]
+    kept = _best_by_id(context, collection, [h.id for h in hits], [h.score for h in hits], limit, ordered)
+    return hits if kept is None else [hits[i] for i in kept]
 
 
-def _cut_ties_by_id(context: QueryContext, collection: CompiledCollection, hits: list[KeywordHit], limit: int) -> list[KeywordHit]:
-    """The ``limit`` best of ``hits`` (best first, then every hit tied with the limit-th), the ties at the cut chosen by id.
+def keyword_columns(
+    context: QueryContext,
+    collection: CompiledCollection,
+    query: str,
+    limit: int,
+    properties: Sequence[str] | None,
+    search_operator: Mapping[str, Any] | None,
+    allowed: AllowList | None,
+    ordered: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``keyword_hits`` without explanations, as (docs, scores) arrays: hybrid's fusion works on arrays."""
+    index = context.engine.keyword_index(collection)
+    operator, minimum = _operator(search_operator)
+    docs, scores = index.search_columns(query, limit, _properties(collection, properties), operator, minimum, allowed)
+    kept = _best_by_id(context, collection, docs.tolist(), scores.tolist(), limit, ordered)
+    return (docs, scores) if kept is None else (docs[kept], scores[kept])
 
-    The same docs as ordering everything by (score, id), with ids read only for the docs tied at the cut.
+
+def _best_by_id(context: QueryContext, collection: CompiledCollection, docs: list[int], scores: list[float], limit: int, ordered: bool) -> list[int] | None:
+    """Which of a BM25 search's hits (best first, then every hit tied with the limit-th) to keep: the ``limit`` best, equal
+    scores ordered by id (``ordered``) or only the ties at the cut chosen by id, with ids read only for those.  None: all of them.
     """
-    if len(hits) <= limit:
-        return hits
-    last = hits[limit - 1].score
-    first_tied = next(i for i, hit in enumerate(hits) if hit.score == last)
-    tied = hits[first_tied:]
-    ids = context.engine.ids(collection.name, [h.id for h in tied])
+    if ordered:
+        ids = context.engine.ids(collection.name, docs)
+        return sorted(range(len(docs)), key=lambda i: (-scores[i], ids[i] or ""))[:limit]  # equal scores: by id, deterministically
+    if len(docs) <= limit:
+        return None
+    last = scores[limit - 1]
+    first_tied = scores.index(last)
+    tied = range(first_tied, len(docs))
+    ids = context.engine.ids(collection.name, [docs[i] for i in tied])
     chosen = sorted(zip(tied, ids), key=lambda pair: pair[1] or "")[: limit - first_tied]
-    return hits[:first_tied] + [hit for hit, _ in chosen]
+    return [*range(first_tied), *(i for i, _ in chosen)]
 
 
 async def bm25_rows(context: QueryContext, collection: CompiledCollection, bm25: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True) -> list[Row]:
@@ -346,32 +363,6 @@ class _IdsOnDemand(Mapping[int, str]):
         raise TypeError("ids are looked up one by one")
 
 
-def _columns(hits: Sequence[Hit] | Sequence[KeywordHit]) -> tuple[np.ndarray, np.ndarray]:
-    """A leg's docs and its numbers (distances or scores) as arrays: hits are tuples, so ``zip`` transposes them in C."""
-    if not hits:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    columns = tuple(zip(*hits, strict=False))
-    return np.array(columns[0], dtype=np.int64), np.array(columns[1], dtype=np.float64)
-
-
-def _fused_rows(
-    context: QueryContext, collection: CompiledCollection, searched: CompiledVector | None, keyword: list[KeywordHit], vector: list[Hit], alpha: float, ranked: bool, limit: int
-) -> list[Row]:
-    """Hybrid without explanations: fused in numpy over docs; ids are read for the rows kept (and ties at the cut)."""
-    keyword_docs, keyword_scores = _columns(keyword)
-    vector_docs, vector_distances = _columns(vector)
-    # Docs deleted since the legs ran drop out, as their ids would be gone.
-    keep_keyword, keep_vector = context.engine.alive(collection.name, keyword_docs), context.engine.alive(collection.name, vector_docs)
-    legs = [
-        ScoredLeg(1.0 - alpha, keyword_docs[keep_keyword], keyword_scores[keep_keyword]),
-        ScoredLeg(alpha, vector_docs[keep_vector], 1.0 - vector_distances[keep_vector]),
-    ]
-    top = fused_top(legs, ranked, limit, _IdsOnDemand(context, collection.name))
-    ids = context.engine.ids(collection.name, [doc for doc, _ in top])
-    distances = dict(vector)
-    return [Row(doc, object_id, searched, distances.get(doc), score) for (doc, score), object_id in zip(top, ids) if object_id is not None]
-
-
 async def hybrid_rows(
     context: QueryContext, collection: CompiledCollection, hybrid: Mapping[str, Any], limit: int, allowed: AllowList | None, explain: bool = True
 ) -> list[Row]:
@@ -393,34 +384,83 @@ def _hybrid_fused(
     allowed: AllowList | None,
     explain: bool,
 ) -> list[Row]:
-    """Both legs at hybrid's candidate depth, then the fusion (in a worker thread: it is all CPU)."""
+    """Both legs at hybrid's candidate depth, then the fusion (in a worker thread: it is all CPU).
+
+    Without explanations (the usual query) the legs stay arrays and fuse in numpy; explanations fuse hits by id.
+    """
     fetch = max(HYBRID_MIN_CANDIDATES, limit)
     ranked = hybrid.get("fusionType") == "rankedFusion"
     query = hybrid.get("query") or ""
-    keyword_result: list[KeywordHit] = []
-    if alpha < 1.0 and query:
-        keyword_result = keyword_hits(context, collection, query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed, explain, explain or ranked)
-    vector_name, searched, vector_result = "vector,hybridVector", None, []
+    keyword_wanted = alpha < 1.0 and bool(query)
+    vector_name, searched = "vector,hybridVector", None
+    vector_docs, vector_distances = _NO_DOCS, _NO_NUMBERS
     if vector_side is not None:
         vector_name, searched, near_vector, threshold = vector_side
-        vector_result = context.engine.search_hits(collection, searched, near_vector, fetch, 0, threshold, allowed)
+        vector_docs, vector_distances = context.engine.search_columns(collection, searched, near_vector, fetch, threshold, allowed)
+    # maxVectorDistance is a relevance gate: far vector hits go, and keyword hits the vector side did not keep go too.
     cap = hybrid.get("maxVectorDistance")
     if cap is not None:
-        # A relevance gate: far vector hits go, and keyword hits the vector side did not keep go too.
-        vector_result = [h for h in vector_result if h.distance <= cap]
-        kept = {h.id for h in vector_result}
-        keyword_result = [h for h in keyword_result if h.id in kept]
+        near = vector_distances <= cap
+        vector_docs, vector_distances = vector_docs[near], vector_distances[near]
+    keyword_args = (query, fetch, hybrid.get("properties"), hybrid.get("bm25SearchOperator"), allowed)
     if not explain:
-        return _fused_rows(context, collection, searched, keyword_result, vector_result, alpha, ranked, limit)
+        keyword_docs, keyword_scores = keyword_columns(context, collection, *keyword_args, ranked) if keyword_wanted else (_NO_DOCS, _NO_NUMBERS)
+        if cap is not None:
+            gated = np.isin(keyword_docs, vector_docs)
+            keyword_docs, keyword_scores = keyword_docs[gated], keyword_scores[gated]
+        return _fused_rows(context, collection, searched, (keyword_docs, keyword_scores), (vector_docs, vector_distances), alpha, ranked, limit)
+    keyword_result = keyword_hits(context, collection, *keyword_args, True, True) if keyword_wanted else []
+    if cap is not None:
+        kept = set(vector_docs.tolist())
+        keyword_result = [h for h in keyword_result if h.id in kept]
     # Fusion ranks and explains by id (ties too, as Weaviate does): docs become ids first.
-    docs = [h.id for h in keyword_result] + [h.id for h in vector_result]
+    vector_result = list(zip(vector_docs.tolist(), vector_distances.tolist()))
+    docs = [h.id for h in keyword_result] + [doc for doc, _ in vector_result]
     ids = dict(zip(docs, context.engine.ids(collection.name, docs)))
-    distances = {h.id: h.distance for h in vector_result}
+    distances = dict(vector_result)
     doc_of = {object_id: doc for doc, object_id in ids.items() if object_id is not None}
     legs = [
         Leg("keyword,bm25", 1.0 - alpha, [LegHit(i, h.score, h.explain) for h in keyword_result if (i := ids[h.id]) is not None]),
-        Leg(vector_name, alpha, [LegHit(i, 1.0 - h.distance) for h in vector_result if (i := ids[h.id]) is not None]),
+        Leg(vector_name, alpha, [LegHit(i, 1.0 - distance) for doc, distance in vector_result if (i := ids[doc]) is not None]),
     ]
     fuse = ranked_fusion if ranked else relative_score_fusion
     fused = fuse([leg for leg in legs if leg.weight > 0], explain)[:limit]
     return [Row(doc_of[f.id], f.id, searched, distances.get(doc_of[f.id]), f.score, f.explain) for f in fused]
+
+
+_NO_DOCS = np.empty(0, dtype=np.int64)
+_NO_NUMBERS = np.empty(0, dtype=np.float64)
+
+
+def _fused_rows(
+    context: QueryContext,
+    collection: CompiledCollection,
+    searched: CompiledVector | None,
+    keyword: tuple[np.ndarray, np.ndarray],
+    vector: tuple[np.ndarray, np.ndarray],
+    alpha: float,
+    ranked: bool,
+    limit: int,
+) -> list[Row]:
+    """Hybrid without explanations: the legs' (docs, scores or distances) fused in numpy; ids are read for the rows kept."""
+    (keyword_docs, keyword_scores), (vector_docs, vector_distances) = keyword, vector
+    # Docs deleted since the legs ran drop out, as their ids would be gone.
+    keep_keyword, keep_vector = context.engine.alive(collection.name, keyword_docs), context.engine.alive(collection.name, vector_docs)
+    legs = [
+        ScoredLeg(1.0 - alpha, keyword_docs[keep_keyword], keyword_scores[keep_keyword]),
+        ScoredLeg(alpha, vector_docs[keep_vector], 1.0 - vector_distances[keep_vector]),
+    ]
+    top = fused_top(legs, ranked, limit, _IdsOnDemand(context, collection.name))
+    ids = context.engine.ids(collection.name, [doc for doc, _ in top])
+    distances = _distances_of(vector_docs, vector_distances, [doc for doc, _ in top])
+    return [Row(doc, object_id, searched, distance, score) for (doc, score), object_id, distance in zip(top, ids, distances) if object_id is not None]
+
+
+def _distances_of(docs: np.ndarray, distances: np.ndarray, wanted: list[int]) -> list[float | None]:
+    """The distance of each wanted doc in a vector leg (None if the leg did not find it); cheaper than a dict of the leg."""
+    if not len(docs) or not wanted:
+        return [None] * len(wanted)
+    order = np.argsort(docs)
+    at = np.minimum(np.searchsorted(docs[order], wanted), len(docs) - 1)
+    found = (docs[order[at]] == wanted).tolist()
+    return [d if ok else None for d, ok in zip(distances[order[at]].tolist(), found)]
