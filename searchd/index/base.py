@@ -45,7 +45,7 @@ class Hit(NamedTuple):
 
 def hits_of(docs: Iterable[int], distances: Iterable[float]) -> list[Hit]:
     """Hits from parallel docs and distances, made in C (``tuple.__new__``, as ``Hit._make``): a Python-level
-    ``Hit(doc, distance)`` per hit costs a quarter of an hnsw search's own time at 100 hits."""
+    ``Hit(doc, distance)`` per hit takes twice as long (30 µs at 100 hits)."""
     return list(map(tuple.__new__, repeat(Hit), zip(docs, distances)))
 
 
@@ -60,8 +60,8 @@ def columns(hits: Sequence[tuple[int, float, *tuple[object, ...]]]) -> tuple[np.
 def distinct(docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(docs, return_inverse=True)``: the distinct docs, and each input's index among them.
 
-    In a third of np.unique's time at a few hundred docs (its generality costs), and a stable sort, which was
-    measured faster than the default kind on BM25's postings.
+    About 10 % faster than np.unique at a few hundred docs, and by a stable sort, which was measured faster than
+    the default kind on BM25's postings.
     """
     order = np.argsort(docs, kind="stable")
     ordered = docs[order]
@@ -218,7 +218,6 @@ class ApproximateIndex(abc.ABC):
         if 0 < k < len(self):
             return self._approximate_columns(prepare(query, self.metric), k)
         return columns(self.search(query, k))
-
 
     def search(self, query: np.ndarray, k: int, allowed: AllowList | None = None) -> list[Hit]:
         q = prepare(query, self.metric)
