@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 from array import array
 from bisect import bisect_right
@@ -64,10 +63,8 @@ from searchd import deadline
 from searchd.config.spec import CollectionSpec, InvertedIndexSpec, Tokenization
 from searchd.index.base import AllowList, distinct
 from searchd.index.bm25_files import checked_array, checksum, header_count, load_arrays, read_property
+from searchd.index.tokens import tokenize, tokenize_value
 from searchd.index.vocab import Vocabulary
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
 FORMAT_NAME = "searchd-bm25"
 FORMAT_VERSION = 1
@@ -82,26 +79,6 @@ TERM_CACHE_POSTINGS = 131_072  # postings whose scores a property keeps between 
 _STALE_MIN = 1_024  # stale docs always tolerated before a fold …
 _STALE_FRACTION = 4  # … and at most one per this many live ones
 _DEAD_TERMS_MIN = 1_024  # terms without postings dropped from the vocabulary at a fold past this many
-
-
-def tokenize(text: str, tokenization: Tokenization) -> list[str]:
-    if tokenization is Tokenization.WORD:
-        return _WORD.findall(text.lower())
-    if tokenization is Tokenization.LOWERCASE:
-        return text.lower().split()
-    if tokenization is Tokenization.WHITESPACE:
-        return text.split()
-    if tokenization is Tokenization.FIELD:
-        stripped = text.strip()
-        return [stripped] if stripped else []
-    joined = _ALNUM.sub("", text.lower())  # trigram
-    return [joined[i : i + 3] for i in range(len(joined) - 2)] if len(joined) >= 3 else ([joined] if joined else [])
-
-
-def tokenize_value(value: Any, tokenization: Tokenization) -> list[str]:
-    if isinstance(value, list):
-        return [token for item in value if isinstance(item, str) for token in tokenize(item, tokenization)]
-    return tokenize(value, tokenization) if isinstance(value, str) else []
 
 
 class KeywordHit(NamedTuple):
