@@ -24,6 +24,13 @@ NaN walk), then the shared stages (config schema, merge, spec, semantic checks).
 40 MB of the collections shape takes about half a minute.
 
     .venv/bin/python bench/config_load.py --stages --sizes 4 40 --readings fast
+
+``--peers`` also times YAML loaders from PyPI that build Python objects in native code (``yaml_rs``, ``ryaml``,
+``pyfastyaml``: benchmark-only, in bench/requirements.txt; one not installed is skipped), each reading the file
+to plain data and nothing more, beside searchd's own reading to the same data (rapidyaml's parse, its JSON,
+orjson: the fast reading without its checks).  They show the floor any Python loader of a dense file stands on::
+
+    bench/.venv/bin/python bench/config_load.py --peers --sizes 40 --shapes stopwords distinct
 """
 
 from __future__ import annotations
@@ -180,6 +187,33 @@ print(json.dumps(stages))
 """
 
 
+# With --peers: YAML to plain Python data, and nothing else, by each loader; prints {loader: CPU seconds}.
+PEERS = """
+import gc, importlib, json, sys, time
+from pathlib import Path
+from searchd.config import fastload
+gc.disable()  # as load_spec does
+raw = Path(sys.argv[1]).read_bytes()
+text = raw.decode()
+loaders = {"searchd (rapidyaml, its JSON, orjson)": lambda: fastload._read_json(raw, fastload._parse_ryml(raw))}
+for name in ("yaml_rs", "ryaml", "pyfastyaml"):
+    try:
+        loaders[name] = importlib.import_module(name).loads
+    except ImportError:
+        pass
+times, first = {}, None
+for name, load in loaders.items():
+    started = time.process_time()
+    data = load() if name.startswith("searchd") else load(text)
+    # The shapes hold no value YAML 1.1 and 1.2 read apart: other data is a misreading (pyfastyaml 0.2.0 reads
+    # `{name: t, type: TEXT}` as the key `{name` of a mapping).
+    times[name] = (time.process_time() - started, first is None or data == first)
+    first = data if first is None else first
+    del data
+print(json.dumps(times))
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 40])
@@ -189,6 +223,7 @@ def main() -> None:
     parser.add_argument("--readings", nargs="+", default=["fast", "exact"], choices=["fast", "exact"])
     parser.add_argument("--issue", action="store_true", help="each file with one issue in its last collection (located, then reported)")
     parser.add_argument("--reload", action="store_true", help="also time what a reload does next: revision, plan, catalog")
+    parser.add_argument("--peers", action="store_true", help="also time native YAML loaders from PyPI reading the file to plain data")
     args = parser.parse_args()
     env = {**os.environ, "SEARCHD_CONFIG_MAX_BYTES": str(10**10)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,6 +244,10 @@ def main() -> None:
                     stages = json.loads(out)
                     shown = ", ".join(f"{name} {seconds:.2f}" for name, seconds in stages.items())
                     print(f"  {reading} reading, CPU s by stage (total {sum(stages.values()):.2f}): {shown}", flush=True)
+                if args.peers:
+                    out = subprocess.run([sys.executable, "-c", PEERS, str(path)], env=env, check=True, capture_output=True, text=True).stdout
+                    shown = ", ".join(f"{name} {seconds:.2f}{'' if same else ' (misread the file)'}" for name, (seconds, same) in json.loads(out).items())
+                    print(f"  YAML to plain data only, CPU s: {shown}", flush=True)
                 path.unlink()
 
 
