@@ -31,7 +31,7 @@ collections:
         vectorizer: {module: none, dimensions: 3}
         index: {type: flat}
 """
-OBJECTS = [
+OBJECTS: list[dict[str, Any]] = [
     {"class": "Doc", "id": f"00000000-0000-4000-8000-00000000000{i}", "properties": {"title": f"doc {i}"}, "vector": [i, 0.5, -1.0]} for i in range(1, 6)
 ]
 

@@ -14,7 +14,7 @@ replica in another process) catches up by reading the changes after the sequence
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
 
@@ -57,6 +57,10 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # Both backends close on leaving a `with` block, so a caller holding only a ``Store`` (open_store's) may use one too.
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
 
     # -- writes
     def put_many(self, objects: Sequence[StoredObject], made_for: MadeFor | None = None) -> list[int]:
