@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from searchd.config import build, load_spec
-from searchd.config.fastload import _dot_tokens, fast_data
+from searchd.config.fastload import FAST_MIN_BYTES, _dot_tokens, fast_data
 from searchd.config.loader import parse_yaml
 from searchd.errors import ConfigError
 from searchd.modules import default_registry
@@ -188,7 +188,7 @@ def test_a_valid_large_file_is_read_without_the_exact_loader(write_config: Write
     """The speed of #13 comes from here: a valid file over the threshold never reaches PyYAML."""
     collection = "  - name: C{i}\n    properties: [{{name: title, type: TEXT}}]\n    vectors: {{v: {{vectorizer: {{module: text2vec-hash, dimensions: 64}}, index: {{type: flat}}}}}}\n"
     path = write_config("collections:\n" + "".join(collection.format(i=i) for i in range(3000)))
-    assert path.stat().st_size >= build.FAST_MIN_BYTES
+    assert path.stat().st_size >= FAST_MIN_BYTES  # build's threshold (it imports this one)
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the exact loader was called")

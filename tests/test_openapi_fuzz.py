@@ -42,6 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from searchd.query import document
 from searchd.query.filters import OPERATORS
+from searchd.query.plan import execute_plan
 from searchd.server import create_app, open_services, routes
 from searchd.server.console import CONSOLE_ROUTES
 from searchd.server.openapi import openapi_document
@@ -462,7 +463,6 @@ def test_every_additional_field_of_a_compiled_plan_answers_as_graphql_core(quick
     query = f"{{ Get {{ Article({search}) {{ {fields} }} }} }}"
     planned: list[Any] = []
     with pytest.MonkeyPatch.context() as patch:
-        execute_plan = routes.execute_plan
 
         async def recorded(*args: Any) -> Any:
             planned.append(await execute_plan(*args))
@@ -800,8 +800,8 @@ def expensive_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any], set[str]]
     else:
         if kind == "fields":
             limit = draw(st.integers(2_000, 10_000))
-            fields = 500_000 // limit + draw(st.integers(1, 20))
-            shown = " ".join(f"f{i}: title" for i in range(fields))
+            n_fields = 500_000 // limit + draw(st.integers(1, 20))
+            shown = " ".join(f"f{i}: title" for i in range(n_fields))
             return f"{{ Get {{ Article(limit: {limit}) {{ {shown} }} }} }}", {}, {"maxQueryCost"}
         as_variable = draw(st.booleans())
         where = {"path": ["title"], "operator": "Equal", "valueText": "x"}

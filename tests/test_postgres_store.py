@@ -18,12 +18,12 @@ import pytest
 
 from searchd.config import load_spec
 from searchd.config.revision import redacted
-from searchd.config.spec import PropertyType, StorageBackend, StorageSpec
+from searchd.config.spec import DATABASE_URL_ENV, PropertyType, StorageBackend, StorageSpec
 from searchd.errors import ConfigError, StorageError
 from searchd.modules.cache import EmbeddingCache
 from searchd.modules.registry import default_registry
 from searchd.storage import StoredObject
-from searchd.storage.backends import DATABASE_URL_ENV, effective_storage
+from searchd.storage.backends import effective_storage
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.pgerrors import safe_url
 from searchd.storage.pgwhere import like_pattern, to_sql
