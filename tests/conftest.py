@@ -173,7 +173,7 @@ T = TypeVar("T")
 WAIT_S = 30.0  # generous: a condition that is not met by then never will be
 
 
-def wait_for(condition: Callable[[], T], what: str, deadline_s: float = WAIT_S) -> T:
+def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = WAIT_S) -> T:
     """Poll ``condition`` until it returns something truthy, and return that; fail after ``deadline_s`` (never a timing assertion)."""
     deadline = time.monotonic() + deadline_s
     while True:

@@ -229,7 +229,7 @@ def matches(obj: dict[str, Any], where: dict[str, Any]) -> bool:
 def three_valued(obj: dict[str, Any], where: dict[str, Any]) -> bool | None:
     """What the SQL actually computes: a scalar comparison with a missing property is NULL,
     and NOT NULL stays NULL.  Used to check that the null-sensitive Not cases are in the table."""
-    op = where["operator"]
+    op: str = where["operator"]
     if op in ("And", "Or", "Not"):
         parts = [three_valued(obj, w) for w in where["operands"]]
         if op == "Not":

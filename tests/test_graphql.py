@@ -22,16 +22,19 @@ IDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(40)]
 
 
 def reference_distance(metric: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    distances: np.ndarray  # numpy's operators are typed as returning Any
     if metric == "cosine":
         m = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-        return 1 - m @ (query / np.linalg.norm(query))
-    if metric == "dot":
-        return -(matrix @ query)
-    if metric == "l2-squared":
-        return ((matrix - query) ** 2).sum(axis=1)
-    if metric == "manhattan":
-        return np.abs(matrix - query).sum(axis=1)
-    return (matrix != query).sum(axis=1).astype(float)
+        distances = 1 - m @ (query / np.linalg.norm(query))
+    elif metric == "dot":
+        distances = -(matrix @ query)
+    elif metric == "l2-squared":
+        distances = ((matrix - query) ** 2).sum(axis=1)
+    elif metric == "manhattan":
+        distances = np.abs(matrix - query).sum(axis=1)
+    else:
+        distances = (matrix != query).sum(axis=1).astype(float)
+    return distances
 
 
 @pytest.fixture

@@ -277,7 +277,8 @@ def test_import_through_a_running_server_reports_like_the_offline_import(
 
         def starting() -> bool:
             try:
-                return http.get("/v1/.well-known/ready").json()["phase"].startswith("loading")
+                phase: str = http.get("/v1/.well-known/ready").json()["phase"]
+                return phase.startswith("loading")
             except httpx.TransportError:
                 return False
 

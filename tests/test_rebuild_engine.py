@@ -119,6 +119,7 @@ def test_a_catch_up_vector_does_not_overwrite_a_newer_write_in_the_new_index(cli
     assert engine.finish_shadow(shadow, built, lambda: None)
 
     (want,) = asyncio.run(target.vectorizer.embed_objects([{"body": "second rewrite"}]))
+    assert isinstance(want, np.ndarray)
     stored = engine.store.get("Note", object_id)
     assert stored is not None and stored.properties["body"] == "second rewrite"
     np.testing.assert_allclose(stored.vectors["text"], want, atol=1e-6)

@@ -29,7 +29,7 @@ def test_a_catalogs_graphql_is_built_once_and_dropped_with_the_catalog() -> None
 
     built = served.of(first)
     assert built is not None and served.of(first) is built
-    assert set(built.schema.query_type.fields) == {"Get", "Aggregate"}
+    assert built.schema.query_type is not None and set(built.schema.query_type.fields) == {"Get", "Aggregate"}
     assert built.documents.schema is built.schema and built.documents.max_depth == spec.server.limits.max_query_depth
     other = served.of(second)
     assert other is not None and other is not built and served.size == 2
