@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -114,7 +114,7 @@ def running(base: Path, auth: str = "", env: dict[str, str] | None = None, confi
     for attempt in range(3):
         port, grpc_port = free_port(), free_port()
         out, err = base / f"server-{attempt}.stdout", base / f"server-{attempt}.stderr"
-        files = [open(out, "wb"), open(err, "wb")]  # noqa: SIM115 (the server process holds them)
+        files: list[IO[bytes]] = [open(out, "wb"), open(err, "wb")]  # noqa: SIM115 (the server process holds them)
         args = [*searchd_module(), "serve", str(config), "--data", str(base / f"data-{attempt}"), "--host", "127.0.0.1"]
         args += ["--port", str(port), "--grpc-port", str(grpc_port), *load]
         process = subprocess.Popen(args, stdout=files[0], stderr=files[1], stdin=subprocess.DEVNULL, cwd=base, env={**child_env(), **(env or {})})
@@ -155,7 +155,8 @@ def graphql(http: httpx.Client, query: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert not body.get("errors"), body["errors"]
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 def graphql_error(http: httpx.Client, query: str) -> str:

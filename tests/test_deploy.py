@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # it ships no type hints (no py.typed, no stubs package)
 import psycopg
 import pytest
 import yaml

@@ -50,7 +50,7 @@ def http(server: tuple[Server, int, Path]) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def stub(server: tuple[Server, int, Path]) -> Iterator[Any]:
     with grpc.insecure_channel(f"127.0.0.1:{server[1]}") as channel:
-        yield weaviate_pb2_grpc.WeaviateStub(channel)
+        yield weaviate_pb2_grpc.WeaviateStub(channel)  # type: ignore[no-untyped-call]  # weaviate-client's generated gRPC stubs have no annotations
 
 
 def failure(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
