@@ -23,9 +23,9 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pytest
@@ -35,6 +35,7 @@ from searchd.index.annoy import AnnoyIndex
 from searchd.index.base import EXACT_SCAN_MAX, AllowList, ApproximateIndex, Hit, VectorReader, build_index, prepare, restore_index, top_k
 from searchd.index.codes import ScanCodes, rerank_count
 from searchd.index.flat import FlatIndex
+from searchd.index.hnsw import HnswIndex
 from searchd.index.multivector import MultiVectorIndex, maxsim_distances
 from searchd.index.persist import index_dir, open_index, save_index, vector_fingerprint
 from searchd.sources import StoreSource
@@ -42,8 +43,17 @@ from searchd.storage import SqliteStore, StoredObject
 
 COSINE, DOT, L2, L1 = Distance.COSINE, Distance.DOT, Distance.L2_SQUARED, Distance.MANHATTAN
 K = 10
+
+
+class Tolerance(TypedDict):
+    """pytest.approx's keyword arguments."""
+
+    rel: float
+    abs: float
+
+
 # float32 in annoy/hnswlib versus float32 numpy in the flat index: agree to ~1e-6 relative.
-TOL = {"rel": 1e-5, "abs": 1e-4}
+TOL: Tolerance = {"rel": 1e-5, "abs": 1e-4}
 EXACT_ANNOY = 10**7  # a search_k larger than any test segment: annoy then examines every item
 GHOST = 10_000_000  # docs from here on are allowed by some allow-lists, but never indexed
 
@@ -78,7 +88,7 @@ def ghosts(count: int) -> list[int]:
     return list(range(GHOST, GHOST + count))
 
 
-def naive_distance(metric: Distance, vector: Sequence[float], query: Sequence[float]) -> float:
+def naive_distance(metric: Distance, vector: Sequence[float] | np.ndarray, query: Sequence[float] | np.ndarray) -> float:
     """Weaviate's definitions, computed independently of searchd in float64."""
     a, q = np.asarray(vector, np.float64), np.asarray(query, np.float64)
     if metric is COSINE:
@@ -155,6 +165,11 @@ def assert_true_distances(hits: Sequence[Hit], query: np.ndarray, flat: FlatInde
     assert not missing, f"ids that are deleted (or were never indexed) returned: {missing}"
     truth = {h.id: h.distance for h in flat.search(query, len(ids), allowed=allow(ids))}
     assert [h.distance for h in hits] == pytest.approx([truth[i] for i in ids], **TOL)
+
+
+def assert_only_hit(hits: Sequence[Hit], doc: int, distance: float, *, rel: float | None = None, abs: float | None = None) -> None:
+    """The hits are ``doc`` alone, at ``distance`` within pytest.approx's tolerance (a Hit's distance is a float, not an approx)."""
+    assert len(hits) == 1 and hits[0].id == doc and hits[0].distance == pytest.approx(distance, rel=rel, abs=abs), hits
 
 
 def assert_same_top_k(got: Sequence[Hit], want: Sequence[Hit]) -> None:
@@ -384,7 +399,7 @@ def test_updated_and_deleted_ids_are_never_returned(update_data: Clustered, kind
     assert revived in {h.id for h in index.search(data.points[0], 2)}
     settle(index)
     for vectors in (None, mirror.stored):  # the exact path too (hnsw: read from the "store", or from the graph)
-        assert index.search(data.points[0], 1, allowed=allow([revived, *ghosts(3)], vectors)) == [Hit(revived, pytest.approx(0.0, abs=1e-4))]
+        assert_only_hit(index.search(data.points[0], 1, allowed=allow([revived, *ghosts(3)], vectors)), revived, 0.0, abs=1e-4)
     index.close()
 
 
@@ -419,9 +434,9 @@ def test_hnsw_reuses_deleted_slots_and_revives_deleted_docs(update_data: Cluster
     old = _old_vectors(data, moved)
     mirror.check(probe_queries(data, old, _old_vectors(data, deleted[1::4])), exact=False, min_recall=0.9)
     assert_updates_visible(index, metric, moved, old)
-    for vectors in (None, mirror.stored):  # the exact path reads each doc's latest vector
+    for reader in (None, mirror.stored):  # the exact path reads each doc's latest vector
         for doc in [revived[0], *revived[1:11], *revived[11:30], *updated[100:110]]:
-            assert index.search(mirror.current[doc], 1, allowed=allow([doc, *ghosts(2)], vectors)) == [Hit(doc, pytest.approx(0.0, abs=1e-4))]
+            assert_only_hit(index.search(mirror.current[doc], 1, allowed=allow([doc, *ghosts(2)], reader)), doc, 0.0, abs=1e-4)
 
 
 def _gate_merges(index: AnnoyIndex) -> tuple[threading.Event, threading.Event, list[list[int]]]:
@@ -667,6 +682,7 @@ def test_filtered_search_widens_until_exact(
     """A large allow-list (5,000 ids that are not indexed) whose few indexed ids are the farthest from the
     query: the ANN path must widen all the way and still return exactly the allowed top-k."""
     calls: list[int] = []
+    scores_of: Callable[[np.ndarray], np.ndarray]
     if kind == "multivector":
         ids, documents, queries = request.getfixturevalue("filter_documents")
         index = request.getfixturevalue("multivector_filter_index")
@@ -675,8 +691,10 @@ def test_filtered_search_widens_until_exact(
         ids, queries, index = filter_data.ids, filter_data.queries, filter_index(filter_indexes, kind)
         points = filter_data.points.astype(np.float64)
 
-        def scores_of(q: np.ndarray) -> np.ndarray:
+        def squared_l2(q: np.ndarray) -> np.ndarray:
             return np.asarray(((points - q) ** 2).sum(axis=1))
+
+        scores_of = squared_l2
 
     vectors = store_of(kind, filter_data.ids, list(filter_data.points), calls)
     for query in queries[:3]:
@@ -739,7 +757,7 @@ def test_filtered_search_over_few_ids_in_a_tiny_index() -> None:
 @pytest.fixture(scope="module")
 def multivector_filter_index(filter_documents: tuple[list[int], list[np.ndarray], list[np.ndarray]]) -> MultiVectorIndex:
     ids, documents, _ = filter_documents
-    index = make_index("multivector", DOT, documents[0].shape[1], ef_construction=64)
+    index: MultiVectorIndex = make_index("multivector", DOT, documents[0].shape[1], ef_construction=64)
     index.upsert_many(ids, documents)
     return index
 
@@ -822,6 +840,7 @@ def written_index(kind: str) -> tuple[Any, list[int], dict[int, np.ndarray]]:
         index.delete(object_id)
         del current[object_id]
     if kind == "annoy":
+        assert isinstance(index, AnnoyIndex)
         assert len(index._segments) == 3 and len(index._delta) > 0 and any(s.dead for s in index._segments)
     return index, ids, current
 
@@ -894,7 +913,7 @@ def test_hnsw_restore_leaves_out_docs_the_store_no_longer_has(tmp_path: Path, me
     mirror.upsert(gone[80:90], np.stack([far_from(metric, vectors[d]) for d in gone[80:90]]))
     mirror.check(persist_queries("hnsw") + [vectors[d] for d in gone[:30]], exact=False, min_recall=0.9)
     for doc in gone[:90]:
-        assert restored.search(mirror.current[doc], 1, allowed=allow([doc, GHOST])) == [Hit(doc, pytest.approx(naive_distance(metric, mirror.current[doc], mirror.current[doc]), **TOL))]
+        assert_only_hit(restored.search(mirror.current[doc], 1, allowed=allow([doc, GHOST])), doc, naive_distance(metric, mirror.current[doc], mirror.current[doc]), **TOL)
 
 
 @pytest.fixture
@@ -1040,9 +1059,10 @@ def test_open_index_keeps_a_save_when_only_search_time_settings_changed(store: S
     assert not any("rebuilt" in r.getMessage() for r in caplog.records)
     assert any(r.getMessage().startswith(f"loaded {COLLECTION}.{VECTOR} index") for r in caplog.records)
     assert len(reopened) == len(docs)
+    assert isinstance(reopened, HnswIndex | MultiVectorIndex)
     assert reopened.spec.ef == spec.ef  # the new search-time setting is the one used
     if kind == "hnsw":
-        assert reopened._graph.ef == spec.ef  # and hnswlib searches with it
+        assert isinstance(reopened, HnswIndex) and reopened._graph.ef == spec.ef  # and hnswlib searches with it
 
 
 CATCH_UP = [(kind, change) for change in ("object written", "object rewritten", "object deleted", "log trimmed up to the save") for kind in PERSIST_SPECS]
@@ -1118,7 +1138,8 @@ def test_open_index_rebuilds_a_save_it_cannot_catch_up(store: SqliteStore, caplo
         manifest = json.loads((directory / "manifest.json").read_text())
         (directory / "manifest.json").write_text(json.dumps({**manifest, "writeSeq": store.write_seq() + 1}))
     else:
-        spec = dataclasses.replace(spec, **({"max_connections": spec.max_connections + 1} if change == "maxConnections changed" else {"trees": spec.trees + 1}))
+        changed = change == "maxConnections changed"
+        spec = dataclasses.replace(spec, max_connections=spec.max_connections + 1) if changed else dataclasses.replace(spec, trees=spec.trees + 1)
     source = RecordingSource(store)
     rebuilt, records = open_logged(store, spec, caplog, source)
     assert any(m.startswith(f"rebuilt {COLLECTION}.{VECTOR} {kind} index from the store") for m in messages(records))
@@ -1239,7 +1260,8 @@ class MaxSimReference:
             q = q / np.linalg.norm(q, axis=1, keepdims=True)
         sims = np.einsum("qd,nrd->nqr", q, self.padded)
         sims[np.broadcast_to(self.mask[:, None, :], sims.shape)] = -np.inf
-        return -sims.max(axis=2).sum(axis=1)
+        distances: np.ndarray = -sims.max(axis=2).sum(axis=1)
+        return distances
 
 
 def naive_maxsim_all(query: np.ndarray, documents: Sequence[np.ndarray], metric: Distance) -> np.ndarray:
@@ -1395,7 +1417,7 @@ def test_multivector_returns_k_hits_when_document_rows_are_similar() -> None:
 a, b, c, d = 0, 1, 2, 3
 HAND_VECTORS = {a: [3.0, 4.0, 0.0], b: [0.0, 0.0, 2.0], c: [-4.0, -3.0, 0.0], d: [0.0, -10.0, 0.0]}
 HAND_QUERY = [4.0, 3.0, 0.0]
-HAND_DISTANCES = {
+HAND_DISTANCES: dict[Distance, dict[int, float]] = {
     # a·q = 24, |a| = |q| = 5; b·q = 0; c·q = -25 (c = -q); d·q = -30, |d| = 10
     COSINE: {a: 1 - 24 / 25, b: 1.0, c: 2.0, d: 1 + 30 / 50},
     DOT: {a: -24.0, b: 0.0, c: 25.0, d: 30.0},
@@ -1450,8 +1472,8 @@ def test_multivector_distance_is_negative_maxsim() -> None:
         index = make_index("multivector", metric, 2)
         doc = 7
         index.upsert(doc, document)
-        assert index.search(query, 1) == [Hit(doc, pytest.approx(expected, abs=1e-5))]
-        assert index.search(query, 1, allowed=allow([doc, GHOST])) == [Hit(doc, pytest.approx(expected, abs=1e-5))]
+        assert_only_hit(index.search(query, 1), doc, expected, abs=1e-5)
+        assert_only_hit(index.search(query, 1, allowed=allow([doc, GHOST])), doc, expected, abs=1e-5)
 
 
 @pytest.mark.parametrize(("kind", "metric"), [("hnsw", L1), ("hnsw", Distance.HAMMING), ("annoy", Distance.HAMMING), ("multivector", L2)])
