@@ -10,7 +10,7 @@ process has applied every other replica's write to the collection.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from tests import pgcluster
 pytestmark = pytest.mark.parametrize("storage_backend", ["postgres"], indirect=True)
 
 
-def obj(collection: str, object_id: str, title: str, ms: int, **vectors: list[float] | list[list[float]]) -> StoredObject:
+def obj(collection: str, object_id: str, title: str, ms: int, **vectors: Sequence[float] | Sequence[Sequence[float]]) -> StoredObject:
     return StoredObject(collection, object_id, {"title": title}, {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}, ms, ms)
 
 
