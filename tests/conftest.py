@@ -6,9 +6,9 @@ import json
 import os
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from starlette.testclient import TestClient
@@ -22,6 +22,20 @@ MULTIMODAL = EXAMPLES / "multimodal"
 QUICKSTART = EXAMPLES / "quickstart" / "searchd.yaml"
 
 ClientFactory = Callable[..., TestClient]
+
+
+class HttpResponse(Protocol):
+    """What the tests read of a response, whichever client got it: httpx's (from a ``searchd serve`` child) or the
+    in-process TestClient's, which starlette builds on httpx2 where that is installed (a test extra pulls it in), so
+    it is no ``httpx.Response``."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self, **kwargs: Any) -> Any: ...
 
 
 @pytest.fixture(autouse=True)

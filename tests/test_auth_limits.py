@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from starlette.testclient import TestClient
@@ -24,7 +23,7 @@ from searchd.errors import ConfigError
 from searchd.modules import default_registry
 from searchd.server import create_app, open_services
 from searchd.server.observe import JsonFormatter
-from tests.conftest import QUICKSTART, ClientFactory, example_objects
+from tests.conftest import QUICKSTART, ClientFactory, HttpResponse, example_objects
 
 WriteConfig = Callable[..., Path]
 
@@ -54,7 +53,7 @@ def snapshot(client: TestClient, headers: dict[str, str] | None = None) -> list[
     objects: list[dict[str, Any]] = []
     after = ""
     while True:
-        params = {"class": "Article", "include": "vector", "limit": 5, "after": after}
+        params: dict[str, str | int] = {"class": "Article", "include": "vector", "limit": 5, "after": after}
         response = client.get("/v1/objects", params=params, headers=headers or {})
         assert response.status_code == 200, response.text
         page = response.json()["objects"]
@@ -70,7 +69,7 @@ def import_quickstart(client: TestClient, headers: dict[str, str] | None = None)
     assert all(r["result"]["status"] == "SUCCESS" for r in response.json())
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: HttpResponse) -> str:
     body = response.json()
     assert isinstance(body.get("error"), list) and body["error"], body
     message: str = body["error"][0]["message"]
@@ -139,8 +138,8 @@ WRITES: list[tuple[str, str, Any]] = [
 ]
 
 
-def send(client: TestClient, method: str, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    response: httpx.Response = client.request(method, path, json=body, headers=headers or {}) if body is not None else client.request(method, path, headers=headers or {})
+def send(client: TestClient, method: str, path: str, body: Any, headers: dict[str, str] | None = None) -> HttpResponse:
+    response: HttpResponse = client.request(method, path, json=body, headers=headers or {}) if body is not None else client.request(method, path, headers=headers or {})
     return response
 
 

@@ -33,7 +33,7 @@ from starlette.testclient import TestClient
 
 from searchd.server import create_app, open_services
 from tests import test_e2e_server
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, HttpResponse
 from tests.fakes import FakeJina, serving
 from tests.fakes.embeddings import text_vector, truncate_dims
 from tests.test_e2e_server import StartServer, client
@@ -335,7 +335,7 @@ def note_count(http: TestClient, where: bool = False) -> int:
     return int(gql(http, "{ Aggregate { Note" + argument + " { meta { count } } } }")["Aggregate"]["Note"][0]["meta"]["count"])
 
 
-def storage_failure(response: httpx.Response, *words: str) -> str:
+def storage_failure(response: HttpResponse, *words: str) -> str:
     assert response.status_code == 503, f"{response.status_code} {response.text}"
     (error,) = response.json()["error"]
     message: str = error["message"]

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from starlette.testclient import TestClient
 
 from searchd.config import load_spec
 from searchd.config.spec import IndexSpec
@@ -64,11 +65,15 @@ def config(index: str, mem_index: str = "{type: hnsw, distance: cosine, ef: 200}
     )
 
 
+# A real server's client, or the in-process one (starlette's TestClient is an httpx2 client where httpx2 is installed).
+Client = httpx.Client | TestClient
+
+
 def uuid(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
-def put(client: httpx.Client, vectors: np.ndarray | list[np.ndarray], start: int = 0) -> None:
+def put(client: Client, vectors: np.ndarray | list[np.ndarray], start: int = 0) -> None:
     objects = [
         {"class": "Doc", "id": uuid(start + i), "properties": {"title": f"doc {start + i}", "bucket": (start + i) % 100}, "vectors": {"pg": v.tolist(), "mem": v.tolist()}}
         for i, v in enumerate(vectors)
@@ -78,8 +83,8 @@ def put(client: httpx.Client, vectors: np.ndarray | list[np.ndarray], start: int
         assert [r["result"].get("status") for r in results] == ["SUCCESS"] * len(objects[at : at + 500]), results[:2]
 
 
-def near(client: httpx.Client, target: str, query: np.ndarray, limit: int = 10, where: str = "") -> list[tuple[str, float]]:
-    """(id, distance) of a nearVector search on one named vector (TestClient is an httpx.Client too)."""
+def near(client: Client, target: str, query: np.ndarray, limit: int = 10, where: str = "") -> list[tuple[str, float]]:
+    """(id, distance) of a nearVector search on one named vector."""
     clause = f", where: {where}" if where else ""
     text = f'query($v: Vector!) {{ Get {{ Doc(nearVector: {{vector: $v, targetVectors: ["{target}"]}}, limit: {limit}{clause}) {{ _additional {{ id distance }} }} }} }}'
     response = client.post("/v1/graphql", json={"query": text, "variables": {"v": query.tolist()}})
@@ -178,18 +183,18 @@ def test_deletes_and_updates_are_visible_at_once(client_factory: ClientFactory, 
     client = client_factory(write_config(config("{type: pgvector, distance: l2-squared}")))
     put(client, data[:50])
     target = data[7]
-    assert near(client, "pg", target, 1)[0] == (uuid(7), pytest.approx(0.0, abs=1e-6))
+    assert near(client, "pg", target, 1)[0] == pytest.approx((uuid(7), 0.0), abs=1e-6)  # approx compares the (string) id exactly
     assert client.delete(f"/v1/objects/Doc/{uuid(7)}").status_code == 204
     assert uuid(7) not in [i for i, _ in near(client, "pg", target, 50)]
     moved = data[20] + 0.5
     response = client.put(f"/v1/objects/Doc/{uuid(20)}", json={"class": "Doc", "properties": {"title": "moved", "bucket": 20}, "vectors": {"pg": moved.tolist(), "mem": moved.tolist()}})
     assert response.status_code == 200, response.text
-    assert near(client, "pg", moved, 1)[0] == (uuid(20), pytest.approx(0.0, abs=1e-5))
+    assert near(client, "pg", moved, 1)[0] == pytest.approx((uuid(20), 0.0), abs=1e-5)
     assert len(near(client, "pg", target, 100)) == 49
     assert index_vectors(client) == {"pg": 49, "mem": 49}
 
 
-def index_vectors(client: httpx.Client) -> dict[str, int]:
+def index_vectors(client: Client) -> dict[str, int]:
     """searchd_index_vectors of the Doc collection, by vector, from /metrics."""
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -245,13 +250,13 @@ def test_a_second_server_sees_the_first_servers_writes_with_no_follower(
         with httpx.Client(base_url=second.url, timeout=30, trust_env=False) as http:
             assert near(http, "pg", data[3], 1)[0][0] == uuid(3)
             put(first, data[100:150], start=100)  # written after the second server started: no follower tells it
-            assert near(http, "pg", data[120], 1)[0] == (uuid(120), pytest.approx(0.0, abs=1e-5))
+            assert near(http, "pg", data[120], 1)[0] == pytest.approx((uuid(120), 0.0), abs=1e-5)
             assert first.delete(f"/v1/objects/Doc/{uuid(3)}").status_code == 204
             assert uuid(3) not in [i for i, _ in near(http, "pg", data[3], 20)]
             put(http, data[150:160], start=150)  # and the other way round
             # The size in /metrics follows the other server's writes (through the follower), as the in-memory index does.
             wait_for(lambda: index_vectors(http) == {"pg": 159, "mem": 159}, "the second server's index sizes")
-        assert near(first, "pg", data[155], 1)[0] == (uuid(155), pytest.approx(0.0, abs=1e-5))
+        assert near(first, "pg", data[155], 1)[0] == pytest.approx((uuid(155), 0.0), abs=1e-5)
         wait_for(lambda: index_vectors(first) == {"pg": 159, "mem": 159}, "the first server's index sizes")
     finally:
         second.stop()
@@ -263,7 +268,7 @@ def hnsw_indexes(table_like: str = "searchd_v%") -> list[str]:
         return sorted(str(r[0]) for r in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename LIKE %s AND indexdef LIKE '%%USING hnsw%%'", (table_like,)))
 
 
-def finished(client: httpx.Client, kind: str) -> Callable[[], dict[str, Any] | None]:
+def finished(client: Client, kind: str) -> Callable[[], dict[str, Any] | None]:
     def done() -> dict[str, Any] | None:
         rebuilds = [r for r in client.get("/v1/config/status").json()["rebuilds"] if r["kind"] == kind and r["target"] == "pg"]
         assert not any(r["state"] == "failed" for r in rebuilds), rebuilds
@@ -323,7 +328,7 @@ def test_a_revectorization_stages_vectors_then_promotes_them_with_their_index(cl
         stored = client.get(f"/v1/objects/Doc/{uuid(i)}", params={"include": "vector"}).json()
         vector = np.asarray(stored["vectors"]["pg"], dtype=np.float32)
         assert vector.shape == (32,)
-        assert near(client, "pg", vector, 1)[0] == (uuid(i), pytest.approx(0.0, abs=1e-5))
+        assert near(client, "pg", vector, 1)[0] == pytest.approx((uuid(i), 0.0), abs=1e-5)
     assert len(near(client, "pg", vector, 100)) == 61
 
 
