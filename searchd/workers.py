@@ -78,6 +78,11 @@ class WorkerThreads:
                 # anyio cancels a task again at every await while its scope is cancelled: shield the wait.
                 with anyio.CancelScope(shield=True):
                     await asyncio.wait([done])
+            if not done.cancelled():
+                # Retrieved, or asyncio logs "Future exception was never retrieved" with a traceback when it is freed
+                # (shield let go of it when the caller was cancelled): the caller is gone, its error (mostly the same
+                # queryTimeout the caller was cancelled for) is reported by whoever cancelled it.
+                done.exception()
             raise
 
     def _submit(self, job: _Job) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 import weakref
 from collections.abc import Iterator
@@ -108,6 +109,40 @@ def test_a_cancelled_caller_waits_for_its_work_to_finish() -> None:
     finally:
         release.set()
         pool.close()
+
+
+def test_an_error_of_work_whose_caller_was_cancelled_is_not_logged_as_never_retrieved() -> None:
+    # A query cancelled at its queryTimeout leaves work that then fails (with the same timeout): asyncio would log
+    # "Future exception was never retrieved" with a traceback when the work's future is freed.
+    workers = WorkerThreads(limit=1, idle_s=600)  # one thread: the next job runs once it has let go of this one
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        started.set()
+        release.wait(WAIT_S)
+        raise RuntimeError("late failure")
+
+    async def main() -> list[dict[str, object]]:
+        reported: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+        task = asyncio.create_task(workers.run(work))
+        await asyncio.to_thread(started.wait, WAIT_S)
+        task.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del task
+        await workers.run(lambda: None)  # the thread took this job: it holds nothing of the failed one
+        gc.collect()  # the failed work's future is freed here: an unretrieved exception would be reported now
+        return reported
+
+    try:
+        assert [context.get("message") for context in asyncio.run(main())] == []
+    finally:
+        release.set()
+        workers.close()
 
 
 def test_a_cancelled_anyio_scope_waits_for_the_work_as_well(workers: WorkerThreads) -> None:
