@@ -212,6 +212,23 @@ def test_many_aliased_fields_are_refused_by_cost(served: TestClient) -> None:
     assert sum(calls.values()) == 0
 
 
+def test_a_response_over_max_response_bytes_is_refused_before_it_is_encoded(write_config: WriteConfig, client_factory: ClientFactory) -> None:
+    # The independent check's shape: a cheap query (cost about 1,300 here) whose aliases repeat a long text field.
+    client = quickstart(write_config, client_factory, maxResponseBytes=200_000)
+    long_body = {"class": "Article", "properties": {"title": "long", "body": "word " * 4_000}}  # 20,000 characters
+    assert client.post("/v1/objects", json=long_body).status_code == 200
+    fields = " ".join(f"f{i}: body" for i in range(10))
+    query = "{ Get { " + " ".join(f"a{i}: Article(limit: 100) {{ {fields} }}" for i in range(10)) + " } }"  # >= 10 x 10 x 20,000 bytes
+    assert refusal(post(client, query)) == (
+        "this query's response would be more than 200000 bytes of JSON (server.limits.maxResponseBytes) (ask for fewer results, "
+        "fewer aliases or fewer large text and blob fields (a field repeated under several aliases counts each time))"
+    )
+    answer = post(client, "{ Get { Article(limit: 100) { body } } }")  # the same rows and field once: about 21,000 bytes
+    assert answer.status_code == 200 and "word word" in answer.text
+    batch = client.post("/v1/graphql/batch", json=[{"query": "{ Get { Article(limit: 100) { " + fields + " } } }"}] * 2)  # 2 x 200,000: the batch as a whole
+    assert refusal(batch).startswith("this query's response would be more than 200000 bytes")
+
+
 def test_each_query_of_a_graphql_batch_is_costed_before_any_runs(served: TestClient) -> None:
     small, large = {"query": aliases(60), "variables": {"v": VECTOR}}, {"query": aliases(101), "variables": {"v": VECTOR}}
     with counted(served) as calls:

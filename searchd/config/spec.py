@@ -85,6 +85,7 @@ class LimitsSpec:
     # The query cost model (searchd/query/cost.py) and the admission of queries (searchd/server/limits.py).
     max_query_tokens: int = 20_000
     max_query_cost: int = 500_000
+    max_response_bytes: int = 256 * 1024 * 1024  # a GraphQL response's JSON (searchd/query/response_size.py)
     max_searches_per_query: int = 100
     max_filter_operands: int = 2_000
     max_filter_depth: int = 10
@@ -552,6 +553,7 @@ def spec_from_data(data: Mapping[str, Any], base_dir: str) -> Spec:
                 max_query_depth=limits.get("maxQueryDepth", 30),
                 max_query_tokens=limits.get("maxQueryTokens", LimitsSpec.max_query_tokens),
                 max_query_cost=limits.get("maxQueryCost", LimitsSpec.max_query_cost),
+                max_response_bytes=limits.get("maxResponseBytes", LimitsSpec.max_response_bytes),
                 max_searches_per_query=limits.get("maxSearchesPerQuery", LimitsSpec.max_searches_per_query),
                 max_filter_operands=limits.get("maxFilterOperands", LimitsSpec.max_filter_operands),
                 max_filter_depth=limits.get("maxFilterDepth", LimitsSpec.max_filter_depth),

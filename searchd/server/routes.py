@@ -22,6 +22,7 @@ from searchd.modules.provider import header_keys
 from searchd.query.cost import check_body
 from searchd.query.document import Prepared
 from searchd.query.plan import execute_plan
+from searchd.query.response_size import check_response_size
 from searchd.query.search import QueryContext
 from searchd.query.served import CatalogGraphQL
 from searchd.server.bodies import parse_json
@@ -342,7 +343,9 @@ async def _run_graphql(request: Request, catalog: Catalog, bodies: list[Any]) ->
         documents = graphql_for(request, catalog).documents
         for prepared, inputs, operation in items:
             documents.cost(prepared, inputs, operation).check(limits)
-        return [await _execute_graphql(request, catalog, *item, deadline) for item in items]
+        results = [await _execute_graphql(request, catalog, *item, deadline) for item in items]
+        check_response_size(results, limits)  # before the encoder copies out every repeated string
+        return results
 
     results: list[dict[str, Any]] = await _services(request).queries.run(limits, work)
     return results
