@@ -133,6 +133,7 @@ CHANGES: dict[str, tuple[Any, Any]] = {
     "server.limits.maxQueryDepth": (30, 10),
     "server.limits.maxQueryTokens": (20000, 500),
     "server.limits.maxQueryCost": (500000, 1000),
+    "server.limits.maxResponseBytes": (268435456, 65536),
     "server.limits.maxSearchesPerQuery": (100, 5),
     "server.limits.maxFilterOperands": (2000, 50),
     "server.limits.maxFilterDepth": (10, 3),
