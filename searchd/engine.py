@@ -179,6 +179,11 @@ class Engine(WritePath, ShadowIndexes, ReplicaChanges):
     ) -> list[StoredObject]:
         return self.store.list_objects(collection, limit, offset, after, where, order, vectors)
 
+    def size(self, collection: str) -> int | None:
+        """How many objects the collection holds now (its table's rows, no store read), None when it is not served."""
+        table = self._tables.get(collection)
+        return None if table is None else len(table)
+
     def count(self, collection: str, where: Filter | None = None) -> int:
         """How many objects pass ``where`` (all of them without one)."""
         table = self._tables.get(collection)

@@ -204,6 +204,36 @@ def test_cost_counts_candidates_rows_and_fields(write_config: WriteConfig, clien
     assert post(client, "query($v: Vector!) { Get { Article(nearVector: {vector: $v}, limit: 1) { title } } }", {"v": VECTOR}).status_code == 200  # 64 + 1
 
 
+def test_an_aggregate_costs_the_objects_it_reads_and_a_count_none(write_config: WriteConfig, client_factory: ClientFactory) -> None:
+    # An Aggregate without near* reads every object its filter passes (up to queryLimitMax x 100): it costs the
+    # collection's size now, not queryLimitMax.  meta { count } alone counts them without reading one.
+    client = quickstart(write_config, client_factory, maxQueryCost=100)
+    size = len(OBJECTS)
+    with counted(client) as calls:
+        many = "{ Aggregate { " + " ".join(f"a{i}: Article {{ wordCount {{ mean }} }}" for i in range(12)) + " } }"
+        assert refusal(post(client, many)).startswith(f"this query costs {12 * (size + 2)}; the limit is 100")  # 12 x (8 read + 2 fields)
+    assert sum(calls.values()) == 0
+    answer = post(client, "{ Aggregate { Article { wordCount { mean } } } }").json()  # 10
+    assert answer["data"]["Aggregate"]["Article"][0]["wordCount"]["mean"] == pytest.approx(sum(o["properties"]["wordCount"] for o in OBJECTS) / size)
+    counts = "{ Aggregate { " + " ".join(f"a{i}: Article {{ meta {{ count }} }}" for i in range(20)) + " } }"  # 20 x 2 fields, nothing read
+    response = post(client, counts)
+    assert [group[0]["meta"]["count"] for group in response.json()["data"]["Aggregate"].values()] == [size] * 20, response.text
+    more = [{"class": "Article", "properties": {"title": f"extra {i}", "wordCount": i}} for i in range(20)]
+    assert client.post("/v1/batch/objects", json={"objects": more}).status_code == 200
+    assert refusal(post(client, many)).startswith(f"this query costs {12 * (size + 20 + 2)};")  # the size now, after the writes
+
+
+def test_a_count_is_not_bound_by_the_aggregate_scan(write_config: WriteConfig, client_factory: ClientFactory) -> None:
+    client = quickstart(write_config, client_factory, queryLimitMax=1)  # an Aggregate reads at most 1 x 100 objects
+    more = [{"class": "Article", "properties": {"title": f"extra {i}", "wordCount": i}} for i in range(100)]
+    assert client.post("/v1/batch/objects", json={"objects": more}).status_code == 200
+    counted_only = post(client, "{ Aggregate { Article { meta { count } } } }").json()
+    assert counted_only == {"data": {"Aggregate": {"Article": [{"meta": {"count": 108}}]}}}
+    read = post(client, "{ Aggregate { Article { meta { count } wordCount { count } } } }").json()
+    assert read["data"]["Aggregate"]["Article"] is None
+    assert read["errors"][0]["message"].startswith("Aggregate would cover 108 objects in 'Article', more than this server aggregates at once (100)")
+
+
 def test_many_aliased_fields_are_refused_by_cost(served: TestClient) -> None:
     fields = " ".join(f"f{i}: title" for i in range(5000))
     with counted(served) as calls:

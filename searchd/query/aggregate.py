@@ -41,6 +41,7 @@ from graphql import (
 from searchd import deadline
 from searchd.config.spec import PropertySpec, PropertyType
 from searchd.errors import InvalidInput, NotFound, QueryError
+from searchd.query.cost import AGGREGATE_SCAN_FACTOR, counts_only
 from searchd.query.search import NEAR_ARGUMENTS, QueryContext, allowed_docs, near_objects, parse_filter
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 DEFAULT_GROUP_LIMIT = 100  # Weaviate's groupedAggregator default
 DEFAULT_TOP_OCCURRENCES = 5  # Weaviate's extractLimitFromTopOccs default
-SCAN_FACTOR = 100  # aggregate over at most query_limit_max * SCAN_FACTOR objects
 RESERVED_FIELDS = ("meta", "groupedBy")  # a property with one of these names is not aggregatable
 
 _TEXT_KINDS = (PropertyType.TEXT, PropertyType.TEXT_ARRAY, PropertyType.UUID)
@@ -66,6 +66,7 @@ class Group:
 
     objects: Sequence[Mapping[str, Any]]
     grouped_by: dict[str, Any] | None = None
+    count: int | None = None  # how many objects it covers, when they were counted and not read (meta { count } alone)
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def aggregate(self, prop: PropertySpec) -> dict[str, Any]:
@@ -246,7 +247,7 @@ def _class_type(collection: CompiledCollection) -> GraphQLObjectType:
     fields: dict[str, GraphQLField] = {
         p.name: GraphQLField(_property_type(collection, p), resolve=_property_resolver(p), description=p.description or None) for p in aggregatable(collection)
     }
-    fields["meta"] = GraphQLField(meta, resolve=lambda group, _info: {"count": len(group.objects)})
+    fields["meta"] = GraphQLField(meta, resolve=lambda group, _info: {"count": len(group.objects) if group.count is None else group.count})
     fields["groupedBy"] = GraphQLField(grouped_by, resolve=lambda group, _info: group.grouped_by, description="The group's value (with groupBy).")
     return GraphQLObjectType(f"Aggregate{name}", fields, description=collection.spec.description or None)
 
@@ -275,7 +276,7 @@ def _resolver(class_name: str) -> Callable[..., Any]:
     async def resolve(_root: Any, info: GraphQLResolveInfo[QueryContext], **args: Any) -> list[Group]:
         try:
             async with info.context.searching():
-                return await aggregate_groups(info.context, class_name, args)
+                return await aggregate_groups(info.context, class_name, args, counts_only(info.field_nodes))
         except (InvalidInput, NotFound) as exc:  # a bad id or an unknown target vector: a query error here
             raise QueryError(exc.problem, exc.hint) from exc
 
@@ -312,8 +313,12 @@ def _near_argument(args: Mapping[str, Any], object_limit: int | None) -> str | N
     return given[0] if given else None
 
 
-async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping[str, Any]) -> list[Group]:
-    """The groups an Aggregate covers (one without groupBy), as GraphQL arguments describe them."""
+async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping[str, Any], only_counted: bool = False) -> list[Group]:
+    """The groups an Aggregate covers (one without groupBy), as GraphQL arguments describe them.
+
+    ``only_counted``: nothing but ``meta { count }`` is asked for; without groupBy or near* the objects are then
+    counted, not read (so a count is not bound by the scan's limit, and costs nothing per object).
+    """
     catalog = context.catalog
     collection = catalog.collection(class_name)
     engine = context.engine
@@ -327,8 +332,8 @@ async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping
     cap = catalog.spec.server.limits.query_limit_max
 
     if kind is not None:
-        if object_limit is not None and object_limit > cap * SCAN_FACTOR:
-            raise QueryError(f"objectLimit {object_limit} is above the maximum of {cap * SCAN_FACTOR}", f"use an objectLimit of at most {cap * SCAN_FACTOR}")
+        if object_limit is not None and object_limit > cap * AGGREGATE_SCAN_FACTOR:
+            raise QueryError(f"objectLimit {object_limit} is above the maximum of {cap * AGGREGATE_SCAN_FACTOR}", f"use an objectLimit of at most {cap * AGGREGATE_SCAN_FACTOR}")
 
         allowed = await allowed_docs(context, collection, where)
         found = await near_objects(context, collection, kind, args[kind], object_limit if object_limit is not None else cap + 1, allowed)
@@ -336,8 +341,10 @@ async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping
             raise QueryError(f"more than {cap} objects are within the given distance", "add objectLimit: N to aggregate over the N nearest")
         objects = [obj.properties for obj in found]
     else:
-        bound = cap * SCAN_FACTOR
+        bound = cap * AGGREGATE_SCAN_FACTOR
         total = await engine.offload(engine.count, collection.name, where)
+        if only_counted and group_prop is None:
+            return [Group((), count=total)]
         if total <= bound:  # read at most bound + 1, so that writes since the count cannot go unnoticed
             stored = await engine.offload(engine.list_objects, collection.name, limit=bound + 1, where=where, vectors=False)
             objects = [obj.properties for obj in stored]

@@ -25,7 +25,7 @@ not run, never the other way round.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ SEARCHES = ("nearVector", "nearObject", "nearText", "nearImage", "bm25", "hybrid
 HYBRID_MIN_CANDIDATES = 100  # each hybrid leg fetches at least this many (searchd.query.search)
 GROUP_BY_MIN_FETCH = 100  # a groupBy search fetches at least this many (searchd.query.get)
 DEFAULT_AGGREGATE_GROUPS = 100  # Aggregate's groupBy returns this many groups unless limit says (searchd.query.aggregate)
+AGGREGATE_SCAN_FACTOR = 100  # an Aggregate without near* covers at most queryLimitMax x this many objects
 FILTER_OVER_FETCH = 2  # a filtered vector search fetches at least twice its candidates (searchd.index.base)
 COUNTED_ARGUMENTS = ("limit", "offset", "where", "groupBy", "objectLimit")
 FLATTEN = "flatten the filter: And and Or take any number of operands"
@@ -134,6 +135,7 @@ class Fetch:
     collection: str
     arguments: Mapping[str, ValueNode]
     fields: int  # field selections per row (nested ones included), at least 1
+    counts_only: bool = False  # an Aggregate that selects nothing but meta { count }: it reads no object
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,13 @@ class Estimate:
 
     operations: Mapping[str | None, tuple[tuple[Fetch, ...], int]]
 
-    def cost(self, variables: Mapping[str, Any], operation_name: str | None, limits: LimitsSpec, floors: Mapping[str, int]) -> Cost:
-        """The cost of the operation that will run (all of them when that is not clear yet: graphql-core will refuse)."""
+    def cost(
+        self, variables: Mapping[str, Any], operation_name: str | None, limits: LimitsSpec, floors: Mapping[str, int], sizes: Callable[[str], int | None] = lambda _: None
+    ) -> Cost:
+        """The cost of the operation that will run (all of them when that is not clear yet: graphql-core will refuse).
+
+        ``sizes``: how many objects a collection holds now (None: not known), which an Aggregate without near* reads.
+        """
         named = operation_name is None or isinstance(operation_name, str)  # anything else: graphql-core refuses it
         chosen = [self.operations[operation_name]] if named and operation_name in self.operations else list(self.operations.values())
         total = Cost()
@@ -151,7 +158,7 @@ class Estimate:
         for fetches, others in chosen:
             total = total + Cost(0, others)
             for fetch in fetches:
-                total = total + _fetch_cost(fetch, variables, limits, floors.get(fetch.collection, 0), checked)
+                total = total + _fetch_cost(fetch, variables, limits, floors.get(fetch.collection, 0), checked, sizes)
         return total
 
 
@@ -221,8 +228,25 @@ def _operation(operation: OperationDefinitionNode, fragments: Mapping[str, Fragm
                 most = limits.max_searches_per_query
                 raise _over("searches", f"more than {most}", most, "maxSearchesPerQuery", "split the query, or search fewer collections and aliases at once")
     return tuple(
-        Fetch(kind, collection, {a.name.value: a.value for a in first.arguments or ()}, _row_fields(nodes, fragments, steps)) for kind, collection, first, nodes in fetches
+        Fetch(kind, collection, {a.name.value: a.value for a in first.arguments or ()}, _row_fields(nodes, fragments, steps), kind == "Aggregate" and counts_only(nodes))
+        for kind, collection, first, nodes in fetches
     ), others
+
+
+def counts_only(nodes: Sequence[FieldNode]) -> bool:
+    """Whether these (merged) Aggregate field nodes select ``meta { count }`` and nothing else (fragments: not looked into)."""
+    for node in nodes:
+        for selection in node.selection_set.selections if node.selection_set else ():
+            if not isinstance(selection, FieldNode):
+                return False
+            name = selection.name.value
+            if name == "meta":
+                inner = selection.selection_set.selections if selection.selection_set else ()
+                if not all(isinstance(s, FieldNode) and s.name.value in ("count", "__typename") for s in inner):
+                    return False
+            elif name != "__typename":
+                return False
+    return True
 
 
 def estimate(document: DocumentNode, limits: LimitsSpec) -> Estimate:
@@ -358,7 +382,7 @@ class Cost:
             )
 
 
-def _fetch_cost(fetch: Fetch, variables: Mapping[str, Any], limits: LimitsSpec, floor: int, checked: dict[int, Any]) -> Cost:
+def _fetch_cost(fetch: Fetch, variables: Mapping[str, Any], limits: LimitsSpec, floor: int, checked: dict[int, Any], sizes: Callable[[str], int | None]) -> Cost:
     args = {name: _literal(node, variables, limits) for name, node in fetch.arguments.items() if name in COUNTED_ARGUMENTS}
     where = args.get("where")
     if where is not None and id(where) not in checked:
@@ -368,7 +392,13 @@ def _fetch_cost(fetch: Fetch, variables: Mapping[str, Any], limits: LimitsSpec, 
     search = next((name for name in SEARCHES if _given(fetch.arguments.get(name), variables)), None)
     if fetch.root == "Aggregate":
         groups = _int(args.get("limit"), DEFAULT_AGGREGATE_GROUPS, most) if args.get("groupBy") is not None else 1
-        scanned = _int(args.get("objectLimit"), most, most * 100) if search is not None else most
+        if search is not None:
+            scanned = _int(args.get("objectLimit"), most, most * AGGREGATE_SCAN_FACTOR)
+        elif fetch.counts_only and args.get("groupBy") is None:
+            scanned = 0  # counted, not read
+        else:  # every object the filter passes is read: at most the collection, and at most the scan's bound
+            size = sizes(fetch.collection)
+            scanned = most * AGGREGATE_SCAN_FACTOR if size is None else min(size, most * AGGREGATE_SCAN_FACTOR)
         return Cost(1, scanned + max(groups, 1) * fetch.fields)
     limit = _int(args.get("limit"), limits.query_limit_default, most)
     offset = _int(args.get("offset"), 0, most)

@@ -20,7 +20,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -445,11 +445,12 @@ class DocumentCache:
                 self._documents.popitem(last=False)
         return document, [], plan, cost
 
-    def cost(self, prepared: Prepared, variables: Mapping[str, object], operation_name: str | None) -> Cost:
-        """What running the prepared document with these variables costs (checked by the caller, summed over a batch)."""
+    def cost(self, prepared: Prepared, variables: Mapping[str, object], operation_name: str | None, sizes: Callable[[str], int | None] = lambda _: None) -> Cost:
+        """What running the prepared document with these variables costs (checked by the caller, summed over a batch);
+        ``sizes``: how many objects each collection holds now."""
         if prepared.estimate is None:
             return Cost()
-        return prepared.estimate.cost(variables, operation_name, self.limits, self.floors)
+        return prepared.estimate.cost(variables, operation_name, self.limits, self.floors, sizes)
 
     def prepare(self, source: str) -> Prepared:
         lifted = _lift(source) if "vector" in source or "query" in source else None

@@ -342,7 +342,7 @@ async def _run_graphql(request: Request, catalog: Catalog, bodies: list[Any]) ->
         items = [await _prepare_graphql(request, catalog, body) for body in bodies]
         documents = graphql_for(request, catalog).documents
         for prepared, inputs, operation in items:
-            documents.cost(prepared, inputs, operation).check(limits)
+            documents.cost(prepared, inputs, operation, _services(request).engine.size).check(limits)
         results = [await _execute_graphql(request, catalog, *item, deadline) for item in items]
         check_response_size(results, limits)  # before the encoder copies out every repeated string
         return results
