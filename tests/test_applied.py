@@ -87,7 +87,7 @@ EVERYTHING = Spec(
         storage=StorageSpec(StorageBackend.POSTGRES, "postgresql://searchd:secret@db:5432/searchd", 2.5, 120.0),
         limits=LimitsSpec(
             max_body_bytes=1, query_limit_default=2, query_limit_max=3, max_batch_objects=4, max_query_depth=5,
-            max_query_tokens=6, max_query_cost=7, max_searches_per_query=8, max_filter_operands=9, max_filter_depth=12,
+            max_query_tokens=6, max_query_cost=7, max_response_bytes=13, max_searches_per_query=8, max_filter_operands=9, max_filter_depth=12,
             max_concurrent_queries=11, queue_timeout=1.5, query_timeout=2.5,
             rate_limit=RateLimitSpec(0.5, 3, MappingProxyType({"bulk": RateSpec(100, 200)})),
         ),
