@@ -7,16 +7,21 @@ the connection usable; no error body may ever fail to encode.
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from searchd.errors import StorageError
 from searchd.server.errors import error_response
+from searchd.storage import sqlite as sqlite_store
+from searchd.storage.failures import storage_error
 from tests import test_e2e_server
-from tests.conftest import QUICKSTART, ClientFactory
+from tests.conftest import QUICKSTART, ClientFactory, graphql
 from tests.test_e2e_server import StartServer, client, write_article_config
-from tests.test_hardening_input import FIRST, listing, message, post_raw
+from tests.test_hardening_input import FIRST, SECOND, listing, message, post_raw, stored_with_a_lone_surrogate
 
 start_server = test_e2e_server.start_server  # the fixture: servers started on free ports, stopped at teardown
 
@@ -97,3 +102,69 @@ def test_a_real_server_refuses_a_surrogate_key_and_the_connection_goes_on(tmp_pa
         listed = http.get("/v1/objects", params={"class": "Article"})
         assert listed.status_code == 200 and listed.json()["objects"] == [], listed.text
     assert "Traceback" not in server.logs(), server.logs()
+
+
+# -- a lone surrogate stored before they were refused -------------------------------------
+
+
+def titles_where(client: TestClient, where: str) -> list[str]:
+    body = graphql(client, "{ Get { Article(where: " + where + ") { title } } }")
+    assert "errors" not in body, body
+    return sorted(hit["title"] for hit in body["data"]["Get"]["Article"])
+
+
+def test_like_reads_a_stored_lone_surrogate_as_a_replacement_character(client_factory: ClientFactory, tmp_path: Path) -> None:
+    client = stored_with_a_lone_surrogate(client_factory, tmp_path / "data")
+    other = client.post("/v1/objects", json={"class": "Article", "id": SECOND, "properties": {"title": "cafe bar", "tags": ["y"]}})
+    assert other.status_code == 200, other.text
+    shown = "caf\ufffd bar"
+    assert titles_where(client, '{path: ["title"], operator: Like, valueText: "caf*"}') == ["cafe bar", shown]
+    # One character stands where the surrogate was (not the three bytes SQLite holds), and it is U+FFFD.
+    assert titles_where(client, '{path: ["title"], operator: Like, valueText: "caf? bar"}') == ["cafe bar", shown]
+    assert titles_where(client, '{path: ["title"], operator: Like, valueText: "caf\ufffd*"}') == [shown]
+    assert titles_where(client, '{path: ["title"], operator: Like, valueText: "*bar"}') == ["cafe bar", shown]
+    # TEXT[]: each element is matched on its own.
+    assert titles_where(client, '{path: ["tags"], operator: Like, valueText: "?x"}') == [shown]
+    assert titles_where(client, '{path: ["tags"], operator: Like, valueText: "ok *"}') == [shown]
+    assert titles_where(client, '{path: ["tags"], operator: Like, valueText: "y"}') == ["cafe bar"]
+    # Combined with other operators, and under Not.
+    assert titles_where(client, '{operator: Not, operands: [{path: ["title"], operator: Like, valueText: "*\ufffd*"}]}') == ["cafe bar"]
+
+
+def test_a_failing_filter_function_says_so_and_logs_what_it_failed_on(
+    client_factory: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store's error names the cause (a filter function on a stored value), and the log has the line the message promises."""
+    client = client_factory(QUICKSTART, tmp_path / "data")
+    assert client.post("/v1/objects", json={"class": "Article", "id": FIRST, "properties": {"title": "some title"}}).status_code == 200
+
+    def broken(pattern: object, value: object) -> bool:
+        raise ValueError("a bug in like()")
+
+    monkeypatch.setattr(sqlite_store, "like", broken)
+    with caplog.at_level(logging.ERROR, logger="searchd.storage"):
+        body = graphql(client, '{ Get { Article(where: {path: ["title"], operator: Like, valueText: "some*"}) { title } } }')
+    assert body["data"]["Get"]["Article"] is None
+    assert body["errors"][0]["message"] == (
+        "the object store could not evaluate a filter or sort on a stored value (user-defined function raised exception) (the server "
+        "log has the details: a line from searchd.storage names the function and the value)"
+    )
+    logged = [r for r in caplog.records if r.name == "searchd.storage"]
+    assert logged and logged[0].getMessage() == "the filter function searchd_like failed on the pattern 'some*' and the stored value b'some title'"
+    assert logged[0].exc_info is not None and str(logged[0].exc_info[1]) == "a bug in like()"
+
+
+def test_a_store_error_of_no_known_kind_carries_what_sqlite_said(tmp_path: Path) -> None:
+    """The last resort names SQLite's error and code in the message itself: nothing is promised in a log that does not hold it."""
+    store = tmp_path / "objects.sqlite3"
+    store.write_bytes(b"")
+    try:
+        with sqlite3.connect(":memory:") as db:
+            db.execute("SELECT no_such_function(1)")
+    except sqlite3.Error as exc:
+        error = storage_error(exc, store)
+    assert isinstance(error, StorageError)
+    assert str(error) == (
+        f"the object store failed on {store}: no such function: no_such_function (OperationalError SQLITE_ERROR) (retry; if it persists, "
+        "report this message with the server's version)"
+    )
