@@ -89,7 +89,7 @@ def test_an_error_body_can_always_be_encoded() -> None:
     """Whatever an error quotes, its response encodes: a lone surrogate is written as its escape, other text is kept."""
     response = error_response(422, "property 'ti\udfffle' is not declared; caf\u00e9 \U0001f600")
     assert response.status_code == 422
-    assert json.loads(response.body) == {"error": [{"message": "property 'ti\\udfffle' is not declared; caf\u00e9 \U0001f600"}]}
+    assert json.loads(bytes(response.body)) == {"error": [{"message": "property 'ti\\udfffle' is not declared; caf\u00e9 \U0001f600"}]}
 
 
 def test_a_real_server_refuses_a_surrogate_key_and_the_connection_goes_on(tmp_path: Path, start_server: StartServer) -> None:
