@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import shutil
+import signal
 import sqlite3
+import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +37,7 @@ from starlette.testclient import TestClient
 
 from searchd.server import create_app, open_services
 from tests import test_e2e_server
-from tests.conftest import ClientFactory, HttpResponse
+from tests.conftest import ClientFactory, HttpResponse, wait_for
 from tests.fakes import FakeJina, serving
 from tests.fakes.embeddings import text_vector, truncate_dims
 from tests.test_e2e_server import StartServer, client
@@ -501,3 +505,54 @@ def test_store_file_is_consistent_for_an_outside_reader_after_the_faults(
         outside.close()
     assert all(ids == found == set(acked) for found in vector_ids)
     assert int(seq) == seq_before  # the failed writes did not bump the sequence (a saved index stays current)
+
+
+def test_stopping_when_nothing_can_be_written_logs_one_line_and_loses_nothing(write_config: Any, tmp_path: Path) -> None:
+    """SIGTERM while no file can be written (a full disk, here the child's file-size limit lowered to 0 after the writes):
+    the shutdown says in one line what failed and that nothing acknowledged is lost, shows no traceback, and finishes."""
+    config, data, port = write_config(STORE_CONFIG), tmp_path / "data-stop", test_e2e_server.free_port()
+    args = [*test_e2e_server.searchd_module(), "serve", str(config), "--data", str(data), "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0"]
+    # The log goes through a pipe, which no file-size limit applies to; a thread drains it so the server never blocks on it.
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=test_e2e_server.child_env())
+    assert process.stdout is not None
+    stdout = process.stdout
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(stdout.read()))
+    reader.start()
+    acked: dict[str, dict[str, Any]] = {}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False) as http:
+            wait_for(lambda: _answers(http, "/v1/.well-known/ready") or process.poll() is not None, "the server to be ready")
+            objects = notes("stop", 20)
+            response = http.post("/v1/batch/objects", json={"objects": objects})
+            assert response.status_code == 200 and [r["result"]["status"] for r in response.json()] == ["SUCCESS"] * 20, response.text[:500]
+            acked.update({o["id"]: o["properties"] for o in objects})
+        resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))  # every write of a file now fails (EFBIG)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join()
+        stdout.close()
+    log = output[0].decode("utf-8", "replace")
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is -15, as for any stop.
+    assert process.returncode in (0, -signal.SIGTERM), log
+    assert "Traceback" not in log and "Application shutdown failed" not in log, log
+    assert "Application shutdown complete" in log, log
+    stopping = [line.split(" ERROR searchd: ", 1)[1] for line in log.splitlines() if " ERROR searchd: stopping" in line]
+    expected = (
+        f"stopping: could not finish saving the indexes: the object store has an I/O error on {data / 'objects.sqlite3'}: disk I/O error "
+        "(check the disk (dmesg, SMART) and that the data directory is on a local file system); nothing acknowledged is lost (every "
+        "acknowledged write is in the object store, and the next start replays or rebuilds the indexes from it)"
+    )
+    assert stopping == [expected], log
+    verify_after_restart(config, data, acked)
+
+
+def _answers(http: httpx.Client, path: str) -> bool:
+    try:
+        return http.get(path).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -109,9 +109,8 @@ def test_lone_surrogate_from_a_lenient_reader_is_refused_by_the_write_path(quick
     assert listing(quickstart) == before
 
 
-def test_a_stored_lone_surrogate_reads_as_a_replacement_character(client_factory: ClientFactory, tmp_path: Path) -> None:
-    """A data directory written before surrogates were refused stays readable: listed, fetched and queried, never a 500."""
-    data = tmp_path / "data"
+def stored_with_a_lone_surrogate(client_factory: ClientFactory, data: Path) -> TestClient:
+    """A data directory as the old bug left it (FIRST holding lone surrogates), served again."""
     client = client_factory(QUICKSTART, data)
     created = client.post("/v1/objects", json={"class": "Article", "id": FIRST, "properties": {"title": "placeholder", "tags": ["x"]}})
     assert created.status_code == 200, created.text
@@ -123,7 +122,12 @@ def test_a_stored_lone_surrogate_reads_as_a_replacement_character(client_factory
         assert "\\udfff" in stored
         changed = db.execute(f"UPDATE o{tag} SET properties = ? WHERE id = ?", (stored, FIRST)).rowcount
         assert changed == 1
-    reopened = client_factory(QUICKSTART, data)
+    return client_factory(QUICKSTART, data)
+
+
+def test_a_stored_lone_surrogate_reads_as_a_replacement_character(client_factory: ClientFactory, tmp_path: Path) -> None:
+    """A data directory written before surrogates were refused stays readable: listed, fetched and queried, never a 500."""
+    reopened = stored_with_a_lone_surrogate(client_factory, tmp_path / "data")
     expected = {"title": "caf\ufffd bar", "tags": ["\ufffdx", "ok \U0001f600"]}
     assert listing(reopened) == [{"id": FIRST, "properties": expected}]
     fetched = reopened.get(f"/v1/objects/Article/{FIRST}")

@@ -31,7 +31,7 @@ from searchd.modules.provider import header_keys
 from searchd.query.search import QueryContext
 from searchd.server.app import Served, Services
 from searchd.server.auth import find_key
-from searchd.server.errors import status_of
+from searchd.server.errors import escaped, status_of
 from searchd.server.limits import too_large
 from searchd.server.observe import LATENCY_BUCKETS, access_log
 
@@ -167,7 +167,7 @@ class WeaviateService:
                     "gRPC %s %s %.1fms", path, code.name, elapsed * 1000,
                     extra={"method": "gRPC", "path": path, "status": code.name, "duration_ms": round(elapsed * 1000, 2), "key": key_name},
                 )
-            await context.abort(code, message)
+            await context.abort(code, escaped(message))  # details go out as UTF-8: never a lone surrogate
 
         return call
 

@@ -63,6 +63,14 @@ class Services:
         try:
             self.config.close()
             self.engine.close()
+        except SearchdError as exc:
+            # A known cause (a full disk, a read-only store): one line, not "Application shutdown failed" and a traceback.
+            # Saving the indexes only shortens the next start; every acknowledged write is already committed to the store.
+            log.error(
+                "stopping: could not finish saving the indexes: %s; nothing acknowledged is lost (every acknowledged write is in the "
+                "object store, and the next start replays or rebuilds the indexes from it)",
+                exc,
+            )
         finally:
             self.runtime.cache.close()
             self.store.close()

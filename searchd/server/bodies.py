@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from searchd.errors import InvalidInput
+from searchd.server.errors import escaped
 
 MAX_JSON_DEPTH = 64
 _CONTAINER = frozenset({dict, list})  # what orjson makes of JSON objects and arrays
@@ -31,13 +32,26 @@ def parse_json(body: bytes) -> Any:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # orjson says "surrogates not allowed" for any bytes that are not UTF-8 as well as for an escaped lone surrogate.
         if "surrogate" in str(exc):
-            raise surrogate_error(body) from None
+            raise not_utf8(body) or surrogate_error(body) from None
         if "depth" in str(exc):
             raise too_deep() from None
         raise InvalidInput(f"the request body is not valid JSON ({exc})", "send a JSON document with Content-Type: application/json") from None
     check_depth(value)
     return value
+
+
+def not_utf8(body: bytes) -> InvalidInput | None:
+    """The refusal of a body whose bytes are not UTF-8 (JSON's only encoding), naming the first bad byte; None if they are."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InvalidInput(
+            f"the request body is not valid UTF-8 at byte {exc.start} (0x{body[exc.start]:02x})",
+            "encode the body as UTF-8 (text in another encoding such as Latin-1 has to be converted first)",
+        )
+    return None
 
 
 def too_deep() -> InvalidInput:
@@ -68,22 +82,29 @@ def surrogate_error(body: bytes) -> InvalidInput:
         where = None
     if where is None:
         return InvalidInput("the request body holds a string that is not valid Unicode (a lone UTF-16 surrogate)", _SURROGATE_HINT)
-    path, text = where
+    path, text, is_key = where
     found = _LONE_SURROGATE.search(text)
-    shown = f"\\u{ord(found.group()):04x}" if found else "?"
+    shown = escaped(found.group()) if found else "?"
+    # The path holds the surrogate itself when a key does: it is shown escaped, as the client wrote it (a raw one cannot be encoded).
     property_name = re.fullmatch(r"(?:objects\[\d+\]\.)?properties\.([^.\[]+)", path)
-    what = f"property '{property_name.group(1)}'" if property_name else f"'{path or '<root>'}'"
+    if property_name and is_key:
+        what = f"the name of property '{escaped(property_name.group(1))}'"
+    elif property_name:
+        what = f"property '{escaped(property_name.group(1))}'"
+    else:
+        what = f"{'the key ' if is_key else ''}'{escaped(path) or '<root>'}'"
     return InvalidInput(f"{what} holds a lone UTF-16 surrogate ({shown}), which is not valid Unicode", _SURROGATE_HINT)
 
 
-def _find_surrogate(value: Any, path: str) -> tuple[str, str] | None:
+def _find_surrogate(value: Any, path: str) -> tuple[str, str, bool] | None:
+    """(path, the string holding a lone surrogate, whether it is a key), for the first such string in document order."""
     if isinstance(value, str):
-        return (path, value) if _LONE_SURROGATE.search(value) else None
+        return (path, value, False) if _LONE_SURROGATE.search(value) else None
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, child in items:
-        if isinstance(key, str) and _LONE_SURROGATE.search(key):
-            return (f"{path}.{key}" if path else key, key)
         inner = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        if isinstance(key, str) and _LONE_SURROGATE.search(key):
+            return (inner, key, True)
         found = _find_surrogate(child, inner)
         if found is not None:
             return found

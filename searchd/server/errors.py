@@ -55,8 +55,14 @@ def status_of(exc: SearchdError) -> int:
     return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
 
 
+def escaped(text: str) -> str:
+    """The text with each lone surrogate written as its escape (\\udfff): a message quoting a client's string can always be encoded."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_body(message: str) -> dict[str, list[dict[str, str]]]:
-    return {"error": [{"message": message}]}
+    # JSONResponse encodes as UTF-8 and raises on a lone surrogate, which would turn this error into a 500 and drop the connection.
+    return {"error": [{"message": escaped(message)}]}
 
 
 def error_response(status: int, message: str) -> JSONResponse:

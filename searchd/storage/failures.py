@@ -72,4 +72,12 @@ def storage_error(exc: sqlite3.Error | OSError, path: Path, what: str = "the obj
         return StorageError(f"{what} file {path} is busy: {text}", "retry; if it persists, check that no other program holds the file")
     if name.startswith("SQLITE_IOERR") or "disk I/O error" in text or isinstance(exc, OSError):
         return StorageError(f"{what} has an I/O error on {path}: {text}", "check the disk (dmesg, SMART) and that the data directory is on a local file system")
-    return StorageError(f"{what} failed on {path}: {text}", "the server log has the details")
+    if "user-defined function raised exception" in text:
+        # Our own SQL functions (searchd.storage.sqlite) log what they failed on before SQLite reports this.
+        return StorageError(
+            f"{what} could not evaluate a filter or sort on a stored value ({text})",
+            "the server log has the details: a line from searchd.storage names the function and the value",
+        )
+    # Nothing more is known than SQLite said: the message carries all of it (the log has no more).
+    code = f"{type(exc).__name__} {name}".strip()
+    return StorageError(f"{what} failed on {path}: {text} ({code})", "retry; if it persists, report this message with the server's version")

@@ -34,13 +34,24 @@ def _readable(value: Any) -> Any:
     return value
 
 
+def stored_text(value: Any) -> Any:
+    """A stored string handed to a SQL function as bytes, as text (a lone surrogate reads as U+FFFD, as in properties_of); other values as they are."""
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:  # SQLite writes the escape of a lone surrogate as its three-byte (not UTF-8) form
+        try:
+            return _LONE_SURROGATE.sub("\ufffd", value.decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:
+            return value.decode("utf-8", "replace")
+
+
 def properties_of(text: str) -> dict[str, Any]:
     """Stored properties; a lone surrogate (stored before they were refused) reads as U+FFFD instead of failing every response."""
     properties: dict[str, Any] = json.loads(text)
     # An escape of a surrogate is mostly half of a valid pair (emoji); only then is the walk needed.
     return _readable(properties) if _SURROGATE_ESCAPE.search(text) else properties
-
-
 
 
 def matrix_of(rows: Sequence[tuple[int, int, bytes]]) -> tuple[list[int], np.ndarray | list[np.ndarray]]:

@@ -40,7 +40,7 @@ from searchd.storage.base import BULK, MadeFor
 from searchd.storage.datadir import lock_data_dir
 from searchd.storage.failures import storage_error
 from searchd.storage.migrate import LAYOUT, migrate
-from searchd.storage.rows import blob, matrix_of, properties_of, vector_from_blob
+from searchd.storage.rows import blob, matrix_of, properties_of, stored_text, vector_from_blob
 from searchd.storage.sqlstore import SqlStore
 from searchd.storage.sqlwhere import indexed_property, order_sql, to_sql
 from searchd.where import Filter, SortKey, epoch_seconds, like
@@ -71,10 +71,27 @@ _PROGRESS_STEPS = 5_000
 
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    # Filters call these from SQL (values always arrive as bound parameters).
-    db.create_function("searchd_like", 2, lambda p, v: int(like(p, v)), deterministic=True)
-    db.create_function("searchd_epoch", 1, epoch_seconds, deterministic=True)
+    # Filters call these from SQL (values always arrive as bound parameters; stored text as a BLOB, see sqlwhere).
+    db.create_function("searchd_like", 2, _like, deterministic=True)
+    db.create_function("searchd_epoch", 1, _epoch, deterministic=True)
     return db
+
+
+# SQLite reports an exception in a function as "user-defined function raised exception", nothing more: the details are logged here.
+def _like(pattern: Any, value: Any) -> int:
+    try:
+        return int(like(pattern, stored_text(value)))
+    except Exception:
+        log.exception("the filter function searchd_like failed on the pattern %r and the stored value %.200r", pattern, value)
+        raise
+
+
+def _epoch(value: Any) -> float | None:
+    try:
+        return epoch_seconds(stored_text(value))
+    except Exception:
+        log.exception("the filter function searchd_epoch failed on the stored value %.200r", value)
+        raise
 
 
 class SqliteStore(SqlStore):

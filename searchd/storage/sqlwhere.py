@@ -2,7 +2,10 @@
 
 Every value travels as a bound parameter; the only names written into SQL are
 property names, which the config schema restricts to ``[_A-Za-z][_0-9A-Za-z]*``.
-Expressions refer to the collection's table as ``objects``.
+Expressions refer to the collection's table as ``objects``.  Stored text reaches the Python
+functions (``searchd_like``, ``searchd_epoch``: ``searchd.storage.sqlite``) as a BLOB: a lone
+surrogate stored before they were refused comes out of ``json_extract`` as bytes that are not
+UTF-8, which Python's sqlite3 cannot turn into a str argument, and the whole query would fail.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def _column(path: str, kind: PropertyType | None) -> str:
     if path in TIME_PATHS:
         return TIME_PATHS[path]
     extract = f"json_extract(properties, '$.{path}')"
-    return f"searchd_epoch({extract})" if kind is PropertyType.DATE else extract
+    return f"searchd_epoch(CAST({extract} AS BLOB))" if kind is PropertyType.DATE else extract
 
 
 def _array_sql(condition: Condition) -> tuple[str, list[Any]]:
@@ -35,7 +38,7 @@ def _array_sql(condition: Condition) -> tuple[str, list[Any]]:
     if op == "IsNull":
         return (f"json_array_length(properties, '$.{path}') IS {'' if value else 'NOT '}NULL", [])
     if op == "Like":
-        return f"EXISTS ({each} WHERE searchd_like(?, value))", [value]
+        return f"EXISTS ({each} WHERE searchd_like(?, CAST(value AS BLOB)))", [value]
     if op in ("Equal", "NotEqual"):
         clause = f"EXISTS ({each} WHERE value = ?)"
         return (clause if op == "Equal" else f"NOT {clause}"), [value]
@@ -67,7 +70,7 @@ def _leaf_sql(condition: Condition) -> tuple[str, list[Any]]:
     if op == "IsNull":
         return f"{column} IS {'' if value else 'NOT '}NULL", []
     if op == "Like":
-        return f"searchd_like(?, {column})", [value]
+        return f"searchd_like(?, CAST({column} AS BLOB))", [value]
     if op == "NotEqual":
         return f"({column} IS NULL OR {column} != ?)", [value]
     if op in _SQL_COMPARE:
