@@ -20,6 +20,9 @@ seconds runs, all at once:
     { lemma _additional { id distance } } a1: ... } }`` (about 1.1 MB), sent ``--attack-repeats`` times;
   - a 50,000-operand filter: ``where: {operator: Or, operands: [50,000 x {path: ["lemma"], operator: Equal,
     valueText: ...}]}``, as a literal in the document and as a variable, each ``--attack-repeats`` times;
+  - 40 aliased Aggregates over every Gloss (``lemma { topOccurrences }``: each reads every object), and a cheap
+    query whose 20 aliases repeat 20 fields of 100 stored 50 KB texts (collection ``Page``; about 2 GB of JSON),
+    the two the independent check of #13 found admitted, each ``--attack-repeats`` times;
   - 1,100 idle connections (``--idle``), opened from a child process with its own raised open-file limit:
     half send nothing, half send a request line and one header but never finish; they are held until the
     load ends.  Reported: how many opened, and how many the server had closed by the end.
@@ -63,6 +66,8 @@ PROBE_HZ = 20.0
 BATCH = 500
 ALIASES = 10_000
 OPERANDS = 50_000
+AGGREGATES = 40
+PAGES, PAGE_BYTES, PAGE_FIELDS = 100, 50_000, 20  # 20 aliases x 20 fields x 100 pages x 50 KB
 TARGET_PROBE_P99_MS = 50.0
 
 SERVE = "import resource, sys; from searchd.cli import main; soft = int(sys.argv[1]); hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
@@ -77,7 +82,8 @@ def config(limits: dict[str, Any]) -> dict[str, Any]:
                 "name": "Gloss",
                 "properties": [{"name": "text", "type": "TEXT"}, {"name": "lemma", "type": "TEXT"}],
                 "vectors": {"v": {"vectorizer": {"module": "none", "dimensions": 384}, "index": {"type": "hnsw", "distance": "cosine"}}},
-            }
+            },
+            {"name": "Page", "properties": [{"name": "body", "type": "TEXT", "indexSearchable": False}]},
         ],
     }
 
@@ -93,6 +99,14 @@ def near_body(vector_text: str) -> bytes:
 def alias_document(vector: list[float]) -> bytes:
     aliases = " ".join(f"a{i}: Gloss(nearVector: {{vector: $v}}, limit: 10) {{ lemma _additional {{ id distance }} }}" for i in range(ALIASES))
     return graphql_body("query($v: Vector!) { Get { " + aliases + " } }", {"v": vector})
+
+
+def cheap_but_large_documents() -> dict[str, bytes]:
+    """What the cost model admitted before it counted what an Aggregate reads and the response's bytes."""
+    aggregates = " ".join(f"a{i}: Gloss {{ lemma {{ topOccurrences(limit: 3) {{ value }} }} }}" for i in range(AGGREGATES))
+    fields = " ".join(f"f{j}: body" for j in range(PAGE_FIELDS))
+    pages = " ".join(f"a{i}: Page(limit: {PAGES}) {{ {fields} }}" for i in range(PAGE_FIELDS))
+    return {f"aggregates-{AGGREGATES}": graphql_body("{ Aggregate { " + aggregates + " } }"), "response-2GB": graphql_body("{ Get { " + pages + " } }")}
 
 
 def operand_documents() -> dict[str, bytes]:
@@ -229,6 +243,10 @@ def import_objects(url: str, n: int, data: Any) -> float:
             response = client.post("/v1/batch/objects", content=('{"objects":[' + objects + "]}").encode(), headers={"Content-Type": "application/json"})
             if response.status_code != 200 or any(o.get("result", {}).get("status") != "SUCCESS" for o in response.json()):
                 raise RuntimeError(f"batch import answered {response.status_code}: {response.text[:300]}")
+        pages = [{"class": "Page", "properties": {"body": (f"page {i} " + "lorem ipsum " * PAGE_BYTES)[:PAGE_BYTES]}} for i in range(PAGES)]
+        response = client.post("/v1/batch/objects", json={"objects": pages})
+        if response.status_code != 200:
+            raise RuntimeError(f"the pages' import answered {response.status_code}: {response.text[:300]}")
     return time.perf_counter() - t0
 
 
@@ -241,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"imported {args.n} objects in {seconds:.1f} s")
         start_at = time.time() + 2.0  # the load starts 2 s from now; the attacks 2 s later, the idle connections halfway
         attacks_at, idle_at = start_at + 2.0, start_at + args.duration / 2
-        bodies = {} if args.only_load else {"aliases-10000": alias_document(data.queries[0].tolist()), **operand_documents()}
+        bodies = {} if args.only_load else {"aliases-10000": alias_document(data.queries[0].tolist()), **operand_documents(), **cheap_but_large_documents()}
         attacks = [Attack(url, name, body, args.attack_repeats, attacks_at) for name, body in bodies.items()]
         near = [("POST", "/v1/graphql", near_body(text)) for text in data.query_text]
         step = max(1, len(near) // CLIENTS)
