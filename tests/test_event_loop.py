@@ -20,6 +20,8 @@ import yaml
 from starlette.testclient import TestClient
 
 from searchd.engine import Engine
+from searchd.query import aggregate as aggregate_module
+from searchd.query.aggregate import Group
 from searchd.storage import SqliteStore
 from tests.conftest import ClientFactory
 
@@ -92,6 +94,9 @@ QUERY = f"{{ Get {{ Doc(nearVector: {{vector: {VECTORS[5].tolist()}}}, limit: 3)
         (Engine, "keyword_index", '{ Get { Doc(bm25: {query: "bread"}, limit: 3) { title } } }'),
         (SqliteStore, "get_many", '{ Get { Doc(nearObject: {id: "00000000-0000-4000-8000-000000000005"}, limit: 3) { title } } }'),
         (Engine, "count", '{ Aggregate { Doc(where: {path: ["n"], operator: LessThan, valueInt: 30}) { meta { count } } } }'),
+        # An Aggregate's values are aggregated, and grouped, in a worker too (thousands of values per property).
+        (Group, "aggregate", "{ Aggregate { Doc { n { mean } title { topOccurrences { value } } } } }"),
+        (aggregate_module, "_groups", '{ Aggregate { Doc(groupBy: ["n"]) { meta { count } } } }'),
     ],
 )
 def test_a_query_waiting_on_a_blocking_step_leaves_probes_answered(

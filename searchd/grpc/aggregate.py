@@ -125,6 +125,11 @@ async def run_aggregate(protocol: Protocol, context: QueryContext, request: Any)
     collection = context.catalog.collection(request.collection)
     args = aggregate_arguments(collection, request, context.catalog.spec.server.limits)
     groups = await aggregate_groups(context, collection.name, args)
+    # The values are aggregated as the reply is built: in a worker thread, as GraphQL's are (thousands of values).
+    return await context.engine.offload(_reply, protocol, collection, request, groups)
+
+
+def _reply(protocol: Protocol, collection: CompiledCollection, request: Any, groups: list[Group]) -> Any:
     reply = protocol.AggregateReply()
     if not request.HasField("group_by"):
         _aggregations(collection, groups[0], request, reply.single_result)

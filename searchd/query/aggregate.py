@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from graphql import (
+    FieldNode,
     GraphQLArgument,
     GraphQLField,
     GraphQLFloat,
@@ -276,11 +277,30 @@ def _resolver(class_name: str) -> Callable[..., Any]:
     async def resolve(_root: Any, info: GraphQLResolveInfo[QueryContext], **args: Any) -> list[Group]:
         try:
             async with info.context.searching():
-                return await aggregate_groups(info.context, class_name, args, counts_only(info.field_nodes))
+                groups = await aggregate_groups(info.context, class_name, args, counts_only(info.field_nodes))
+                wanted = _selected_properties(info.context.catalog.collection(class_name), info.field_nodes)
+                if wanted and groups:
+                    # In a worker thread, with the request's deadline: thousands of values per property would hold
+                    # the event loop (every other request) for as long; the resolvers below then read the results.
+                    await info.context.engine.offload(_aggregate_each, groups, wanted)
+                return groups
         except (InvalidInput, NotFound) as exc:  # a bad id or an unknown target vector: a query error here
             raise QueryError(exc.problem, exc.hint) from exc
 
     return resolve
+
+
+def _selected_properties(collection: CompiledCollection, nodes: Sequence[FieldNode]) -> list[PropertySpec]:
+    """The properties these Aggregate field nodes select by name (one in a fragment is aggregated when its resolver asks)."""
+    by_name = {p.name: p for p in aggregatable(collection)}
+    names = {s.name.value for node in nodes if node.selection_set for s in node.selection_set.selections if isinstance(s, FieldNode)}
+    return [by_name[name] for name in sorted(names) if name in by_name]
+
+
+def _aggregate_each(groups: Sequence[Group], props: Sequence[PropertySpec]) -> None:
+    for group in groups:
+        for prop in props:
+            group.aggregate(prop)
 
 
 def _group_property(collection: CompiledCollection, group_by: Sequence[str] | None) -> PropertySpec | None:
@@ -357,5 +377,5 @@ async def aggregate_groups(context: QueryContext, class_name: str, args: Mapping
 
     if group_prop is None:
         return [Group(objects)]
-    return _groups(objects, group_prop, DEFAULT_GROUP_LIMIT if limit is None else limit)
+    return await engine.offload(_groups, objects, group_prop, DEFAULT_GROUP_LIMIT if limit is None else limit)
 
