@@ -348,3 +348,21 @@ def test_to_json(load: Load) -> None:
     assert body["rebuildKeyword"] == ["Article"]
     assert body["restartRequired"] == [{"kind": "in place", "action": "update", "address": "server.port", "summary": "port 8080 → 9090", "drops": None}]
     assert body["counts"] == {"create": 1, "inPlace": 2, "revectorize": 2, "destructive": 1, "restart": 1}
+
+
+def test_api_key_changes_are_worded_as_the_yaml_and_never_show_a_key(write_config: Callable[[str, str], Path]) -> None:
+    environ = {"READER": "sk-reader-0123456789", "READER2": "sk-reader-9876543210", "ADMIN": "sk-admin-0123456789"}
+
+    def spec(keys: str, name: str) -> Spec:
+        text = BASE.replace("server: {port: 8080, dataDir: data}", "server: {port: 8080, dataDir: data, auth: {apiKeys: [" + keys + "]}}")
+        return load_spec(write_config(text, name), default_registry(), environ=environ)
+
+    applied = spec("{name: reader, key: '${READER}'}, {name: ops, key: '${ADMIN}', role: admin}", "a.yaml")
+    proposed = spec("{name: reader, key: '${READER2}', role: admin}, {name: writer, key: '${ADMIN}', role: admin}", "b.yaml")
+    plan = classify(applied, proposed)
+    line = "  ~ server.auth: apiKeys: key 'ops' (role admin) removed, key 'reader' (role read → admin; key replaced), key 'writer' (role admin) added"
+    assert plan.render().splitlines()[0] == line
+    shown = plan.render() + json.dumps(plan.to_json()) + repr(plan)
+    assert "sk-" not in shown and "ApiKeySpec" not in shown and "Role." not in shown
+    added = classify(applied, spec("{name: reader, key: '${READER}'}, {name: ops, key: '${ADMIN}', role: admin}, {name: r2, key: '${READER2}'}", "c.yaml"))
+    assert only(added).summary == "apiKeys: key 'r2' (role read) added"

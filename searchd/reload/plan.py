@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from searchd.config.spec import INDEX_SEARCH_TIME, VECTORIZER_IN_PLACE, CollectionSpec, ServerSpec, Spec
+from searchd.config.spec import INDEX_SEARCH_TIME, VECTORIZER_IN_PLACE, ApiKeySpec, CollectionSpec, ServerSpec, Spec
 
 # Server fields read on every request; the others (socket, data directory) are bound at start.
 SERVER_LIVE = frozenset({"limits", "reload", "auth"})
@@ -166,8 +166,30 @@ def _named_only(name: str) -> bool:
     return name == "description" or not {"key", "token", "secret", "password", "url"}.isdisjoint(name.split("_"))
 
 
+def _api_keys(before: Iterable[ApiKeySpec], after: Iterable[ApiKeySpec]) -> str:
+    """server.auth.apiKeys by name, as the YAML words them (``key 'reader' (role read) added``); never a key itself."""
+    old, new = {k.name: k for k in before}, {k.name: k for k in after}
+    parts = [f"key '{name}' (role {k.role.value}) removed" for name, k in old.items() if name not in new]
+    for name, k in new.items():
+        was = old.get(name)
+        if was is None:
+            parts.append(f"key '{name}' (role {k.role.value}) added")
+            continue
+        changes = [f"role {was.role.value} → {k.role.value}"] if was.role != k.role else []
+        changes += ["key replaced"] if was.key != k.key else []  # said, never shown
+        if changes:
+            parts.append(f"key '{name}' ({'; '.join(changes)})")
+    return "apiKeys: " + ", ".join(parts) if parts else "apiKeys reordered"
+
+
+def _describe_one(name: str, before: Any, after: Any) -> str:
+    if name == "api_keys":
+        return _api_keys(before, after)
+    return f"{_camel(name)} changed" if _named_only(name) else f"{_camel(name)} {_show(before)} → {_show(after)}"
+
+
 def _describe(diffs: Iterable[tuple[str, Any, Any]]) -> str:
-    return ", ".join(f"{_camel(n)} changed" if _named_only(n) else f"{_camel(n)} {_show(a)} → {_show(b)}" for n, a, b in diffs)
+    return ", ".join(_describe_one(n, a, b) for n, a, b in diffs)
 
 
 def _keyword_signature(collection: CollectionSpec) -> frozenset[tuple[str, str]]:
