@@ -18,10 +18,10 @@ from starlette.testclient import TestClient
 
 from searchd.catalog import compile_catalog
 from searchd.config import load_spec
-from searchd.config.loader import MAX_BYTES_ENV, config_digest, config_files, parse_yaml
+from searchd.config.loader import config_digest, config_files, parse_yaml
 from searchd.config.revision import canonical, content_revision, redacted, revision
 from searchd.config.spec import Spec
-from searchd.config.yamlsafe import YamlLimits
+from searchd.config.yamlsafe import MAX_BYTES_ENV, YamlLimits
 from searchd.errors import ConfigError, ConfigIssue
 from searchd.modules import default_registry
 from searchd.reload.plan import classify
@@ -124,14 +124,25 @@ def billion_laughs() -> str:
     return "\n".join(lines) + "\ncollections: *a9\n"
 
 
-def test_billion_laughs_is_refused_before_it_expands(write_config: WriteConfig) -> None:
-    config = write_config(billion_laughs())
+def string_bomb(aliases: int, size: int = 1_000_000) -> str:
+    """One long description anchored once and aliased by every property: few nodes, much text (the checker's strbomb.sh)."""
+    text = f'collections:\n  - name: Article\n    description: &d "{"x" * size}"\n    properties:\n'
+    return text + "".join(f"      - {{name: p{i}, type: TEXT, description: *d}}\n" for i in range(aliases))
+
+
+def issue_and_peak(config: Path) -> tuple[ConfigIssue, int]:
+    """The one issue loading ``config`` gives, and the most memory the load held at once (bytes)."""
     tracemalloc.start()
     try:
         issue = only_issue(config)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    return issue, peak
+
+
+def test_billion_laughs_is_refused_before_it_expands(write_config: WriteConfig) -> None:
+    issue, peak = issue_and_peak(write_config(billion_laughs()))
     # Level 6 holds 10^5 copies of level 0 and more: the sum of the copies crosses 100,000 on line 6.
     assert (issue.line, issue.path) == (6, ""), issue.render()
     assert issue.message.startswith("aliases expand to more than 100000 nodes (alias *a4 alone copies 11111)"), issue.message
@@ -270,6 +281,8 @@ collections:
         pytest.param("[" * 500 + "]" * 500, ":1:65: <root>: nesting is deeper than 64 levels", id="deep"),
         pytest.param("[" * 100_000 + "]" * 100_000, ":1:1001: <root>: malformed YAML: exceeded maximum nesting depth", id="deeper-than-libyaml"),
         pytest.param(RELOAD_CONFIG + "    description: !!binary notbase64\n", ":7:18: collections[0].description: cannot read this value", id="bad-tag-value"),
+        pytest.param(string_bomb(1000), ":13:45: <root>: aliases expand to more than 8,388,608 characters of text", id="string-bomb"),
+        pytest.param(RELOAD_CONFIG.replace("server:", "server: !!python/object:os.system"), ":1:9: server: cannot read this mapping", id="tagged-mapping"),
     ],
 )
 def test_reload_reports_loader_failures_in_status(client_factory: ClientFactory, tmp_path: Path, text: str, expected: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from searchd.config.yamlsafe import YamlLimits, YamlRefused, compose
+from searchd.config.yamlsafe import DEFAULT_MAX_FILE_BYTES, MAX_BYTES_ENV, YamlLimits, YamlRefused, compose
 from searchd.errors import ConfigIssue
 
 PathKey = tuple[str | int, ...]
@@ -32,8 +32,8 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 YAML_SUFFIXES = (".yaml", ".yml")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STR_TAG = "tag:yaml.org,2002:str"
-DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
-MAX_BYTES_ENV = "SEARCHD_CONFIG_MAX_BYTES"
+# The tags a collection may carry: the ones YAML resolves an untagged (or `!`, `!!map`, `!!seq`) one to.
+COLLECTION_TAGS = {"mapping": "tag:yaml.org,2002:map", "sequence": "tag:yaml.org,2002:seq"}
 TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"})
 
 
@@ -137,6 +137,8 @@ class _Builder:
         self.locator.positions[path] = (self.file, mark.line + 1, mark.column + 1)
         if type(node) is yaml.ScalarNode and node.tag == STR_TAG and path and path[-1] not in _SECRET_KEYS and "${" not in node.value:
             return node.value  # most values: a plain string, not a secret, nothing to interpolate (the checks below, inlined)
+        if isinstance(node, yaml.CollectionNode):
+            self._check_collection_tag(node, path)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             merges = [value for key, value in node.value if key.tag == MERGE_TAG]
@@ -170,6 +172,12 @@ class _Builder:
         if isinstance(value, str):
             return self._interpolate(value, node, path)
         return value
+
+    def _check_collection_tag(self, node: yaml.CollectionNode, path: PathKey) -> None:
+        """A tag on a mapping or sequence (``!!python/object:…``, ``!foo``, ``!!set``) would be dropped silently: refuse it as on a scalar."""
+        kind = "mapping" if isinstance(node, yaml.MappingNode) else "sequence"
+        if node.tag != COLLECTION_TAGS[kind]:
+            self._add(node, path, f"cannot read this {kind}: the tag {node.tag} is not supported", f"remove the tag: a {kind} takes none")
 
     def _merge_sources(self, value: yaml.Node, path: PathKey) -> list[yaml.MappingNode]:
         """The mappings a merge key (``<<: *base`` or ``<<: [*a, *b]``) brings in."""
@@ -391,7 +399,8 @@ def read_documents(
                 if read is not None:
                     documents.append(read)
                     continue
-            document, found = parse_yaml(text.decode("utf-8"), str(file), env)
+            # Aliases may copy in as much text as one file may hold (yamlsafe.YamlLimits.max_alias_chars).
+            document, found = parse_yaml(text.decode("utf-8"), str(file), env, YamlLimits(max_alias_chars=limit))
             issues.extend(found)
             if document is not None:
                 documents.append(document)

@@ -11,6 +11,10 @@ in a loop, and refuses, at the event that crosses a limit:
 - aliases that together copy more than ``max_alias_nodes`` nodes into the document
   (each alias stands for the whole subtree of its anchor: the sum is exactly what
   building the data would add, so it is known before anything is built);
+- aliases that together copy more than ``max_alias_chars`` characters of scalar text
+  (keys and values, the anchor's own aliases expanded): one long string aliased a
+  thousand times is few nodes, but every later stage (the revision's JSON, the plan)
+  writes each copy out;
 - an alias to an anchor that is still open, i.e. a node that contains itself.
 
 Nodes are PyYAML's ``ScalarNode`` / ``SequenceNode`` / ``MappingNode`` with their
@@ -35,6 +39,8 @@ from yaml.events import (
 )
 
 STR_TAG = "tag:yaml.org,2002:str"
+DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_BYTES_ENV = "SEARCHD_CONFIG_MAX_BYTES"
 # The C parser when PyYAML was built with libyaml: ~10x faster, and its events are the same.
 _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -46,6 +52,9 @@ class YamlLimits:
     max_depth: int = 64  # a config nests about 7 deep; JSON Schema's own documents rarely pass 20
     max_aliases: int = 10_000
     max_alias_nodes: int = 100_000  # nodes all aliases together may copy into the document
+    # Characters of text all aliases together may copy in.  The loader sets it to the file size limit: an expanded
+    # document is then at most twice the largest file it accepts written out, whose cost a load is sized for.
+    max_alias_chars: int = DEFAULT_MAX_FILE_BYTES
 
 
 class YamlRefused(Exception):
@@ -61,6 +70,7 @@ class _Open:
     node: yaml.SequenceNode | yaml.MappingNode
     anchor: str | None
     size: int = 1  # nodes in the subtree once expanded
+    text_at: int = 0  # the document's expanded text (characters) when this node opened: its own is the growth since
     height: int = 1  # levels in the subtree once expanded
     sequence: bool = False  # a SequenceNode (else a MappingNode)
     key: yaml.Node | None = None  # a mapping's key waiting for its value
@@ -80,10 +90,11 @@ class _Composer:
         self.loader = loader
         self.limits = limits
         self.resolve: Callable[[type[yaml.Node], str | None, Any], str] = yaml.resolver.Resolver().resolve
-        self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}  # anchor → (node, expanded size, expanded height)
+        self.anchors: dict[str, tuple[yaml.Node, int, int, int]] = {}  # anchor → (node, expanded size, height, text)
         self.open_anchors: dict[str, Any] = {}  # anchor → the mark where its node starts
         self.aliases = 0
         self.copied = 0
+        self.copied_chars = 0
         self.stack: list[_Open] = []
         self.root: yaml.Node | None = None
         self.documents = 0
@@ -104,6 +115,7 @@ class _Composer:
         """The loop over events; scalars, the most frequent, are handled first and inline (this loop is the loader's cost)."""
         loader, stack, anchors = self.loader, self.stack, self.anchors
         check, get = loader.check_event, loader.get_event
+        text = 0  # characters of scalar text in the document so far, aliases expanded (a local: counted per scalar)
         while check():
             event = get()
             kind = type(event)
@@ -112,9 +124,10 @@ class _Composer:
                 if tag is None or tag == "!":
                     tag = self._resolve_plain(event.value) if event.implicit[0] else self.resolve(yaml.ScalarNode, event.value, event.implicit)
                 scalar = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style or None)  # libyaml: "" for plain
+                text += len(event.value)
                 if event.anchor is not None:
                     self._check_anchor(event)
-                    anchors[event.anchor] = (scalar, 1, 1)
+                    anchors[event.anchor] = (scalar, 1, 1, len(event.value))
                 if stack:
                     self._attach(scalar, 1, 1)
                 else:
@@ -124,15 +137,16 @@ class _Composer:
                 done.node.end_mark = event.end_mark
                 if done.anchor is not None:
                     del self.open_anchors[done.anchor]
-                    anchors[done.anchor] = (done.node, done.size, done.height)
+                    anchors[done.anchor] = (done.node, done.size, done.height, text - done.text_at)
                 if stack:
                     self._attach(done.node, done.size, done.height)
                 else:
                     self.root = done.node
             elif kind is SequenceStartEvent or kind is MappingStartEvent:
-                self._open(event)
+                self._open(event, text)
             elif kind is AliasEvent:
-                node, size, height = self._alias(event, len(stack) + 1)
+                node, size, height, chars = self._alias(event, len(stack) + 1)
+                text += chars
                 if stack:
                     self._attach(node, size, height)
                 else:
@@ -147,7 +161,7 @@ class _Composer:
         if event.anchor in self.anchors or event.anchor in self.open_anchors:
             raise YamlRefused(event.start_mark, f"duplicate anchor &{event.anchor}", "give each anchor its own name")
 
-    def _open(self, event: Any) -> None:  # a SequenceStartEvent or MappingStartEvent
+    def _open(self, event: Any, text: int) -> None:  # a SequenceStartEvent or MappingStartEvent
         if len(self.stack) + 1 > self.limits.max_depth:
             raise YamlRefused(event.start_mark, f"nesting is deeper than {self.limits.max_depth} levels", "flatten the document; a config nests about 7 levels")
         kind = yaml.SequenceNode if isinstance(event, SequenceStartEvent) else yaml.MappingNode
@@ -156,9 +170,9 @@ class _Composer:
         if event.anchor is not None:
             self._check_anchor(event)
             self.open_anchors[event.anchor] = event.start_mark
-        self.stack.append(_Open(node, event.anchor, sequence=kind is yaml.SequenceNode))
+        self.stack.append(_Open(node, event.anchor, text_at=text, sequence=kind is yaml.SequenceNode))
 
-    def _alias(self, event: Any, depth: int) -> tuple[yaml.Node, int, int]:
+    def _alias(self, event: Any, depth: int) -> tuple[yaml.Node, int, int, int]:
         name = event.anchor
         if name in self.open_anchors:
             line = self.open_anchors[name].line + 1
@@ -168,7 +182,7 @@ class _Composer:
         self.aliases += 1
         if self.aliases > self.limits.max_aliases:
             raise YamlRefused(event.start_mark, f"more than {self.limits.max_aliases} aliases", "write the repeated values out, or share fewer of them")
-        node, size, height = self.anchors[name]
+        node, size, height, chars = self.anchors[name]
         self.copied += size
         if self.copied > self.limits.max_alias_nodes:
             raise YamlRefused(
@@ -176,9 +190,17 @@ class _Composer:
                 f"aliases expand to more than {self.limits.max_alias_nodes} nodes (alias *{name} alone copies {size})",
                 "aliases that nest other aliases multiply; share smaller parts or write them out",
             )
+        self.copied_chars += chars
+        if self.copied_chars > self.limits.max_alias_chars:
+            raise YamlRefused(
+                event.start_mark,
+                f"aliases expand to more than {self.limits.max_alias_chars:,} characters of text (alias *{name} alone copies {chars:,})",
+                "aliases may copy in at most as much text as a config file may hold: write a long value once, "
+                f"or raise the file size limit with --config-max-bytes or {MAX_BYTES_ENV}",
+            )
         if depth - 1 + height > self.limits.max_depth:
             raise YamlRefused(event.start_mark, f"alias *{name} nests deeper than {self.limits.max_depth} levels", "flatten the anchored node")
-        return node, size, height
+        return node, size, height, chars
 
     def _attach(self, node: yaml.Node, size: int, height: int) -> None:
         parent = self.stack[-1]
