@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from searchd.config import load_spec
+from searchd.config.fastload import FAST_MIN_BYTES
 from searchd.config.loader import parse_yaml
 from searchd.config.yamlsafe import MAX_BYTES_ENV, YamlLimits
 from searchd.modules import default_registry
@@ -80,3 +81,28 @@ def test_standard_collection_tags_are_plain_collections(write_config: WriteConfi
     config = write_config("collections: !!seq\n  - !!map {name: Article, properties: ! [{name: title, type: TEXT}]}\n")
     spec = load_spec(config, default_registry(), environ={})
     assert [(c.name, [p.name for p in c.properties]) for c in spec.collections] == [("Article", ["title"])]
+
+
+def padded(text: str) -> str:
+    """``text`` with comment lines after it, to the size from which a file is first read fast (rapidyaml)."""
+    return text + "# padding\n" * (FAST_MIN_BYTES // 10 + 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        # The checker's deep_block.yaml: 1,000 mappings, each a key deeper (a 1 MB file).
+        pytest.param("".join("  " * i + f"k{i}:\n" for i in range(1000)) + "  " * 1000 + "end\n", 65, 129, id="block"),
+        pytest.param(padded("- " * 100 + "x\n"), 1, 129, id="compact-sequences"),
+        pytest.param(padded("a: " + "{b: " * 100 + "1" + "}" * 100 + "\n"), 1, 256, id="flow"),
+    ],
+)
+def test_rapidyaml_says_nothing_on_stderr_of_a_file_nested_too_deep(
+    write_config: WriteConfig, capfd: pytest.CaptureFixture[str], text: str, line: int, column: int
+) -> None:
+    config = write_config(text)
+    assert config.stat().st_size >= FAST_MIN_BYTES  # a file the fast reading would take
+    issue = only_issue(config)
+    assert (issue.line, issue.column, issue.message) == (line, column, "nesting is deeper than 64 levels"), issue.render()
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")

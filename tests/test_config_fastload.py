@@ -51,6 +51,10 @@ PLAIN = {
     # A digit before an `e` in a string: json (with its hook on exponents) reads the JSON, not orjson; the same data.
     "exponent-like text": HEAD + "    description: model 1e5x, build 2E3 and .e\n" + VECTOR,
     "brackets before a comment": HEAD + "    vectors: {v: {vectorizer: {module: text2vec-hash, dimensions: 64}, index: {type: flat}}}  # [x] {y} z\n",
+    # Indented 4 columns a level, vectors 6 levels down: within the bound on nesting taken before rapidyaml reads.
+    "four-column indentation": "collections:\n    -   name: Article\n        vectors:\n            v:\n                vectorizer:\n"
+    "                    module: text2vec-hash\n                    dimensions: 64\n",
+    "compact items": HEAD + "      - name: body\n        type: TEXT\n" + VECTOR,
     "array type and flow ends": HEAD + '      - {name: tags, type: "TEXT[]"}\n      - {name: more, type: \'TEXT[]\'}\n' + VECTOR + "    invertedIndex: {stopwords: {additions: [a]}}\n",
 }
 
@@ -105,6 +109,9 @@ NOT_PLAIN = {
     "backslash": HEAD + '    description: "a\\tb\\u00e9"\n' + VECTOR,
     "top-level list": "- a\n- b\n",
     "deep": "x: " + "[" * 64 + "]" * 64 + "\n",
+    # Deeper than the bound taken before rapidyaml reads can vouch for (its emitter writes on stderr past 64 levels).
+    "deep block": "".join("  " * i + f"k{i}:\n" for i in range(40)) + "  " * 40 + "end\n",
+    "chained items": "- " * 40 + "x\n",
     "malformed": HEAD + "    description: [unclosed\n",
     "bad indentation": HEAD + "   vectors:\n",
     "empty": "",

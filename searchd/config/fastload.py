@@ -16,7 +16,9 @@ exact loader reads the file, unless the file keeps to a plain subset where the t
 - no number in exponent form, and no string (key or value) that PyYAML would read as a bool,
   null, number, timestamp or merge key if it was unquoted (``_SAFE_SCHEMA``, checked in Rust);
 - no duplicate key (JSON would keep the last one silently; PyYAML's loader reports it);
-- nesting within ``YamlLimits.max_depth``; a ``${VAR}`` that is set and reads as a string.
+- nesting within ``YamlLimits.max_depth``, bounded before rapidyaml reads the file (``_nesting_within``: its
+  emitter stops at 64 levels and writes its own error to stderr, which its API cannot silence);
+  a ``${VAR}`` that is set and reads as a string.
 
 A collections list whose items repeat whole entries (a generated config) is folded first (``repeats.py``):
 each repeated entry is parsed and checked once, and shared by the collections that repeat it.
@@ -86,7 +88,7 @@ def _plain_source(raw: bytes) -> bool:
             if (at == 0 or raw[at - 1] in _TOKEN_START) and not _in_comment(raw, at):
                 return False
             at = raw.find(indicator, at + 1)
-    return _brackets_close_flows(raw)
+    return _brackets_close_flows(raw) and _nesting_within(raw, YamlLimits().max_depth)
 
 
 # The bytes that may follow a closing bracket at once, and the quotes that may when the bracket closes `[]`.
@@ -109,6 +111,30 @@ def _dot_tokens(raw: bytes) -> bool:
         return True
     lines = dots[(before == ord("\n")) & (dots + 2 < len(raw))]
     return bool(((data[lines + 1] == ord(".")) & (data[lines + 2] == ord("."))).any())
+
+
+# bytes.translate with these, in C: the first keeps only brackets, the second reads every dash as a space.
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_DASH_AS_SPACE = bytes(range(256)).replace(b"-", b" ")
+
+
+def _nesting_within(raw: bytes, limit: int) -> bool:
+    """Whether the file surely nests at most ``limit`` collections deep (counting the root), from its lines' starts and
+    its brackets: a few passes in C.  A false alarm only costs the exact reading, which says where it is too deep.
+
+    A block collection starts where a line's content does, or after a ``- `` on its line (``- k: v``, ``- - a``): at a
+    column no further than the run of spaces and dashes that starts its line.  Along a chain of nested block
+    collections each starts at a greater column than the one holding it, except a sequence that is a mapping's value,
+    which may stand at its key's column: so with every such run within ``reach`` columns, block nesting is at most
+    2 x (reach + 1).  Flow collections nest inside it at most as deep as the brackets do (counted in strings too).
+    """
+    brackets = np.frombuffer(raw.translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    flow = int(np.cumsum(np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)).max()) if brackets.size else 0
+    reach = (limit - flow) // 2 - 1  # a config indented 2 (or 4) columns a level passes up to 30 columns, 15 levels
+    if reach < 0:
+        return False
+    runs, past = raw.translate(_DASH_AS_SPACE), b" " * (reach + 1)
+    return not runs.startswith(past) and b"\n" + past not in runs
 
 
 def _brackets_close_flows(raw: bytes) -> bool:
