@@ -1,5 +1,6 @@
 """Config files that pass the loader's node limits but would still cost the server (issue #13, the independent check):
-a long string aliased many times, tags on collections, and nesting that rapidyaml would complain of on stderr."""
+a long string aliased many times, tags on collections, nesting that rapidyaml would complain of on stderr, and a
+character YAML refuses (located, not `in "<unicode string>", position N`)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,12 @@ def test_rapidyaml_says_nothing_on_stderr_of_a_file_nested_too_deep(
     assert (issue.line, issue.column, issue.message) == (line, column, "nesting is deeper than 64 levels"), issue.render()
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\ufffe"])
+def test_a_character_yaml_refuses_is_located(write_config: WriteConfig, character: str) -> None:
+    config = write_config(f"collections:\n  - name: A{character}b\n")
+    assert only_issue(config).render() == (
+        f"{config}:2:12: <root>: malformed YAML: the non-printable character #x{ord(character):04x} is not allowed"
+        ' (remove it, or write it escaped in a double-quoted string ("\\x07", "\\u0007"))'
+    )

@@ -249,6 +249,11 @@ def parse_yaml(
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"malformed YAML: {exc.problem or exc.context}"
         return None, [ConfigIssue(file, line, column, "", message, "fix the YAML syntax at this position")]
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses: it has a position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        message = f"malformed YAML: the non-printable character #x{exc.character:04x} is not allowed"
+        return None, [ConfigIssue(file, line, column, "", message, 'remove it, or write it escaped in a double-quoted string ("\\x07", "\\u0007")')]
     except yaml.YAMLError as exc:
         return None, [ConfigIssue(file, 1, 1, "", f"malformed YAML: {exc}", "fix the YAML syntax")]
     if node is None:
