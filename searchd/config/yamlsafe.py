@@ -115,7 +115,9 @@ class _Composer:
         """The loop over events; scalars, the most frequent, are handled first and inline (this loop is the loader's cost)."""
         loader, stack, anchors = self.loader, self.stack, self.anchors
         check, get = loader.check_event, loader.get_event
-        text = 0  # characters of scalar text in the document so far, aliases expanded (a local: counted per scalar)
+        # Characters of scalar text so far, aliases expanded, counted only inside an anchored node (all that is asked
+        # of it: an anchor's text is the growth while it is open); a local, as it is counted per scalar.
+        text, open_anchors = 0, self.open_anchors
         while check():
             event = get()
             kind = type(event)
@@ -124,7 +126,8 @@ class _Composer:
                 if tag is None or tag == "!":
                     tag = self._resolve_plain(event.value) if event.implicit[0] else self.resolve(yaml.ScalarNode, event.value, event.implicit)
                 scalar = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style or None)  # libyaml: "" for plain
-                text += len(event.value)
+                if open_anchors:
+                    text += len(event.value)
                 if event.anchor is not None:
                     self._check_anchor(event)
                     anchors[event.anchor] = (scalar, 1, 1, len(event.value))
@@ -146,7 +149,7 @@ class _Composer:
                 self._open(event, text)
             elif kind is AliasEvent:
                 node, size, height, chars = self._alias(event, len(stack) + 1)
-                text += chars
+                text += chars  # (outside an anchor too: cheaper than asking, and harmless)
                 if stack:
                     self._attach(node, size, height)
                 else:
