@@ -42,6 +42,7 @@ def _validate(args: argparse.Namespace) -> int:
         else:
             for issue in exc.issues:
                 print(issue.render())
+            sys.stdout.flush()  # the errors (stdout, buffered) before the count (stderr), where both reach one terminal or file
             print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
         return 1
     if args.format == "json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -61,6 +62,17 @@ def test_valid_examples_exit_0_with_a_valid_line(capsys: pytest.CaptureFixture[s
 def test_valid_examples_in_json(capsys: pytest.CaptureFixture[str], config: Path) -> None:
     assert main(["validate", str(config), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"valid": True, "errors": []}
+
+
+def test_the_count_comes_after_the_errors_in_one_stream(write_config: WriteConfig) -> None:
+    # Errors go to stdout, the count to stderr: with both on one terminal or file, the count must not land among them.
+    config = write_config(BROKEN)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as a shell pipe or file makes it
+    run = subprocess.run([sys.executable, "-m", "searchd", "validate", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=environ, check=False)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 1
+    assert lines[-1] == f"{len(BROKEN_ERRORS)} error(s) in {config}", run.stdout
+    assert len(lines) == len(BROKEN_ERRORS) + 1 and all(ISSUE_LINE.match(line) for line in lines[:-1]), run.stdout
 
 
 def test_broken_config_prints_one_line_per_error(capsys: pytest.CaptureFixture[str], write_config: WriteConfig) -> None:
