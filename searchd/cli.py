@@ -221,6 +221,7 @@ def _show_plan(args: argparse.Namespace) -> int | None:
         print(where)
         print(plan.render(allow_destructive=allowed))
         if plan.refused(allowed):
+            sys.stdout.flush()  # the plan before its refusal, where both reach one terminal or file
             print(plan.refusal_message(), file=sys.stderr)
     return 2 if plan.refused(allowed) else None
 
