@@ -928,3 +928,18 @@ def test_every_registered_module_offers_what_the_config_checks_read() -> None:
     for module in default_registry().values():
         assert isinstance(module, ModuleCapabilities), module.name
         assert all(isinstance(model, ModelCapabilities) for model in module.models.values()), module.name
+
+
+@pytest.mark.parametrize(
+    ("value", "message", "hint"),
+    [
+        ("2024-01-01", "2024-01-01 reads as a date in YAML, not as a string", "quote it to make it a string: '2024-01-01'"),
+        ("2024-01-01 10:00:00", "2024-01-01T10:00:00 reads as a date in YAML, not as a string", "quote it to make it a string: '2024-01-01T10:00:00'"),
+        ("!!binary aGVsbG8=", "this !!binary value reads as bytes in YAML, not as a string", "remove the !!binary tag and write the value itself"),
+    ],
+)
+def test_a_value_yaml_reads_as_a_date_or_bytes_is_worded_as_written(write_config: WriteConfig, value: str, message: str, hint: str) -> None:
+    # YAML 1.1 types an unquoted date, and !!binary: the error says so in YAML's terms, not with a Python repr.
+    path = write_config(f"collections:\n  - name: A\n    description: {value}\n    properties:\n      - {{name: t, type: TEXT}}\n")
+    [issue] = issues_of(path)
+    assert (issue.path, issue.line, issue.column, issue.message, issue.hint) == ("collections[0].description", 3, 18, message, hint)

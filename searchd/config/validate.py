@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -165,6 +166,16 @@ def schema_issues(data: Any, locator: Locator) -> list[tuple[PathKey, ConfigIssu
             if error.instance == "":
                 continue  # a literal secret was already reported by the loader, which blanked it
             issues.append((path, locator.issue(path, f"the value does not pass the schema's '{error.validator}' rule", "keys declared here must be at least 16 characters")))
+            continue
+        if error.validator == "type" and isinstance(error.instance, (dt.date, bytes)):
+            # YAML 1.1 reads an unquoted 2024-01-01 as a date, and !!binary as bytes: say so, not with a Python repr.
+            wanted = " or ".join(error.validator_value) if isinstance(error.validator_value, list) else error.validator_value
+            if isinstance(error.instance, dt.date):
+                written = error.instance.isoformat()
+                message, hint = f"{written} reads as a date in YAML, not as a {wanted}", f"quote it to make it a string: '{written}'"
+            else:
+                message, hint = f"this !!binary value reads as bytes in YAML, not as a {wanted}", "remove the !!binary tag and write the value itself"
+            issues.append((path, locator.issue(path, message, hint)))
             continue
         if error.validator == "type" and non_finite(error.instance):
             issues.append((path, locator.issue(path, f"{error.instance} is not a finite number", "NaN and infinity are not allowed here; write a finite number, e.g. 1.2")))
