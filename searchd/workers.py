@@ -45,6 +45,11 @@ def _settle(future: asyncio.Future[T], value: T | None, error: BaseException | N
         future.set_result(value)  # type: ignore[arg-type]
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Thread:
     """One worker thread and the queue its next job arrives on (None: end)."""
 
@@ -69,6 +74,10 @@ class WorkerThreads:
         """``work()`` in a worker thread, in a copy of the caller's context."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
+        # Marked retrieved whatever becomes of the caller: one cancelled meanwhile (a query past its queryTimeout, or
+        # cancelled again while it waits below) is gone, and asyncio would log "Future exception was never retrieved"
+        # with a traceback when ``done`` is freed.  A caller still waiting gets the error all the same.
+        done.add_done_callback(_retrieved)
         self._submit((loop, done, contextvars.copy_context(), work))
         try:
             # Shielded: a cancelled caller must not cancel ``done``, which reports when the thread is free again.
@@ -78,11 +87,6 @@ class WorkerThreads:
                 # anyio cancels a task again at every await while its scope is cancelled: shield the wait.
                 with anyio.CancelScope(shield=True):
                     await asyncio.wait([done])
-            if not done.cancelled():
-                # Retrieved, or asyncio logs "Future exception was never retrieved" with a traceback when it is freed
-                # (shield let go of it when the caller was cancelled): the caller is gone, its error (mostly the same
-                # queryTimeout the caller was cancelled for) is reported by whoever cancelled it.
-                done.exception()
             raise
 
     def _submit(self, job: _Job) -> None:
